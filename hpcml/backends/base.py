@@ -1,0 +1,56 @@
+"""The backend contract: start, run chunks, stop. Nothing else.
+
+Backends know nothing of retries, timeouts, progress or the store layout: the runner does.
+``run`` yields a :class:`ChunkResult` per chunk as each finishes; a failure (even a dead
+worker) is a value, never an exception that ends the run.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterable, Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+from ..tasks import ChunkResult, WorkOrder
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    # Options beyond name/workers/chunk_size, validated with the spec.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Workers can write into the run directory (shared filesystem); else records come back.
+    shares_filesystem: ClassVar[bool] = True
+    # Workers share the driver's memory (threads): data needs no loading per worker.
+    shares_memory: ClassVar[bool] = False
+
+    def __init__(self, workers: int | None = None, options: dict[str, Any] | None = None):
+        self.options = self.Options(**(options or {}))
+        self._workers = workers
+
+    @property
+    def workers(self) -> int:
+        return self._workers or os.cpu_count() or 1
+
+    def start(self, job_json: str) -> None:
+        """Bring workers up; ``job_json`` lets them load the job's data ahead of the first chunk."""
+
+    @abstractmethod
+    def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
+        ...
+
+    def stop(self) -> None:
+        """Release workers and anything ``start`` created."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.workers} workers)"
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,79 @@
+"""Local processes: a process pool on this machine (the laptop backend)."""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Iterable, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..tasks import ChunkResult, WorkOrder, execute_chunk
+from .base import Backend
+
+
+class LocalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # forkserver: fast worker start without forking a driver that may hold threads (torch, BLAS).
+    start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
+
+
+def _warm_worker(job_json: str) -> None:
+    """Pool initializer: load the job and its data once, before the first chunk arrives."""
+    from ..data import load_dataset
+    from ..tasks import _job_and_tasks
+
+    try:
+        job, _ = _job_and_tasks(job_json)
+        load_dataset(job)
+    except Exception:
+        pass  # the chunk itself reports the error as task failures
+
+
+class LocalBackend(Backend):
+    name = "local"
+    Options = LocalOptions
+
+    def __init__(self, workers=None, options=None):
+        super().__init__(workers, options)
+        self._pool: ProcessPoolExecutor | None = None
+        self._job_json: str | None = None
+
+    def start(self, job_json: str) -> None:
+        self._job_json = job_json
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        ctx = mp.get_context(self.options.start_method)
+        if self.options.start_method == "forkserver":
+            ctx.set_forkserver_preload(["hpcml.tasks", "hpcml.data", "hpcml.spec"])
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_warm_worker,
+                                   initargs=(self._job_json,))
+
+    def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
+        assert self._pool is not None, "start() first"
+        pending = {self._pool.submit(execute_chunk, order): order for order in orders}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                order = pending.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    # A worker died (killed, segfault, out of memory). The pool cannot tell
+                    # which chunk it held, so every unfinished chunk is reported lost and a
+                    # fresh pool serves later rounds (the runner's retries rerun them).
+                    yield ChunkResult.lost(order.chunk, "worker process died")
+                    for other in pending.values():
+                        yield ChunkResult.lost(other.chunk, "worker process died")
+                    pending.clear()
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+                    break
+                except Exception as err:  # unpicklable result and the like
+                    yield ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,160 @@
+"""Data sources -> :class:`Dataset`, loaded once per process and cached.
+
+Workers receive only the (small) data spec and load the data themselves, so a task never
+carries the data with it. Every problem is a :class:`SpecError` naming field and value.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SpecError
+from .models.base import Dataset
+from .spec import DataSpec
+
+SKLEARN_SETS = ("diabetes", "iris", "breast_cancer", "wine", "digits", "linnerud")
+SYNTHETIC = ("regression", "classification", "blobs", "lowrank")
+
+
+def _sklearn_frame(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    import sklearn.datasets as skd
+
+    if name not in SKLEARN_SETS:
+        raise SpecError.one("data.source", f"sklearn:{name}", f"unknown sklearn data set; choose one of {', '.join(SKLEARN_SETS)}")
+    bunch = getattr(skd, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    meta: dict[str, Any] = {}
+    if name == "digits":
+        meta["image_shape"] = (1, 8, 8)
+        meta["scale"] = 16.0  # pixel values 0..16 -> [0, 1]
+    return frame, meta
+
+
+def _synthetic_frame(kind: str, options: dict[str, Any]) -> pd.DataFrame:
+    import sklearn.datasets as skd
+
+    opts = dict(options)
+    seed = opts.pop("seed", 0)
+    n = opts.pop("n_samples", 1000)
+    p = opts.pop("n_features", 10)
+    for field, value in (("n_samples", n), ("n_features", p)):
+        if not isinstance(value, int) or value < 1:
+            raise SpecError.one(f"data.options.{field}", value, "must be a positive integer")
+    try:
+        if kind == "regression":
+            X, y = skd.make_regression(n_samples=n, n_features=p, random_state=seed, noise=opts.pop("noise", 1.0), **opts)
+        elif kind == "classification":
+            X, y = skd.make_classification(n_samples=n, n_features=p, random_state=seed, **opts)
+        elif kind == "blobs":
+            X, y = skd.make_blobs(n_samples=n, n_features=p, random_state=seed, **opts)
+        elif kind == "lowrank":
+            X = skd.make_low_rank_matrix(n_samples=n, n_features=p, random_state=seed, **opts)
+            y = np.zeros(n)
+        else:
+            raise SpecError.one("data.source", f"synthetic:{kind}", f"unknown generator; choose one of {', '.join(SYNTHETIC)}")
+    except TypeError as err:
+        raise SpecError.one("data.options", options, str(err)) from None
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame["y"] = y
+    return frame
+
+
+def _file_frame(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise SpecError.one("data.source", str(path), "file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim != 2:
+                raise SpecError.one("data.source", str(path), f"a .npy source must be 2-D, found shape {arr.shape}")
+            return pd.DataFrame(arr, columns=[f"x{j}" for j in range(arr.shape[1])])
+    except SpecError:
+        raise
+    except Exception as err:  # a corrupt file: say which and why, in one line
+        raise SpecError.one("data.source", str(path), f"cannot read: {type(err).__name__}: {err}".splitlines()[0]) from None
+    raise SpecError.one("data.source", str(path), "unsupported file type; use .csv, .parquet or .npy")
+
+
+def read_frame(spec: DataSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    source = spec.source
+    if source.startswith("sklearn:"):
+        return _sklearn_frame(source.split(":", 1)[1])
+    if source.startswith("synthetic:"):
+        return _synthetic_frame(source.split(":", 1)[1], spec.options), {}
+    return _file_frame(Path(source)), {}
+
+
+def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | None, needs_target: bool,
+                     meta: dict[str, Any] | None = None) -> Dataset:
+    meta = dict(meta or {})
+    if frame.shape[0] == 0:
+        raise SpecError.one("data.source", spec.source, "the data has no rows")
+    target = spec.target
+    if target is not None and target not in frame.columns:
+        raise SpecError.one("data.target", target, f"unknown column; available: {', '.join(map(str, frame.columns))}")
+    if features is None:
+        features = [c for c in frame.columns if c != target]
+    unknown = [f for f in features if f not in frame.columns]
+    if unknown:
+        raise SpecError.one("model.features", unknown[0], f"unknown column; available: {', '.join(map(str, frame.columns))}")
+    if target is not None and target in features:
+        raise SpecError.one("model.features", target, "the target cannot also be a feature")
+    if len(set(features)) != len(features):
+        dup = next(f for f in features if features.count(f) > 1)
+        raise SpecError.one("model.features", dup, "listed twice")
+    for col in features:
+        if not pd.api.types.is_numeric_dtype(frame[col]):  # bools count as numeric (0/1)
+            raise SpecError.one("model.features", col, f"column is not numeric (dtype {frame[col].dtype})")
+    used = features + ([target] if target is not None and needs_target else [])
+    nan_rows = frame[used].isna()
+    if nan_rows.to_numpy().any():
+        if spec.dropna:
+            frame = frame.loc[~nan_rows.any(axis=1)]
+        else:
+            col = nan_rows.sum().idxmax()
+            count = int(nan_rows[col].sum())
+            raise SpecError.one("data.source", spec.source, f"column {col!r} has {count} missing/NaN values (set data.dropna: true to drop those rows)")
+    X = np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64))
+    if not np.isfinite(X).all():
+        bad = features[int(np.nonzero(~np.isfinite(X).all(axis=0))[0][0])]
+        raise SpecError.one("model.features", bad, "column has infinite values")
+    if "scale" in meta:
+        X = X / meta.pop("scale")
+    y, classes = None, None
+    if target is not None and needs_target:
+        col = frame[target]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            y = col.to_numpy(dtype=np.float64)
+        else:
+            codes, uniques = pd.factorize(col, sort=True)
+            y, classes = codes.astype(np.float64), list(uniques)
+    return Dataset(X=X, y=y, features=[str(f) for f in features], target=target,
+                   image_shape=meta.pop("image_shape", None), classes=classes, meta=meta)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(spec_json: str, features_json: str, needs_target: bool) -> Dataset:
+    spec = DataSpec.model_validate_json(spec_json)
+    features = json.loads(features_json)
+    if spec.source.startswith("idx:"):
+        from .images import load_image_source
+
+        return load_image_source(spec.source, spec.options)
+    frame, meta = read_frame(spec)
+    return frame_to_dataset(frame, spec, features, needs_target, meta)
+
+
+def load_dataset(job) -> Dataset:
+    """The job's data, cached per process (workers call this once, then reuse it)."""
+    spec = job.spec
+    return _load_cached(spec.data.model_dump_json(), json.dumps(spec.model.features), job.model.needs_target)

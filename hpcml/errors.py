@@ -1,0 +1,28 @@
+"""Errors a user can act on: each problem names the field, the bad value and what is wrong."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SpecError(Exception):
+    """Bad input (spec, data, parameters, files). The CLI prints one line per problem, exit 2."""
+
+    def __init__(self, problems: list[tuple[str, Any, str]]):
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    @classmethod
+    def one(cls, field: str, value: Any, message: str) -> "SpecError":
+        return cls([(field, value, message)])
+
+    def lines(self) -> list[str]:
+        return [f"{field}: {message} (got {_short(value)})" for field, value, message in self.problems]
+
+
+class RunFailed(Exception):
+    """Some tasks failed after their retries; the run directory holds what finished."""

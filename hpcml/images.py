@@ -1,0 +1,184 @@
+"""Image data sources: IDX files (MNIST / Fashion-MNIST layout) as a ``Dataset``.
+
+The IDX format is a 4-byte magic (0, 0, dtype code, ndim), ndim big-endian uint32 dims,
+then the array in big-endian C order. We check every part of that header against the file
+length, so a truncated download fails loudly instead of training on garbage.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcml.models.base import Dataset
+
+# IDX dtype codes -> big-endian numpy dtypes.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {dt.newbyteorder(">").str: code for code, dt in IDX_DTYPES.items()}
+
+# Standard file stems of the MNIST family; each may be gzipped or raw.
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as e:  # gzip truncation/corruption surfaces as these
+        raise ValueError(f"{path}: cannot read ({e})") from e
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (``.gz`` or raw) into a native-endian array, validating the header."""
+    path = Path(path)
+    buf = _read_bytes(path)
+    if len(buf) < 4:
+        raise ValueError(f"{path}: too short for an IDX header ({len(buf)} bytes)")
+    if buf[0] != 0 or buf[1] != 0:
+        raise ValueError(f"{path}: bad magic number {buf[:4].hex()} (expected 0000xxyy)")
+    code, ndim = buf[2], buf[3]
+    if code not in IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise ValueError(f"{path}: truncated header ({len(buf)} bytes, need {header} for {ndim} dims)")
+    dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_DTYPES[code]
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(buf) != expected:
+        what = "truncated" if len(buf) < expected else "trailing bytes"
+        raise ValueError(f"{path}: {what}: {len(buf)} bytes, dims {dims} x {dtype.itemsize} B need {expected}")
+    arr = np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``)."""
+    path = Path(path)
+    arr = np.asarray(array)
+    code = _CODES.get(arr.dtype.newbyteorder(">").str)
+    if code is None:
+        raise ValueError(f"{path}: dtype {arr.dtype} has no IDX code")
+    head = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    data = head + np.ascontiguousarray(arr, dtype=IDX_DTYPES[code]).tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: neither {stem}.gz nor {stem} found")
+
+
+def load_idx_dataset(directory: str | os.PathLike, kind: str = "train", limit: int | None = None) -> Dataset:
+    """Images and labels of one split (``train`` or ``t10k``) as a Dataset.
+
+    X is float64 (n, h*w) scaled to [0, 1]; ``image_shape`` is (1, h, w); classes 0..9.
+    """
+    if kind not in IDX_NAMES:
+        raise ValueError(f"kind must be one of {sorted(IDX_NAMES)}, got {kind!r}")
+    directory = Path(directory)
+    img_path, lab_path = (_find(directory, s) for s in IDX_NAMES[kind])
+    images, labels = read_idx(img_path), read_idx(lab_path)
+    if images.ndim != 3:
+        raise ValueError(f"{img_path}: expected 3 dims (n, rows, cols), got {images.shape}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{lab_path}: {labels.shape[0]} labels for {images.shape[0]} images in {img_path.name}")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    n, h, w = images.shape
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    X = np.ascontiguousarray(images.reshape(n, h * w), dtype=np.float64) / scale
+    return Dataset(
+        X=X,
+        y=labels.astype(np.int64),
+        features=[f"px{i}" for i in range(h * w)],
+        target="label",
+        image_shape=(1, h, w),
+        classes=list(range(10)),
+        meta={"source": f"idx:{directory}", "split": kind, "files": [str(img_path), str(lab_path)]},
+    )
+
+
+def _opt(options: Any, key: str) -> Any:
+    if options is None:
+        return None
+    if isinstance(options, Mapping):
+        return options.get(key)
+    return getattr(options, key, None)
+
+
+def load_image_source(source: str, options: Any = None) -> Dataset:
+    """``idx:<dir>`` -> train split as X/y with the t10k split as ``.test``.
+
+    ``options`` (mapping or object) may carry ``limit`` (first N train rows) and
+    ``test_limit``. ``sklearn:digits`` is handled by the core data loaders.
+    """
+    scheme, _, rest = source.partition(":")
+    if scheme != "idx" or not rest:
+        raise ValueError(f"unsupported image source {source!r} (expected idx:<directory>)")
+    directory = Path(rest).expanduser()
+    data = load_idx_dataset(directory, "train", limit=_opt(options, "limit"))
+    try:
+        data.test = load_idx_dataset(directory, "t10k", limit=_opt(options, "test_limit"))
+    except FileNotFoundError:
+        data.test = None  # a train-only directory is still usable
+    return data
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_with_checksum(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` unless it is already there with the right SHA-256.
+
+    Downloads into a temp file in dest's directory and renames only after the checksum
+    matches, so a partial or tampered file never appears under ``dest``.
+    """
+    dest = Path(dest)
+    want = sha256.lower()
+    if dest.is_file() and sha256_file(dest) == want:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, out)
+        got = sha256_file(tmp)
+        if got != want:
+            raise ValueError(f"{url}: checksum mismatch for {dest.name}: got sha256 {got}, expected {want}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest

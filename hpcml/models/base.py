@@ -1,0 +1,117 @@
+"""The contract every model kind fulfils, and the registry the job spec validates against.
+
+A model kind is plain numerical code: it imports no backend and knows nothing of plans.
+Plans (bootstrap, cv, sweep, ...) call ``fit`` with observation weights and a seeded
+``numpy.random.Generator``, then ``outputs`` and ``score`` to turn the fit into a flat record
+of scalars (one Parquet column each).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class ModelParams(BaseModel):
+    """Base for each kind's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Dataset:
+    """A design matrix in memory, loaded once per worker process.
+
+    ``X`` is float64 (n, p) C-contiguous; ``y`` is None for unsupervised kinds.
+    ``image_shape`` is set for image data (rows of X are flattened images).
+    ``test`` is a separate held-out set when the source ships one (e.g. IDX test files).
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    features: list[str]
+    target: str | None = None
+    image_shape: tuple[int, ...] | None = None
+    classes: list[Any] | None = None
+    test: "Dataset | None" = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+
+@dataclass
+class FitContext:
+    """What a fit may use besides the data: its seeded generator, threads, a scratch dir."""
+
+    rng: np.random.Generator
+    threads: int = 1
+    scratch: Any = None  # pathlib.Path of the task's artifact directory, or None
+    log: Any = None  # logging.Logger
+
+
+class ModelKind(ABC):
+    """One model family. Subclasses set ``name`` and ``Params`` and register themselves."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[ModelParams]]
+    needs_target: ClassVar[bool] = True
+    # "regression" or "classification" for supervised kinds; decides the default metric.
+    task_type: ClassVar[str] = "regression"
+
+    def check(self, params: ModelParams, data: Dataset) -> list[tuple[str, Any, str]]:
+        """Problems of (params, data) found before any task runs: (field, value, message)."""
+        return []
+
+    @abstractmethod
+    def fit(self, params: ModelParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> Any:
+        """Fit on ``data`` with observation ``weights`` (None = all ones; 0 = left out)."""
+
+    @abstractmethod
+    def outputs(self, params: ModelParams, fitted: Any, data: Dataset) -> dict[str, float]:
+        """The fit as a flat dict of scalars (coefficients, inertia, variance ratios...)."""
+
+    @abstractmethod
+    def score(self, params: ModelParams, fitted: Any, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
+        """Metrics of the fit on the rows selected by boolean ``mask`` (None = all rows)."""
+
+    # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
+    cheap_refit: ClassVar[bool] = True
+    # The metric a sweep ranks by, and whether larger is better.
+    primary_metric: ClassVar[str] = "r2"
+    greater_is_better: ClassVar[bool] = True
+
+
+MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_model(cls: type[ModelKind]) -> type[ModelKind]:
+    MODEL_KINDS[cls.name] = cls()
+    return cls
+
+
+def get_model(name: str) -> ModelKind:
+    _load_builtin_models()
+    return MODEL_KINDS[name]
+
+
+def model_names() -> list[str]:
+    _load_builtin_models()
+    return sorted(MODEL_KINDS)
+
+
+def _load_builtin_models() -> None:
+    # Importing the modules registers their kinds; optional ones (torch, R) may be absent.
+    import importlib
+
+    for mod in ("linear", "glm", "cluster", "decomp"):
+        importlib.import_module(f"hpcml.models.{mod}")
+    for mod in ("hpcml.models.nn_kind", "hpcml.r.tasks"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass

@@ -1,0 +1,177 @@
+"""Weighted k-means (k-means++ seeding, Lloyd iterations, best of n_init), and the ``kmeans`` kind.
+
+Distances use ||x||^2 - 2 x.c + ||c||^2 over row chunks, so memory stays at chunk * k floats
+whatever n is. All randomness comes from the caller's Generator: same state, same result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scipy import sparse
+
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.linear import as_weights, row_mask
+
+_CHUNK_FLOATS = 1 << 22  # ~32 MB of distances per chunk
+
+
+@dataclass
+class KMeansFit:
+    centers: np.ndarray  # (k, p), rows in lexicographic order of their coordinates
+    labels: np.ndarray  # (n,) index into centers (zero-weight rows are assigned too)
+    inertia: float  # weighted sum of squared distances to the assigned center
+    n_iter: int  # Lloyd iterations of the best restart
+    converged: bool
+
+
+def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest center of each row and its squared distance, computed in row chunks."""
+    n, k = X.shape[0], centers.shape[0]
+    labels = np.empty(n, dtype=np.intp)
+    d2 = np.empty(n)
+    c2 = np.einsum("ij,ij->i", centers, centers)
+    step = max(1, _CHUNK_FLOATS // max(k, 1))
+    for s in range(0, n, step):
+        xb = X[s : s + step]
+        dist = (xb @ centers.T) * -2.0
+        dist += c2
+        lab = np.argmin(dist, axis=1)
+        labels[s : s + step] = lab
+        # Exact distance to the chosen center: the expanded form cancels badly near zero.
+        d2[s : s + step] = np.einsum("ij,ij->i", xb - centers[lab], xb - centers[lab])
+    return labels, d2
+
+
+def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ (as scikit-learn): each step keeps the best of 2 + log k D^2 draws."""
+    n, n_trials = X.shape[0], 2 + int(np.log(k))
+    x2 = np.einsum("ij,ij->i", X, X)
+
+    def draw(prob: np.ndarray, size: int) -> np.ndarray:
+        cum = np.cumsum(prob)
+        if not cum[-1] > 0:  # all mass on existing centers: draw among weighted rows
+            cum = np.cumsum(w > 0, dtype=np.float64)
+        idx = np.searchsorted(cum, rng.random(size) * cum[-1], side="right")
+        return np.minimum(idx, n - 1)
+
+    def sqdist(rows: np.ndarray) -> np.ndarray:  # (len(rows), n), clipped at 0
+        d = x2[rows][:, None] - 2.0 * (X[rows] @ X.T) + x2[None, :]
+        return np.maximum(d, 0.0)
+
+    first = draw(w, 1)[0]
+    centers = [first]
+    closest = sqdist(np.array([first]))[0]
+    for _ in range(1, k):
+        cand = draw(w * closest, n_trials)
+        cand_closest = np.minimum(closest, sqdist(cand))
+        best = int(np.argmin(cand_closest @ w))
+        centers.append(cand[best])
+        closest = cand_closest[best]
+    return X[np.array(centers)].copy()
+
+
+def _weighted_means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    onehot = sparse.csr_matrix((w, (labels, np.arange(X.shape[0]))), shape=(k, X.shape[0]))
+    sums = np.asarray(onehot @ X)
+    mass = np.bincount(labels, weights=w, minlength=k)
+    return sums, mass
+
+
+def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, int, bool]:
+    k = centers.shape[0]
+    labels_old = None
+    for it in range(1, max_iter + 1):
+        labels, d2 = assign(X, centers)
+        if labels_old is not None and np.array_equal(labels, labels_old):
+            return centers, it - 1, True  # assignments stable: a fixed point
+        sums, mass = _weighted_means(X, w, labels, k)
+        new = centers.copy()
+        full = mass > 0
+        new[full] = sums[full] / mass[full, None]
+        # An empty cluster restarts at the (weighted) rows farthest from their centers.
+        empty = np.flatnonzero(~full)
+        if empty.size:
+            far = np.argsort(-(d2 * (w > 0)), kind="stable")[: empty.size]
+            new[empty] = X[far]
+        shift = float(np.sum((new - centers) ** 2))
+        centers, labels_old = new, labels
+        if shift <= tol_abs:
+            return centers, it, True
+    return centers, max_iter, False
+
+
+def kmeans(
+    X: Any,
+    k: int,
+    rng: np.random.Generator,
+    weights: Any = None,
+    n_init: int = 10,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> KMeansFit:
+    """Weighted k-means; keeps the restart with the lowest inertia.
+
+    ``tol`` is relative, as in scikit-learn: Lloyd stops when the summed squared center
+    shift is below tol times the mean (weighted) per-feature variance of X.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    w = as_weights(weights, X.shape[0])
+    keep = w > 0
+    Xk, wk = X[keep], w[keep]
+    if k > Xk.shape[0]:
+        raise ValueError(f"k={k} exceeds the number of rows with positive weight ({Xk.shape[0]})")
+    mean = wk @ Xk / wk.sum()
+    tol_abs = tol * float(np.mean(wk @ (Xk - mean) ** 2 / wk.sum()))
+    best = None
+    for _ in range(n_init):
+        init = _kmeanspp(Xk, wk, k, rng)
+        centers, n_iter, conv = _lloyd(Xk, wk, init, max_iter, tol_abs)
+        _, d2 = assign(Xk, centers)
+        inertia = float(wk @ d2)
+        if best is None or inertia < best[0]:  # strict: the first of equals wins
+            best = (inertia, centers, n_iter, conv)
+    inertia, centers, n_iter, conv = best
+    # Canonical order (lexicographic in the coordinates) makes replicates comparable.
+    centers = centers[np.lexsort(centers.T[::-1])]
+    labels, _ = assign(X, centers)
+    return KMeansFit(centers, labels, inertia, n_iter, conv)
+
+
+class KMeansParams(ModelParams):
+    k: int = Field(3, ge=1)
+    n_init: int = Field(10, ge=1)
+    max_iter: int = Field(300, ge=1)
+    tol: float = Field(1e-4, ge=0)
+
+
+@register_model
+class KMeansKind(ModelKind):
+    name = "kmeans"
+    Params = KMeansParams
+    needs_target = False
+    task_type = "clustering"
+    primary_metric = "inertia"
+    greater_is_better = False
+
+    def check(self, params: KMeansParams, data: Dataset) -> list[tuple[str, Any, str]]:
+        if params.k > data.n:
+            return [("model.k", params.k, f"k={params.k} exceeds the number of rows ({data.n})")]
+        return []
+
+    def fit(self, params: KMeansParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> KMeansFit:
+        return kmeans(data.X, params.k, ctx.rng, weights, params.n_init, params.max_iter, params.tol)
+
+    def outputs(self, params: KMeansParams, fitted: KMeansFit, data: Dataset) -> dict[str, float]:
+        out = {"inertia": float(fitted.inertia), "n_iter": float(fitted.n_iter)}
+        for j, c in enumerate(fitted.centers, start=1):
+            out.update({f"center_{j}_{f}": float(v) for f, v in zip(data.features, c)})
+        return out
+
+    def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
+        m = row_mask(mask, data.n)
+        _, d2 = assign(np.ascontiguousarray(data.X[m], dtype=np.float64), fitted.centers)
+        inertia = float(d2.sum())
+        return {"inertia": inertia, "mean_sq_dist": inertia / d2.size if d2.size else float("nan")}

@@ -1,0 +1,179 @@
+"""Ordinary least squares with observation weights, and the ``ols`` model kind.
+
+A bootstrap replicate arrives as a weight vector of counts (``np.bincount`` of the drawn
+indices), never as a resampled copy: the weighted normal equations X'WX b = X'Wy give exactly
+the coefficients of the resampled copy, at the cost of one pass over the data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scipy import linalg
+from scipy.linalg import lapack
+
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+
+# Cholesky is trusted only when the equilibrated Gram matrix is this well conditioned;
+# its error grows like cond(X)^2 * eps, so 1e-6 keeps coefficients ~1e-10 relative.
+RCOND_MIN = 1e-6
+
+
+def as_weights(weights: Any, n: int) -> np.ndarray:
+    """Validated float64 weights of length n (None -> ones)."""
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape[0] != n:
+        raise ValueError(f"weights has length {w.shape[0]}, data has {n} rows")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and >= 0")
+    if not np.any(w > 0):
+        raise ValueError("all weights are zero: no rows to fit")
+    return w
+
+
+def row_mask(mask: Any, n: int) -> np.ndarray:
+    """A boolean row selector (None -> all rows)."""
+    if mask is None:
+        return np.ones(n, dtype=bool)
+    m = np.asarray(mask, dtype=bool).ravel()
+    if m.shape[0] != n:
+        raise ValueError(f"mask has length {m.shape[0]}, data has {n} rows")
+    return m
+
+
+def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Solve G x = b for symmetric positive definite G, or None if G is ill-conditioned.
+
+    Equilibrating by the diagonal first makes the condition test (and the solve) insensitive
+    to the units of the columns.
+    """
+    d = np.sqrt(np.diag(G))
+    if not np.all(d > 0):
+        return None
+    Gs = G / np.outer(d, d)
+    try:
+        c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+    rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
+    if info != 0 or not rcond >= RCOND_MIN:
+        return None
+    return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
+
+
+@dataclass
+class OLSFit:
+    coef: np.ndarray  # intercept first when fit_intercept
+    fit_intercept: bool
+    sigma2: float  # weighted RSS / (n_eff - rank)
+    n_eff: float  # sum of weights (= rows of the resampled copy)
+    rank: int
+    method: str  # "cholesky" or "lstsq"
+
+    @property
+    def intercept(self) -> float:
+        return float(self.coef[0]) if self.fit_intercept else 0.0
+
+    @property
+    def slopes(self) -> np.ndarray:
+        return self.coef[1:] if self.fit_intercept else self.coef
+
+
+def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> OLSFit:
+    """Weighted least squares; equals lstsq on the resampled copy when weights are counts.
+
+    Rank-deficient designs get the minimum-norm solution (R's lm would report NA instead).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
+    w = as_weights(weights, X.shape[0])
+    keep = w > 0  # zero-weight rows contribute nothing; skip their arithmetic
+    Xk, yk, wk = X[keep], y[keep], w[keep]
+    n_eff = float(wk.sum())
+    # Centring by the weighted means removes the intercept column and its collinearity
+    # with the features, which is what keeps the normal equations well conditioned.
+    if fit_intercept:
+        xm = wk @ Xk / n_eff
+        ym = float(wk @ yk / n_eff)
+        Xc, yc = Xk - xm, yk - ym
+    else:
+        Xc, yc = Xk, yk
+    p = X.shape[1]
+    beta = solve_spd(Xc.T @ (Xc * wk[:, None]), Xc.T @ (wk * yc)) if p else np.zeros(0)
+    method, rank = "cholesky", p
+    if beta is None:
+        sw = np.sqrt(wk)
+        beta, _, rank, _ = np.linalg.lstsq(Xc * sw[:, None], yc * sw, rcond=None)
+        method = "lstsq"
+    resid = yc - Xc @ beta
+    rank_tot = int(rank) + int(fit_intercept)
+    dof = n_eff - rank_tot
+    sigma2 = float(wk @ resid**2 / dof) if dof > 0 else float("nan")
+    coef = np.concatenate([[ym - xm @ beta], beta]) if fit_intercept else beta
+    return OLSFit(coef, fit_intercept, sigma2, n_eff, rank_tot, method)
+
+
+def predict(fit: OLSFit, X: Any) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    return X @ fit.slopes + fit.intercept
+
+
+def coef_outputs(coef: np.ndarray, fit_intercept: bool, features: list[str]) -> dict[str, float]:
+    """``coef_(Intercept)`` (R's spelling) then ``coef_<feature>``; shared with logistic."""
+    names = (["(Intercept)"] if fit_intercept else []) + list(features)
+    return {f"coef_{n}": float(c) for n, c in zip(names, coef)}
+
+
+def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
+    if y.size == 0:
+        return {"r2": float("nan"), "rmse": float("nan"), "mse": float("nan")}
+    mse = float(np.mean((y - yhat) ** 2))
+    tss = float(np.mean((y - y.mean()) ** 2))
+    r2 = 1.0 - mse / tss if tss > 0 else float("nan")
+    return {"r2": r2, "rmse": float(np.sqrt(mse)), "mse": mse}
+
+
+class OLSParams(ModelParams):
+    fit_intercept: bool = True
+
+
+@register_model
+class OLSKind(ModelKind):
+    name = "ols"
+    Params = OLSParams
+    needs_target = True
+    task_type = "regression"
+    primary_metric = "r2"
+    greater_is_better = True
+
+    def check(self, params: OLSParams, data: Dataset) -> list[tuple[str, Any, str]]:
+        problems: list[tuple[str, Any, str]] = []
+        if data.y is None:
+            return [("data.target", data.target, "ols needs a target column")]
+        if not np.issubdtype(np.asarray(data.y).dtype, np.number):
+            problems.append(("data.target", data.target, "ols needs a numeric target"))
+        n_coef = data.X.shape[1] + int(params.fit_intercept)
+        if data.n < n_coef:
+            problems.append(("data", data.n, f"{data.n} rows cannot determine {n_coef} coefficients"))
+        return problems
+
+    def fit(self, params: OLSParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> OLSFit:
+        return fit_ols(data.X, data.y, weights, params.fit_intercept)
+
+    def outputs(self, params: OLSParams, fitted: OLSFit, data: Dataset) -> dict[str, float]:
+        return coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
+
+    def score(self, params: OLSParams, fitted: OLSFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
+        m = row_mask(mask, data.n)
+        y = np.asarray(data.y, dtype=np.float64)[m]
+        return regression_metrics(y, predict(fitted, data.X[m]))

@@ -1,0 +1,192 @@
+"""The ``cnn`` model kind: a network of ``hpcml.models.nn`` trained by ``hpcml.models.train``.
+
+Seeds: three integers drawn from the task's generator, in order: model init, training
+(batch order + dropout), validation split. Same task seed -> same weights, bit for bit,
+for the same torch build and thread count.
+
+Bootstrap weights are observation counts: rows with weight 0 are left out and the rest
+repeated by their (rounded, at least 1) count. The validation split is drawn from the
+distinct rows first, so a duplicated row never sits on both sides.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.nn import ARCHITECTURES, build_model, count_parameters
+from hpcml.models.train import TrainConfig, confusion_matrix, evaluate, predict_log_proba, to_tensors, train
+
+Arch = Literal["fc", "cnn1", "cnn2", "cnn2_dropout", "cnn2_bn", "sdsc_mynet", "alcf_net"]
+assert set(Arch.__args__) == set(ARCHITECTURES)  # keep the Literal in step with the registry
+
+
+@dataclass
+class NNFit:
+    """What ``fit`` returns: a CPU model in eval mode plus its training record."""
+
+    model: torch.nn.Module
+    arch: str
+    image_shape: tuple[int, ...]
+    classes: list[Any]
+    history: list[dict[str, float]]
+    outputs: dict[str, float]
+    confusion: np.ndarray | None = None
+    artifacts: list[str] = field(default_factory=list)
+
+
+def encode_labels(y: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Labels -> class indices 0..K-1 (labels that already are such codes pass through)."""
+    y = np.asarray(y)
+    uniq, inv = np.unique(y, return_inverse=True)
+    pos = {c: i for i, c in enumerate(classes)}
+    if all(u in pos for u in uniq.tolist()):
+        return np.array([pos[u] for u in uniq.tolist()], dtype=np.int64)[inv]
+    if np.issubdtype(y.dtype, np.integer) and uniq.min() >= 0 and uniq.max() < len(classes):
+        return y.astype(np.int64)
+    raise ValueError(f"labels {uniq[:10].tolist()} do not match classes {list(classes)[:10]}")
+
+
+def _rows(weights: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if weights is None:
+        return np.arange(n), np.ones(n, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    idx = np.flatnonzero(w > 0)
+    return idx, np.maximum(np.rint(w[idx]), 1).astype(np.int64)
+
+
+@register_model
+class CNNKind(ModelKind):
+    name = "cnn"
+    needs_target = True
+    task_type = "classification"
+    primary_metric = "accuracy"
+    greater_is_better = True
+
+    class Params(ModelParams):
+        arch: Arch = "cnn1"
+        arch_params: dict[str, Any] = {}
+        optimizer: Literal["sgd", "adam", "adadelta"] = "adam"
+        lr: float = Field(1e-3, gt=0)
+        momentum: float = Field(0.0, ge=0, lt=1)
+        weight_decay: float = Field(0.0, ge=0)
+        epochs: int = Field(5, ge=1)
+        batch_size: int = Field(64, ge=1)
+        step_size: int | None = Field(None, ge=1)
+        gamma: float = Field(0.1, gt=0)
+        val_fraction: float = Field(0.1, ge=0, lt=1)
+        patience: int | None = Field(None, ge=1)
+        device: Literal["auto", "cpu", "cuda"] = "auto"
+        tensorboard: bool = False
+
+    def check(self, params, data: Dataset) -> list[tuple[str, Any, str]]:
+        shape = data.image_shape
+        if shape is None:
+            return [("data", None, "the cnn kind needs image data (a source with image_shape)")]
+        if len(shape) != 3 or int(np.prod(shape)) != data.X.shape[1]:
+            return [("data", shape, f"image_shape {shape} does not match {data.X.shape[1]} columns")]
+        try:
+            build_model(params.arch, shape, max(2, len(data.classes or [])), **params.arch_params)
+        except ValueError as e:
+            return [("arch_params", params.arch_params, str(e))]
+        return []
+
+    def _classes(self, data: Dataset) -> list[Any]:
+        return list(data.classes) if data.classes is not None else np.unique(data.y).tolist()
+
+    def fit(self, params, data: Dataset, weights, ctx: FitContext) -> NNFit:
+        if data.image_shape is None:
+            raise ValueError("the cnn kind needs image data (Dataset.image_shape is None)")
+        shape = tuple(int(s) for s in data.image_shape)
+        classes = self._classes(data)
+        y = encode_labels(data.y, classes)
+        init_seed, train_seed, split_seed = (int(s) for s in ctx.rng.integers(2 ** 63, size=3))
+
+        idx, counts = _rows(weights, data.n)
+        order = np.random.default_rng(split_seed).permutation(len(idx))
+        n_val = min(int(round(params.val_fraction * len(idx))), len(idx) - 1)
+        val_rows = np.sort(idx[order[:n_val]])
+        keep = np.sort(order[n_val:])
+        train_rows = np.repeat(idx[keep], counts[keep])
+
+        with torch.random.fork_rng(devices=[]):  # init from our seed, leave global RNG alone
+            torch.manual_seed(init_seed)
+            model = build_model(params.arch, shape, len(classes), **params.arch_params)
+
+        scratch = Path(ctx.scratch) if ctx.scratch is not None else None
+        cfg = TrainConfig(
+            optimizer=params.optimizer, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay,
+            epochs=params.epochs, batch_size=params.batch_size, step_size=params.step_size, gamma=params.gamma,
+            patience=params.patience, device=params.device, threads=ctx.threads,
+            checkpoint_dir=scratch / "checkpoints" if scratch else None,
+            tensorboard_dir=scratch / "tensorboard" if (scratch and params.tensorboard) else None,
+        )
+        Xt, yt = to_tensors(data.X[train_rows], y[train_rows], shape, "cpu")
+        Xv, yv = to_tensors(data.X[val_rows], y[val_rows], shape, "cpu") if n_val else (None, None)
+        res = train(model, Xt, yt, cfg, train_seed, Xv, yv)
+        model = res.model
+
+        # Held-out score: the source's test split when it has one, else the validation rows.
+        test, cm = None, None
+        if data.test is not None and data.test.y is not None and data.test.n:
+            test = to_tensors(data.test.X, encode_labels(data.test.y, classes), shape, res.device)
+        elif n_val:
+            test = (Xv.to(res.device), yv.to(res.device))
+        ev = evaluate(model, *test) if test is not None else None
+        if ev is not None:
+            cm = confusion_matrix(test[1].cpu().numpy(), ev["pred"], len(classes))
+        model = model.cpu().eval()
+
+        last = res.history[-1]
+        outputs = {
+            "test_accuracy": ev["accuracy"] if ev else float("nan"),
+            "test_loss": ev["loss"] if ev else float("nan"),
+            "train_loss": last["train_loss"],
+            "val_loss": last["val_loss"],
+            "val_accuracy": last["val_accuracy"],
+            "epochs_run": float(res.epochs_run),
+            "best_epoch": float(res.best_epoch),
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in res.history])),
+            "n_parameters": float(count_parameters(model)),
+        }
+        fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm)
+        if scratch is not None:
+            fitted.artifacts = self._write_artifacts(scratch, fitted, ctx)
+        return fitted
+
+    def _write_artifacts(self, scratch: Path, fitted: NNFit, ctx: FitContext) -> list[str]:
+        scratch.mkdir(parents=True, exist_ok=True)
+        hist = scratch / "history.csv"
+        with open(hist, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(fitted.history[0]))
+            w.writeheader()
+            w.writerows(fitted.history)
+        paths = [hist]
+        try:
+            from hpcml.models.nn_plots import write_training_plots
+
+            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, fitted.classes)
+        except Exception as e:  # a plot failure must not lose a finished training
+            if ctx.log is not None:
+                ctx.log.warning("cnn plots failed: %s", e)
+        return [str(p) for p in paths]
+
+    def outputs(self, params, fitted: NNFit, data: Dataset) -> dict[str, float]:
+        return dict(fitted.outputs)
+
+    def score(self, params, fitted: NNFit, data: Dataset, mask) -> dict[str, float]:
+        X, y = (data.X, data.y) if mask is None else (data.X[mask], data.y[mask])
+        if len(X) == 0:
+            return {"accuracy": float("nan"), "log_loss": float("nan")}
+        Xt, yt = to_tensors(X, encode_labels(y, fitted.classes), fitted.image_shape, "cpu")
+        with torch.inference_mode():
+            logp = predict_log_proba(fitted.model, Xt)
+            # Clip as sklearn's log_loss does, so one confident miss can't give inf.
+            nll = -logp.gather(1, yt[:, None]).clamp(min=float(np.log(1e-15)))
+        return {"accuracy": float((logp.argmax(1) == yt).double().mean()), "log_loss": float(nll.double().mean())}

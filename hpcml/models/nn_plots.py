@@ -1,0 +1,99 @@
+"""PNG plots of a training run: loss/accuracy curves, first-layer filters, confusion matrix.
+
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly, so no
+pyplot state or GUI backend is touched in worker processes.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def plot_history(history: Sequence[dict], path: str | Path) -> Path:
+    """Train/validation loss and validation accuracy per epoch."""
+    ep = [h["epoch"] for h in history]
+    fig = Figure(figsize=(9, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss (NLL)", title="Loss")
+    ax1.legend()
+    ax2.plot(ep, [h["val_accuracy"] for h in history], "s-", color="C1")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    return _save(fig, path)
+
+
+def first_layer_filters(model) -> np.ndarray | None:
+    """First Conv2d weights as (k, h, w) (channel 0), or the first Linear's rows as images."""
+    import torch.nn as nn
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.weight.detach().cpu().numpy()[:, 0]
+        if isinstance(m, nn.Linear):
+            w = m.weight.detach().cpu().numpy()
+            side = math.isqrt(w.shape[1])
+            return w.reshape(-1, side, side)[:64] if side * side == w.shape[1] else None
+    return None
+
+
+def plot_filters(model, path: str | Path, max_filters: int = 64) -> Path | None:
+    """Grid of first-layer filters (3x3, 5x5, 9x9 kernels...), each on its own colour scale."""
+    w = first_layer_filters(model)
+    if w is None:
+        return None
+    w = w[:max_filters]
+    cols = min(8, len(w))
+    rows = math.ceil(len(w) / cols)
+    fig = Figure(figsize=(1.2 * cols, 1.2 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, f in zip(axes, w):
+        ax.imshow(f, cmap="gray", interpolation="nearest")
+    fig.suptitle(f"First-layer filters ({w.shape[1]}x{w.shape[2]})")
+    return _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | None = None) -> Path:
+    """Confusion matrix with counts; rows true class, columns prediction."""
+    cm = np.asarray(cm)
+    k = cm.shape[0]
+    names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    fig = Figure(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
+    ax = fig.subplots()
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    thresh = cm.max() / 2 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > thresh else "black")
+    return _save(fig, path)
+
+
+def write_training_plots(directory: str | Path, history, model, cm=None, class_names=None) -> list[Path]:
+    """All plots of one run into ``directory``; returns the paths written."""
+    d = Path(directory)
+    out = [plot_history(history, d / "curves.png")]
+    f = plot_filters(model, d / "filters.png")
+    if f is not None:
+        out.append(f)
+    if cm is not None:
+        out.append(plot_confusion(cm, d / "confusion.png", class_names))
+    return out

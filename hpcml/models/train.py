@@ -1,0 +1,248 @@
+"""A lean, deterministic, resumable training loop for the nets of ``hpcml.models.nn``.
+
+Determinism: one integer seed drives everything random in training. The batch order
+comes from a private ``torch.Generator`` seeded with ``seed``; dropout draws from torch's
+global RNG, seeded with ``seed + 1`` inside ``torch.random.fork_rng`` so the caller's RNG
+state is left untouched. Model initialisation is the caller's business (see nn_kind).
+
+Resume: after each epoch a checkpoint (model, optimizer, scheduler, epoch, history, best
+weights, both RNG states) is written to ``<checkpoint_dir>/last.pt`` via a temp file and
+``os.replace``, so a crash leaves either the previous or the new checkpoint, never half
+of one. ``train`` called again with the same config and seed continues after the last
+finished epoch and ends bit-identical to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "last.pt"
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adam"  # sgd | adam | adadelta
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd only
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 64
+    step_size: int | None = None  # StepLR every step_size epochs; None = constant lr
+    gamma: float = 0.1
+    patience: int | None = None  # early stopping on validation loss; None = off
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch.set_num_threads; None = leave as is
+    checkpoint_dir: str | os.PathLike | None = None
+    tensorboard_dir: str | os.PathLike | None = None
+    eval_batch_size: int = 1024
+
+    def fingerprint(self, seed: int, model: nn.Module, n_rows: int) -> str:
+        """What must match for a checkpoint to be resumable (epochs may grow)."""
+        keys = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("epochs", "device", "threads", "checkpoint_dir", "tensorboard_dir", "eval_batch_size")}
+        shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+        blob = json.dumps([keys, seed, n_rows, repr(shapes)], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int  # 1-based epoch of lowest validation loss (last epoch without validation)
+    epochs_run: int
+    stopped_early: bool
+    resumed_from: int = 0  # epochs already done when this call started
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(device)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params, name = model.parameters(), cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd, adam, adadelta)")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma) if cfg.step_size else None
+
+
+def to_tensors(X: np.ndarray, y: np.ndarray | None, image_shape, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flattened float64 rows -> float32 (n, C, H, W) on ``device``, labels -> int64. Built once."""
+    xt = torch.as_tensor(np.asarray(X, dtype=np.float32).reshape(-1, *image_shape)).to(device)
+    yt = None if y is None else torch.as_tensor(np.asarray(y, dtype=np.int64)).to(device)
+    return xt, yt
+
+
+@torch.inference_mode()
+def predict_log_proba(model: nn.Module, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]) if len(X) else \
+        torch.empty(0)
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> dict[str, Any]:
+    """Mean NLL, accuracy and predicted labels on (X, y)."""
+    logp = predict_log_proba(model, X, batch_size)
+    pred = logp.argmax(1)
+    return {"loss": float(F.nll_loss(logp, y)), "accuracy": float((pred == y).float().mean()),
+            "pred": pred.cpu().numpy()}
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """cm[i, j] = number of rows of true class i predicted as j."""
+    return np.bincount(np.asarray(y_true) * n_classes + np.asarray(y_pred), minlength=n_classes ** 2
+                       ).reshape(n_classes, n_classes)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
+
+
+def _tensorboard(logdir):
+    if logdir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard requested but the 'tensorboard' package is not installed; skipping it")
+        return None
+    return SummaryWriter(log_dir=str(logdir))
+
+
+def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
+          X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> TrainResult:
+    """Train ``model`` on tensors (X: (n, C, H, W) float32, y: (n,) int64) for ``cfg.epochs``.
+
+    Resumes from ``cfg.checkpoint_dir/last.pt`` when it exists and matches this config/seed.
+    With ``cfg.patience`` and validation data, stops after ``patience`` epochs without a
+    lower validation loss and restores the best weights.
+    """
+    device = resolve_device(cfg.device)
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    old_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, for ops without one
+    fork = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=fork):
+            return _train(model.to(device), X.to(device), y.to(device), cfg, int(seed), device,
+                          None if X_val is None else X_val.to(device), None if y_val is None else y_val.to(device))
+    finally:
+        torch.use_deterministic_algorithms(old_det)
+        torch.set_num_threads(old_threads)
+
+
+def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
+    opt, sched = make_optimizer(model, cfg), None
+    sched = make_scheduler(opt, cfg)
+    gen = torch.Generator()  # batch order; CPU generator so orders match across devices
+    gen.manual_seed(seed)
+    torch.manual_seed((seed + 1) % 2 ** 63)  # dropout masks (global RNG, forked by caller)
+    has_val = X_val is not None and len(X_val) > 0
+    history: list[dict[str, float]] = []
+    best = {"loss": float("inf"), "epoch": 0, "state": None, "bad": 0}
+    ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT if cfg.checkpoint_dir is not None else None
+    fp = cfg.fingerprint(seed, model, X.shape[0])
+    start, stopped = 0, False
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state.get("fingerprint") != fp:
+            log.warning("%s: checkpoint is from another config or seed; starting afresh", ckpt)
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["shuffle_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            history, best, stopped = list(state["history"]), dict(state["best"]), bool(state["stopped"])
+            start = int(state["epoch"])
+    resumed_from = start
+    writer = _tensorboard(cfg.tensorboard_dir)
+    n, bs = X.shape[0], int(cfg.batch_size)
+    for epoch in range(start + 1, cfg.epochs + 1):
+        if stopped:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = 0.0
+        # The hot loop: index a permutation slice, step. Nothing else per batch.
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            loss = F.nll_loss(model(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * idx.shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        if sched is not None:
+            sched.step()
+        row = {"epoch": epoch, "train_loss": loss_sum / max(n, 1), "val_loss": float("nan"),
+               "val_accuracy": float("nan"), "lr": opt.param_groups[0]["lr"], "seconds": seconds}
+        if has_val:
+            ev = evaluate(model, X_val, y_val, cfg.eval_batch_size)
+            row["val_loss"], row["val_accuracy"] = ev["loss"], ev["accuracy"]
+            if ev["loss"] < best["loss"]:
+                best = {"loss": ev["loss"], "epoch": epoch, "bad": 0,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        if cfg.patience else None}
+            else:
+                best["bad"] += 1
+            stopped = cfg.patience is not None and best["bad"] >= cfg.patience
+        history.append(row)
+        if writer is not None:
+            for k in ("train_loss", "val_loss", "val_accuracy", "lr", "seconds"):
+                writer.add_scalar(k, row[k], epoch)
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            _save_atomic({
+                "fingerprint": fp, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None, "history": history,
+                "best": best, "stopped": stopped, "shuffle_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            }, ckpt)
+    if writer is not None:
+        writer.close()
+    if stopped and best["state"] is not None:
+        model.load_state_dict(best["state"])  # early stopping keeps the best weights
+    best_epoch = best["epoch"] if has_val else len(history)
+    return TrainResult(model=model, history=history, best_epoch=best_epoch, epochs_run=len(history),
+                       stopped_early=stopped, resumed_from=resumed_from, device=str(device))

@@ -1,0 +1,248 @@
+"""The job spec: pydantic models of the YAML, and the checks that need more than a schema.
+
+``load_job`` returns a validated :class:`Job` or raises :class:`SpecError` with one
+problem per bad field (path, value, message). Unknown keys are errors everywhere.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError
+from .models.base import ModelParams, get_model, model_names
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(Strict):
+    source: str = Field(description="sklearn:<name>, synthetic:<generator>, idx:<dir>, or a .csv/.parquet/.npy path")
+    target: str | None = Field(None, description="target column (supervised models)")
+    options: dict[str, Any] = Field(default_factory=dict, description="generator/reader options, e.g. n_samples")
+    dropna: bool = Field(False, description="drop rows with NaN in the used columns instead of failing")
+
+
+class ModelSpec(BaseModel):
+    """``kind`` and ``features``; every other key is a parameter of that kind."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    features: list[str] | None = Field(None, description="columns used as features (default: all but target)")
+
+
+class BootstrapPlan(Strict):
+    replicates: int = Field(gt=0)
+
+
+class CVPlan(Strict):
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(1, gt=0)
+
+
+class SweepPlan(Strict):
+    grid: dict[str, list[Any]] = Field(description="model parameter -> list of values; tasks = product x repeats")
+    repeats: int = Field(1, gt=0)
+    holdout: float = Field(0.25, gt=0, lt=1, description="fraction of rows held out for scoring")
+
+
+class ReplicatePlan(Strict):
+    n: int = Field(gt=0)
+
+
+class FitPlan(Strict):
+    pass
+
+
+class ShardsPlan(Strict):
+    n: int = Field(gt=0, description="number of data shards; task i fits shard i only")
+
+
+PLAN_KINDS = ("bootstrap", "cv", "sweep", "replicate", "fit", "shards")
+
+
+class PlanSpec(Strict):
+    bootstrap: BootstrapPlan | None = None
+    cv: CVPlan | None = None
+    sweep: SweepPlan | None = None
+    replicate: ReplicatePlan | None = None
+    fit: FitPlan | None = None
+    shards: ShardsPlan | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_fit(cls, value: Any) -> Any:
+        # `fit:` with nothing after it parses as None in YAML; it still means "one fit".
+        if isinstance(value, dict) and "fit" in value and value["fit"] is None:
+            value = {**value, "fit": {}}
+        return value
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in PLAN_KINDS if getattr(self, k) is not None)
+
+    @property
+    def options(self) -> Strict:
+        return getattr(self, self.kind)
+
+
+class BackendSpec(BaseModel):
+    """``name``, ``workers``, ``chunk_size``; other keys are options of that backend."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "local"
+    workers: int | None = Field(None, gt=0, description="worker processes (default: the machine's cores)")
+    chunk_size: int | None = Field(None, gt=0, description="tasks per chunk (default: automatic)")
+
+
+class JobSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    seed: int = Field(0, ge=0, description="root seed; task i uses SeedSequence(seed, spawn_key=(i,))")
+    data: DataSpec
+    model: ModelSpec
+    plan: PlanSpec
+    backend: BackendSpec = Field(default_factory=BackendSpec)
+    output: str | None = Field(None, description="run directory (default runs/<name>)")
+    retries: int = Field(0, ge=0, description="extra attempts for a failed task")
+    timeout_s: float | None = Field(None, gt=0, description="per-task time limit in seconds")
+    threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
+
+
+class Job:
+    """A validated spec with its model kind and typed parameters resolved."""
+
+    def __init__(self, spec: JobSpec):
+        self.spec = spec
+        self.model = get_model(spec.model.kind)
+        self.params: ModelParams = self.model.Params(**(spec.model.model_extra or {}))
+
+    @property
+    def plan_kind(self) -> str:
+        return self.spec.plan.kind
+
+    def params_with(self, overrides: dict[str, Any]) -> ModelParams:
+        return self.model.Params(**{**self.params.model_dump(), **overrides})
+
+    def to_json(self) -> str:
+        return json.dumps(self.spec.model_dump(mode="json", exclude_none=False), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        return cls(JobSpec.model_validate_json(text))
+
+    @property
+    def output(self) -> Path:
+        return Path(self.spec.output or f"runs/{self.spec.name}")
+
+
+def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, Any, str]]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "job")
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        problems.append((field, e.get("input"), msg))
+    return problems
+
+
+def _backend_problems(backend: BackendSpec) -> list[tuple[str, Any, str]]:
+    from .backends import backend_names, get_backend_class
+
+    if backend.name not in backend_names():
+        return [("backend.name", backend.name, f"unknown backend; choose one of {', '.join(backend_names())}")]
+    options_model = get_backend_class(backend.name).Options
+    try:
+        options_model(**(backend.model_extra or {}))
+    except ValidationError as err:
+        return _pydantic_problems(err, "backend")
+    return []
+
+
+def validate_spec(raw: Any) -> Job:
+    """Raw mapping -> Job, or SpecError listing every problem found."""
+    if not isinstance(raw, dict):
+        raise SpecError.one("job", raw, "the spec must be a mapping of fields")
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_pydantic_problems(err)) from None
+    problems: list[tuple[str, Any, str]] = []
+    set_plans = [k for k in PLAN_KINDS if getattr(spec.plan, k) is not None]
+    if len(set_plans) != 1:
+        problems.append(("plan", raw.get("plan"), f"give exactly one of {', '.join(PLAN_KINDS)}"))
+    if spec.model.kind not in model_names():
+        problems.append(("model.kind", spec.model.kind, f"unknown model; choose one of {', '.join(model_names())}"))
+        raise SpecError(problems)
+    model = get_model(spec.model.kind)
+    try:
+        base = model.Params(**(spec.model.model_extra or {}))
+    except ValidationError as err:
+        problems += _pydantic_problems(err, "model")
+        base = None
+    if base is not None and len(set_plans) == 1 and spec.plan.kind == "sweep":
+        problems += _sweep_problems(model, base, spec.plan.sweep)
+    if model.needs_target and not spec.data.target:
+        problems.append(("data.target", None, f"model {spec.model.kind!r} needs a target column"))
+    problems += _backend_problems(spec.backend)
+    if problems:
+        raise SpecError(problems)
+    return Job(spec)
+
+
+def _sweep_problems(model, base: ModelParams, sweep: SweepPlan) -> list[tuple[str, Any, str]]:
+    problems = []
+    for name, values in sweep.grid.items():
+        if name not in model.Params.model_fields:
+            problems.append((f"plan.sweep.grid.{name}", values, f"not a parameter of model {model.name!r}"))
+        elif not values:
+            problems.append((f"plan.sweep.grid.{name}", values, "needs at least one value"))
+    if problems:
+        return problems
+    for combo in itertools.product(*sweep.grid.values()):
+        overrides = dict(zip(sweep.grid, combo))
+        try:
+            model.Params(**{**base.model_dump(), **overrides})
+        except ValidationError as err:
+            return _pydantic_problems(err, "plan.sweep.grid")
+    return []
+
+
+def read_spec_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError.one("spec", str(path), "file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise SpecError.one("spec", str(path), f"not valid YAML at {where}: {getattr(err, 'problem', err)}") from None
+    return raw
+
+
+def load_job(source: str | Path | dict, **overrides: Any) -> Job:
+    """Load and validate a spec from a YAML path or a mapping; ``overrides`` are dotted fields."""
+    raw = copy.deepcopy(source) if isinstance(source, dict) else read_spec_file(source)
+    if not isinstance(raw, dict):
+        raise SpecError.one("job", raw, "the spec must be a mapping of fields")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[leaf] = value
+    return validate_spec(raw)
+
+
+def json_schema() -> dict:
+    return JobSpec.model_json_schema()

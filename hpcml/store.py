@@ -1,0 +1,170 @@
+"""The run directory: the one place results live.
+
+    run_dir/spec.json        the resolved job (provenance; resume checks it)
+    run_dir/versions.json    library versions and host
+    run_dir/chunks/*.parquet one file per finished chunk, written atomically
+    run_dir/artifacts/<task> files a task wrote (checkpoints, plots)
+    run_dir/results.parquet  one row per task, consolidated from the chunk files
+    run_dir/summary.json     the plan's summary; run_dir/plots/*.png
+
+A chunk file exists only once complete (temp file + fsync + rename), so its presence is the
+proof the work is done: any process (a worker, an MPI rank) may write one without a
+coordinator, and ``--resume`` reruns exactly the tasks with no ``ok`` record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import SpecError
+from .plan import Chunk
+
+CHUNKS = "chunks"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]]) -> Path:
+    # A unique suffix: a rerun of failed tasks never overwrites the file holding their old
+    # failure next to tasks that succeeded.
+    path = Path(run_dir, CHUNKS, f"chunk-{chunk.id}-{uuid.uuid4().hex[:8]}.parquet")
+    atomic_write_table(path, pa.Table.from_pylist(records))
+    return path
+
+
+def _identity(spec: dict) -> dict:
+    """The part of a spec that decides the numbers (not where or how it runs)."""
+    return {k: v for k, v in spec.items() if k not in ("backend", "output", "retries", "timeout_s")}
+
+
+class RunStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def chunks_dir(self) -> Path:
+        return self.path / CHUNKS
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.json"
+
+    def exists(self) -> bool:
+        return self.spec_path.exists()
+
+    def prepare(self, job, *, resume: bool, overwrite: bool = False) -> None:
+        """Create the run directory, or check that a resumed one belongs to this spec."""
+        spec = json.loads(job.to_json())
+        if self.exists() and resume:
+            old = json.loads(self.spec_path.read_text())
+            if _identity(old) != _identity(spec):
+                changed = sorted(k for k in set(old) | set(spec) if k not in ("backend", "output", "retries", "timeout_s")
+                                 and old.get(k) != spec.get(k))
+                raise SpecError.one("output", str(self.path), f"holds a run of a different spec (fields differ: {', '.join(changed)}); use another --out")
+        elif self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise SpecError.one("output", str(self.path), "run directory exists; pass --resume to continue it or --overwrite to start over")
+            shutil.rmtree(self.path)
+        self.chunks_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.spec_path, spec)
+        atomic_write_json(self.path / "versions.json", versions())
+
+    def chunk_files(self) -> list[Path]:
+        return sorted(self.chunks_dir.glob("chunk-*.parquet")) if self.chunks_dir.exists() else []
+
+    def read_records(self, columns: list[str] | None = None) -> pd.DataFrame:
+        frames = []
+        for f in self.chunk_files():
+            table = pq.read_table(f, columns=columns) if columns else pq.read_table(f)
+            frame = table.to_pandas()
+            frame["_file_mtime"] = f.stat().st_mtime_ns
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=["task_id", "task_index", "status", "attempt"])
+        return pd.concat(frames, ignore_index=True)
+
+    def latest_records(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """One row per task: an ``ok`` record if any exists, else its latest failure."""
+        frame = self.read_records(columns)
+        if frame.empty:
+            return frame.drop(columns="_file_mtime", errors="ignore")
+        frame["_ok"] = frame["status"].eq("ok")
+        frame = frame.sort_values(["task_index", "_ok", "_file_mtime"], kind="stable")
+        frame = frame.drop_duplicates("task_index", keep="last").drop(columns=["_ok", "_file_mtime"])
+        return frame.sort_values("task_index", kind="stable").reset_index(drop=True)
+
+    def completed(self) -> set[int]:
+        frame = self.read_records(["task_index", "status"])
+        return set(frame.loc[frame["status"] == "ok", "task_index"].astype(int))
+
+    def consolidate(self) -> pd.DataFrame:
+        frame = self.latest_records()
+        ordered = ["task_id", "task_index", "status", "attempt", "seconds"]
+        tail = [c for c in ("error", "traceback") if c in frame.columns]
+        rest = [c for c in frame.columns if c not in ordered and c not in tail]
+        frame = frame[[c for c in ordered if c in frame.columns] + rest + tail]
+        atomic_write_table(self.path / "results.parquet", pa.Table.from_pandas(frame, preserve_index=False))
+        return frame
+
+    def results(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "results.parquet")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "summary.json", summary)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "host": platform.node(), "platform": platform.platform()}
+    for pkg in ("hpcml", "numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "torch", "dask", "distributed",
+                "dask-jobqueue", "mpi4py", "pyspark", "rpy2"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

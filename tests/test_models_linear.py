@@ -1,0 +1,94 @@
+"""OLS against numpy lstsq on explicitly resampled copies, and the ``ols`` adapter."""
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from sklearn.datasets import load_diabetes
+from sklearn.metrics import r2_score
+
+from hpcml.models.base import Dataset, FitContext, get_model
+from hpcml.models.linear import fit_ols, predict
+
+X, Y = load_diabetes(return_X_y=True)
+FEATURES = list(load_diabetes().feature_names)
+
+
+def _ref(A, y):
+    return np.linalg.lstsq(np.column_stack([np.ones(len(y)), A]), y, rcond=None)[0]
+
+
+def _rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+def test_unweighted_equals_lstsq():
+    fit = fit_ols(X, Y)
+    assert fit.method == "cholesky"
+    assert _rel(fit.coef, _ref(X, Y)) < 1e-10
+    resid = Y - predict(fit, X)
+    assert fit.sigma2 == pytest.approx(resid @ resid / (len(Y) - X.shape[1] - 1), rel=1e-12)
+
+
+def test_no_intercept_equals_lstsq():
+    fit = fit_ols(X, Y, fit_intercept=False)
+    assert fit.coef.shape == (X.shape[1],)
+    assert _rel(fit.coef, np.linalg.lstsq(X, Y, rcond=None)[0]) < 1e-10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bincount_weights_equal_resampled_copy(seed):
+    idx = np.random.default_rng(seed).integers(0, len(Y), len(Y))
+    w = np.bincount(idx, minlength=len(Y))
+    fit = fit_ols(X, Y, w)
+    assert _rel(fit.coef, _ref(X[idx], Y[idx])) < 1e-10
+    assert fit.n_eff == len(Y)
+
+
+def test_rank_deficient_falls_back_to_lstsq():
+    X2 = np.column_stack([X, 2 * X[:, 0]])  # exactly collinear column
+    fit = fit_ols(X2, Y)
+    assert fit.method == "lstsq" and fit.rank == X.shape[1] + 1
+    # Coefficients are not identified; fitted values are.
+    np.testing.assert_allclose(predict(fit, X2), predict(fit_ols(X, Y), X), rtol=1e-9)
+
+
+def test_badly_scaled_columns_stay_accurate():
+    Xs = X * np.logspace(-6, 6, X.shape[1])
+    assert _rel(fit_ols(Xs, Y).coef[1:] * np.logspace(-6, 6, X.shape[1]), _ref(X, Y)[1:]) < 1e-9
+
+
+def test_bad_weights_rejected():
+    with pytest.raises(ValueError, match="length"):
+        fit_ols(X, Y, np.ones(3))
+    with pytest.raises(ValueError, match=">= 0"):
+        fit_ols(X, Y, -np.ones(len(Y)))
+
+
+def _data():
+    return Dataset(X=X, y=Y, features=FEATURES, target="progression")
+
+
+def test_adapter_outputs_and_score():
+    kind, data = get_model("ols"), _data()
+    params = kind.Params()
+    fitted = kind.fit(params, data, None, FitContext(rng=np.random.default_rng(0)))
+    out = kind.outputs(params, fitted, data)
+    assert list(out) == ["coef_(Intercept)"] + [f"coef_{f}" for f in FEATURES]
+    assert all(type(v) is float for v in out.values())
+    mask = np.arange(len(Y)) % 3 == 0
+    sc = kind.score(params, fitted, data, mask)
+    yhat = predict(fitted, X[mask])
+    assert sc["r2"] == pytest.approx(r2_score(Y[mask], yhat), rel=1e-12)
+    assert sc["rmse"] == pytest.approx(np.sqrt(sc["mse"]))
+    assert kind.primary_metric == "r2" and kind.greater_is_better and kind.needs_target
+
+
+def test_adapter_params_and_check():
+    kind = get_model("ols")
+    with pytest.raises(ValidationError):
+        kind.Params(intercept=True)  # unknown key
+    assert kind.Params(fit_intercept=False).fit_intercept is False
+    tiny = Dataset(X=X[:5], y=Y[:5], features=FEATURES, target="progression")
+    assert kind.check(kind.Params(), tiny)[0][:2] == ("data", 5)
+    assert kind.check(kind.Params(), _data()) == []
+    nolabel = Dataset(X=X, y=None, features=FEATURES)
+    assert kind.check(kind.Params(), nolabel)[0][0] == "data.target"

@@ -1,0 +1,266 @@
+"""Networks, training loop, cnn kind, IDX reader and plots, on sklearn's 8x8 digits (fast)."""
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from hpcml.images import download_with_checksum, load_idx_dataset, load_image_source, read_idx, write_idx  # noqa: E402
+from hpcml.models.base import MODEL_KINDS, Dataset, FitContext  # noqa: E402
+from hpcml.models.nn import ARCHITECTURES, LADDER, build_model  # noqa: E402
+from hpcml.models.nn_kind import CNNKind  # noqa: E402
+from hpcml.models.nn_plots import write_training_plots  # noqa: E402
+from hpcml.models.train import TrainConfig, evaluate, to_tensors, train  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Dataset(X=np.ascontiguousarray(d.data / 16.0), y=d.target.astype(np.int64),
+                   features=[f"px{i}" for i in range(64)], target="digit", image_shape=(1, 8, 8),
+                   classes=list(range(10)))
+
+
+def ctx(seed=0, scratch=None):
+    return FitContext(rng=np.random.default_rng(seed), threads=2, scratch=scratch)
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------- architectures
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)])
+def test_every_arch_builds_and_runs(arch, shape):
+    torch.manual_seed(0)
+    model = build_model(arch, shape, 10)
+    out = model(torch.rand(5, *shape))
+    assert out.shape == (5, 10)
+    # log-probabilities everywhere
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+
+
+def test_ladder_params_and_paper_sizes():
+    for _, arch, p in LADDER:
+        build_model(arch, (1, 8, 8), 10, **p)
+    # The ALCF net on 28x28 is the notes' one: fc1 takes 320 features.
+    assert build_model("alcf_net", (1, 28, 28), 10).fc1.in_features == 320
+    # A 9x9 sdsc kernel needs padding on 8x8 digits, none on 28x28.
+    assert build_model("sdsc_mynet", (1, 8, 8), 10, numfilt=4, kernel_size=9)[0][0].padding == (2, 2)
+    assert build_model("sdsc_mynet", (1, 28, 28), 10, kernel_size=9)[0][0].padding == (0, 0)
+
+
+def test_bad_arch_and_params():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model("resnet", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="arch_params"):
+        build_model("cnn1", (1, 8, 8), 10, nope=3)
+
+
+# ---------------------------------------------------------------- the kind
+
+def test_kind_registered_and_checks(digits):
+    assert isinstance(MODEL_KINDS["cnn"], CNNKind)
+    kind = CNNKind()
+    assert kind.check(kind.Params(), digits) == []
+    flat = Dataset(X=digits.X, y=digits.y, features=digits.features)
+    assert kind.check(kind.Params(), flat)[0][0] == "data"
+    with pytest.raises(Exception):
+        kind.Params(lr=0)
+
+
+@pytest.mark.parametrize("arch", ["fc", "cnn1"])
+def test_short_training_learns_digits(digits, arch):
+    kind = CNNKind()
+    p = kind.Params(arch=arch, epochs=6, batch_size=32, val_fraction=0.2)
+    fit = kind.fit(p, digits, None, ctx(1))
+    out = kind.outputs(p, fit, digits)
+    assert out["val_accuracy"] > 0.85 and out["test_accuracy"] == out["val_accuracy"]
+    assert out["epochs_run"] == 6 and out["seconds_per_epoch"] > 0
+    sc = kind.score(p, fit, digits, np.arange(digits.n) < 500)
+    assert sc["accuracy"] > 0.85 and 0 < sc["log_loss"] < 1
+
+
+def test_same_seed_bit_identical(digits):
+    kind = CNNKind()
+    p = kind.Params(arch="cnn2_dropout", epochs=2, batch_size=64)
+    a, b = (kind.fit(p, digits, None, ctx(7)).model for _ in range(2))
+    assert_same(state(a), state(b))
+    c = kind.fit(p, digits, None, ctx(8)).model
+    assert not torch.equal(state(a)["0.0.weight"], state(c)["0.0.weight"])
+
+
+def test_bootstrap_weights_and_test_split(digits):
+    kind = CNNKind()
+    w = np.random.default_rng(0).multinomial(digits.n, np.full(digits.n, 1 / digits.n)).astype(float)
+    data = Dataset(X=digits.X[:1500], y=digits.y[:1500], features=digits.features, image_shape=(1, 8, 8),
+                   classes=list(range(10)),
+                   test=Dataset(X=digits.X[1500:], y=digits.y[1500:], features=digits.features, image_shape=(1, 8, 8)))
+    p = kind.Params(arch="fc", epochs=3, val_fraction=0.1)
+    out = kind.outputs(p, kind.fit(p, data, w[:1500], ctx(3)), data)
+    assert 0.5 < out["test_accuracy"] <= 1 and out["test_accuracy"] != out["val_accuracy"]
+
+
+# ---------------------------------------------------------------- training loop
+
+def _tensors(digits, n=1200):
+    X, y = to_tensors(digits.X, digits.y, (1, 8, 8), "cpu")
+    return X[:n], y[:n], X[n:], y[n:]
+
+
+def test_checkpoint_resume_equals_uninterrupted(digits, tmp_path):
+    X, y, Xv, yv = _tensors(digits)
+    cfg = dict(optimizer="adam", lr=3e-3, batch_size=64, step_size=1, gamma=0.7, patience=5, threads=2)
+    torch.manual_seed(11)
+    init = build_model("cnn2_dropout", (1, 8, 8), 10)
+
+    straight = train(copy.deepcopy(init), X, y, TrainConfig(epochs=3, checkpoint_dir=tmp_path / "a", **cfg), 5, Xv, yv)
+    # "Killed" after epoch 2: all that survives is the checkpoint directory.
+    first = train(copy.deepcopy(init), X, y, TrainConfig(epochs=2, checkpoint_dir=tmp_path / "b", **cfg), 5, Xv, yv)
+    assert first.epochs_run == 2
+    resumed = train(copy.deepcopy(init), X, y, TrainConfig(epochs=3, checkpoint_dir=tmp_path / "b", **cfg), 5, Xv, yv)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == 3
+    assert_same(state(straight.model), state(resumed.model))
+    assert [h["val_loss"] for h in straight.history] == [h["val_loss"] for h in resumed.history]
+    assert not list((tmp_path / "b").glob("*.tmp"))
+
+    # A checkpoint from another seed is ignored, not resumed.
+    other = train(copy.deepcopy(init), X, y, TrainConfig(epochs=3, checkpoint_dir=tmp_path / "b", **cfg), 6, Xv, yv)
+    assert other.resumed_from == 0
+
+
+def test_kind_resumes_from_scratch_dir(digits, tmp_path):
+    kind = CNNKind()
+    p3 = kind.Params(arch="cnn1", epochs=3, optimizer="sgd", lr=0.05, momentum=0.9)
+    fresh = kind.fit(p3, digits, None, ctx(4, tmp_path / "fresh"))
+    kind.fit(p3.model_copy(update={"epochs": 2}), digits, None, ctx(4, tmp_path / "killed"))
+    resumed = kind.fit(p3, digits, None, ctx(4, tmp_path / "killed"))
+    assert_same(state(fresh.model), state(resumed.model))
+    assert (tmp_path / "killed" / "history.csv").read_text().count("\n") == 4
+
+
+def test_equivalent_to_plain_pytorch_loop(digits):
+    X, y, _, _ = _tensors(digits)
+    torch.manual_seed(2)
+    init = build_model("fc", (1, 8, 8), 10, hidden=[32])
+    seed, bs, epochs = 123, 50, 2
+    res = train(copy.deepcopy(init), X, y, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, epochs=epochs,
+                                                       batch_size=bs, threads=2), seed)
+    plain = copy.deepcopy(init)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=g)
+        for i in range(0, len(X), bs):
+            idx = perm[i:i + bs]
+            opt.zero_grad()
+            loss = F.nll_loss(plain(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    for k, v in state(plain).items():
+        torch.testing.assert_close(res.model.state_dict()[k], v, atol=1e-6, rtol=0)
+
+
+def test_early_stopping_restores_best(digits):
+    X, y, Xv, yv = _tensors(digits)
+    yv = yv[torch.randperm(len(yv), generator=torch.Generator().manual_seed(0))]  # noise: val loss rises
+    torch.manual_seed(0)
+    res = train(build_model("fc", (1, 8, 8), 10), X, y,
+                TrainConfig(lr=0.01, epochs=40, patience=2, threads=2), 1, Xv, yv)
+    assert res.stopped_early and res.epochs_run < 40 and res.best_epoch == res.epochs_run - 2
+    assert evaluate(res.model, Xv, yv)["loss"] == pytest.approx(res.history[res.best_epoch - 1]["val_loss"])
+
+
+def test_tensorboard_optional(digits, tmp_path, caplog):
+    X, y, _, _ = _tensors(digits, 200)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING):
+        train(build_model("fc", (1, 8, 8), 10), X, y, TrainConfig(epochs=1, tensorboard_dir=tmp_path / "tb"), 0)
+    try:
+        import tensorboard  # noqa: F401
+        assert (tmp_path / "tb").exists()
+    except ImportError:
+        assert "not installed" in caplog.text
+
+
+# ---------------------------------------------------------------- IDX files
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_roundtrip(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=7).astype(np.uint8)
+    for kind in ("train", "t10k"):
+        write_idx(tmp_path / f"{kind}-images-idx3-ubyte{suffix}", imgs)
+        write_idx(tmp_path / f"{kind}-labels-idx1-ubyte{suffix}", labels)
+    np.testing.assert_array_equal(read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}"), imgs)
+    f32 = rng.random((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(read_idx(write_idx(tmp_path / f"f.idx{suffix}", f32)), f32)
+
+    d = load_idx_dataset(tmp_path, "t10k")
+    assert d.X.shape == (7, 784) and d.X.dtype == np.float64 and d.image_shape == (1, 28, 28)
+    np.testing.assert_allclose(d.X[0], imgs[0].ravel() / 255.0)
+    src = load_image_source(f"idx:{tmp_path}", {"limit": 5, "test_limit": 3})
+    assert src.n == 5 and src.test.n == 3 and list(src.y) == list(labels[:5]) and src.classes == list(range(10))
+
+
+def test_idx_corrupt_files_raise_with_name(tmp_path):
+    good = write_idx(tmp_path / "ok-idx3-ubyte", np.zeros((2, 3, 3), np.uint8)).read_bytes()
+    cases = {
+        "magic": b"\x01" + good[1:],
+        "dtype": good[:2] + b"\x42" + good[3:],
+        "truncated": good[:-1],
+        "trailing": good + b"\x00",
+        "header": good[:9],
+    }
+    for name, blob in cases.items():
+        p = tmp_path / f"{name}-idx3-ubyte"
+        p.write_bytes(blob)
+        with pytest.raises(ValueError, match=p.name):
+            read_idx(p)
+    gz = tmp_path / "cut-idx3-ubyte.gz"
+    gz.write_bytes(gzip.compress(good)[:-10])
+    with pytest.raises(ValueError, match=gz.name):
+        read_idx(gz)
+
+
+def test_download_checksum(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"fashion" * 100)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    dest = download_with_checksum(src.as_uri(), tmp_path / "dl" / "a.bin", sha)
+    assert dest.read_bytes() == src.read_bytes()
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        download_with_checksum(src.as_uri(), tmp_path / "dl" / "b.bin", "0" * 64)
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["a.bin"]
+
+
+# ---------------------------------------------------------------- plots
+
+def test_plots_written_as_png(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("cnn1", (1, 8, 8), 10)
+    hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]
+    paths = write_training_plots(tmp_path, hist, model, np.eye(10, dtype=int) * 5)
+    assert {p.name for p in paths} == {"curves.png", "filters.png", "confusion.png"}
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
