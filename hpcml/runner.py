@@ -63,6 +63,10 @@ def check_job(job: Job) -> None:
 def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> RunResult:
     t0 = time.perf_counter()
     spec = job.spec
+    if spec.engine == "spark":  # one distributed MLlib fit instead of independent tasks
+        from .mllib import execute_mllib
+
+        return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     check_job(job)
     try:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)

@@ -112,6 +112,8 @@ class JobSpec(Strict):
     retries: int = Field(0, ge=0, description="extra attempts for a failed task")
     timeout_s: float | None = Field(None, gt=0, description="per-task time limit in seconds")
     threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
+    engine: Literal["hpcml", "spark"] = Field(
+        "hpcml", description="hpcml: independent tasks on the backend; spark: one distributed pyspark.ml fit of the whole data")
 
 
 class Job:

@@ -108,7 +108,8 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
     model, spec = job.model, job.spec
     rng = task_rng(spec.seed, task.index)
     scratch = Path(run_dir, "artifacts", task.id.replace("/", "-")) if run_dir else None
-    ctx = FitContext(rng=rng, threads=spec.threads_per_task, scratch=scratch, log=log)
+    ctx = FitContext(rng=rng, threads=spec.threads_per_task, scratch=scratch, log=log, task_id=task.id,
+                     task_index=task.index, task_params=task.params, seed=spec.seed)
     kind = job.plan_kind
     params = job.params
     record: dict[str, Any] = {}

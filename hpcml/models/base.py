@@ -52,6 +52,10 @@ class FitContext:
     threads: int = 1
     scratch: Any = None  # pathlib.Path of the task's artifact directory, or None
     log: Any = None  # logging.Logger
+    task_id: str | None = None  # e.g. "bootstrap/000731"
+    task_index: int | None = None
+    task_params: dict[str, Any] = field(default_factory=dict)  # the plan's params of this task
+    seed: int | None = None  # the job's root seed
 
 
 class ModelKind(ABC):

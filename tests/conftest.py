@@ -1,0 +1,81 @@
+"""Shared fixtures: small jobs, result comparison, and real services started on demand.
+
+Service fixtures start Slurm / a Spark standalone master through the project's scripts and
+stop them at the end of the session only if this session started them (by pid, in the scripts).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+PYTHON = sys.executable
+
+
+def small_spec(tmp_path: Path, **over) -> dict:
+    """A bootstrap of OLS on diabetes, small enough for a unit test."""
+    spec = {
+        "name": "t-boot", "seed": 7,
+        "data": {"source": "sklearn:diabetes", "target": "target"},
+        "model": {"kind": "ols", "features": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]},
+        "plan": {"bootstrap": {"replicates": 40}},
+        "backend": {"name": "local", "workers": 2},
+        "output": str(tmp_path / "run"),
+    }
+    for key, value in over.items():
+        spec[key] = value
+    return spec
+
+
+def assert_same_results(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Bit-for-bit equality of task outputs (timings and attempts aside)."""
+    drop = ["seconds", "attempt", "traceback"]
+    a = a.drop(columns=[c for c in drop if c in a]).sort_values("task_index").reset_index(drop=True)
+    b = b.drop(columns=[c for c in drop if c in b]).sort_values("task_index").reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def hpcml_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+    """Run the real `hpcml` command line in a subprocess."""
+    return subprocess.run([PYTHON, "-m", "hpcml.cli", *map(str, args)], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _service(start: str, stop: str, binary: str):
+    if shutil.which(binary) is None and not Path(binary).exists():
+        pytest.skip(f"{binary} not installed (make test installs it)")
+    proc = subprocess.run(["bash", str(SCRIPTS / start)], capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0:
+        pytest.fail(f"{start} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node Slurm on this machine (munge, slurmctld, slurmd)."""
+    already = subprocess.run(["scontrol", "ping"], capture_output=True, text=True).returncode == 0 \
+        if shutil.which("scontrol") else False
+    _service("slurm_start.sh", "slurm_stop.sh", "slurmctld")
+    yield
+    if not already:
+        subprocess.run(["bash", str(SCRIPTS / "slurm_stop.sh")], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def spark_master():
+    """A Spark standalone master + one worker on 127.0.0.1; yields the master URL."""
+    pytest.importorskip("pyspark")
+    port = os.environ.get("HPCML_SPARK_PORT", "7077")
+    proc = _service("spark_start.sh", "spark_stop.sh", "/usr/bin/java")
+    already = "already" in proc.stdout
+    yield f"spark://127.0.0.1:{port}"
+    if not already:
+        subprocess.run(["bash", str(SCRIPTS / "spark_stop.sh")], capture_output=True, timeout=120)

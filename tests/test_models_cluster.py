@@ -1,0 +1,102 @@
+"""k-means against scikit-learn's inertia, weights vs resampled copies, and the ``kmeans`` adapter."""
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_iris, make_blobs
+
+import hpcml.models.cluster as cl
+from hpcml.models.base import Dataset, FitContext, get_model
+from hpcml.models.cluster import assign, kmeans
+
+IRIS = load_iris()
+BLOBS, _ = make_blobs(500, centers=4, n_features=3, cluster_std=2.5, random_state=7)
+
+
+@pytest.mark.parametrize("name, X, k", [("iris", IRIS.data, 2), ("iris", IRIS.data, 3), ("blobs", BLOBS, 4)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_inertia_no_worse_than_sklearn(name, X, k, seed):
+    ours = kmeans(X, k, np.random.default_rng(seed), n_init=10)
+    ref = KMeans(k, n_init=10, random_state=seed).fit(X).inertia_
+    assert ours.inertia <= ref * (1 + 1e-6)
+    assert ours.converged
+
+
+def test_weights_equal_resampled_copy():
+    X = IRIS.data
+    idx = np.random.default_rng(11).integers(0, len(X), len(X))
+    w = np.bincount(idx, minlength=len(X))
+    fit = kmeans(X, 3, np.random.default_rng(0), w)
+    # The weighted inertia is the inertia of the resampled copy for the same centers ...
+    _, d2 = assign(X[idx], fit.centers)
+    assert fit.inertia == pytest.approx(d2.sum(), rel=1e-12)
+    # ... and is as good as scikit-learn on that copy.
+    assert fit.inertia <= KMeans(3, n_init=10, random_state=0).fit(X[idx]).inertia_ * (1 + 1e-6)
+
+
+def test_centers_canonical_and_labels_nearest():
+    fit = kmeans(BLOBS, 4, np.random.default_rng(2))
+    c = fit.centers
+    assert [tuple(r) for r in c] == sorted(tuple(r) for r in c)
+    d = ((BLOBS[:, None, :] - c[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(fit.labels, d.argmin(1))
+    assert fit.inertia == pytest.approx(d.min(1).sum(), rel=1e-12)
+
+
+def test_chunking_does_not_change_result(monkeypatch):
+    full = kmeans(BLOBS, 4, np.random.default_rng(5))
+    monkeypatch.setattr(cl, "_CHUNK_FLOATS", 40)  # 10 rows per chunk
+    chunked = kmeans(BLOBS, 4, np.random.default_rng(5))
+    np.testing.assert_array_equal(full.centers, chunked.centers)
+    assert full.inertia == chunked.inertia
+
+
+def test_few_distinct_points_and_too_large_k():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]), 4, axis=0)
+    fit = kmeans(X, 3, np.random.default_rng(0))
+    np.testing.assert_allclose(fit.centers, [[0, 0], [1, 0], [5, 5]])
+    assert fit.inertia == 0.0
+    with pytest.raises(ValueError, match="exceeds"):
+        kmeans(X, 3, np.random.default_rng(0), weights=np.r_[np.ones(2), np.zeros(10)])
+
+
+def _data():
+    return Dataset(X=IRIS.data, y=None, features=["sl", "sw", "pl", "pw"])
+
+
+def _run(seed, params=None):
+    kind, data = get_model("kmeans"), _data()
+    params = params or kind.Params()
+    w = np.bincount(np.random.default_rng(99).integers(0, data.n, data.n), minlength=data.n)
+    fitted = kind.fit(params, data, w, FitContext(rng=np.random.default_rng(seed)))
+    return kind, params, fitted, kind.outputs(params, fitted, data)
+
+
+def test_adapter_deterministic_and_keys():
+    kind, params, fitted, out = _run(42)
+    _, _, _, again = _run(42)
+    assert out == again  # bit-identical for the same seed
+    assert list(out)[:2] == ["inertia", "n_iter"]
+    assert [k for k in out if k.startswith("center_1_")] == ["center_1_sl", "center_1_sw", "center_1_pl", "center_1_pw"]
+    assert len(out) == 2 + 3 * 4
+    assert not kind.needs_target and kind.primary_metric == "inertia" and not kind.greater_is_better
+
+
+def test_adapter_score_on_mask():
+    kind, params, fitted, _ = _run(1)
+    mask = np.arange(150) < 50
+    sc = kind.score(params, fitted, _data(), mask)
+    d = ((IRIS.data[mask, None, :] - fitted.centers[None]) ** 2).sum(-1).min(1)
+    assert sc["inertia"] == pytest.approx(d.sum(), rel=1e-12)
+    assert sc["mean_sq_dist"] == pytest.approx(d.mean(), rel=1e-12)
+
+
+def test_adapter_params_and_check():
+    kind = get_model("kmeans")
+    p = kind.Params()
+    assert (p.k, p.n_init, p.max_iter, p.tol) == (3, 10, 300, 1e-4)
+    for bad in ({"k": 0}, {"n_init": 0}, {"tol": -1.0}, {"init": "random"}):
+        with pytest.raises(ValidationError):
+            kind.Params(**bad)
+    assert kind.check(kind.Params(k=500), _data()) == [("model.k", 500, "k=500 exceeds the number of rows (150)")]
+    assert kind.check(kind.Params(k=150), _data()) == []
