@@ -112,7 +112,7 @@ def _load_builtin_models() -> None:
     # Importing the modules registers their kinds; optional ones (torch, R) may be absent.
     import importlib
 
-    for mod in ("linear", "glm", "cluster", "decomp"):
+    for mod in ("linear", "glm", "cluster", "decomp", "synthetic_work"):
         importlib.import_module(f"hpcml.models.{mod}")
     for mod in ("hpcml.models.nn_kind", "hpcml.r.tasks"):
         try:

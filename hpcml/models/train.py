@@ -205,8 +205,8 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
         # The hot loop: index a permutation slice, step. Nothing else per batch.
         for i in range(0, n, bs):
             idx = perm[i:i + bs]
+            opt.zero_grad()
             loss = F.nll_loss(model(X[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.item() * idx.shape[0]

@@ -1,0 +1,49 @@
+"""A model kind that only spends time: for benchmarks and for tests of scheduling and crashes.
+
+``sleep`` busy-waits (``busy: true``, a CPU-bound task like real model code) or sleeps for
+``ms`` milliseconds; with ``sigma`` > 0 the duration is lognormal (median ``ms``), drawn from
+the task's own generator so uneven workloads are reproducible too.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pydantic import Field
+
+from .base import Dataset, FitContext, ModelKind, ModelParams, register_model
+
+
+class SleepParams(ModelParams):
+    ms: float = Field(5.0, ge=0, description="median task duration in milliseconds")
+    sigma: float = Field(0.0, ge=0, description="lognormal shape; 0 = every task takes ms")
+    busy: bool = Field(True, description="spin the CPU instead of sleeping")
+    fail_every: int = Field(0, ge=0, description="tasks whose index is a multiple of this raise (0 = none)")
+
+
+@register_model
+class SleepKind(ModelKind):
+    name = "sleep"
+    Params = SleepParams
+    needs_target = False
+    primary_metric = "slept_ms"
+    greater_is_better = False
+    cheap_refit = False
+
+    def fit(self, params: SleepParams, data: Dataset, weights, ctx: FitContext):
+        if params.fail_every and ctx.task_index is not None and ctx.task_index % params.fail_every == 0:
+            raise RuntimeError(f"task {ctx.task_index} failed on purpose (fail_every={params.fail_every})")
+        ms = params.ms * float(np.exp(params.sigma * ctx.rng.standard_normal())) if params.sigma else params.ms
+        end = time.perf_counter() + ms / 1000.0
+        if params.busy:
+            while time.perf_counter() < end:
+                pass
+        else:
+            time.sleep(ms / 1000.0)
+        return ms
+
+    def outputs(self, params, fitted, data) -> dict[str, float]:
+        return {"slept_ms": float(fitted)}
+
+    def score(self, params, fitted, data, mask) -> dict[str, float]:
+        return {}
