@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with hpcml and the extras named in $1 (default: all). Idempotent.
+# Creates .venv with hpcml and the extras named in $1 (default: all; `core` for none). Idempotent.
 set -euo pipefail
 extras="${1:-all}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,4 +12,8 @@ case ",$extras," in
     # The pinned CPU build first: otherwise a dependency asking for torch pulls CUDA.
     $venv/bin/python -c "import torch" 2>/dev/null || $pip install -q "torch==2.13.0" ;;
 esac
-$pip install -q -e "$here[$extras]"
+if [ "$extras" = core ]; then
+  $pip install -q -e "$here"
+else
+  $pip install -q -e "$here[$extras]"
+fi

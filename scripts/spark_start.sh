@@ -88,7 +88,10 @@ if ! alive worker; then
   done
 fi
 
+# Status on stderr so that `url=$(spark_start.sh)` captures just the URL.
 if [ ${#started[@]} -gt 0 ]; then
   echo "spark_start: started ${started[*]} in ${SECONDS}s (logs in $DIR)" >&2
+else
+  echo "spark_start: already running (logs in $DIR)" >&2
 fi
 echo "$URL"

@@ -95,8 +95,8 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    wk_ = w; keep = w > 0  # zero-weight rows contribute nothing; skip their arithmetic
-    Xk, yk, wk = X[keep], y[keep], np.ones(keep.sum())
+    keep = w > 0  # zero-weight rows contribute nothing; skip their arithmetic
+    Xk, yk, wk = X[keep], y[keep], w[keep]
     n_eff = float(wk.sum())
     # Centring by the weighted means removes the intercept column and its collinearity
     # with the features, which is what keeps the normal equations well conditioned.
