@@ -87,6 +87,8 @@ def _file_frame(path: Path) -> pd.DataFrame:
 
 def read_frame(spec: DataSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
     source = spec.source
+    if source == "none":  # kinds that make their own data (rscript, bayesm): one row, no columns
+        return pd.DataFrame(index=range(1)), {}
     if source.startswith("sklearn:"):
         return _sklearn_frame(source.split(":", 1)[1])
     if source.startswith("synthetic:"):

@@ -119,7 +119,7 @@ def finish(job: Job, store: RunStore, seconds: float) -> RunResult:
     results = store.consolidate()
     n_tasks = len(plan_tasks(job))
     n_failed = n_tasks - int((results["status"] == "ok").sum()) if not results.empty else n_tasks
-    summary = summarize(job, results)
+    summary = summarize(job, results, store.path)
     summary["run"] = {"tasks": n_tasks, "failed": n_failed, "seconds": round(seconds, 3),
                       "backend": job.spec.backend.name}
     store.write_summary(summary)

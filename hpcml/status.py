@@ -16,8 +16,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         raise SpecError.one("run_dir", str(run_dir), "not an hpcml run directory (no spec.json)")
     job = Job.from_json(store.spec_path.read_text())
     total = len(plan_tasks(job))
-    latest = store.latest_records(["task_id", "task_index", "status", "attempt", "error"]
-                                  if _has_errors(store) else ["task_id", "task_index", "status", "attempt"])
+    latest = store.latest_records()
     done = int((latest["status"] == "ok").sum()) if not latest.empty else 0
     failed = latest.loc[latest["status"] != "ok"] if not latest.empty else latest
     return {"name": job.spec.name, "total": total, "done": done, "failed": len(failed),
@@ -25,8 +24,3 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
             "failures": [{"task_id": r.task_id, "attempt": int(r.attempt), "error": getattr(r, "error", "")}
                          for r in failed.itertuples()]}
 
-
-def _has_errors(store: RunStore) -> bool:
-    import pyarrow.parquet as pq
-
-    return any("error" in pq.read_schema(f).names for f in store.chunk_files())

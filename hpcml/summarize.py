@@ -149,7 +149,7 @@ def variance_thresholds(row: pd.Series) -> dict[str, int | None]:
     return out
 
 
-def summarize(job, results: pd.DataFrame) -> dict[str, Any]:
+def summarize(job, results: pd.DataFrame, run_dir=None) -> dict[str, Any]:
     kind = job.plan_kind
     base = {"plan": kind, "model": job.model.name, "name": job.spec.name}
     ok = _ok(results)
@@ -167,4 +167,8 @@ def summarize(job, results: pd.DataFrame) -> dict[str, Any]:
         body = {"table": _mean_sd_table(ok, output_columns(ok))}
     if job.model.name == "pca" and len(ok) and any(c.startswith("cum_evr_") for c in ok.columns):
         body["variance_thresholds"] = variance_thresholds(ok.iloc[0])
+    # A model kind may add its own summary (e.g. bayesm's R-hat across chains' stored draws).
+    extra = getattr(job.model, "summarize_extra", None)
+    if extra is not None and len(ok):
+        body.update(extra(job, results, run_dir if run_dir is not None else job.output))
     return {**base, **body}

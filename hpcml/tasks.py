@@ -159,7 +159,7 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
     """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
     from threadpoolctl import threadpool_limits
 
-    from .data import load_dataset
+    from .shards import load_dataset  # shards plans on a file: each task reads only its rows
     from .store import write_chunk_records
 
     start_chunk = time.perf_counter()

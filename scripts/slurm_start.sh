@@ -71,6 +71,9 @@ JobAcctGatherType=jobacct_gather/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# Without it a job that gives no --mem is allocated ALL the node's memory, so such jobs
+# run one at a time even with free cores.
+DefMemPerCPU=$(( real_mem / ncpu ))
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=$CTLD_PIDFILE

@@ -75,7 +75,7 @@ def spark_master():
     pytest.importorskip("pyspark")
     port = os.environ.get("HPCML_SPARK_PORT", "7077")
     proc = _service("spark_start.sh", "spark_stop.sh", "/usr/bin/java")
-    already = "already" in proc.stdout
+    already = "already" in proc.stderr  # spark_start.sh prints only the URL on stdout
     yield f"spark://127.0.0.1:{port}"
     if not already:
         subprocess.run(["bash", str(SCRIPTS / "spark_stop.sh")], capture_output=True, timeout=120)

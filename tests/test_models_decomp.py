@@ -38,6 +38,14 @@ def test_sign_convention_and_truncation():
     np.testing.assert_allclose(r.Vt, svd(X, k=3).Vt, atol=1e-10)  # same signs as "full"
 
 
+def test_randomized_power_iterations_recover_decaying_spectrum():
+    r = np.random.default_rng(3)
+    A = (r.standard_normal((300, 30)) * 0.7 ** np.arange(30)) @ r.standard_normal((30, 80))
+    ref = svd(A, k=5)
+    got = svd(A, k=5, method="randomized", rng=np.random.default_rng(1), n_oversamples=5, n_iter=4)
+    np.testing.assert_allclose(got.s, ref.s, rtol=1e-10)
+
+
 def test_randomized_close_on_low_rank_and_deterministic():
     ref = svd(LOWRANK, k=6)
     a = svd(LOWRANK, k=6, method="randomized", rng=np.random.default_rng(4))

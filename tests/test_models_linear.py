@@ -51,6 +51,14 @@ def test_rank_deficient_falls_back_to_lstsq():
     np.testing.assert_allclose(predict(fit, X2), predict(fit_ols(X, Y), X), rtol=1e-9)
 
 
+def test_near_collinear_uses_lstsq_and_stays_accurate():
+    noise = np.random.default_rng(0).standard_normal(len(Y))
+    X2 = np.column_stack([X, X[:, 0] + 1e-5 * noise])  # cond(X) ~ 1e4: cond(X'X) ~ 1e8
+    fit = fit_ols(X2, Y)
+    assert fit.method == "lstsq"
+    assert _rel(fit.coef, _ref(X2, Y)) < 1e-10
+
+
 def test_badly_scaled_columns_stay_accurate():
     Xs = X * np.logspace(-6, 6, X.shape[1])
     assert _rel(fit_ols(Xs, Y).coef[1:] * np.logspace(-6, 6, X.shape[1]), _ref(X, Y)[1:]) < 1e-9

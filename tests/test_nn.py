@@ -33,7 +33,7 @@ def digits() -> Dataset:
 
 
 def ctx(seed=0, scratch=None):
-    return FitContext(rng=np.random.default_rng(seed), threads=2, scratch=scratch)
+    return FitContext(rng=np.random.default_rng(seed), threads=1, scratch=scratch)
 
 
 def state(model):
@@ -129,7 +129,7 @@ def _tensors(digits, n=1200):
 
 def test_checkpoint_resume_equals_uninterrupted(digits, tmp_path):
     X, y, Xv, yv = _tensors(digits)
-    cfg = dict(optimizer="adam", lr=3e-3, batch_size=64, step_size=1, gamma=0.7, patience=5, threads=2)
+    cfg = dict(optimizer="adam", lr=3e-3, batch_size=64, step_size=1, gamma=0.7, patience=5, threads=1)
     torch.manual_seed(11)
     init = build_model("cnn2_dropout", (1, 8, 8), 10)
 
@@ -146,6 +146,9 @@ def test_checkpoint_resume_equals_uninterrupted(digits, tmp_path):
     # A checkpoint from another seed is ignored, not resumed.
     other = train(copy.deepcopy(init), X, y, TrainConfig(epochs=3, checkpoint_dir=tmp_path / "b", **cfg), 6, Xv, yv)
     assert other.resumed_from == 0
+    # Nor is one that is already past the requested number of epochs.
+    shorter = train(copy.deepcopy(init), X, y, TrainConfig(epochs=2, checkpoint_dir=tmp_path / "a", **cfg), 5, Xv, yv)
+    assert shorter.resumed_from == 0 and shorter.epochs_run == 2
 
 
 def test_kind_resumes_from_scratch_dir(digits, tmp_path):
@@ -164,7 +167,7 @@ def test_equivalent_to_plain_pytorch_loop(digits):
     init = build_model("fc", (1, 8, 8), 10, hidden=[32])
     seed, bs, epochs = 123, 50, 2
     res = train(copy.deepcopy(init), X, y, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, epochs=epochs,
-                                                       batch_size=bs, threads=2), seed)
+                                                       batch_size=bs, threads=1), seed)
     plain = copy.deepcopy(init)
     opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
@@ -185,7 +188,7 @@ def test_early_stopping_restores_best(digits):
     yv = yv[torch.randperm(len(yv), generator=torch.Generator().manual_seed(0))]  # noise: val loss rises
     torch.manual_seed(0)
     res = train(build_model("fc", (1, 8, 8), 10), X, y,
-                TrainConfig(lr=0.01, epochs=40, patience=2, threads=2), 1, Xv, yv)
+                TrainConfig(lr=0.01, epochs=40, patience=2, threads=1), 1, Xv, yv)
     assert res.stopped_early and res.epochs_run < 40 and res.best_epoch == res.epochs_run - 2
     assert evaluate(res.model, Xv, yv)["loss"] == pytest.approx(res.history[res.best_epoch - 1]["val_loss"])
 

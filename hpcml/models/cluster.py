@@ -13,7 +13,7 @@ from pydantic import Field
 from scipy import sparse
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.linear import as_weights, row_mask
+from hpcml.models.linear import as_weights, keep_rows, row_mask
 
 _CHUNK_FLOATS = 1 << 22  # ~32 MB of distances per chunk
 
@@ -119,8 +119,7 @@ def kmeans(
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = as_weights(weights, X.shape[0])
-    keep = w > 0
-    Xk, wk = X[keep], w[keep]
+    wk, Xk = keep_rows(w, X)
     if k > Xk.shape[0]:
         raise ValueError(f"k={k} exceeds the number of rows with positive weight ({Xk.shape[0]})")
     mean = wk @ Xk / wk.sum()

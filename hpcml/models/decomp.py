@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.linear import as_weights, row_mask
+from hpcml.models.linear import as_weights, keep_rows, row_mask
 
 Method = Literal["full", "randomized", "tsqr"]
 
@@ -140,8 +140,7 @@ def pca(
         raise ValueError("give n_components or variance, not both")
     X = np.asarray(X, dtype=np.float64)
     w = as_weights(weights, X.shape[0])
-    keep = w > 0
-    Xk, wk = X[keep], w[keep]
+    wk, Xk = keep_rows(w, X)
     n_eff = float(wk.sum())
     if n_eff <= 1:
         raise ValueError("pca needs total weight > 1")
@@ -244,8 +243,8 @@ class SVDKind(ModelKind):
     def fit(self, params: SVDParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> SVDResult:
         X = data.X
         if weights is not None:  # sqrt(w) rows: same singular values as the resampled copy
-            w = as_weights(weights, data.n)
-            X = X[w > 0] * np.sqrt(w[w > 0])[:, None]
+            w, X = keep_rows(as_weights(weights, data.n), X)
+            X = X * np.sqrt(w)[:, None]
         return svd(X, params.k, params.method, ctx.rng)
 
     def outputs(self, params: SVDParams, fitted: SVDResult, data: Dataset) -> dict[str, float]:

@@ -14,7 +14,7 @@ from pydantic import Field
 from scipy.special import expit
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.linear import as_weights, coef_outputs, row_mask, solve_spd
+from hpcml.models.linear import as_weights, coef_outputs, keep_rows, row_mask, solve_spd
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
@@ -73,8 +73,7 @@ def fit_logistic(
     if y01.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y01.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    keep = w > 0
-    A, yk, wk = X[keep], y01[keep], w[keep]
+    wk, A, yk = keep_rows(w, X, y01)
     if fit_intercept:
         A = np.column_stack([np.ones(A.shape[0]), A])
     beta = np.zeros(A.shape[1])

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 from scipy import linalg
 from scipy.linalg import lapack
 
@@ -33,6 +32,14 @@ def as_weights(weights: Any, n: int) -> np.ndarray:
     if not np.any(w > 0):
         raise ValueError("all weights are zero: no rows to fit")
     return w
+
+
+def keep_rows(w: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Rows with positive weight (zero-weight rows add nothing); no copy when all are kept."""
+    keep = w > 0
+    if keep.all():
+        return [w, *arrays]
+    return [w[keep], *(a[keep] for a in arrays)]
 
 
 def row_mask(mask: Any, n: int) -> np.ndarray:
@@ -95,8 +102,7 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    keep = w > 0  # zero-weight rows contribute nothing; skip their arithmetic
-    Xk, yk, wk = X[keep], y[keep], w[keep]
+    wk, Xk, yk = keep_rows(w, X, y)
     n_eff = float(wk.sum())
     # Centring by the weighted means removes the intercept column and its collinearity
     # with the features, which is what keeps the normal equations well conditioned.

@@ -7,6 +7,7 @@ the task's own generator so uneven workloads are reproducible too.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from pydantic import Field
@@ -19,6 +20,7 @@ class SleepParams(ModelParams):
     sigma: float = Field(0.0, ge=0, description="lognormal shape; 0 = every task takes ms")
     busy: bool = Field(True, description="spin the CPU instead of sleeping")
     fail_every: int = Field(0, ge=0, description="tasks whose index is a multiple of this raise (0 = none)")
+    flaky_dir: str | None = Field(None, description="fail each task's first attempt, leaving a marker file here")
 
 
 @register_model
@@ -33,6 +35,12 @@ class SleepKind(ModelKind):
     def fit(self, params: SleepParams, data: Dataset, weights, ctx: FitContext):
         if params.fail_every and ctx.task_index is not None and ctx.task_index % params.fail_every == 0:
             raise RuntimeError(f"task {ctx.task_index} failed on purpose (fail_every={params.fail_every})")
+        if params.flaky_dir is not None:
+            marker = Path(params.flaky_dir, f"task-{ctx.task_index}")
+            if not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+                raise RuntimeError(f"task {ctx.task_index} fails on its first attempt (flaky_dir)")
         ms = params.ms * float(np.exp(params.sigma * ctx.rng.standard_normal())) if params.sigma else params.ms
         end = time.perf_counter() + ms / 1000.0
         if params.busy:

@@ -147,7 +147,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
 
     Resumes from ``cfg.checkpoint_dir/last.pt`` when it exists and matches this config/seed.
     With ``cfg.patience`` and validation data, stops after ``patience`` epochs without a
-    lower validation loss and restores the best weights.
+    lower validation loss, and the returned model has the best-validation weights.
     """
     device = resolve_device(cfg.device)
     old_threads = torch.get_num_threads()
@@ -166,7 +166,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
 
 
 def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
-    opt, sched = make_optimizer(model, cfg), None
+    opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     gen = torch.Generator()  # batch order; CPU generator so orders match across devices
     gen.manual_seed(seed)
@@ -178,9 +178,12 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
     fp = cfg.fingerprint(seed, model, X.shape[0])
     start, stopped = 0, False
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        # CPU first: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fp:
             log.warning("%s: checkpoint is from another config or seed; starting afresh", ckpt)
+        elif int(state["epoch"]) > cfg.epochs:
+            log.warning("%s: checkpoint is past epoch %d; starting afresh", ckpt, cfg.epochs)
         else:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -241,8 +244,8 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
             }, ckpt)
     if writer is not None:
         writer.close()
-    if stopped and best["state"] is not None:
-        model.load_state_dict(best["state"])  # early stopping keeps the best weights
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])  # with patience, return the best-validation weights
     best_epoch = best["epoch"] if has_val else len(history)
     return TrainResult(model=model, history=history, best_epoch=best_epoch, epochs_run=len(history),
                        stopped_early=stopped, resumed_from=resumed_from, device=str(device))

@@ -1,0 +1,187 @@
+"""Dask: a LocalCluster on this machine, an existing scheduler, or batch jobs via dask-jobqueue.
+
+One dask task per chunk (``execute_chunk`` on a :class:`WorkOrder`), results streamed with
+``distributed.as_completed``. Workers load the job's data once per process: a worker plugin
+warms the per-process cache when a worker joins, so data never travels inside a task.
+
+A worker that dies mid-chunk is handled twice over: Dask itself reruns the chunk on another
+worker (up to ``distributed.scheduler.allowed-failures``), and a chunk that still cannot
+finish (KilledWorker, cancelled, no workers left) comes back as ``ChunkResult.lost`` for the
+runner's retries. A chunk that ran twice leaves two chunk files with identical records;
+consolidation keeps one row per task.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from distributed.diagnostics.plugin import WorkerPlugin
+from pydantic import Field, model_validator
+
+from ..errors import SpecError
+from ..tasks import ChunkResult, WorkOrder, execute_chunk
+from .base import Backend
+from .jobqueue import ClusterName, JobResources, make_jobqueue_cluster
+
+log = logging.getLogger("hpcml.dask")
+
+# Options that only mean something for a batch-scheduler cluster.
+_BATCH_ONLY = set(JobResources.model_fields) - {"local_directory"}
+
+
+class DaskOptions(JobResources):
+    cluster: ClusterName = Field("local", description="local (LocalCluster) or a batch scheduler via dask-jobqueue")
+    address: str | None = Field(None, description="connect to this running scheduler instead (tcp://host:port)")
+    start_timeout_s: float = Field(120.0, gt=0, description="how long to wait for workers to come up")
+    no_workers_timeout_s: float | None = Field(
+        600.0, gt=0, description="fail chunks that wait this long with no worker able to run them (None: wait forever)")
+    shared_filesystem: bool = Field(True, description="workers can write into the run directory")
+    dashboard: bool = Field(False, description="serve the Dask dashboard (LocalCluster/jobqueue scheduler)")
+
+    @model_validator(mode="after")
+    def _fits_cluster(self) -> "DaskOptions":
+        if self.address and self.cluster != "local":
+            raise ValueError(f"give address or cluster={self.cluster!r}, not both")
+        if self.cluster == "local":
+            batch = sorted(_BATCH_ONLY & self.model_fields_set)
+            if batch:
+                raise ValueError(f"{', '.join(batch)} only apply to a batch cluster (set cluster: slurm, pbs, ...)")
+        return self
+
+
+class _WarmData(WorkerPlugin):
+    """Worker plugin: load the job and its data into the process cache as a worker joins."""
+
+    name = "hpcml-warm-data"
+
+    def __init__(self, job_json: str):
+        self.job_json = job_json
+
+    async def setup(self, worker) -> None:
+        # Off the event loop: a slow load must not stall the worker's heartbeats.
+        await asyncio.get_running_loop().run_in_executor(None, _warm, self.job_json)
+
+
+def _warm(job_json: str) -> None:
+    from ..data import load_dataset
+    from ..tasks import _job_and_tasks
+
+    try:
+        job, _ = _job_and_tasks(job_json)
+        load_dataset(job)
+    except Exception:
+        pass  # the chunk itself reports the error as task failures
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    Options = DaskOptions
+
+    def __init__(self, workers=None, options=None):
+        super().__init__(workers, options)
+        self.shares_filesystem = self.options.shared_filesystem
+        self.cluster = None
+        self.client = None
+        self._token = uuid.uuid4().hex[:8]
+
+    @property
+    def workers(self) -> int:
+        opts = self.options
+        if opts.cluster != "local":
+            return opts.n_jobs() * opts.processes
+        return self._workers or os.cpu_count() or 1
+
+    def describe(self) -> str:
+        where = self.options.address or self.options.cluster
+        return f"dask {where} ({self.workers} workers)"
+
+    def start(self, job_json: str) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        from ..spec import Job
+
+        opts = self.options
+        job = Job.from_json(job_json)
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": opts.no_workers_timeout_s}):
+            if opts.address:
+                self.client = Client(opts.address, timeout=opts.start_timeout_s)
+                expect = 1
+            elif opts.cluster == "local":
+                self.cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=":0" if opts.dashboard else None, local_directory=opts.local_directory,
+                    silence_logs=logging.ERROR)
+                expect = self.workers
+            else:
+                logs = opts.log_directory or str(Path(job.output, "logs", "dask").resolve())
+                Path(logs).mkdir(parents=True, exist_ok=True)
+                self.cluster = make_jobqueue_cluster(opts.cluster, opts, f"hpcml-{job.spec.name}", logs)
+                expect = opts.startup_workers()
+            if self.client is None:
+                self.client = Client(self.cluster)
+        self.client.register_plugin(_WarmData(job_json), name=_WarmData.name)
+        if expect:
+            self._wait_for_workers(expect)
+
+    def _wait_for_workers(self, n: int) -> None:
+        opts = self.options
+        try:
+            self.client.wait_for_workers(n, timeout=opts.start_timeout_s)
+        except (TimeoutError, asyncio.TimeoutError, OSError):
+            have = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+            where = opts.address or opts.cluster
+            hint = "; check squeue and the job logs" if opts.cluster != "local" else ""
+            self.stop()
+            raise SpecError.one("backend.start_timeout_s", opts.start_timeout_s,
+                                f"only {have} of {n} dask worker(s) on {where} came up in time{hint}") from None
+
+    def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
+        from distributed import as_completed
+
+        assert self.client is not None, "start() first"
+        futures = {}
+        for order in orders:
+            # Absolute: workers (batch jobs) need not share the driver's working directory.
+            order = dataclasses.replace(order, run_dir=str(Path(order.run_dir).resolve()))
+            key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}"
+            futures[self.client.submit(execute_chunk, order, key=key, pure=False)] = order
+        try:
+            for future in as_completed(futures):
+                order = futures.pop(future)
+                yield _outcome(future, order)
+                future.release()
+        finally:
+            if futures:  # the caller stopped early: nothing may keep running for it
+                self.client.cancel(list(futures), force=True)
+
+    def stop(self) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if client is not None:
+            if self.options.address:  # a shared scheduler: leave its workers as we found them
+                try:
+                    client.unregister_worker_plugin(_WarmData.name)
+                except Exception:
+                    pass
+            client.close(timeout=30)
+        if cluster is not None:
+            cluster.close(timeout=60)  # jobqueue: cancels the worker jobs (scancel)
+
+
+def _outcome(future, order: WorkOrder) -> ChunkResult:
+    """A finished dask future -> the chunk's result, or ``lost`` with the reason."""
+    if future.status == "finished":
+        try:
+            return future.result()
+        except Exception as err:
+            return ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
+    if future.status == "cancelled":
+        return ChunkResult.lost(order.chunk, "dask worker or scheduler lost (chunk cancelled)")
+    err = future.exception()
+    # KilledWorker: the chunk's workers died more than allowed-failures times.
+    return ChunkResult.lost(order.chunk, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip())

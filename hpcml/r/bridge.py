@@ -1,0 +1,142 @@
+"""One embedded R per worker process (rpy2), started lazily, and conversions to and from it.
+
+R is started on the first call that needs it, never at import: a process that runs no R
+task never pays for R, and a machine without rpy2 fails only when an R kind is used.
+R errors surface as :class:`RError` carrying R's own message (the first line, as R prints it).
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# rpy2's embedded R is one per process and not thread-safe: calls are serialized.
+_LOCK = threading.RLock()
+
+
+class RError(RuntimeError):
+    """An error raised by R code; ``str()`` is R's message."""
+
+
+@functools.lru_cache(maxsize=1)
+def _r():
+    try:
+        import rpy2.robjects as ro
+        from rpy2.rinterface_lib import callbacks
+    except ImportError as err:
+        raise ImportError(f"R task kinds need rpy2 and R: pip install 'hpcml[r]' ({err})") from None
+    # R's console output would interleave with progress bars; warnings stay visible in the log.
+    callbacks.consolewrite_print = lambda text: None
+    callbacks.consolewrite_warnerror = lambda text: None
+    return ro
+
+
+def r():
+    """The ``rpy2.robjects`` module with R started."""
+    with _LOCK:
+        return _r()
+
+
+def _message(err: Exception) -> str:
+    text = str(err).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # rpy2 gives "Error in f(x) : \n  message": keep R's message, not the call.
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return lines[1]
+    if lines and " : " in lines[0]:
+        return lines[0].split(" : ", 1)[1].strip() or lines[0]
+    return lines[0] if lines else "R error"
+
+
+def evaluate(code: str) -> Any:
+    """Evaluate R code in R's global environment; R errors -> :class:`RError`."""
+    ro = r()
+    from rpy2.rinterface_lib.embedded import RRuntimeError
+
+    with _LOCK:
+        try:
+            return ro.r(code)
+        except RRuntimeError as err:
+            raise RError(_message(err)) from None
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call an R function; R errors -> :class:`RError` with R's message."""
+    from rpy2.rinterface_lib.embedded import RRuntimeError
+
+    with _LOCK:
+        try:
+            return fn(*args, **kwargs)
+        except RRuntimeError as err:
+            raise RError(_message(err)) from None
+
+
+def seed(value: int) -> None:
+    """Seed R's generator: L'Ecuyer-CMRG, whose streams doParallel's workers also derive from."""
+    evaluate(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({int(value)}L)')
+
+
+def to_r(value: Any) -> Any:
+    """pandas/NumPy/Python values -> R objects (data.frame, numeric vector, named list)."""
+    ro = r()
+    from rpy2.robjects import numpy2ri, pandas2ri
+    from rpy2.robjects.conversion import localconverter
+
+    if isinstance(value, dict):
+        return ro.vectors.ListVector({k: to_r(v) for k, v in value.items()})
+    if value is None:
+        return ro.NULL
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ro.StrVector(list(value))
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    with _LOCK, localconverter(ro.default_converter + pandas2ri.converter + numpy2ri.converter):
+        return ro.conversion.get_conversion().py2rpy(value)
+
+
+def to_py(value: Any) -> Any:
+    """R objects -> pandas DataFrame (data.frame), NumPy array (vector/matrix), dict (named list)."""
+    ro = r()
+    from rpy2.robjects import numpy2ri, pandas2ri
+    from rpy2.robjects.conversion import localconverter
+
+    with _LOCK, localconverter(ro.default_converter + pandas2ri.converter + numpy2ri.converter):
+        return ro.conversion.get_conversion().rpy2py(value)
+
+
+def frame(X: np.ndarray, columns: list[str]) -> Any:
+    """A float matrix with column names -> an R data.frame (columns copied once)."""
+    return to_r(pd.DataFrame(X, columns=columns))
+
+
+def scalars(value: Any, what: str) -> dict[str, float]:
+    """A named list / named vector / one-row data.frame of numbers -> {name: float}.
+
+    Anything else is a clear error naming what was returned: outputs must be scalars so
+    every task's record is one row of the results table.
+    """
+    ro = r()
+    names = list(ro.r["names"](value)) if value is not ro.NULL else []
+    if not names or any(n in ("", "NA") for n in names):
+        raise RError(f"{what} must return a named list of numbers, got {_rclass(value)} without names")
+    is_df = "data.frame" in _rclass(value)
+    if is_df and ro.r["nrow"](value)[0] != 1:
+        raise RError(f"{what} returned a data.frame with {ro.r['nrow'](value)[0]} rows; return one row of scalars")
+    out: dict[str, float] = {}
+    for i, name in enumerate(names):
+        item = value[i]
+        arr = np.asarray(item).ravel() if not np.isscalar(item) else np.asarray([item])
+        if arr.size != 1:
+            raise RError(f"{what}: output {name!r} has length {arr.size}; each output must be one number")
+        try:
+            out[str(name)] = float(arr[0])
+        except (TypeError, ValueError):
+            raise RError(f"{what}: output {name!r} is not a number ({arr[0]!r})") from None
+    return out
+
+
+def _rclass(value: Any) -> str:
+    return "/".join(r().r["class"](value))

@@ -1,0 +1,173 @@
+"""Per-shard reading for the ``shards`` plan: a task reads only its own rows of a data file.
+
+For a Parquet, CSV or .npy source the job's data is a lazy table: the row count comes from
+file metadata and rows are read only when a task slices its shard (Parquet: the row groups
+that overlap the shard; .npy: a memory map; CSV: skip to the first row, read ``nrows``).
+The target column alone is read in full, so labels are encoded exactly as a full load
+encodes them. Rows go through the same pandas -> float64 conversion as ``data.py``, so a
+shard's numbers are bit-for-bit those of slicing the fully loaded data.
+
+Everything else (other plans, other sources, ``dropna``) uses the ordinary full load.
+Validation (missing columns, NaN, non-numeric features) still happens once on the driver.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import data as _data
+from .models.base import Dataset
+from .spec import DataSpec
+
+SUFFIXES = (".parquet", ".csv", ".npy")
+
+
+class LazyRows:
+    """A read-on-slice stand-in for ``Dataset.X``: ``rows[a:b]`` reads rows a..b-1 from the file."""
+
+    def __init__(self, n_rows: int, n_cols: int, read: Callable[[int, int], np.ndarray]):
+        self.shape = (n_rows, n_cols)
+        self._read = read
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("lazily read data supports contiguous row slices only")
+        start, stop, _ = key.indices(self.shape[0])
+        return self._read(start, max(start, stop))
+
+
+def _to_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    # The same conversion as data.frame_to_dataset, row block by row block.
+    return np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64))
+
+
+def row_groups_for(row_counts: list[int], start: int, stop: int) -> tuple[list[int], int]:
+    """Parquet row groups overlapping rows [start, stop), and the first row of the first group."""
+    groups, first, offset = [], None, 0
+    for g, count in enumerate(row_counts):
+        if offset < stop and offset + count > start:
+            groups.append(g)
+            first = offset if first is None else first
+        offset += count
+    return groups, (start if first is None else first)
+
+
+class _Parquet:
+    def __init__(self, path: Path):
+        import pyarrow.parquet as pq
+
+        self.file = pq.ParquetFile(path)
+        meta = self.file.metadata
+        self.n = meta.num_rows
+        self.counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        pandas_meta = self.file.schema_arrow.pandas_metadata or {}
+        index_cols = {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
+        self.columns = [c for c in self.file.schema_arrow.names if c not in index_cols]
+
+    def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
+        groups, first = row_groups_for(self.counts, start, stop)
+        table = self.file.read_row_groups(groups, columns=columns, use_pandas_metadata=False)
+        return table.slice(start - first, stop - start).to_pandas()
+
+    def column(self, name: str) -> pd.DataFrame:
+        return self.file.read(columns=[name], use_pandas_metadata=False).to_pandas()
+
+
+class _Csv:
+    def __init__(self, path: Path):
+        self.path = path
+        self.columns = list(pd.read_csv(path, nrows=0).columns)
+        self.n = _count_records(path)
+
+    def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
+        return pd.read_csv(self.path, skiprows=range(1, start + 1), nrows=stop - start, usecols=columns)
+
+    def column(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.path, usecols=[name])
+
+
+class _Npy:
+    def __init__(self, path: Path):
+        self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if self.array.ndim != 2:
+            raise ValueError("not 2-D")  # the full load reports it properly
+        self.n = self.array.shape[0]
+        self.columns = [f"x{j}" for j in range(self.array.shape[1])]
+
+    def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
+        frame = pd.DataFrame(np.asarray(self.array[start:stop]), columns=self.columns)
+        return frame[columns]
+
+    def column(self, name: str) -> pd.DataFrame:
+        return pd.DataFrame({name: np.asarray(self.array[:, self.columns.index(name)])})
+
+
+def _count_records(path: Path) -> int:
+    """Data lines of a CSV (one record per line, header first), counted without parsing."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if last != b"\n":
+        lines += 1
+    return max(0, lines - 1)
+
+
+_READERS = {".parquet": _Parquet, ".csv": _Csv, ".npy": _Npy}
+
+
+def _reader_for(spec: DataSpec):
+    if spec.dropna or ":" in spec.source.split("/")[0]:
+        return None
+    path = Path(spec.source)
+    if path.suffix.lower() not in SUFFIXES or not path.is_file():
+        return None
+    try:
+        return _READERS[path.suffix.lower()](path)
+    except Exception:
+        return None  # let the full load say what is wrong
+
+
+@functools.lru_cache(maxsize=4)
+def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Dataset | None:
+    spec = DataSpec.model_validate_json(spec_json)
+    reader = _reader_for(spec)
+    if reader is None:
+        return None
+    features = json.loads(features_json)
+    target = spec.target
+    if features is None:
+        features = [c for c in reader.columns if c != target]
+    if any(f not in reader.columns for f in features) or (target is not None and target not in reader.columns):
+        return None
+    y, classes = None, None
+    if target is not None and needs_target:
+        # One column in full, encoded by the same code as a full load (labels sorted the same).
+        labels = _data.frame_to_dataset(reader.column(target), spec, [], True)
+        y, classes = labels.y, labels.classes
+    used = list(features)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        return _to_matrix(reader.read(start, stop, used), used)
+
+    return Dataset(X=LazyRows(reader.n, len(features), read), y=y, features=[str(f) for f in features],
+                   target=target, classes=classes)
+
+
+def load_dataset(job) -> Dataset:
+    """The job's data: lazy per-shard rows for a shards plan on a file, else the full load."""
+    if job.plan_kind == "shards":
+        spec = job.spec
+        lazy = _lazy_cached(spec.data.model_dump_json(), json.dumps(spec.model.features), job.model.needs_target)
+        if lazy is not None:
+            return lazy
+    return _data.load_dataset(job)

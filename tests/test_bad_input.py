@@ -1,0 +1,165 @@
+"""Bad input: one line per problem naming the field and the value, exit 2, no run directory."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hpcml.cli import app
+
+from conftest import small_spec
+
+runner = CliRunner()
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def _npy3(tmp_path):
+    p = tmp_path / "cube.npy"
+    np.save(p, np.zeros((2, 2, 2)))
+    return str(p)
+
+
+def _set(spec, dotted, value):
+    node = spec
+    *parents, leaf = dotted.split(".")
+    for k in parents:
+        node = node.setdefault(k, {})
+    node[leaf] = value
+
+
+def _del(spec, dotted):
+    node = spec
+    *parents, leaf = dotted.split(".")
+    for k in parents:
+        node = node[k]
+    del node[leaf]
+
+
+IRIS = {"source": "sklearn:iris", "target": "target"}
+IRIS_X = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+# (id, edit(spec, tmp_path), field, value shown)
+CASES = [
+    ("unknown-top-key", lambda s, t: _set(s, "colour", "blue"), "colour", "'blue'"),
+    ("seed-wrong-type", lambda s, t: _set(s, "seed", "abc"), "seed", "'abc'"),
+    ("seed-negative", lambda s, t: _set(s, "seed", -1), "seed", "-1"),
+    ("name-bad", lambda s, t: _set(s, "name", "my run"), "name", "'my run'"),
+    ("missing-file", lambda s, t: _set(s, "data.source", str(t / "nope.csv")), "data.source", "nope.csv"),
+    ("unknown-sklearn-set", lambda s, t: _set(s, "data.source", "sklearn:mnist"), "data.source", "sklearn:mnist"),
+    ("unknown-feature", lambda s, t: _set(s, "model.features", ["age", "height"]), "model.features", "'height'"),
+    ("unknown-target", lambda s, t: _set(s, "data.target", "outcome"), "data.target", "'outcome'"),
+    ("target-missing", lambda s, t: _del(s, "data.target"), "data.target", "None"),
+    ("nan-in-data", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,b,y\n1,2,3\n4,,6\n7,8,9\n"), "target": "y"}),
+                                  _del(s, "model.features")), "data.source", "d.csv"),
+    ("non-numeric-feature", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,b,y\n1,x,3\n4,z,6\n"), "target": "y"}),
+                                          _del(s, "model.features")), "model.features", "'b'"),
+    ("empty-data", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,b,y\n"), "target": "y"}),
+                                 _del(s, "model.features")), "data.source", "d.csv"),
+    ("npy-not-2d", lambda s, t: (_set(s, "data", {"source": _npy3(t)}), _set(s, "model", {"kind": "pca"})),
+     "data.source", "cube.npy"),
+    ("unknown-model", lambda s, t: _set(s, "model.kind", "xgboost"), "model.kind", "'xgboost'"),
+    ("unknown-model-param", lambda s, t: _set(s, "model.k", 3), "model.k", "3"),
+    ("replicates-zero", lambda s, t: _set(s, "plan", {"bootstrap": {"replicates": 0}}), "plan.bootstrap.replicates", "0"),
+    ("replicates-type", lambda s, t: _set(s, "plan", {"bootstrap": {"replicates": "many"}}), "plan.bootstrap.replicates", "'many'"),
+    ("two-plans", lambda s, t: _set(s, "plan", {"bootstrap": {"replicates": 3}, "cv": {"folds": 3}}), "plan", "bootstrap"),
+    ("unknown-plan", lambda s, t: _set(s, "plan", {"jackknife": {}}), "plan.jackknife", "{}"),
+    ("cv-folds-one", lambda s, t: _set(s, "plan", {"cv": {"folds": 1}}), "plan.cv.folds", "1"),
+    ("cv-folds-over-n", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,y\n1,2\n2,3\n3,5\n"), "target": "y"}),
+                                      _del(s, "model.features"), _set(s, "plan", {"cv": {"folds": 5}})), "plan.cv.folds", "5"),
+    ("k-over-n", lambda s, t: (_set(s, "data", dict(IRIS)), _set(s, "model", {"kind": "kmeans", "k": 1000, "features": IRIS_X})),
+     "model.k", "1000"),
+    ("k-zero", lambda s, t: (_set(s, "data", dict(IRIS)), _set(s, "model", {"kind": "kmeans", "k": 0})), "model.k", "0"),
+    ("pca-variance", lambda s, t: _set(s, "model", {"kind": "pca", "variance": 1.5}), "model.variance", "1.5"),
+    ("logistic-three-classes", lambda s, t: (_set(s, "data", dict(IRIS)), _set(s, "model", {"kind": "logistic", "features": IRIS_X})),
+     "data.target", "target"),
+    ("sweep-unknown-param", lambda s, t: _set(s, "plan", {"sweep": {"grid": {"alpha": [1, 2]}}}), "plan.sweep.grid.alpha", "[1, 2]"),
+    ("sweep-bad-value", lambda s, t: (_set(s, "data", dict(IRIS)), _set(s, "model", {"kind": "kmeans"}),
+                                      _set(s, "plan", {"sweep": {"grid": {"k": [2, -1]}}})), "plan.sweep.grid.k", "-1"),
+    ("unknown-backend", lambda s, t: _set(s, "backend.name", "ray"), "backend.name", "'ray'"),
+    ("workers-zero", lambda s, t: _set(s, "backend.workers", 0), "backend.workers", "0"),
+    ("unknown-backend-option", lambda s, t: _set(s, "backend.turbo", True), "backend.turbo", "True"),
+    ("timeout-negative", lambda s, t: _set(s, "timeout_s", -5), "timeout_s", "-5"),
+    ("retries-negative", lambda s, t: _set(s, "retries", -1), "retries", "-1"),
+    ("data-wrong-type", lambda s, t: _set(s, "data", "diabetes.csv"), "data", "'diabetes.csv'"),
+]
+
+
+@pytest.mark.parametrize("edit,field,shown", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_spec_one_line_exit_2_no_output(tmp_path, edit, field, shown):
+    spec = small_spec(tmp_path)
+    edit(spec, tmp_path)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["run", str(path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert lines and all(l.startswith("error: ") for l in lines), result.output
+    hit = [l for l in lines if l.startswith(f"error: {field}:")]
+    assert hit, f"no line names {field!r}: {result.output}"
+    assert shown in hit[0], f"value {shown!r} not shown: {hit[0]}"
+    assert not (tmp_path / "run").exists(), "bad input must leave no run directory"
+    # validate agrees with run
+    check = runner.invoke(app, ["validate", str(path)])
+    assert check.exit_code == 2 and f"error: {field}:" in check.output
+
+
+def test_invalid_yaml_and_missing_spec(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nplan: [unclosed\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and result.output.startswith("error: spec:") and "not valid YAML" in result.output
+    result = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "missing.yaml" in result.output and "file not found" in result.output
+
+
+def test_spec_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and result.output.startswith("error: job:")
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(tmp_path):
+    spec = small_spec(tmp_path, plan={"bootstrap": {"replicates": 4}})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert runner.invoke(app, ["run", str(path), "--quiet", "--workers", "1"]).exit_code == 0
+    before = sorted(p.name for p in (tmp_path / "run" / "chunks").iterdir())
+    again = runner.invoke(app, ["run", str(path), "--quiet"])
+    assert again.exit_code == 2 and "error: output:" in again.output and "--resume" in again.output
+    assert sorted(p.name for p in (tmp_path / "run" / "chunks").iterdir()) == before
+
+
+def test_resume_with_a_different_spec_is_refused(tmp_path):
+    spec = small_spec(tmp_path, plan={"bootstrap": {"replicates": 4}})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert runner.invoke(app, ["run", str(path), "--quiet", "--workers", "1"]).exit_code == 0
+    changed = copy.deepcopy(spec)
+    changed["seed"] = 8
+    path.write_text(yaml.safe_dump(changed))
+    result = runner.invoke(app, ["run", str(path), "--quiet", "--resume"])
+    assert result.exit_code == 2 and "error: output:" in result.output and "seed" in result.output
+
+
+def test_validate_ok_counts_tasks(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(tmp_path)))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "40 bootstrap task(s)" in result.output
+
+
+def test_schema_is_json_schema():
+    import json
+
+    result = runner.invoke(app, ["schema"])
+    schema = json.loads(result.output)
+    assert result.exit_code == 0 and {"data", "model", "plan", "backend"} <= set(schema["properties"])

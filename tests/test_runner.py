@@ -1,0 +1,212 @@
+"""The run loop on the local backend: reproducibility, durability, failures, status, API."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import hpcml
+from hpcml.store import RunStore
+
+from conftest import ROOT, assert_same_results, hpcml_cli, small_spec
+
+
+def run_spec(spec, **kw):
+    return hpcml.run(spec, progress=False, **kw)
+
+
+def test_bootstrap_identical_for_any_workers_and_chunking(tmp_path):
+    spec = small_spec(tmp_path)
+    a = run_spec(spec, workers=1, chunk_size=1, out=tmp_path / "a")
+    b = run_spec(spec, workers=2, chunk_size=7, out=tmp_path / "b")
+    c = run_spec(spec, workers=2, out=tmp_path / "c")
+    assert a.ok and b.ok and c.ok and len(a.results) == 40
+    assert_same_results(a.results, b.results)
+    assert_same_results(a.results, c.results)
+    assert a.summary["table"] == b.summary["table"]
+
+
+def test_kmeans_replicates_identical_across_workers(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris", "target": "target"},
+                      model={"kind": "kmeans", "k": 3, "n_init": 2}, plan={"replicate": {"n": 12}})
+    a = run_spec(spec, workers=1, chunk_size=5, out=tmp_path / "a")
+    b = run_spec(spec, workers=2, chunk_size=1, out=tmp_path / "b")
+    assert_same_results(a.results, b.results)
+    assert "center_1_sepal length (cm)" in a.results and "center_3_petal width (cm)" in a.results
+
+
+def test_bootstrap_replicate_is_a_weighted_fit_of_the_resample(tmp_path):
+    """Task i's coefficients equal lstsq on the rows its seed draws (the reference fit)."""
+    from sklearn.datasets import load_diabetes
+
+    res = run_spec(small_spec(tmp_path, plan={"bootstrap": {"replicates": 3}}), workers=1)
+    X, y = load_diabetes(return_X_y=True)
+    for i in range(3):
+        rng = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(i,)))
+        rows = rng.integers(0, len(y), len(y))
+        A = np.column_stack([np.ones(len(rows)), X[rows]])
+        ref = np.linalg.lstsq(A, y[rows], rcond=None)[0]
+        row = res.results.iloc[i]
+        got = np.array([row["coef_(Intercept)"]] + [row[f"coef_{f}"] for f in load_diabetes().feature_names])
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8)
+
+
+def test_run_directory_contents(tmp_path):
+    res = run_spec(small_spec(tmp_path), workers=2)
+    run = tmp_path / "run"
+    for name in ("results.parquet", "summary.json", "spec.json", "versions.json", "plots/bootstrap.png"):
+        assert (run / name).exists(), name
+    frame = pd.read_parquet(run / "results.parquet")
+    assert list(frame.columns[:3]) == ["task_id", "task_index", "status"]
+    assert frame["task_id"].tolist() == [f"bootstrap/{i:06d}" for i in range(40)]
+    row = next(r for r in res.summary["table"] if r["output"] == "coef_bmi")
+    assert row["pct_low"] < row["estimate"] < row["pct_high"] and row["bca_low"] < row["bca_high"] and row["se"] > 0
+
+
+def test_failed_tasks_are_recorded_others_finish_exit_1(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"}, model={"kind": "sleep", "ms": 1, "fail_every": 5},
+                      plan={"replicate": {"n": 20}})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = hpcml_cli("run", path, "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    assert "4 task(s) failed" in proc.stderr and "failed on purpose" in proc.stderr
+    frame = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    failed = frame.loc[frame["status"] == "failed"]
+    assert failed["task_index"].tolist() == [0, 5, 10, 15]
+    assert failed["traceback"].str.contains("RuntimeError").all()
+    assert (frame["status"] == "ok").sum() == 16
+    status = hpcml_cli("status", tmp_path / "run")
+    assert status.returncode == 1 and "16 done, 4 failed, 0 missing" in status.stdout
+    assert "replicate/000005" in status.stdout and "failed on purpose" in status.stdout
+
+
+def test_retries_rerun_failed_tasks_once(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"},
+                      model={"kind": "sleep", "ms": 1, "flaky_dir": str(tmp_path / "flaky")},
+                      plan={"replicate": {"n": 10}}, retries=1)
+    res = run_spec(spec, workers=2)
+    assert res.ok and (res.results["attempt"] == 1).all()
+    records = RunStore(tmp_path / "run").read_records()
+    assert len(records) == 20 and (records["status"] == "ok").sum() == 10  # each task: one failure, one success
+
+
+def test_per_task_timeout(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"}, model={"kind": "sleep", "ms": 3000, "busy": True},
+                      plan={"replicate": {"n": 2}}, timeout_s=0.3)
+    t0 = time.perf_counter()
+    res = run_spec(spec, workers=2)
+    assert time.perf_counter() - t0 < 20
+    assert res.n_failed == 2 and res.results["error"].str.contains("timeout_s=0.3").all()
+
+
+def test_resume_reruns_only_missing_tasks(tmp_path):
+    spec = small_spec(tmp_path)
+    full = run_spec(spec, workers=2, out=tmp_path / "full")
+    run_spec(spec, workers=2, out=tmp_path / "part", chunk_size=5)
+    store = RunStore(tmp_path / "part")
+    removed = store.chunk_files()[2:5]
+    for f in removed:
+        f.unlink()
+    kept = {f.name for f in store.chunk_files()}
+    res = run_spec(spec, workers=2, out=tmp_path / "part", resume=True)
+    assert_same_results(full.results, res.results)
+    new = {f.name for f in store.chunk_files()} - kept
+    assert sum(len(pd.read_parquet(tmp_path / "part" / "chunks" / n)) for n in new) == 15
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"}, model={"kind": "sleep", "ms": 40, "sigma": 0.3},
+                      plan={"replicate": {"n": 200}}, backend={"name": "local", "workers": 2, "chunk_size": 5})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen([sys.executable, "-m", "hpcml.cli", "run", str(path), "--quiet"], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(tmp_path / "run")
+    deadline = time.monotonic() + 120
+    while len(store.chunk_files()) < 6 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as when a node dies
+    proc.wait(timeout=30)
+    assert not (tmp_path / "run" / "results.parquet").exists()
+    done_before = store.completed()
+    assert 0 < len(done_before) < 200
+    resumed = hpcml_cli("run", path, "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    records = store.read_records()
+    assert (records["status"] == "ok").sum() == 200 and records["task_index"].is_unique
+    clean = run_spec(spec, out=tmp_path / "clean")
+    assert_same_results(clean.results, pd.read_parquet(tmp_path / "run" / "results.parquet"))
+
+
+def test_cv_folds_match_a_reference_split(tmp_path):
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    from hpcml.plan import cv_folds
+
+    spec = small_spec(tmp_path, plan={"cv": {"folds": 5, "repeats": 2}})
+    res = run_spec(spec, workers=2)
+    assert len(res.results) == 10 and res.ok
+    X, y = load_diabetes(return_X_y=True)
+    for _, row in res.results.iterrows():
+        labels = cv_folds(7, len(y), 5, int(row["repeat"]))
+        test = labels == row["fold"]
+        ref = LinearRegression().fit(X[~test], y[~test])
+        assert row["test_r2"] == pytest.approx(r2_score(y[test], ref.predict(X[test])), rel=1e-9)
+    means = {r["output"]: r["mean"] for r in res.summary["table"]}
+    assert 0.3 < means["test_r2"] < 0.6
+
+
+def test_sweep_kmeans_leaderboard_and_elbow(tmp_path):
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris", "target": "target"},
+                      model={"kind": "kmeans", "n_init": 3}, plan={"sweep": {"grid": {"k": [1, 2, 3, 4]}, "repeats": 2}})
+    res = run_spec(spec, workers=2)
+    board = res.summary["table"]
+    assert len(board) == 4 and board[0]["k"] == 4  # least held-out inertia first
+    assert [r["k"] for r in board] == [4, 3, 2, 1]
+    assert (tmp_path / "run" / "plots" / "elbow.png").exists()
+    assert (tmp_path / "run" / "plots" / "leaderboard.png").exists()
+
+
+def test_fit_ols_equals_lstsq_and_pca_scree(tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    res = run_spec(small_spec(tmp_path, plan={"fit": {}}), workers=1)
+    X, y = load_diabetes(return_X_y=True)
+    ref = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
+    row = res.results.iloc[0]
+    np.testing.assert_allclose(row["coef_(Intercept)"], ref[0], rtol=1e-10)
+    np.testing.assert_allclose(row["coef_s6"], ref[-1], rtol=1e-8)
+    pca = run_spec(small_spec(tmp_path, model={"kind": "pca", "variance": 0.95, "features": load_diabetes().feature_names},
+                              plan={"fit": {}}, data={"source": "sklearn:diabetes"}), out=tmp_path / "pca")
+    th = pca.summary["variance_thresholds"]
+    evr = np.linalg.svd(X - X.mean(0), compute_uv=False) ** 2
+    cum = np.cumsum(evr / evr.sum())
+    assert th["k_80"] == int(np.searchsorted(cum, 0.8) + 1) and th["k_95"] == int(np.searchsorted(cum, 0.95) + 1)
+    assert (tmp_path / "pca" / "plots" / "scree.png").exists()
+
+
+def test_shards_plan_fits_each_block(tmp_path):
+    spec = small_spec(tmp_path, plan={"shards": {"n": 4}})
+    res = run_spec(spec, workers=2)
+    assert res.results["rows"].tolist() == [111, 111, 110, 110]
+    assert {r["output"] for r in res.summary["table"]} >= {"coef_bmi"}
+
+
+def test_cli_run_prints_summary_table(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(tmp_path)))
+    proc = hpcml_cli("run", path, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "coef_bmi" in proc.stdout and "40/40 tasks ok" in proc.stdout
