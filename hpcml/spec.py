@@ -78,8 +78,10 @@ class PlanSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _empty_fit(cls, value: Any) -> Any:
-        # `fit:` with nothing after it parses as None in YAML; it still means "one fit".
-        if isinstance(value, dict) and "fit" in value and value["fit"] is None:
+        # `fit:` with nothing after it parses as None in YAML; it still means "one fit". Only
+        # when no other plan is given: a dumped spec carries `fit: null` beside its real plan.
+        if (isinstance(value, dict) and "fit" in value and value["fit"] is None
+                and all(v is None for k, v in value.items() if k != "fit")):
             value = {**value, "fit": {}}
         return value
 
@@ -181,7 +183,10 @@ def validate_spec(raw: Any) -> Job:
     if spec.model.kind not in model_names():
         problems.append(("model.kind", spec.model.kind, f"unknown model; choose one of {', '.join(model_names())}"))
         raise SpecError(problems)
-    model = get_model(spec.model.kind)
+    try:
+        model = get_model(spec.model.kind)
+    except ImportError as err:
+        raise SpecError.one("model.kind", spec.model.kind, f"needs an optional dependency that is missing: {err}") from None
     try:
         base = model.Params(**(spec.model.model_extra or {}))
     except ValidationError as err:

@@ -132,7 +132,9 @@ def summarize_sweep(job, results: pd.DataFrame) -> dict[str, Any]:
 
 def summarize_shards(job, results: pd.DataFrame) -> dict[str, Any]:
     ok = _ok(results)
-    columns = [c for c in output_columns(ok)]
+    if ok.empty:
+        return {"shards": 0, "table": []}
+    columns = output_columns(ok)
     weights = ok["rows"].to_numpy(dtype=float)
     # Combined estimate: the row-weighted mean of the shard estimates.
     table = [{"output": c, "combined": _f(np.average(ok[c].to_numpy(dtype=float), weights=weights)),

@@ -82,7 +82,7 @@ class Liveness:
         while not self._stop.wait(self.heartbeat_s):
             for p in self.peers:
                 if p not in self.dead:
-                    self._sends.append(self.comm.issend(None, p, TAG_BEAT) if False else self.comm.isend(None, p, TAG_BEAT))
+                    self._sends.append(self.comm.isend(None, p, TAG_BEAT))
             self._sends = [r for r in self._sends if not r.test()[0]]
 
     def poll(self) -> set[int]:

@@ -98,24 +98,30 @@ def register_model(cls: type[ModelKind]) -> type[ModelKind]:
     return cls
 
 
+# Where each built-in kind lives. Kinds are imported on first use, so validating an OLS job
+# never imports torch or starts R; third-party kinds register themselves with register_model.
+BUILTIN_KINDS = {
+    "ols": "hpcml.models.linear",
+    "logistic": "hpcml.models.glm",
+    "kmeans": "hpcml.models.cluster",
+    "pca": "hpcml.models.decomp",
+    "svd": "hpcml.models.decomp",
+    "sleep": "hpcml.models.synthetic_work",
+    "cnn": "hpcml.models.nn_kind",
+    "r": "hpcml.r.tasks",
+    "rscript": "hpcml.r.tasks",
+    "bayesm": "hpcml.r.tasks",
+}
+
+
 def get_model(name: str) -> ModelKind:
-    _load_builtin_models()
+    """The registered kind; raises KeyError for an unknown name, ImportError for a missing extra."""
+    if name not in MODEL_KINDS and name in BUILTIN_KINDS:
+        import importlib
+
+        importlib.import_module(BUILTIN_KINDS[name])
     return MODEL_KINDS[name]
 
 
 def model_names() -> list[str]:
-    _load_builtin_models()
-    return sorted(MODEL_KINDS)
-
-
-def _load_builtin_models() -> None:
-    # Importing the modules registers their kinds; optional ones (torch, R) may be absent.
-    import importlib
-
-    for mod in ("linear", "glm", "cluster", "decomp", "synthetic_work"):
-        importlib.import_module(f"hpcml.models.{mod}")
-    for mod in ("hpcml.models.nn_kind", "hpcml.r.tasks"):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass
+    return sorted(set(BUILTIN_KINDS) | set(MODEL_KINDS))

@@ -1,0 +1,64 @@
+#' Run an hpcml job spec
+#'
+#' Runs a YAML job spec (or the same spec as an R list) on the chosen backend and returns
+#' its results. Keyword arguments override the spec, as on the command line.
+#'
+#' @param spec Path to a YAML job spec, or a named list with the same fields.
+#' @param backend Backend name ("local", "dask", "mpi", "spark"); NULL keeps the spec's.
+#' @param workers Number of workers; NULL keeps the spec's.
+#' @param out Run directory; NULL keeps the spec's.
+#' @param overwrite Replace an existing run directory.
+#' @param resume Rerun only the tasks without an ok result in the run directory.
+#' @param ... Other backend options (e.g. \code{start_method = "spawn"}).
+#' @return A list of class \code{hpcml_run}: \code{results} (one row per task),
+#'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
+#'   data.frame), \code{run_dir} and \code{ok}.
+#' @examples
+#' \dontrun{
+#' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
+#' res$table
+#' }
+hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = TRUE,
+                      resume = FALSE, ...) {
+  m <- py_modules()
+  if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {
+    stop(sprintf("spec: file not found (got '%s')", spec), call. = FALSE)
+  }
+  if (is.list(spec)) spec <- reticulate::r_to_py(spec)
+  if (!is.null(workers)) workers <- as.integer(workers)
+  if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
+  res <- py_call(m$runner$run, spec, backend = backend, workers = workers, out = out,
+                 overwrite = overwrite, resume = resume, progress = FALSE, ...)
+  results <- as_r(res$results)
+  if (!is.data.frame(results)) results <- as.data.frame(results)
+  rownames(results) <- NULL
+  summary <- as_r(res$summary)
+  structure(list(results = results, summary = summary, table = records_frame(summary$table),
+                 run_dir = as.character(reticulate::py_str(res$run_dir)), ok = isTRUE(res$ok)),
+            class = "hpcml_run")
+}
+
+#' @export
+print.hpcml_run <- function(x, ...) {
+  s <- x$summary
+  cat(sprintf("hpcml run '%s': %s / %s, %d tasks, %d failed, %.2f s on %s\n", s$name, s$plan, s$model,
+              as.integer(s$run$tasks), as.integer(s$run$failed), s$run$seconds, s$run$backend))
+  print(x$table, row.names = FALSE)
+  cat("run directory:", x$run_dir, "\n")
+  invisible(x)
+}
+
+as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
+
+# A job spec list for a data.frame already written to `path`.
+spec_list <- function(name, path, target, model, plan, backend, workers, seed, out, chunk_size = NULL) {
+  be <- list(name = backend)
+  if (!is.null(workers)) be$workers <- as.integer(workers)
+  if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
+  data <- list(source = path)
+  if (!is.null(target)) data$target <- target
+  list(name = name, seed = as.integer(seed), data = data, model = model, plan = plan, backend = be,
+       output = out %||% tempfile("hpcml-run-"))
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
