@@ -31,7 +31,7 @@ def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path,
         return
     ncol = min(4, len(columns))
     nrow = math.ceil(len(columns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
     bounds = {r["output"]: r for r in (table or [])}
     for ax, c in zip(axes.flat, columns):
         ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")
@@ -40,6 +40,7 @@ def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path,
             if row.get(key) is not None:
                 ax.axvline(row[key], color="#C44E52", lw=1)
         ax.set_title(c, fontsize=8)
+        ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     fig.suptitle(title)
