@@ -210,3 +210,14 @@ def test_cli_run_prints_summary_table(tmp_path):
     proc = hpcml_cli("run", path, "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "coef_bmi" in proc.stdout and "40/40 tasks ok" in proc.stdout
+
+
+def test_data_is_loaded_once_per_worker_process(tmp_path):
+    data = tmp_path / "d.csv"
+    pd.DataFrame(np.random.default_rng(0).normal(size=(500, 3)), columns=["a", "b", "c"]).to_csv(data, index=False)
+    spec = small_spec(tmp_path, data={"source": str(data)}, model={"kind": "sleep", "ms": 1, "report_loads": True},
+                      plan={"replicate": {"n": 120}}, backend={"name": "local", "workers": 2, "chunk_size": 3})
+    res = run_spec(spec)
+    assert res.ok
+    per_worker = res.results.groupby("pid")["data_loads"].max()
+    assert 1 <= len(per_worker) <= 2 and (per_worker == 1).all(), per_worker

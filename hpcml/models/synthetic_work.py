@@ -21,6 +21,7 @@ class SleepParams(ModelParams):
     busy: bool = Field(True, description="spin the CPU instead of sleeping")
     fail_every: int = Field(0, ge=0, description="tasks whose index is a multiple of this raise (0 = none)")
     flaky_dir: str | None = Field(None, description="fail each task's first attempt, leaving a marker file here")
+    report_loads: bool = Field(False, description="also output the worker's pid and how often it has loaded data")
 
 
 @register_model
@@ -51,7 +52,14 @@ class SleepKind(ModelKind):
         return ms
 
     def outputs(self, params, fitted, data) -> dict[str, float]:
-        return {"slept_ms": float(fitted)}
+        out = {"slept_ms": float(fitted)}
+        if params.report_loads:  # proof that data is loaded once per worker process, not per task
+            import os
+
+            from ..data import _load_cached
+
+            out.update(pid=float(os.getpid()), data_loads=float(_load_cached.cache_info().misses))
+        return out
 
     def score(self, params, fitted, data, mask) -> dict[str, float]:
         return {}
