@@ -221,3 +221,10 @@ def test_data_is_loaded_once_per_worker_process(tmp_path):
     assert res.ok
     per_worker = res.results.groupby("pid")["data_loads"].max()
     assert 1 <= len(per_worker) <= 2 and (per_worker == 1).all(), per_worker
+
+
+def test_driver_script_from_stdin_runs(tmp_path):
+    """`python - <<EOF ... hpcml.run(...)`: spawned workers cannot re-import a stdin __main__."""
+    script = f"import hpcml\nr = hpcml.run({small_spec(tmp_path)!r}, progress=False)\nprint('ok' if r.ok else 'failed')\n"
+    proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -1,7 +1,10 @@
 """Local processes: a process pool on this machine (the laptop backend)."""
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
+import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator, Literal
@@ -16,6 +19,22 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # forkserver: fast worker start without forking a driver that may hold threads (torch, BLAS).
     start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
+
+
+log = logging.getLogger("hpcml")
+
+
+def _main_reloadable() -> bool:
+    """Whether forkserver/spawn workers can re-import the driver's ``__main__``.
+
+    A driver script read from standard input has ``__file__ == '<stdin>'``: every spawned
+    worker would die re-running it, so such drivers get forked workers instead.
+    """
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.exists(path)
 
 
 def _warm_worker(job_json: str) -> None:
@@ -44,8 +63,12 @@ class LocalBackend(Backend):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        ctx = mp.get_context(self.options.start_method)
-        if self.options.start_method == "forkserver":
+        method = self.options.start_method
+        if method != "fork" and not _main_reloadable():
+            log.info("the driver's __main__ cannot be re-imported (read from stdin); using forked workers")
+            method = "fork"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
             ctx.set_forkserver_preload(["hpcml.tasks", "hpcml.data", "hpcml.spec"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_warm_worker,
                                    initargs=(self._job_json,))
