@@ -21,8 +21,11 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def fail_spec(e: SpecError) -> None:
-    for line in e.lines():
-        err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    from .launchers import launcher_rank
+
+    if launcher_rank() == 0:  # under mpirun/srun every rank reads the same bad input: say it once
+        for line in e.lines():
+            err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -126,6 +129,82 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
     for f in st["failures"][:show]:
         out.print(f"  {f['task_id']} (attempt {f['attempt']}): {f['error']}", markup=False)
     if st["done"] != st["total"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    spec: Path = typer.Argument(..., help="job spec (YAML)"),
+    mode: str = typer.Option("pack", "--mode", help="pack: one allocation under srun; array: job array + collect"),
+    ntasks: Optional[int] = typer.Option(None, "--ntasks", "-n", help="pack: MPI ranks (default 2)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="pack: nodes"),
+    elements: Optional[int] = typer.Option(None, "--elements", help="array: elements (default min(tasks, 8))"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="array: elements at once"),
+    cpus_per_task: Optional[int] = typer.Option(None, "--cpus-per-task", help="cores per rank/element"),
+    mem_gb: Optional[float] = typer.Option(None, "--mem-gb", help="memory per node (pack) / element (array)"),
+    walltime_min: Optional[int] = typer.Option(None, "--walltime-min", help="time limit, minutes (default 60)"),
+    partition: Optional[str] = typer.Option(None, "--partition", "-p", help="partition"),
+    account: Optional[str] = typer.Option(None, "--account", "-A", help="account"),
+    gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", help="GPUs per node"),
+    directive: Optional[list[str]] = typer.Option(None, "--directive", help="extra #SBATCH option (repeatable)"),
+    setup: Optional[list[str]] = typer.Option(None, "--setup", help="shell line run first (repeatable)"),
+    launcher: Optional[str] = typer.Option(None, "--launcher", help="pack: srun | mpirun | ibrun"),
+    srun_mpi: Optional[str] = typer.Option(None, "--srun-mpi", help="pack: srun --mpi plugin (default pmix; none)"),
+    pack_mode: Optional[str] = typer.Option(None, "--pack-mode", help="pack: static | dynamic"),
+    python: Optional[str] = typer.Option(None, "--python", help="python on the compute nodes"),
+    job_name: Optional[str] = typer.Option(None, "--job-name", help="Slurm job name (default hpcml-<name>)"),
+    chdir: Optional[Path] = typer.Option(None, "--chdir", help="job working directory (default: here)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory"),
+    resume: bool = typer.Option(False, "--resume", help="keep the results already in --out"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete an existing run directory first"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the script(s); write and submit nothing"),
+) -> None:
+    """Write a Slurm batch script for the whole run and submit it; print the job id. Exit 2 bad input."""
+    from . import submit as sub
+    from .runner import check_job
+    from .spec import load_job
+
+    raw = dict(mode=mode, ntasks=ntasks, nodes=nodes, elements=elements, max_concurrent=max_concurrent,
+               cpus_per_task=cpus_per_task, mem_gb=mem_gb, walltime_min=walltime_min, partition=partition,
+               account=account, gpus_per_node=gpus_per_node, directives=directive or None, setup=setup or None,
+               launcher=launcher, srun_mpi=srun_mpi, pack_mode=pack_mode, python=python, job_name=job_name)
+    workdir = (chdir or Path.cwd()).resolve()
+    try:
+        opts = sub.parse_options(raw)
+        job = load_job(spec, output=str(out_dir) if out_dir else None)
+        if dry_run:
+            check_job(job)
+            scripts = sub.render(job, opts, job.output.resolve(), workdir)
+            for i, (name, text) in enumerate(scripts.items()):
+                sys.stdout.write(("\n" if i else "") + f"# ==> {name} <==\n" + text)
+            return
+        done = sub.submit(job, opts, workdir=workdir, resume=resume, overwrite=overwrite)
+    except SpecError as e:
+        fail_spec(e)
+    main_id = done.job_ids[sub.MAIN_SCRIPT]
+    if sub.COLLECT_SCRIPT in done.job_ids:
+        out.print(f"submitted array job {main_id} and collect job {done.job_ids[sub.COLLECT_SCRIPT]} -> {done.run_dir}",
+                  markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(f"submitted job {main_id} -> {done.run_dir}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def collect(run_dir: Path = typer.Argument(..., help="run directory"),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="no table")) -> None:
+    """Consolidate a run written by batch jobs (a job array); print its summary. Exit 1 unless complete."""
+    from .submit import collect as collect_run
+
+    try:
+        result = collect_run(run_dir)
+    except SpecError as e:
+        fail_spec(e)
+    if not quiet:
+        print_table(result.summary.get("table", []), title=f"{run_dir}")
+    out.print(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok -> {result.run_dir}",
+              markup=False, highlight=False, soft_wrap=True)
+    if result.n_failed:
+        err.print(f"{result.n_failed} task(s) failed or missing; see: hpcml status {result.run_dir}", markup=False)
         raise typer.Exit(1)
 
 

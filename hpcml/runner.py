@@ -5,6 +5,7 @@ The only place that knows about retries, progress and the store. Backends only r
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,13 @@ def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress
     if todo:
         chunk_size = spec.backend.chunk_size or auto_chunk_size(len(todo), backend.workers)
         bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
-        backend.start(job_json)
+        try:
+            backend.start(job_json)
+        except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
+            bar.close()
+            if not resume:
+                shutil.rmtree(store.path, ignore_errors=True)
+            raise
         try:
             for attempt in range(spec.retries + 1):
                 orders = [WorkOrder(job_json, str(store.path), c, attempt, backend.shares_filesystem)

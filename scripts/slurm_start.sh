@@ -47,7 +47,8 @@ alive() {
 }
 
 # --- configuration -------------------------------------------------------------------
-ncpu=$(nproc)
+# --all: plain nproc follows OMP_NUM_THREADS and the CPU affinity of whoever runs this script.
+ncpu=$(nproc --all)
 mem_mb=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)
 # Stay ~10% below physical memory: a RealMemory above what slurmd measures drains the node.
 real_mem=$(( mem_mb * 9 / 10 ))

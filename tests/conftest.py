@@ -60,12 +60,21 @@ def _service(start: str, stop: str, binary: str):
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A one-node Slurm on this machine (munge, slurmctld, slurmd)."""
+    """A one-node Slurm on this machine (munge, slurmctld, slurmd).
+
+    Stopped at the end only if this session started it and no other live test session
+    holds a lease on it (a file named after its pid in /run/hpcml-slurm/leases)."""
     already = subprocess.run(["scontrol", "ping"], capture_output=True, text=True).returncode == 0 \
         if shutil.which("scontrol") else False
     _service("slurm_start.sh", "slurm_stop.sh", "slurmctld")
+    leases = Path("/run/hpcml-slurm/leases")
+    leases.mkdir(parents=True, exist_ok=True)
+    mine = leases / str(os.getpid())
+    mine.touch()
     yield
-    if not already:
+    mine.unlink(missing_ok=True)
+    others = [p for p in leases.iterdir() if p.name.isdigit() and Path("/proc", p.name).exists()]
+    if not already and not others:
         subprocess.run(["bash", str(SCRIPTS / "slurm_stop.sh")], capture_output=True, timeout=120)
 
 
@@ -73,9 +82,15 @@ def slurm_cluster():
 def spark_master():
     """A Spark standalone master + one worker on 127.0.0.1; yields the master URL."""
     pytest.importorskip("pyspark")
-    port = os.environ.get("HPCML_SPARK_PORT", "7077")
-    proc = _service("spark_start.sh", "spark_stop.sh", "/usr/bin/java")
-    already = "already" in proc.stderr  # spark_start.sh prints only the URL on stdout
-    yield f"spark://127.0.0.1:{port}"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("java not installed (Spark needs Java 17+; make test installs it)")
+    # The daemons run this interpreter's pyspark jars, wherever the checkout lives.
+    env = {**os.environ, "HPCML_VENV": str(Path(PYTHON).parent.parent)}
+    proc = subprocess.run(["bash", str(SCRIPTS / "spark_start.sh")], capture_output=True, text=True, timeout=240,
+                          env=env)
+    if proc.returncode != 0:
+        pytest.fail(f"spark_start.sh failed:\n{proc.stdout}\n{proc.stderr}")
+    already = "already running" in proc.stderr  # spark_start.sh prints only the URL on stdout
+    yield proc.stdout.strip().splitlines()[-1]
     if not already:
-        subprocess.run(["bash", str(SCRIPTS / "spark_stop.sh")], capture_output=True, timeout=120)
+        subprocess.run(["bash", str(SCRIPTS / "spark_stop.sh")], capture_output=True, timeout=120, env=env)

@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 from ..errors import SpecError
 from ..tasks import ChunkResult, WorkOrder, execute_chunk
 from .base import Backend
-from .jobqueue import ClusterName, JobResources, make_jobqueue_cluster
+from .jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
 
 log = logging.getLogger("hpcml.dask")
 
@@ -46,12 +46,26 @@ class DaskOptions(JobResources):
     @model_validator(mode="after")
     def _fits_cluster(self) -> "DaskOptions":
         if self.address and self.cluster != "local":
-            raise ValueError(f"give address or cluster={self.cluster!r}, not both")
+            raise bad_option("address", self.address, f"give address or cluster={self.cluster!r}, not both")
         if self.cluster == "local":
             batch = sorted(_BATCH_ONLY & self.model_fields_set)
             if batch:
-                raise ValueError(f"{', '.join(batch)} only apply to a batch cluster (set cluster: slurm, pbs, ...)")
+                raise bad_option(batch[0], getattr(self, batch[0]),
+                                 "only applies to a batch cluster (set cluster: slurm, pbs, ...)")
+        else:
+            cluster_kwargs(self.cluster, self, "check", "")  # scheduler-specific mapping errors, now
         return self
+
+
+def _connect(opts: DaskOptions):
+    """Client of a running scheduler; an unreachable address is bad input, said in one line."""
+    from distributed import Client
+
+    try:
+        return Client(opts.address, timeout=opts.start_timeout_s)
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SpecError.one("backend.address", opts.address, f"no dask scheduler reachable there ({first})") from None
 
 
 class _WarmData(WorkerPlugin):
@@ -110,7 +124,7 @@ class DaskBackend(Backend):
         job = Job.from_json(job_json)
         with dask.config.set({"distributed.scheduler.no-workers-timeout": opts.no_workers_timeout_s}):
             if opts.address:
-                self.client = Client(opts.address, timeout=opts.start_timeout_s)
+                self.client = _connect(opts)
                 expect = 1
             elif opts.cluster == "local":
                 self.cluster = LocalCluster(

@@ -2,7 +2,8 @@
 
 dask-jobqueue writes and submits the worker job scripts; this module only maps hpcml's
 options (units in the names: ``mem_gb``, ``walltime_min``) onto the keyword arguments of
-the scheduler's cluster class. Adding a scheduler is one line in ``CLUSTERS``.
+the scheduler's cluster class. Adding a scheduler is one line in ``CLUSTERS`` (and one in
+``_GPU_DIRECTIVE`` if it can ask for GPUs).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import SpecError
 
 # name -> (dask_jobqueue class, keyword its account/project directive uses, walltime format)
 CLUSTERS: dict[str, tuple[str, str | None, str]] = {
@@ -24,6 +27,10 @@ CLUSTERS: dict[str, tuple[str, str | None, str]] = {
 ClusterName = Literal["local", "slurm", "pbs", "sge", "lsf", "oar", "moab", "htcondor"]
 
 
+def bad_option(field: str, value: Any, message: str) -> SpecError:
+    return SpecError.one(f"backend.{field}", value, message)
+
+
 class Adapt(BaseModel):
     model_config = ConfigDict(extra="forbid")
     minimum_jobs: int = Field(0, ge=0)
@@ -32,7 +39,7 @@ class Adapt(BaseModel):
     @model_validator(mode="after")
     def _order(self) -> "Adapt":
         if self.minimum_jobs > self.maximum_jobs:
-            raise ValueError(f"minimum_jobs ({self.minimum_jobs}) exceeds maximum_jobs ({self.maximum_jobs})")
+            raise bad_option("adapt.minimum_jobs", self.minimum_jobs, f"exceeds maximum_jobs ({self.maximum_jobs})")
         return self
 
 
@@ -41,28 +48,35 @@ class JobResources(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     cores: int = Field(1, gt=0, description="cores per job (shared by its worker processes)")
-    processes: int = Field(1, gt=0, description="dask worker processes per job")
+    processes: int = Field(1, gt=0, description="dask worker processes per job (each runs one chunk at a time)")
     mem_gb: float = Field(2.0, gt=0, description="memory per job in GB")
     walltime_min: int = Field(30, gt=0, description="job time limit in minutes")
     queue: str | None = Field(None, alias="partition", description="queue / partition")
     account: str | None = Field(None, description="account (project) charged")
     job_extra_directives: list[str] = Field(default_factory=list, description="extra '#SBATCH'-style lines")
-    gpus: int | None = Field(None, gt=0, description="GPUs per job (Slurm --gres=gpu:N, PBS ngpus=N)")
+    gpus: int | None = Field(None, gt=0, description="GPUs per job (Slurm --gres=gpu:N, PBS ngpus=N, ...)")
     interface: str | None = Field("lo", description="network interface the workers listen on (lo: one machine)")
     local_directory: str | None = Field(None, description="node-local scratch for worker spill files")
     log_directory: str | None = Field(None, description="job logs (default: <run dir>/logs/dask)")
     python: str = Field(sys.executable, description="python on the compute nodes (default: this one)")
-    lifetime_min: float | None = Field(None, gt=0, description="retire each worker after this long (set below walltime)")
+    job_script_prologue: list[str] = Field(default_factory=list, description="shell lines run before the worker "
+                                           "starts (module load, source venv/bin/activate)")
+    lifetime_min: float | None = Field(None, gt=0, description="retire each worker after this long (set below "
+                                       "walltime_min); its job is replaced, so a run may outlast one walltime")
     lifetime_stagger_min: float | None = Field(None, ge=0, description="spread retirements by up to this much")
     jobs: int | None = Field(None, gt=0, description="fixed number of jobs (scale(jobs=N))")
     adapt: Adapt | None = Field(None, description="adaptive scaling between minimum_jobs and maximum_jobs")
 
     @model_validator(mode="after")
     def _one_scaling(self) -> "JobResources":
+        # SpecError, not ValueError: pydantic would name only "backend" for a cross-field check.
         if self.jobs is not None and self.adapt is not None:
-            raise ValueError("give jobs or adapt, not both")
+            raise bad_option("adapt", self.adapt.model_dump(), f"give jobs ({self.jobs}) or adapt, not both")
         if self.processes > self.cores:
-            raise ValueError(f"processes ({self.processes}) exceeds cores ({self.cores})")
+            raise bad_option("processes", self.processes, f"exceeds cores ({self.cores})")
+        if self.lifetime_min is not None and self.lifetime_min + (self.lifetime_stagger_min or 0) >= self.walltime_min:
+            raise bad_option("lifetime_min", self.lifetime_min, f"plus lifetime_stagger_min must stay below "
+                             f"walltime_min ({self.walltime_min}), or the scheduler kills workers mid-chunk")
         return self
 
     def n_jobs(self) -> int:
@@ -76,19 +90,43 @@ class JobResources(BaseModel):
         jobs = self.adapt.minimum_jobs if self.adapt is not None else (self.jobs or 1)
         return jobs * self.processes
 
+    def scaling(self) -> Adapt | None:
+        """Adaptive bounds, if any. Retiring workers (lifetime_min) need them even for a fixed
+        ``jobs: N``: a fixed-scale cluster does not replace a job that ended, adapt does."""
+        if self.adapt is not None:
+            return self.adapt
+        if self.lifetime_min is not None:
+            return Adapt(minimum_jobs=self.jobs or 1, maximum_jobs=self.jobs or 1)
+        return None
+
 
 def _walltime(minutes: int, fmt: str) -> str:
     h, m = divmod(minutes, 60)
     return f"{h:02d}:{m:02d}" if fmt == "hm" else f"{h:02d}:{m:02d}:00"
 
 
+# GPU request per scheduler: a directive line, or (HTCondor) a submit-file key.
+_GPU_DIRECTIVE = {"slurm": "--gres=gpu:{n}", "pbs": "-l ngpus={n}", "moab": "-l ngpus={n}", "sge": "-l gpu={n}",
+                  "lsf": '-gpu "num={n}"'}
+
+
 def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: str) -> dict[str, Any]:
     """hpcml resources -> keyword arguments of the dask-jobqueue class for ``name``."""
     _, account_kw, wall_fmt = CLUSTERS[name]
-    directives = list(res.job_extra_directives)
-    if res.gpus:
-        directives.append(f"--gres=gpu:{res.gpus}" if name == "slurm" else f"-l ngpus={res.gpus}")
-    worker_args: list[str] = []
+    directives: list[str] | dict[str, str] = list(res.job_extra_directives)
+    if name == "htcondor":
+        # HTCondorCluster takes its extra lines as a mapping of submit-file keys.
+        directives = dict(_condor_pair(line) for line in directives)
+        if res.gpus:
+            directives["request_gpus"] = str(res.gpus)
+    elif res.gpus:
+        if name not in _GPU_DIRECTIVE:
+            raise bad_option("gpus", res.gpus, f"not mapped for cluster {name!r}; request GPUs in job_extra_directives")
+        directives.append(_GPU_DIRECTIVE[name].format(n=res.gpus))
+    # One thread per worker process whatever cores/processes says: a worker runs one chunk at
+    # a time, so per-task threads (threads_per_task) and timeouts behave as on every backend.
+    # The dask-worker CLI keeps the last --nthreads given.
+    worker_args: list[str] = ["--nthreads", "1"]
     if res.lifetime_min:
         worker_args += ["--lifetime", f"{res.lifetime_min * 60:.0f}s"]
         if res.lifetime_stagger_min:
@@ -96,7 +134,7 @@ def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: s
     kw: dict[str, Any] = dict(
         cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", interface=res.interface,
         python=res.python, job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
-        worker_extra_args=worker_args)
+        worker_extra_args=worker_args, job_script_prologue=list(res.job_script_prologue))
     if res.local_directory:
         kw["local_directory"] = res.local_directory
     if wall_fmt:
@@ -110,13 +148,21 @@ def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: s
     return kw
 
 
+def _condor_pair(line: str) -> tuple[str, str]:
+    key, sep, value = line.partition("=")
+    if not sep or not key.strip():
+        raise bad_option("job_extra_directives", line, "an HTCondor directive must read 'key = value'")
+    return key.strip(), value.strip()
+
+
 def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_directory: str):
     import dask_jobqueue
 
     cls = getattr(dask_jobqueue, CLUSTERS[name][0])
     cluster = cls(**cluster_kwargs(name, res, job_name, log_directory))
-    if res.adapt is not None:
-        cluster.adapt(minimum_jobs=res.adapt.minimum_jobs, maximum_jobs=res.adapt.maximum_jobs)
+    bounds = res.scaling()
+    if bounds is not None:
+        cluster.adapt(minimum_jobs=bounds.minimum_jobs, maximum_jobs=bounds.maximum_jobs)
     else:
         cluster.scale(jobs=res.jobs or 1)
     return cluster

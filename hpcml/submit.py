@@ -1,0 +1,209 @@
+"""``hpcml submit``: one Slurm batch script for a whole run, submitted with ``sbatch``.
+
+Two modes:
+
+- ``pack``: one allocation of ``ntasks`` ranks; the script runs the MPI packing entry point
+  (``python -m hpcml.pack``) under a launcher (``srun --mpi=pmix`` by default).
+- ``array``: a job array; element ``i`` of ``N`` runs ``python -m hpcml.array_task`` on its
+  block of tasks, and a dependent job (``afterany``, so it runs even when elements fail)
+  runs ``hpcml collect`` to consolidate the results.
+
+The run directory is prepared at submission (``spec.json``, the resolved job with an absolute
+``output``), so every rank and element reads the same spec, and the scripts are saved beside
+the results in ``RUN_DIR/submit/``. Scripts always ``--resume``: resubmitting one redoes only
+the tasks with no result. Bad input (options, spec, data, a script sbatch rejects) leaves
+nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import SpecError
+from .launchers import launch
+
+MAIN_SCRIPT = "hpcml.sbatch"
+COLLECT_SCRIPT = "collect.sbatch"
+
+
+class SubmitOptions(BaseModel):
+    """What the batch job asks Slurm for, and how it starts hpcml (units in the names)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["pack", "array"] = Field("pack", description="pack: one allocation under a launcher; "
+                                           "array: a job array plus a dependent collect job")
+    ntasks: int = Field(2, gt=0, description="pack: MPI ranks in the allocation")
+    nodes: int | None = Field(None, gt=0, description="pack: nodes (default: Slurm's choice)")
+    elements: int | None = Field(None, gt=0, description="array: array elements (default: min(tasks, 8))")
+    max_concurrent: int | None = Field(None, gt=0, description="array: elements running at once (%N)")
+    cpus_per_task: int | None = Field(None, gt=0, description="cores per rank/element (default: threads_per_task)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per node (pack) or per element (array), GB")
+    walltime_min: int = Field(60, gt=0, description="time limit in minutes")
+    partition: str | None = Field(None, description="partition (queue)")
+    account: str | None = Field(None, description="account charged")
+    gpus_per_node: int | None = Field(None, gt=0, description="GPUs per node (--gres=gpu:N)")
+    directives: list[str] = Field(default_factory=list, description="extra '#SBATCH' options, e.g. --qos=high")
+    setup: list[str] = Field(default_factory=list, description="shell lines run first (module load, source ...)")
+    launcher: Literal["srun", "mpirun", "ibrun"] = Field("srun", description="pack: how ranks start")
+    srun_mpi: str | None = Field("pmix", description="pack with srun: --mpi plugin (none: leave it to Slurm)")
+    pack_mode: Literal["static", "dynamic"] | None = Field(None, description="pack: hpcml.pack --mode")
+    python: str = Field(sys.executable, description="python on the compute nodes (default: this one)")
+    job_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="default hpcml-<name>")
+    collect_walltime_min: int = Field(10, gt=0, description="array: time limit of the collect job")
+
+
+def parse_options(raw: dict) -> SubmitOptions:
+    """CLI values -> options, or SpecError naming ``submit.<field>``."""
+    try:
+        return SubmitOptions(**{k: v for k, v in raw.items() if v is not None})
+    except ValidationError as err:
+        from .spec import _pydantic_problems
+
+        raise SpecError(_pydantic_problems(err, "submit")) from None
+
+
+def _hms(minutes: int) -> str:
+    h, m = divmod(minutes, 60)
+    return f"{h:02d}:{m:02d}:00"
+
+
+def _mem(gb: float) -> str:
+    return f"{gb:g}G" if float(gb).is_integer() else f"{int(round(gb * 1024))}M"
+
+
+def _q(value: str | Path) -> str:
+    return shlex.quote(str(value))
+
+
+def _header(lines: list[tuple[str, object]], directives: list[str]) -> list[str]:
+    out = ["#!/bin/bash"]
+    out += [f"#SBATCH --{k}={v}" for k, v in lines if v is not None]
+    out += [f"#SBATCH {d}" for d in directives]
+    return out
+
+
+def _body(opts: SubmitOptions, comment: str, command: str) -> list[str]:
+    # -e, not -u: module and activate scripts often read unset variables.
+    return [f"# {comment}", "set -eo pipefail", *opts.setup, command, ""]
+
+
+def _elements(opts: SubmitOptions, n_tasks: int) -> int:
+    n = opts.elements or min(n_tasks, 8)
+    if n > n_tasks:
+        raise SpecError.one("submit.elements", n, f"more array elements than tasks ({n_tasks})")
+    return n
+
+
+def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, str]:
+    """The batch script(s) for ``job``: file name -> text. Pure: writes and submits nothing."""
+    from .plan import plan_tasks
+
+    n_tasks = len(plan_tasks(job))
+    name = opts.job_name or f"hpcml-{job.spec.name}"
+    cpus = opts.cpus_per_task or job.spec.threads_per_task
+    spec_json, logs = run_dir / "spec.json", run_dir / "logs"
+    common = [("partition", opts.partition), ("account", opts.account)]
+    py = _q(opts.python)
+    if opts.mode == "pack":
+        cmd = f"{py} -m hpcml.pack {_q(spec_json)} --resume --out {_q(run_dir)}"
+        if opts.pack_mode:
+            cmd += f" --mode {opts.pack_mode}"
+        extra = [f"--mpi={opts.srun_mpi}"] if opts.launcher == "srun" and opts.srun_mpi not in (None, "none") else []
+        cmd = launch(opts.launcher, cmd, ntasks=opts.ntasks, cpus_per_task=cpus, extra=extra)
+        head = _header([("job-name", name), ("output", logs / "slurm-%j.out"), ("chdir", workdir),
+                        ("nodes", opts.nodes), ("ntasks", opts.ntasks), ("cpus-per-task", cpus),
+                        ("mem", _mem(opts.mem_gb) if opts.mem_gb else None), ("time", _hms(opts.walltime_min)),
+                        *common, ("gres", f"gpu:{opts.gpus_per_node}" if opts.gpus_per_node else None)],
+                       opts.directives)
+        note = f"hpcml submit (pack): {n_tasks} {job.plan_kind} task(s) of job {job.spec.name} on {opts.ntasks} ranks"
+        return {MAIN_SCRIPT: "\n".join(head + _body(opts, note, cmd))}
+    n = _elements(opts, n_tasks)
+    array = f"0-{n - 1}" + (f"%{opts.max_concurrent}" if opts.max_concurrent else "")
+    cmd = f'{py} -m hpcml.array_task {_q(spec_json)} --index "$SLURM_ARRAY_TASK_ID" --of {n}'
+    head = _header([("job-name", name), ("output", logs / "slurm-%A_%a.out"), ("chdir", workdir), ("array", array),
+                    ("ntasks", 1), ("cpus-per-task", cpus), ("mem", _mem(opts.mem_gb) if opts.mem_gb else None),
+                    ("time", _hms(opts.walltime_min)), *common,
+                    ("gres", f"gpu:{opts.gpus_per_node}" if opts.gpus_per_node else None)], opts.directives)
+    note = f"hpcml submit (array): {n_tasks} {job.plan_kind} task(s) of job {job.spec.name} in {n} elements"
+    collect_head = _header([("job-name", f"{name}-collect"), ("output", logs / "slurm-collect-%j.out"),
+                            ("chdir", workdir), ("ntasks", 1), ("cpus-per-task", 1),
+                            ("time", _hms(opts.collect_walltime_min)), *common], opts.directives)
+    collect_cmd = f"{py} -m hpcml.cli collect {_q(run_dir)}"
+    return {MAIN_SCRIPT: "\n".join(head + _body(opts, note, cmd)),
+            COLLECT_SCRIPT: "\n".join(collect_head + _body(opts, f"hpcml submit (array): consolidate {job.spec.name} "
+                                                                 "once every element has ended", collect_cmd))}
+
+
+@dataclass
+class Submitted:
+    run_dir: Path
+    scripts: dict[str, Path]
+    job_ids: dict[str, str] = field(default_factory=dict)  # script name -> Slurm job id
+
+
+def _sbatch(sbatch: str, args: list[str], script: Path) -> str:
+    proc = subprocess.run([sbatch, "--parsable", *args, str(script)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SpecError.one("sbatch", str(script), f"rejected the script: {lines[-1] if lines else proc.returncode}")
+    # --parsable prints "jobid" or "jobid;cluster"
+    return proc.stdout.strip().splitlines()[-1].split(";")[0]
+
+
+def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, overwrite: bool = False,
+           sbatch: str = "sbatch") -> Submitted:
+    """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
+    from .runner import check_job
+    from .store import RunStore
+
+    check_job(job)  # spec and data errors surface before anything is written
+    run_dir = job.output.resolve()
+    scripts = render(job, opts, run_dir, workdir)
+    exe = shutil.which(sbatch)
+    if exe is None:
+        raise SpecError.one("sbatch", sbatch, "not found on PATH; --dry-run prints the script without submitting")
+    store = RunStore(run_dir)
+    fresh = not (resume and store.exists())
+    store.prepare(job, resume=resume, overwrite=overwrite)
+    done = Submitted(run_dir, {n: run_dir / "submit" / n for n in scripts})
+    try:
+        (run_dir / "logs").mkdir(exist_ok=True)
+        for n, text in scripts.items():
+            done.scripts[n].parent.mkdir(exist_ok=True)
+            done.scripts[n].write_text(text)
+        done.job_ids[MAIN_SCRIPT] = _sbatch(exe, [], done.scripts[MAIN_SCRIPT])
+        if COLLECT_SCRIPT in scripts:
+            after = f"--dependency=afterany:{done.job_ids[MAIN_SCRIPT]}"
+            done.job_ids[COLLECT_SCRIPT] = _sbatch(exe, [after], done.scripts[COLLECT_SCRIPT])
+    except BaseException:
+        for jid in done.job_ids.values():  # all or nothing: no orphan array without its collect job
+            subprocess.run(["scancel", jid], capture_output=True, timeout=60)
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    (run_dir / "submit" / "jobs.json").write_text(json.dumps(done.job_ids, indent=2) + "\n")
+    return done
+
+
+def collect(run_dir: Path):
+    """Consolidate a run whose chunk files were written by batch jobs; the RunResult."""
+    import time
+
+    from .runner import finish
+    from .spec import Job
+    from .store import RunStore
+
+    store = RunStore(run_dir)
+    if not store.exists():
+        raise SpecError.one("run_dir", str(run_dir), "no run here (spec.json missing)")
+    job = Job.from_json(store.spec_path.read_text())
+    # Wall time since submission (when the run directory was prepared), queue wait included.
+    return finish(job, store, time.time() - store.spec_path.stat().st_mtime)
