@@ -25,7 +25,9 @@ test: install test-python test-r
 test-python:
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# Reinstalls the R package first so the tests see the sources in R/ (a few seconds).
 test-r:
+	R CMD INSTALL --no-test-load R >/dev/null
 	RETICULATE_PYTHON=$(abspath $(PYTHON)) Rscript -e 'testthat::test_dir("R/tests/testthat", stop_on_failure = TRUE)'
 
 # The fast subset: no real services, no long runs.

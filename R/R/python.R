@@ -43,8 +43,12 @@ py_message <- function(e) {
   lines <- strsplit(conditionMessage(e), "\n", fixed = TRUE)[[1]]
   lines <- trimws(lines[nzchar(trimws(lines))])
   lines <- lines[!grepl("^(Run `reticulate::py_last_error|Detailed traceback|File \"|Traceback)", lines)]
-  msg <- if (length(lines)) lines[1] else conditionMessage(e)
-  sub("^Error in py_call_impl\\(.*\\) *: *", "", msg)
+  lines <- sub("^Error in py_call_impl\\(.*\\) *: *", "", lines)
+  if (length(lines) && startsWith(lines[1], "hpcml.errors.SpecError: ")) {
+    # Bad input: one "field: problem (got value)" per line in Python; all of them, on one line.
+    return(paste(sub("^hpcml.errors.SpecError: ", "", lines), collapse = "; "))
+  }
+  if (length(lines)) lines[1] else conditionMessage(e)
 }
 
 py_call <- function(f, ...) {

@@ -62,3 +62,6 @@ spec_list <- function(name, path, target, model, plan, backend, workers, seed, o
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
+
+# An empty mapping for the spec (`fit: {}`): reticulate turns an empty R list into a Python list.
+empty_dict <- function() reticulate::dict()

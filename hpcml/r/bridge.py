@@ -6,8 +6,11 @@ R errors surface as :class:`RError` carrying R's own message (the first line, as
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,11 +26,23 @@ class RError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def _r():
+    # Starting R puts R's library folders (the system's first) on LD_LIBRARY_PATH. Every
+    # process started afterwards (hpcml's spawned workers, Rscript tasks, mpirun) would then
+    # load the system libpython instead of this interpreter's and fail: keep the old value.
+    ld_path = os.environ.get("LD_LIBRARY_PATH")
+    # Dask starts R from a worker thread; rpy2 then warns that Ctrl-C cannot reach R. Workers
+    # are stopped by their scheduler, never by Ctrl-C, so the warning is noise in every log.
+    warnings.filterwarnings("ignore", message="R is not initialized by the main thread")
     try:
         import rpy2.robjects as ro
         from rpy2.rinterface_lib import callbacks
     except ImportError as err:
         raise ImportError(f"R task kinds need rpy2 and R: pip install 'hpcml[r]' ({err})") from None
+    finally:
+        if ld_path is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = ld_path
     # R's console output would interleave with progress bars; warnings stay visible in the log.
     callbacks.consolewrite_print = lambda text: None
     callbacks.consolewrite_warnerror = lambda text: None
@@ -38,6 +53,22 @@ def r():
     """The ``rpy2.robjects`` module with R started."""
     with _LOCK:
         return _r()
+
+
+@contextlib.contextmanager
+def session():
+    """Hold R for this thread, with rpy2's default conversion rules set.
+
+    rpy2 keeps its conversion rules in a ``contextvars.ContextVar``; threads that a scheduler
+    starts (Dask runs tasks in a thread pool) do not inherit them, and every call from such a
+    thread would fail with "Conversion rules ... appear to be missing". R task kinds run their
+    whole fit inside this.
+    """
+    ro = r()
+    from rpy2.robjects.conversion import localconverter
+
+    with _LOCK, localconverter(ro.default_converter):
+        yield ro
 
 
 def _message(err: Exception) -> str:
@@ -56,7 +87,7 @@ def evaluate(code: str) -> Any:
     ro = r()
     from rpy2.rinterface_lib.embedded import RRuntimeError
 
-    with _LOCK:
+    with session():
         try:
             return ro.r(code)
         except RRuntimeError as err:
@@ -67,7 +98,7 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call an R function; R errors -> :class:`RError` with R's message."""
     from rpy2.rinterface_lib.embedded import RRuntimeError
 
-    with _LOCK:
+    with session():
         try:
             return fn(*args, **kwargs)
         except RRuntimeError as err:

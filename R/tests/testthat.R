@@ -1,0 +1,4 @@
+library(testthat)
+library(hpcml)
+
+test_check("hpcml")

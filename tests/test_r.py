@@ -1,0 +1,284 @@
+"""R task kinds against the real R (rpy2, Rscript, doParallel, bayesm), and under real mpirun.
+
+What must hold: R tasks give the same numbers for any worker count, chunking and backend
+(R's generator is seeded per task), R errors come back as task failures carrying R's
+message, and hpcml's OLS/logistic coefficients equal R's lm/glm on AER's HMDA data.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import PYTHON, ROOT, assert_same_results, hpcml_cli
+
+rpy2 = pytest.importorskip("rpy2", reason="R task kinds need rpy2 (pip install 'hpcml[r]')")
+
+from hpcml.plan import task_rng  # noqa: E402
+from hpcml.r import bridge  # noqa: E402
+from hpcml.r.bayesm import gelman_rubin  # noqa: E402
+from hpcml.r.tasks import r_seed  # noqa: E402
+from hpcml.models.base import FitContext  # noqa: E402
+from hpcml.runner import run  # noqa: E402
+
+pytestmark = [pytest.mark.r, pytest.mark.timeout(300)]
+EXAMPLES = ROOT / "docs" / "examples"
+
+DRAWS = """function(data, task_index, seed) {
+  i <- sample.int(nrow(data), nrow(data), replace = TRUE)
+  fit <- lm(target ~ bmi + bp, data = data[i, ])
+  list(b_bmi = coef(fit)[["bmi"]], u = runif(1), index = task_index, rows = nrow(data), seed = seed)
+}"""
+
+
+def r_spec(tmp_path: Path, name: str, code: str, n: int = 6, **over) -> dict:
+    spec = {"name": name, "seed": 3, "data": {"source": "sklearn:diabetes"},
+            "model": {"kind": "r", "code": code}, "plan": {"replicate": {"n": n}},
+            "backend": {"name": "local", "workers": 2}, "output": str(tmp_path / name)}
+    spec.update(over)
+    return spec
+
+
+def ok_results(res) -> pd.DataFrame:
+    return res.results.sort_values("task_index").reset_index(drop=True)
+
+
+def test_r_function_reproducible_across_workers_and_chunks(tmp_path):
+    one = run(r_spec(tmp_path, "one", DRAWS), workers=1, chunk_size=6, progress=False)
+    two = run(r_spec(tmp_path, "two", DRAWS), workers=2, chunk_size=1, progress=False)
+    assert one.ok and two.ok
+    assert_same_results(one.results, two.results)
+    res = ok_results(one)
+    assert res["index"].tolist() == list(range(6))
+    assert (res["rows"] == 442).all()  # the whole data.frame reached R
+    assert res["u"].nunique() == 6 and res["b_bmi"].nunique() == 6  # every task its own stream
+    # The stream is L'Ecuyer-CMRG seeded with the task's own seed: reproduce task 4 by hand.
+    seed = r_seed(FitContext(rng=task_rng(3, 4)))
+    assert res.loc[4, "seed"] == seed
+    bridge.evaluate(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({seed}L)')
+    bridge.evaluate("invisible(sample.int(442, 442, replace = TRUE))")
+    assert res.loc[4, "u"] == bridge.evaluate("runif(1)")[0]
+
+
+@pytest.mark.slow
+def test_r_function_same_numbers_on_dask(tmp_path):
+    # Dask runs tasks in worker threads: R must work there too (rpy2's conversion rules are
+    # per thread context), and give the numbers the local backend gives.
+    pytest.importorskip("distributed")
+    local = run(r_spec(tmp_path, "local", DRAWS), workers=2, progress=False)
+    dask = run(r_spec(tmp_path, "dask", DRAWS), backend="dask", workers=2, progress=False)
+    assert dask.ok, dask.failures()[["task_id", "error"]]
+    assert_same_results(local.results, dask.results)
+
+
+def test_r_function_from_file_with_weights_matches_lm(tmp_path):
+    src = tmp_path / "fit.R"
+    src.write_text("fit_lm <- function(data, weights, scale = 1) {\n"
+                   "  fit <- lm(target ~ bmi + bp, data = data, weights = weights)\n"
+                   "  as.list(coef(fit) * scale)\n}\n")
+    spec = r_spec(tmp_path, "file", None, model={"kind": "r", "file": str(src), "function": "fit_lm",
+                                                 "args": {"scale": 1}},
+                  plan={"bootstrap": {"replicates": 4}})
+    res = run(spec, progress=False)
+    assert res.ok, res.failures()
+    py = run({**spec, "name": "py", "output": str(tmp_path / "py"), "data": {"source": "sklearn:diabetes",
+              "target": "target"}, "model": {"kind": "ols", "features": ["bmi", "bp"]}}, progress=False)
+    # Same bootstrap counts on both sides (weights from the task's seed): R's lm == hpcml's OLS.
+    for name in ("(Intercept)", "bmi", "bp"):
+        np.testing.assert_allclose(ok_results(res)[name], ok_results(py)[f"coef_{name}"], rtol=1e-10)
+
+
+def test_r_errors_are_task_failures_with_r_message(tmp_path):
+    code = """function(task_index) {
+      if (task_index == 1) stop("singular design in replicate ", task_index)
+      if (task_index == 2) return(list(a = 1:3))
+      if (task_index == 3) return(data.frame(a = task_index, b = 0.5))  # a one-row data.frame works too
+      list(a = task_index)
+    }"""
+    res = run(r_spec(tmp_path, "err", code, n=4), progress=False)
+    by = ok_results(res).set_index("task_index")
+    assert not res.ok and res.n_failed == 2
+    assert by.loc[1, "status"] == "failed"
+    assert by.loc[1, "error"] == "RError: singular design in replicate 1"
+    assert by.loc[2, "status"] == "failed" and "'a' has length 3" in by.loc[2, "error"]
+    assert by.loc[0, "status"] == "ok" and by.loc[0, "a"] == 0.0
+    assert by.loc[3, "status"] == "ok" and by.loc[3, "a"] == 3.0 and by.loc[3, "b"] == 0.5
+
+
+def test_doparallel_inside_one_task_is_reproducible(tmp_path):
+    code = """function(data, threads) {
+      library(foreach)
+      out <- foreach(i = 1:6, .combine = rbind) %dopar% c(pid = Sys.getpid(), u = runif(1))
+      list(cores = foreach::getDoParWorkers(), pids = length(unique(out[, "pid"])), parent = Sys.getpid(),
+           u_sum = sum(out[, "u"]), u_first = out[1, "u"], threads = threads)
+    }"""
+    spec = r_spec(tmp_path, "dop", code, n=2, threads_per_task=2)
+    a = run(spec, workers=1, progress=False)
+    b = run({**spec, "output": str(tmp_path / "dop2")}, workers=2, chunk_size=1, progress=False)
+    assert a.ok and b.ok, a.failures()
+    res = ok_results(a)
+    assert (res["cores"] == 2).all() and (res["threads"] == 2).all()
+    assert (res["pids"] == 2).all()  # %dopar% really ran in two forked R processes
+    cols = ["u_sum", "u_first"]
+    pd.testing.assert_frame_equal(res[cols], ok_results(b)[cols], check_exact=True)
+    assert res["u_sum"].nunique() == 2
+
+
+def test_rscript_tasks_seeded_per_task(tmp_path):
+    spec = yaml.safe_load((EXAMPLES / "rscript-packing.yaml").read_text())
+    spec["model"]["file"] = str(EXAMPLES / "packing.R")
+    spec["plan"] = {"replicate": {"n": 4}}
+    one = run({**spec, "output": str(tmp_path / "a")}, workers=1, progress=False)
+    two = run({**spec, "output": str(tmp_path / "b")}, workers=2, chunk_size=1, progress=False)
+    assert one.ok, one.failures()
+    assert_same_results(one.results, two.results)
+    res = ok_results(one)
+    assert res["task"].tolist() == [0, 1, 2, 3]  # Rscript got the task index as its argument
+    assert res["draw"].nunique() == 4
+    assert np.all(np.abs(res["slope"] - 2) < 0.1)
+    # The script's console output is kept beside the task's artifacts, like the seeds' Rstd_out.
+    assert (one.run_dir / "artifacts" / "replicate-000002" / "Rstd_out.txt").exists()
+
+
+def test_rscript_error_is_task_failure_with_r_message(tmp_path):
+    script = tmp_path / "fails.R"
+    script.write_text('i <- as.integer(commandArgs(TRUE)[1])\nif (i == 1) stop("no data for task ", i)\n'
+                      'cat(sprintf(\'{"i": %d}\\n\', i))\n')
+    spec = {"name": "rs-err", "data": {"source": "sklearn:diabetes"}, "model": {"kind": "rscript", "file": str(script)},
+            "plan": {"replicate": {"n": 2}}, "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "o")}
+    res = ok_results(run(spec, progress=False))
+    assert res.loc[0, "status"] == "ok" and res.loc[0, "i"] == 0  # JSON on the last line also works
+    assert res.loc[1, "status"] == "failed"
+    assert res.loc[1, "error"] == "RuntimeError: Rscript exited 1: no data for task 1"
+
+
+def test_bad_r_spec_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "never"
+    bad = {"name": "bad", "data": {"source": "sklearn:diabetes"},
+           "model": {"kind": "r", "file": str(tmp_path / "missing.R"), "function": "f"},
+           "plan": {"replicate": {"n": 2}}, "output": str(out)}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = hpcml_cli("run", path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: model.file: file not found (got '{tmp_path}/missing.R')"]
+    assert not out.exists()
+    both = {**bad, "model": {"kind": "r", "code": "function() 1", "file": "x.R"}}
+    path.write_text(yaml.safe_dump(both))
+    proc = hpcml_cli("run", path)
+    assert proc.returncode == 2 and "model:" in proc.stderr and "exactly one of `code` or `file`" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# --- hpcml's models vs R's on a real data set (AER's HMDA, the seeds' mortgage example) ---
+
+@pytest.fixture(scope="module")
+def hmda(tmp_path_factory) -> Path:
+    """HMDA from the installed AER package, with R's own 0/1 coding of the factors."""
+    path = tmp_path_factory.mktemp("hmda") / "hmda.parquet"
+    frame = bridge.to_py(bridge.evaluate(
+        'local({ data("HMDA", package = "AER"); '
+        'data.frame(deny = as.numeric(HMDA$deny == "yes"), afamyes = as.numeric(HMDA$afam == "yes"), '
+        'pirat = HMDA$pirat) })'))
+    frame.reset_index(drop=True).to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("kind,r_fit", [
+    ("ols", "lm(deny ~ afam + pirat, data = transform(HMDA, deny = as.numeric(deny == 'yes')))"),
+    ("logistic", "glm(deny ~ afam + pirat, data = HMDA, family = binomial, control = glm.control(epsilon = 1e-14))"),
+])
+def test_hmda_coefficients_equal_r(tmp_path, hmda, kind, r_fit):
+    spec = {"name": f"hmda-{kind}", "data": {"source": str(hmda), "target": "deny"},
+            "model": {"kind": kind, "features": ["afamyes", "pirat"]}, "plan": {"fit": {}},
+            "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / kind)}
+    res = run(spec, progress=False)
+    assert res.ok
+    ref = bridge.evaluate(f'local({{ data("HMDA", package = "AER"); coef({r_fit}) }})')
+    names = list(ref.names)
+    assert names == ["(Intercept)", "afamyes", "pirat"]
+    ours = res.results.iloc[0][[f"coef_{n}" for n in names]].to_numpy(dtype=float)
+    assert np.max(np.abs(ours - np.asarray(ref))) < 1e-8
+
+
+# --- bayesm chains ---------------------------------------------------------------------
+
+def bayesm_spec(out: Path, chains: int = 3) -> dict:
+    spec = yaml.safe_load((EXAMPLES / "bayesm-chains.yaml").read_text())
+    spec["model"].update(n_units=30, R=600, keep=3)
+    spec["plan"] = {"replicate": {"n": chains}}
+    spec["output"] = str(out)
+    return spec
+
+
+def check_chains(res, chains: int) -> None:
+    assert res.ok, res.failures()
+    rhat = {row["parameter"]: row for row in res.summary["rhat"]}
+    assert set(rhat) == {"mu_1", "mu_2", "mu_3", "loglike"}
+    for row in rhat.values():
+        assert row["chains"] == chains and row["draws_per_chain"] == 100
+        assert row["rhat"] is not None and 0.9 < row["rhat"] < 1.5
+    # Posterior means in the order of the simulated population means (-1, 0, 1) and near
+    # them (30 units: the posterior is wide), and the chains differ from each other.
+    means = np.array([rhat[f"mu_{j}"]["mean"] for j in (1, 2, 3)])
+    assert means[0] < means[1] < means[2]
+    assert np.all(np.abs(means - np.array([-1.0, 0.0, 1.0])) < 0.8)
+    assert res.results["mu_1"].nunique() == chains
+    table = {row["output"]: row for row in res.summary["table"]}  # what the CLI prints
+    assert table["mu_1"]["rhat"] == rhat["mu_1"]["rhat"] and table["mean_loglike"]["rhat"] is not None
+    draws = pd.read_parquet(Path(res.run_dir, "artifacts", "replicate-000000", "draws.parquet"))
+    assert list(draws.columns) == ["mu_1", "mu_2", "mu_3", "loglike"] and len(draws) == 200
+
+
+@pytest.mark.slow
+def test_bayesm_chains_local(tmp_path):
+    one = run(bayesm_spec(tmp_path / "a"), workers=1, progress=False)
+    check_chains(one, 3)
+    two = run(bayesm_spec(tmp_path / "b"), workers=2, chunk_size=1, progress=False)
+    assert_same_results(one.results, two.results)
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_bayesm_chains_under_mpirun(tmp_path):
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        pytest.skip("Open MPI not installed (make test installs it)")
+    pytest.importorskip("mpi4py")
+    spec_path = tmp_path / "job.yaml"
+    spec_path.write_text(yaml.safe_dump(bayesm_spec(tmp_path / "mpi")))
+    proc = subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", PYTHON, "-m", "hpcml.pack",
+                           str(spec_path), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = pd.read_parquet(tmp_path / "mpi" / "results.parquet")
+    summary = json.loads((tmp_path / "mpi" / "summary.json").read_text())
+    assert len(results) == 3 and (results["status"] == "ok").all()
+    local = run(bayesm_spec(tmp_path / "local"), workers=2, progress=False)
+    assert_same_results(results, local.results)  # MPI ranks and local workers: the same chains
+    assert summary["rhat"] == local.summary["rhat"]
+
+
+def test_gelman_rubin_detects_disagreeing_chains():
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=(4, 400))
+    apart = same + np.arange(4)[:, None]
+    assert abs(gelman_rubin(same) - 1) < 0.02
+    assert gelman_rubin(apart) > 1.5  # sqrt(1 + var of the chain means) = 1.6
+    drifting = same.copy()
+    drifting[0] += np.linspace(0, 3, 400)  # one chain that has not settled: split R-hat sees it
+    assert gelman_rubin(drifting) > 1.1
+
+
+@pytest.mark.parametrize("kind", ["r", "rscript", "bayesm"])
+def test_every_r_kind_parameter_is_documented(kind):
+    from hpcml.models.base import get_model
+
+    text = (ROOT / "docs" / "r.md").read_text()
+    missing = [p for p in get_model(kind).Params.model_fields if f"`{p}`" not in text]
+    assert not missing, f"{kind}: parameters missing from docs/r.md: {missing}"
