@@ -71,8 +71,10 @@ def _full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, fl
     groups = min(n, JACKKNIFE_GROUPS)
     labels = np.arange(n) * groups // n  # contiguous, near-equal blocks
     jack = {c: np.empty(groups) for c in columns}
+    fast = model.jackknife(params, data, labels, groups)
     for g in range(groups):
-        out = model.outputs(params, model.fit(params, data, (labels != g).astype(np.float64), ctx()), data)
+        out = fast[g] if fast is not None else \
+            model.outputs(params, model.fit(params, data, (labels != g).astype(np.float64), ctx()), data)
         for c in columns:
             jack[c][g] = out.get(c, math.nan)
     return full, jack

@@ -100,3 +100,20 @@ def test_adapter_params_and_check():
     assert kind.check(kind.Params(), _data()) == []
     nolabel = Dataset(X=X, y=None, features=FEATURES)
     assert kind.check(kind.Params(), nolabel)[0][0] == "data.target"
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_leave_group_out_equals_refitting_each_group(fit_intercept, offset):
+    """The downdated jackknife (BCa) equals a direct fit without each group, even with large offsets."""
+    from hpcml.models.linear import leave_group_out_coefs
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1003, 4)) + offset
+    y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + 7.0 + rng.standard_normal(1003)
+    groups = 17
+    labels = np.arange(len(y)) * groups // len(y)
+    got = leave_group_out_coefs(X, y, labels, groups, fit_intercept)
+    for g in range(groups):
+        ref = fit_ols(X[labels != g], y[labels != g], None, fit_intercept).coef
+        np.testing.assert_allclose(got[g], ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())

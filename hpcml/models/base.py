@@ -83,6 +83,14 @@ class ModelKind(ABC):
     def score(self, params: ModelParams, fitted: Any, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         """Metrics of the fit on the rows selected by boolean ``mask`` (None = all rows)."""
 
+    def jackknife(self, params: ModelParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, float]] | None:
+        """``outputs`` of the fits leaving out each group of rows (``labels == g``), for BCa.
+
+        None: the summary refits group by group with ``fit``. A kind overrides this where
+        downdating one fit of the whole data is much cheaper than ``groups`` refits.
+        """
+        return None
+
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.
