@@ -98,7 +98,11 @@ def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
 
     try:
         job = load_job(spec)
-        if data:
+        if data and job.spec.engine == "spark":  # data too big to load here: check what needs no Spark
+            from .mllib import static_problems
+
+            static_problems(job)
+        elif data:
             check_job(job)
     except SpecError as e:
         fail_spec(e)

@@ -160,6 +160,10 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
     conf = SparkConf(loadDefaults=False)
     for key, value in session_conf(options, workers, log_dir).items():
         conf.set(key, value)
+    # PySpark picks the workers' interpreter from PYSPARK_PYTHON when the context starts
+    # (spark.pyspark.python only reaches spark-submit's launcher): without it, executors run
+    # the system python3, which lacks hpcml's dependencies.
+    os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python") or sys.executable)
     # Daemons and executors bind to loopback too on a one-machine cluster.
     if conf.get("spark.driver.host") == "127.0.0.1":
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -194,8 +198,15 @@ def _run_partition(py_modules: tuple[str, ...], orders: Iterable[WorkOrder]) -> 
 
 
 def _first_line(err: BaseException) -> str:
+    """The line a user can act on: the Python exception itself, not Spark's wrapper."""
     text = str(err).strip()
-    # Py4J errors carry a Java stack trace; the cause's first line is what a user can act on.
+    # A failed Python task arrives as a Py4J error holding the worker's traceback, then
+    # "SQLSTATE" and the Java stack; the traceback's last line names the real error.
+    if "Traceback (most recent call last)" in text:
+        body = text.split("Traceback (most recent call last)", 1)[1].split("SQLSTATE", 1)[0]
+        lines = [ln.strip() for ln in body.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+        if lines:
+            return f"Spark task failed: {lines[-1]}"[:500]
     for marker in ("PythonException:", "SparkException:"):
         if marker in text:
             text = text.split(marker, 1)[1].strip()
