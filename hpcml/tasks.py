@@ -71,6 +71,19 @@ def _plan_masks(job_json: str, n: int) -> dict[str, Any]:
     return {}
 
 
+@functools.lru_cache(maxsize=4)
+def _thread_controller(job_json: str):
+    """The BLAS/OpenMP pools of this process, scanned once per job, not once per chunk.
+
+    ``threadpool_limits`` rescans every loaded library on each call (milliseconds per
+    chunk). The first chunk of a job creates this after the model kind and the data are
+    loaded, so the pools they brought in are seen.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 class TaskTimeout(Exception):
     pass
 
@@ -157,8 +170,6 @@ def _failure_line(err: BaseException) -> str:
 
 def execute_chunk(order: WorkOrder) -> ChunkResult:
     """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
-    from threadpoolctl import threadpool_limits
-
     from .shards import load_dataset  # shards plans on a file: each task reads only its rows
     from .store import write_chunk_records
 
@@ -175,7 +186,7 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
             result.failed[i] = _failure_line(err)
             records.append(_failed_record(i, f"{job_task_prefix(order)}{i:06d}", err, tb, order.attempt, 0.0))
     else:
-        with threadpool_limits(limits=job.spec.threads_per_task):
+        with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
             for i in order.chunk.indices:
                 task = tasks[i]
                 t0 = time.perf_counter()
