@@ -5,6 +5,7 @@ partition); a launcher decides *how* the ranks start inside that allocation.
 """
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Callable, Sequence
 
@@ -41,3 +42,28 @@ LAUNCHERS: dict[str, Launcher] = {"srun": srun, "mpirun": mpirun, "ibrun": ibrun
 
 def launch(name: str, command: str, *, ntasks: int, cpus_per_task: int = 1, extra: Sequence[str] = ()) -> str:
     return LAUNCHERS[name](command, ntasks=ntasks, cpus_per_task=cpus_per_task, extra=extra)
+
+
+# What launchers put in each rank's environment (Open MPI, MPICH/Intel MPI/PMI, PMIx, Slurm's srun).
+_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "MPI_LOCALNRANKS")
+
+
+def launcher_rank() -> int:
+    """This process's rank according to the launcher's environment (0 when there is none).
+
+    Read without starting MPI, so errors found before MPI starts are printed by one rank only.
+    """
+    for var in _RANK_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def launcher_size() -> tuple[str, int] | None:
+    """(variable, tasks) when a launcher started more than one task, else None."""
+    for var in _SIZE_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 1:
+            return var, int(value)
+    return None

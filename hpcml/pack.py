@@ -26,7 +26,7 @@ log = logging.getLogger("hpcml.mpi")
 
 def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
     """Static packing: rank 0 prepares, every rank runs its own share, rank 0 consolidates."""
-    from .backends.mpi import TAG_PREP, RankLost, rank_share, wait_message
+    from .backends.mpi import TAG_DONE, TAG_PREP, RankLost, rank_share, wait_message
     from .progress import Progress
     from .runner import check_job, finish
     from .store import RunStore
@@ -47,7 +47,8 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
         except BaseException as err:
             error = err
         for r in range(1, size):
-            comm.send(message, r, TAG_PREP)
+            session.outbox.send(message, r, TAG_PREP)  # non-blocking: a dead rank cannot hold rank 0 here
+        session.outbox.flush(live, timeout_s=opts.dead_after_s)
         if error is not None:
             raise error
     else:
@@ -76,49 +77,70 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
                 break
     finally:
         bar.close()
-    _wait_for_all(session, RankLost)
+    if rank != 0:
+        session.outbox.send(None, 0, TAG_DONE)  # rank 0 learns who finished; the barrier alone cannot say
+    late = _wait_for_all(session, TAG_DONE, RankLost)
     if rank != 0:
         return None
-    if live.dead:
-        _record_lost(job, store, todo, size, opts.layout, sorted(live.dead))
+    _record_missing(job, store, todo, size, opts.layout, live.dead)
     result = finish(job, store, time.perf_counter() - t0)
-    if live.dead:
-        session.abort_at_exit(1)
+    if live.dead or late:
+        why = (f"MPI rank(s) {', '.join(map(str, sorted(live.dead)))} lost" if live.dead else
+               f"backend.deadline_s passed with rank(s) {', '.join(map(str, sorted(late)))} still working")
+        session.abort_at_exit(1, complete=result.n_failed == 0, why=why)
     return result
 
 
-def _wait_for_all(session, RankLost) -> None:
-    """A barrier that polls: rank 0 stops waiting for lost ranks; the others for a lost rank 0."""
+def _wait_for_all(session, TAG_DONE: int, RankLost) -> set[int]:
+    """A barrier that polls; on rank 0, the ranks it stopped waiting for.
+
+    The other ranks wait for rank 0 as long as it is alive (it ends the job if need be).
+    Rank 0 waits for every rank that is alive: once all have finished, a lost rank only
+    means aborting at the end; past ``deadline_s`` it waits ``dead_after_s`` more for ranks
+    finishing their current chunk, then gives up on them.
+    """
+    from .backends.mpi_liveness import _backoff, _mpi
+
+    MPI, live = _mpi(), session.live
     request = session.comm.Ibarrier()
-    pause = 0.0002
+    arrived: set[int] = set()
+    status, pause = MPI.Status(), 0.0002
     while not request.Test():
-        session.live.poll()
-        if session.live.dead:
-            if session.rank != 0:
-                raise RankLost(f"MPI rank 0 stopped responding (no heartbeat for {session.live.dead_after_s:g}s)")
-            return
-        if session.deadline is not None and time.monotonic() > session.deadline:
-            if session.rank != 0:
-                raise RankLost("backend.deadline_s passed at the final barrier")
-            session.live.dead.update(session.live.peers)  # rank 0 reports what is missing, then aborts
-            return
+        live.poll()
+        if session.rank != 0:
+            if 0 in live.dead:
+                raise RankLost(live.lost_message(0))
+        else:
+            while (message := session.comm.improbe(MPI.ANY_SOURCE, TAG_DONE, status)) is not None:
+                message.recv()
+                arrived.add(status.Get_source())
+            waiting = set(live.peers) - arrived - live.dead
+            if not waiting:
+                return set()  # everyone left has finished; the lost are in live.dead
+            if session.deadline is not None and time.monotonic() > session.deadline + live.dead_after_s:
+                return waiting
         time.sleep(pause)
-        pause = min(pause * 2, 0.01)
+        pause = _backoff(pause)
+    return set()
 
 
-def _record_lost(job, store, todo: list[int], size: int, layout: str, lost: list[int]) -> None:
-    """Failed records for lost ranks' unfinished tasks, so the summary names them and resume reruns them."""
+def _record_missing(job, store, todo: list[int], size: int, layout: str, lost: set[int]) -> None:
+    """Failed records for tasks that ended with no record at all (a lost rank's, or cut off by
+    ``deadline_s``), so the summary names them and ``--resume`` reruns them."""
     from .backends.mpi import rank_share
     from .store import write_chunk_records
 
     tasks = plan_tasks(job)
-    ok = store.completed()
-    for r in lost:
-        missing = [i for i in rank_share(todo, r, size, layout) if i not in ok]
-        if missing:
-            write_chunk_records(store.path, Chunk(tuple(missing)), [
-                {"task_id": tasks[i].id, "task_index": i, "status": "failed", "attempt": 0, "seconds": 0.0,
-                 "error": f"MPI rank {r} was lost before finishing this task", "traceback": ""} for i in missing])
+    recorded = set(store.read_records(["task_index"])["task_index"].astype(int))
+    for r in range(size):
+        missing = [i for i in rank_share(todo, r, size, layout) if i not in recorded]
+        if not missing:
+            continue
+        reason = (f"MPI rank {r} was lost before finishing this task" if r in lost
+                  else "backend.deadline_s passed before this task ran")
+        write_chunk_records(store.path, Chunk(tuple(missing)), [
+            {"task_id": tasks[i].id, "task_index": i, "status": "failed", "attempt": 0, "seconds": 0.0,
+             "error": reason, "traceback": ""} for i in missing])
 
 
 def _load(path: str, args: argparse.Namespace):
@@ -152,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         job = _load(args.spec, args)
         result = run_under_mpi(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except SpecError as err:
-        for line in err.lines():
-            print(f"error: {line}", file=sys.stderr)
+        from .launchers import launcher_rank
+
+        if launcher_rank() == 0:  # every rank read the same bad spec: say it once
+            for line in err.lines():
+                print(f"error: {line}", file=sys.stderr)
         return 2
     if result is None:  # not rank 0: rank 0 reports
         return 0
