@@ -125,17 +125,31 @@ class RunStore:
             frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=["task_id", "task_index", "status", "attempt"])
-        return pd.concat(frames, ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True)
+        # Failure records lack the outputs, so concat widens integer outputs to float; remember
+        # the type the ok records wrote, to restore it once only ok records remain.
+        frame.attrs["ok_dtypes"] = {c: t for f in frames if "status" in f and f["status"].eq("ok").all()
+                                    for c, t in f.dtypes.items()}
+        return frame
 
     def latest_records(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """One row per task: an ``ok`` record if any exists, else its latest failure."""
+        """One row per task: an ``ok`` record if any exists, else its latest failure.
+
+        A run whose failures were all retried or resumed reads like a run without failures:
+        no all-empty ``error``/``traceback`` columns, outputs in the type the tasks wrote.
+        """
         frame = self.read_records(columns)
         if frame.empty:
             return frame.drop(columns="_file_mtime", errors="ignore")
+        ok_dtypes = frame.attrs.pop("ok_dtypes", {})
         frame["_ok"] = frame["status"].eq("ok")
         frame = frame.sort_values(["task_index", "_ok", "_file_mtime"], kind="stable")
         frame = frame.drop_duplicates("task_index", keep="last").drop(columns=["_ok", "_file_mtime"])
-        return frame.sort_values("task_index", kind="stable").reset_index(drop=True)
+        frame = frame.sort_values("task_index", kind="stable").reset_index(drop=True)
+        if frame["status"].eq("ok").all():
+            frame = frame.drop(columns=[c for c in ("error", "traceback") if c in frame and frame[c].isna().all()])
+            frame = frame.astype({c: t for c, t in ok_dtypes.items() if c in frame and frame[c].dtype != t})
+        return frame
 
     def completed(self) -> set[int]:
         frame = self.read_records(["task_index", "status"])

@@ -228,3 +228,17 @@ def test_driver_script_from_stdin_runs(tmp_path):
     script = f"import hpcml\nr = hpcml.run({small_spec(tmp_path)!r}, progress=False)\nprint('ok' if r.ok else 'failed')\n"
     proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_results_after_retried_failures_look_like_a_clean_run(tmp_path):
+    """No leftover all-empty error column, integer plan columns stay integers."""
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"}, model={"kind": "sleep", "ms": 1},
+                      plan={"replicate": {"n": 10}})
+    clean = run_spec(spec, workers=2, out=tmp_path / "clean")
+    flaky = dict(spec, model={"kind": "sleep", "ms": 1, "flaky_dir": str(tmp_path / "flaky")})
+    first = run_spec(flaky, workers=2, out=tmp_path / "flaky-run")
+    assert first.n_failed == 10 and "error" in first.results
+    resumed = run_spec(flaky, workers=2, out=tmp_path / "flaky-run", resume=True)
+    assert resumed.ok and "error" not in resumed.results and "traceback" not in resumed.results
+    assert resumed.results["replicate"].dtype == clean.results["replicate"].dtype == np.int64
+    assert_same_results(clean.results, resumed.results)
