@@ -90,6 +90,35 @@ class OLSFit:
         return self.coef[1:] if self.fit_intercept else self.coef
 
 
+# Rows per block of the normal equations: the centred, weighted block stays in cache, so a
+# fit reads the data three times (means, moments, residuals) and copies none of it.
+BLOCK_ROWS = 4096
+
+
+def _blocks(n: int) -> range:
+    return range(0, n, BLOCK_ROWS)
+
+
+def _centred_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray, xm: np.ndarray, ym: float):
+    """Xc' W Xc and Xc' W yc for Xc = X - xm, yc = y - ym, accumulated block by block."""
+    p = X.shape[1]
+    G, b = np.zeros((p, p)), np.zeros(p)
+    for s in _blocks(X.shape[0]):
+        sw = np.sqrt(w[s : s + BLOCK_ROWS])
+        Z = (X[s : s + BLOCK_ROWS] - xm) * sw[:, None]
+        G += Z.T @ Z
+        b += Z.T @ ((y[s : s + BLOCK_ROWS] - ym) * sw)
+    return G, b
+
+
+def _weighted_rss(X: np.ndarray, y: np.ndarray, w: np.ndarray, xm: np.ndarray, ym: float, beta: np.ndarray) -> float:
+    rss = 0.0
+    for s in _blocks(X.shape[0]):
+        r = (y[s : s + BLOCK_ROWS] - ym) - (X[s : s + BLOCK_ROWS] - xm) @ beta
+        rss += float(w[s : s + BLOCK_ROWS] @ (r * r))
+    return rss
+
+
 def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> OLSFit:
     """Weighted least squares; equals lstsq on the resampled copy when weights are counts.
 
@@ -102,27 +131,23 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    wk, Xk, yk = keep_rows(w, X, y)
-    n_eff = float(wk.sum())
+    n_eff = float(w.sum())
+    p = X.shape[1]
     # Centring by the weighted means removes the intercept column and its collinearity
     # with the features, which is what keeps the normal equations well conditioned.
-    if fit_intercept:
-        xm = wk @ Xk / n_eff
-        ym = float(wk @ yk / n_eff)
-        Xc, yc = Xk - xm, yk - ym
-    else:
-        Xc, yc = Xk, yk
-    p = X.shape[1]
-    beta = solve_spd(Xc.T @ (Xc * wk[:, None]), Xc.T @ (wk * yc)) if p else np.zeros(0)
+    # Zero-weight rows (a bootstrap's undrawn rows) add exactly nothing to the sums.
+    xm = w @ X / n_eff if fit_intercept else np.zeros(p)
+    ym = float(w @ y / n_eff) if fit_intercept else 0.0
+    beta = solve_spd(*_centred_moments(X, y, w, xm, ym)) if p else np.zeros(0)
     method, rank = "cholesky", p
     if beta is None:
+        wk, Xk, yk = keep_rows(w, X, y)
         sw = np.sqrt(wk)
-        beta, _, rank, _ = np.linalg.lstsq(Xc * sw[:, None], yc * sw, rcond=None)
+        beta, _, rank, _ = np.linalg.lstsq((Xk - xm) * sw[:, None], (yk - ym) * sw, rcond=None)
         method = "lstsq"
-    resid = yc - Xc @ beta
     rank_tot = int(rank) + int(fit_intercept)
     dof = n_eff - rank_tot
-    sigma2 = float(wk @ resid**2 / dof) if dof > 0 else float("nan")
+    sigma2 = _weighted_rss(X, y, w, xm, ym, beta) / dof if dof > 0 else float("nan")
     coef = np.concatenate([[ym - xm @ beta], beta]) if fit_intercept else beta
     return OLSFit(coef, fit_intercept, sigma2, n_eff, rank_tot, method)
 
