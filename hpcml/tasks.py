@@ -209,6 +209,21 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
     return result
 
 
+def warm_cache(job_json: str) -> None:
+    """Load the job and its data into this process's caches before its first chunk arrives.
+
+    Backends call this as a worker starts (pool initializer, worker plugin). It loads what
+    ``execute_chunk`` will ask for: for a shards plan on a file, only the file's metadata.
+    """
+    from .shards import load_dataset
+
+    try:
+        job, _ = _job_and_tasks(job_json)
+        load_dataset(job)
+    except Exception:
+        pass  # the chunk itself reports the error as task failures
+
+
 def job_task_prefix(order: WorkOrder) -> str:
     try:
         from .spec import JobSpec

@@ -24,7 +24,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
 from ..errors import SpecError
-from ..tasks import ChunkResult, WorkOrder, execute_chunk
+from ..tasks import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from .base import Backend
 from .jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
 
@@ -78,18 +78,7 @@ class _WarmData(WorkerPlugin):
 
     async def setup(self, worker) -> None:
         # Off the event loop: a slow load must not stall the worker's heartbeats.
-        await asyncio.get_running_loop().run_in_executor(None, _warm, self.job_json)
-
-
-def _warm(job_json: str) -> None:
-    from ..data import load_dataset
-    from ..tasks import _job_and_tasks
-
-    try:
-        job, _ = _job_and_tasks(job_json)
-        load_dataset(job)
-    except Exception:
-        pass  # the chunk itself reports the error as task failures
+        await asyncio.get_running_loop().run_in_executor(None, warm_cache, self.job_json)
 
 
 class DaskBackend(Backend):

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..tasks import ChunkResult, WorkOrder, execute_chunk
+from ..tasks import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from .base import Backend
 
 
@@ -37,18 +37,6 @@ def _main_reloadable() -> bool:
     return path is None or os.path.exists(path)
 
 
-def _warm_worker(job_json: str) -> None:
-    """Pool initializer: load the job and its data once, before the first chunk arrives."""
-    from ..data import load_dataset
-    from ..tasks import _job_and_tasks
-
-    try:
-        job, _ = _job_and_tasks(job_json)
-        load_dataset(job)
-    except Exception:
-        pass  # the chunk itself reports the error as task failures
-
-
 class LocalBackend(Backend):
     name = "local"
     Options = LocalOptions
@@ -70,7 +58,7 @@ class LocalBackend(Backend):
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["hpcml.tasks", "hpcml.data", "hpcml.spec"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_warm_worker,
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=warm_cache,
                                    initargs=(self._job_json,))
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
