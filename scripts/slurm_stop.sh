@@ -3,6 +3,7 @@
 # recorded in $STATE_DIR. Daemons it found already running are left alone. Idempotent.
 # Env: HPCML_SLURM_STOP_TIMEOUT (s to wait after SIGTERM before SIGKILL, default 15).
 set -euo pipefail
+source "$(dirname "$0")/stop_pid.sh"
 
 STATE_DIR=/run/hpcml-slurm
 WAIT=${HPCML_SLURM_STOP_TIMEOUT:-15}
@@ -20,13 +21,7 @@ for name in slurmd slurmctld munged; do
   pid=$(tr -dc '0-9' <"$f")
   # Check the process name too: after a reboot or crash the pid may belong to another process.
   if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq $((WAIT * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "slurm_stop: $name ($pid) ignored SIGTERM for ${WAIT}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
+    stop_pid slurm_stop "$name" "$pid" "$WAIT"
     stopped+=("$name($pid)")
   fi
   rm -f "$f"

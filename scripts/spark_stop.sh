@@ -3,6 +3,7 @@
 # recorded in $HPCML_SPARK_DIR (default /tmp/hpcml-spark). Idempotent.
 # Env: HPCML_SPARK_STOP_TIMEOUT (s to wait after SIGTERM before SIGKILL, default 15).
 set -euo pipefail
+source "$(dirname "$0")/stop_pid.sh"
 
 DIR=${HPCML_SPARK_DIR:-/tmp/hpcml-spark}
 WAIT=${HPCML_SPARK_STOP_TIMEOUT:-15}
@@ -21,13 +22,7 @@ for name in worker master; do
   cls=$([ "$name" = master ] && echo master.Master || echo worker.Worker)
   # Match the command line too: the pid may have been reused since spark_start.sh ran.
   if [ -n "$pid" ] && grep -qaF "org.apache.spark.deploy.$cls" "/proc/$pid/cmdline" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq $((WAIT * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "spark_stop: $name ($pid) ignored SIGTERM for ${WAIT}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
+    stop_pid spark_stop "$name" "$pid" "$WAIT"
     stopped+=("$name($pid)")
   fi
   rm -f "$f"
