@@ -21,7 +21,8 @@ from pydantic import Field
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.nn import ARCHITECTURES, build_model, count_parameters
-from hpcml.models.train import TrainConfig, confusion_matrix, evaluate, predict_log_proba, to_tensors, train
+from hpcml.models.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
+                                to_tensors, train)
 
 Arch = Literal["fc", "cnn1", "cnn2", "cnn2_dropout", "cnn2_bn", "sdsc_mynet", "alcf_net"]
 assert set(Arch.__args__) == set(ARCHITECTURES)  # keep the Literal in step with the registry
@@ -84,6 +85,7 @@ class CNNKind(ModelKind):
         patience: int | None = Field(None, ge=1)
         device: Literal["auto", "cpu", "cuda"] = "auto"
         tensorboard: bool = False
+        plots: bool = True  # curves, first-layer filters, confusion matrix as PNGs beside the results
 
     def check(self, params, data: Dataset) -> list[tuple[str, Any, str]]:
         shape = data.image_shape
@@ -132,9 +134,13 @@ class CNNKind(ModelKind):
         res = train(model, Xt, yt, cfg, train_seed, Xv, yv)
         model = res.model
 
-        # Held-out score: the source's test split when it has one, else the validation rows.
+        # The confusion matrix is of the source's test split when it has one, else of the
+        # validation rows. Only a real test split gives test_* outputs: plans that hold rows
+        # out (sweep, cv) score those themselves as test_*, and a validation score under
+        # that name would overwrite theirs.
         test, cm = None, None
-        if data.test is not None and data.test.y is not None and data.test.n:
+        has_test = data.test is not None and data.test.y is not None and data.test.n > 0
+        if has_test:
             test = to_tensors(data.test.X, encode_labels(data.test.y, classes), shape, res.device)
         elif n_val:
             test = (Xv.to(res.device), yv.to(res.device))
@@ -144,9 +150,8 @@ class CNNKind(ModelKind):
         model = model.cpu().eval()
 
         last = res.history[-1]
-        outputs = {
-            "test_accuracy": ev["accuracy"] if ev else float("nan"),
-            "test_loss": ev["loss"] if ev else float("nan"),
+        outputs = {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"]} if has_test else {}
+        outputs |= {
             "train_loss": last["train_loss"],
             "val_loss": last["val_loss"],
             "val_accuracy": last["val_accuracy"],
@@ -156,11 +161,12 @@ class CNNKind(ModelKind):
             "n_parameters": float(count_parameters(model)),
         }
         fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm)
-        if scratch is not None:
-            fitted.artifacts = self._write_artifacts(scratch, fitted, ctx)
+        dist = active_dist()
+        if scratch is not None and (dist is None or dist.rank == 0):  # one writer in a DDP run
+            fitted.artifacts = self._write_artifacts(scratch, fitted, ctx, params.plots)
         return fitted
 
-    def _write_artifacts(self, scratch: Path, fitted: NNFit, ctx: FitContext) -> list[str]:
+    def _write_artifacts(self, scratch: Path, fitted: NNFit, ctx: FitContext, plots: bool = True) -> list[str]:
         scratch.mkdir(parents=True, exist_ok=True)
         hist = scratch / "history.csv"
         with open(hist, "w", newline="") as f:
@@ -168,6 +174,8 @@ class CNNKind(ModelKind):
             w.writeheader()
             w.writerows(fitted.history)
         paths = [hist]
+        if not plots:
+            return [str(hist)]
         try:
             from hpcml.models.nn_plots import write_training_plots
 
@@ -190,3 +198,19 @@ class CNNKind(ModelKind):
             # Clip as sklearn's log_loss does, so one confident miss can't give inf.
             nll = -logp.gather(1, yt[:, None]).clamp(min=float(np.log(1e-15)))
         return {"accuracy": float((logp.argmax(1) == yt).double().mean()), "log_loss": float(nll.double().mean())}
+
+    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
+        """For sweeps, the lecture notes' hyperparameter table: one row per configuration."""
+        if job.plan_kind != "sweep":
+            return {}
+        ok = results.loc[results["status"] == "ok"]
+        keys = [c for c in ok.columns if c.startswith("param_")]
+        cols = [c for c in ("test_accuracy", "val_accuracy", "test_loss", "seconds_per_epoch", "epochs_run",
+                            "n_parameters") if c in ok.columns]
+        if ok.empty or not keys or "test_accuracy" not in cols:
+            return {}
+        board = ok.groupby(keys, dropna=False)[cols].mean().reset_index()
+        board = board.sort_values("test_accuracy", ascending=False, kind="stable")
+        rows = [{**{k[len("param_"):]: r[k] for k in keys}, **{c: float(r[c]) for c in cols}}
+                for _, r in board.iterrows()]
+        return {"leaderboard": rows}

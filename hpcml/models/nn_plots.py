@@ -25,8 +25,12 @@ def _save(fig: Figure, path: str | Path) -> Path:
 def plot_history(history: Sequence[dict], path: str | Path) -> Path:
     """Train/validation loss and validation accuracy per epoch."""
     ep = [h["epoch"] for h in history]
-    fig = Figure(figsize=(9, 3.5))
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9, 3.5), layout="constrained")  # no label overlap between the panels
     ax1, ax2 = fig.subplots(1, 2)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     ax1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
     ax1.set(xlabel="epoch", ylabel="loss (NLL)", title="Loss")

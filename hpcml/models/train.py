@@ -10,6 +10,13 @@ weights, both RNG states) is written to ``<checkpoint_dir>/last.pt`` via a temp 
 ``os.replace``, so a crash leaves either the previous or the new checkpoint, never half
 of one. ``train`` called again with the same config and seed continues after the last
 finished epoch and ends bit-identical to an uninterrupted run.
+
+Data parallel: under a :class:`DistContext` (set by ``hpcml.ddp``) every rank walks the
+same permutation, takes its strided share ``idx[rank::world]`` of each global batch and
+scales its loss so that the all-reduced gradient is the gradient of the whole batch:
+N ranks take the same steps as one process with the same ``batch_size`` (up to float
+summation order and dropout masks). Each rank checkpoints its own RNG states; rank 0
+alone writes TensorBoard logs.
 """
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +58,13 @@ class TrainConfig:
     tensorboard_dir: str | os.PathLike | None = None
     eval_batch_size: int = 1024
 
-    def fingerprint(self, seed: int, model: nn.Module, n_rows: int) -> str:
+    def fingerprint(self, seed: int, model: nn.Module, n_rows: int, world: int = 1) -> str:
         """What must match for a checkpoint to be resumable (epochs may grow)."""
         keys = {k: v for k, v in dataclasses.asdict(self).items()
                 if k not in ("epochs", "device", "threads", "checkpoint_dir", "tensorboard_dir", "eval_batch_size")}
         shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-        blob = json.dumps([keys, seed, n_rows, repr(shapes)], sort_keys=True, default=str)
+        blob = json.dumps([keys, seed, n_rows, repr(shapes)] + ([world] if world > 1 else []),
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -68,6 +78,37 @@ class TrainResult:
     resumed_from: int = 0  # epochs already done when this call started
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """How ``train`` reaches the other ranks of a data-parallel run (built by ``hpcml.ddp``).
+
+    Kept as two callables so this module needs no ``torch.distributed`` setup of its own.
+    """
+
+    rank: int
+    world: int
+    wrap: Callable[[nn.Module], nn.Module]  # e.g. DistributedDataParallel(model)
+    all_reduce: Callable[[torch.Tensor, str], None]  # in place across ranks; op "sum" | "min" | "max"
+
+
+_ACTIVE: DistContext | None = None
+
+
+@contextmanager
+def distributed(ctx: DistContext | None):
+    """Make ``train`` (and so the ``cnn`` kind) data-parallel over ``ctx`` inside the block."""
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, ctx
+    try:
+        yield ctx
+    finally:
+        _ACTIVE = previous
+
+
+def active_dist() -> DistContext | None:
+    return _ACTIVE
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -110,6 +151,21 @@ def predict_log_proba(model: nn.Module, X: torch.Tensor, batch_size: int = 1024)
     return out
 
 
+def evaluate_shared(model: nn.Module, X: torch.Tensor, y: torch.Tensor, dist: DistContext | None,
+                    batch_size: int = 1024) -> dict[str, float]:
+    """Mean NLL and accuracy; under ``dist`` each rank scores its strided share, then sums."""
+    if dist is None or dist.world == 1:
+        ev = evaluate(model, X, y, batch_size)
+        return {"loss": ev["loss"], "accuracy": ev["accuracy"]}
+    Xs, ys = X[dist.rank::dist.world], y[dist.rank::dist.world]
+    logp = predict_log_proba(model, Xs, batch_size)
+    sums = torch.tensor([F.nll_loss(logp, ys, reduction="sum").item() if len(ys) else 0.0,
+                         float((logp.argmax(1) == ys).sum()) if len(ys) else 0.0, float(len(ys))],
+                        dtype=torch.float64)
+    dist.all_reduce(sums, "sum")  # every rank gets the same bits, so early stopping agrees
+    return {"loss": float(sums[0] / sums[2]), "accuracy": float(sums[1] / sums[2])}
+
+
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> dict[str, Any]:
     """Mean NLL, accuracy and predicted labels on (X, y)."""
     logp = predict_log_proba(model, X, batch_size)
@@ -142,13 +198,18 @@ def _tensorboard(logdir):
 
 
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
-          X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> TrainResult:
+          X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+          dist: DistContext | None = None) -> TrainResult:
     """Train ``model`` on tensors (X: (n, C, H, W) float32, y: (n,) int64) for ``cfg.epochs``.
 
     Resumes from ``cfg.checkpoint_dir/last.pt`` when it exists and matches this config/seed.
     With ``cfg.patience`` and validation data, stops after ``patience`` epochs without a
     lower validation loss, and the returned model has the best-validation weights.
+    ``dist`` (default: the one set by :func:`distributed`) makes the run data-parallel.
     """
+    dist = dist if dist is not None else _ACTIVE
+    if dist is not None and dist.world == 1:
+        dist = None
     device = resolve_device(cfg.device)
     old_threads = torch.get_num_threads()
     if cfg.threads:
@@ -159,44 +220,70 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     try:
         with torch.random.fork_rng(devices=fork):
             return _train(model.to(device), X.to(device), y.to(device), cfg, int(seed), device,
-                          None if X_val is None else X_val.to(device), None if y_val is None else y_val.to(device))
+                          None if X_val is None else X_val.to(device), None if y_val is None else y_val.to(device),
+                          dist)
     finally:
         torch.use_deterministic_algorithms(old_det)
         torch.set_num_threads(old_threads)
 
 
-def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
+def _checkpoint_path(cfg: TrainConfig, dist: DistContext | None) -> Path | None:
+    if cfg.checkpoint_dir is None:
+        return None
+    # Each rank keeps its own RNG states, so each rank has its own file.
+    name = CHECKPOINT if dist is None or dist.rank == 0 else f"last.rank{dist.rank}.pt"
+    return Path(cfg.checkpoint_dir) / name
+
+
+def _agreed_start(dist: DistContext | None, start: int) -> bool:
+    """Do all ranks resume from the same epoch? (A kill between two ranks' saves can split them.)"""
+    if dist is None:
+        return True
+    lo, hi = torch.tensor([start]), torch.tensor([start])
+    dist.all_reduce(lo, "min")
+    dist.all_reduce(hi, "max")
+    return int(lo) == int(hi)
+
+
+def _train(model, X, y, cfg, seed, device, X_val, y_val, dist: DistContext | None = None) -> TrainResult:
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    net = dist.wrap(model) if dist is not None else model  # forward/backward through DDP's hooks
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     gen = torch.Generator()  # batch order; CPU generator so orders match across devices
-    gen.manual_seed(seed)
-    torch.manual_seed((seed + 1) % 2 ** 63)  # dropout masks (global RNG, forked by caller)
+    gen.manual_seed(seed)  # the same on every rank: all ranks walk one permutation
+    torch.manual_seed((seed + 1 + rank) % 2 ** 63)  # dropout masks (global RNG, forked by caller)
     has_val = X_val is not None and len(X_val) > 0
     history: list[dict[str, float]] = []
     best = {"loss": float("inf"), "epoch": 0, "state": None, "bad": 0}
-    ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT if cfg.checkpoint_dir is not None else None
-    fp = cfg.fingerprint(seed, model, X.shape[0])
-    start, stopped = 0, False
+    ckpt = _checkpoint_path(cfg, dist)
+    fp = cfg.fingerprint(seed, model, X.shape[0], world)
+    start, stopped, state = 0, False, None
     if ckpt is not None and ckpt.exists():
         # CPU first: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fp:
             log.warning("%s: checkpoint is from another config or seed; starting afresh", ckpt)
+            state = None
         elif int(state["epoch"]) > cfg.epochs:
             log.warning("%s: checkpoint is past epoch %d; starting afresh", ckpt, cfg.epochs)
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["shuffle_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-            history, best, stopped = list(state["history"]), dict(state["best"]), bool(state["stopped"])
-            start = int(state["epoch"])
+            state = None
+    if not _agreed_start(dist, int(state["epoch"]) if state is not None else 0):
+        log.warning("%s: ranks hold checkpoints of different epochs; all start afresh", ckpt)
+        state = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        history, best, stopped = list(state["history"]), dict(state["best"]), bool(state["stopped"])
+        start = int(state["epoch"])
     resumed_from = start
-    writer = _tensorboard(cfg.tensorboard_dir)
+    writer = _tensorboard(cfg.tensorboard_dir) if rank == 0 else None
     n, bs = X.shape[0], int(cfg.batch_size)
     for epoch in range(start + 1, cfg.epochs + 1):
         if stopped:
@@ -206,13 +293,27 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = 0.0
         # The hot loop: index a permutation slice, step. Nothing else per batch.
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            opt.zero_grad()
-            loss = F.nll_loss(model(X[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * idx.shape[0]
+        if world == 1:
+            for i in range(0, n, bs):
+                idx = perm[i:i + bs]
+                opt.zero_grad()
+                loss = F.nll_loss(net(X[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * idx.shape[0]
+        else:
+            for i in range(0, n - world + 1, bs):  # a last batch smaller than world is dropped
+                idx = perm[i:i + bs]
+                mine = idx[rank::world]
+                opt.zero_grad()
+                loss = F.nll_loss(net(X[mine]), y[mine])
+                # DDP averages gradients over ranks; weight by share so the step is the full batch's.
+                (loss * (mine.shape[0] * world / idx.shape[0])).backward()
+                opt.step()
+                loss_sum += loss.item() * mine.shape[0]
+            total = torch.tensor([loss_sum], dtype=torch.float64)
+            dist.all_reduce(total, "sum")
+            loss_sum = float(total)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
@@ -221,7 +322,7 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val) -> TrainResult:
         row = {"epoch": epoch, "train_loss": loss_sum / max(n, 1), "val_loss": float("nan"),
                "val_accuracy": float("nan"), "lr": opt.param_groups[0]["lr"], "seconds": seconds}
         if has_val:
-            ev = evaluate(model, X_val, y_val, cfg.eval_batch_size)
+            ev = evaluate_shared(model, X_val, y_val, dist, cfg.eval_batch_size)
             row["val_loss"], row["val_accuracy"] = ev["loss"], ev["accuracy"]
             if ev["loss"] < best["loss"]:
                 best = {"loss": ev["loss"], "epoch": epoch, "bad": 0,
