@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""MPI packing vs mpi4py.futures.MPIPoolExecutor on the same tasks, in one run (docs/bench/mpi.md).
+"""MPI packing vs mpi4py.futures.MPIPoolExecutor on the same tasks, in one run (docs/benchmarks.md).
 
 1. Throughput on tiny tasks (no-op): tasks per second, hpcml static / dynamic vs the pool
    with chunksize 1 and with hpcml's own chunk size.
