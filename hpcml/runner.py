@@ -102,6 +102,11 @@ def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress
                     failed += sorted(result.failed)
                     final = attempt == spec.retries
                     bar.advance(len(result.ok), len(result.failed) if final else 0)
+                if failed and backend.shares_filesystem:
+                    # A worker that hung or died after writing its chunk file but before
+                    # reporting it did finish those tasks: rerun only what has no ok record.
+                    done = store.completed()
+                    failed = [i for i in failed if i not in done]
                 if failed and attempt < spec.retries:
                     log.info("retrying %d failed task(s), attempt %d of %d", len(failed), attempt + 2, spec.retries + 1)
                 todo = sorted(failed)

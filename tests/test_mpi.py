@@ -304,7 +304,11 @@ def test_hung_rank_is_declared_lost_and_its_chunk_retried(tmp_path, local_sleep)
     records = RunStore(tmp_path / "run").read_records()
     lost = records.loc[records["status"] != "ok"]
     assert len(lost) > 0 and lost["error"].str.contains("MPI rank 1 stopped responding").all()
-    assert sorted(ok_records(tmp_path / "run")["task_index"]) == list(range(48))
+    # Every task once in the results. (The chunk files may hold a second ok copy of the stopped
+    # rank's chunk: when the job is torn down, Open MPI sends SIGCONT before it kills, so a hung
+    # rank can still finish the chunk it held. Consolidation keeps one row per task.)
+    assert sorted(results["task_index"]) == list(range(48))
+    assert sorted(RunStore(tmp_path / "run").latest_records()["task_index"]) == list(range(48))
 
 
 def _reap(proc: subprocess.Popen, tag: str) -> None:
