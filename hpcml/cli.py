@@ -59,6 +59,7 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="run only tasks with no result in --out"),
     overwrite: bool = typer.Option(False, "--overwrite", help="delete an existing run directory first"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no table"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the run's PNG plots"),
 ) -> None:
     """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input."""
     from .runner import execute
@@ -76,7 +77,7 @@ def run(
             if result is None:  # not rank 0: rank 0 reports
                 raise typer.Exit(0)
         else:
-            result = execute(job, resume=resume, overwrite=overwrite, progress=not quiet)
+            result = execute(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
     except SpecError as e:
         fail_spec(e)
     if not quiet:

@@ -61,7 +61,8 @@ def check_job(job: Job) -> None:
         raise SpecError(list(seen.values()))
 
 
-def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> RunResult:
+def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+            plots: bool = True) -> RunResult:
     t0 = time.perf_counter()
     spec = job.spec
     if spec.engine == "spark":  # one distributed MLlib fit instead of independent tasks
@@ -115,7 +116,7 @@ def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress
         finally:
             bar.close()
             backend.stop()
-    return finish(job, store, time.perf_counter() - t0)
+    return finish(job, store, time.perf_counter() - t0, plots=plots)
 
 
 def _lost_records(tasks, result, attempt: int) -> list[dict[str, Any]]:
@@ -123,9 +124,8 @@ def _lost_records(tasks, result, attempt: int) -> list[dict[str, Any]]:
              "error": msg, "traceback": ""} for i, msg in result.failed.items()]
 
 
-def finish(job: Job, store: RunStore, seconds: float) -> RunResult:
+def finish(job: Job, store: RunStore, seconds: float, plots: bool = True) -> RunResult:
     """Consolidate chunk files, summarize, plot. Also used by MPI ranks' rank 0."""
-    from .plots import write_plots
     from .summarize import summarize
 
     results = store.consolidate()
@@ -135,19 +135,22 @@ def finish(job: Job, store: RunStore, seconds: float) -> RunResult:
     summary["run"] = {"tasks": n_tasks, "failed": n_failed, "seconds": round(seconds, 3),
                       "backend": job.spec.backend.name}
     store.write_summary(summary)
-    try:
-        write_plots(job, results, summary, store.path / "plots")
-    except Exception as err:  # a plot must never cost the results
-        log.warning("plots skipped: %s", err)
+    if plots:  # callers that only want the numbers (the R package) skip a second of drawing
+        from .plots import write_plots
+
+        try:
+            write_plots(job, results, summary, store.path / "plots")
+        except Exception as err:  # a plot must never cost the results
+            log.warning("plots skipped: %s", err)
     return RunResult(store.path, results, summary, n_tasks, n_failed, seconds)
 
 
 def run(spec: str | Path | dict, *, backend: str | None = None, workers: int | None = None,
         out: str | Path | None = None, chunk_size: int | None = None, resume: bool = False,
-        overwrite: bool = False, progress: bool = True, **backend_options: Any) -> RunResult:
+        overwrite: bool = False, progress: bool = True, plots: bool = True, **backend_options: Any) -> RunResult:
     """Run a job from a YAML path or a mapping; keyword arguments override the spec."""
     overrides = {"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                  "output": str(out) if out is not None else None}
     overrides.update({f"backend.{k}": v for k, v in backend_options.items()})
     job = load_job(spec, **overrides)
-    return execute(job, resume=resume, overwrite=overwrite, progress=progress)
+    return execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

@@ -242,3 +242,14 @@ def test_results_after_retried_failures_look_like_a_clean_run(tmp_path):
     assert resumed.ok and "error" not in resumed.results and "traceback" not in resumed.results
     assert resumed.results["replicate"].dtype == clean.results["replicate"].dtype == np.int64
     assert_same_results(clean.results, resumed.results)
+
+
+def test_no_plots_option_leaves_results_and_summary(tmp_path):
+    spec = small_spec(tmp_path)
+    res = run_spec(spec, workers=2, plots=False)
+    assert res.ok and (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run" / "plots").exists()
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = hpcml_cli("run", path, "--quiet", "--overwrite", "--no-plots")
+    assert proc.returncode == 0 and not (tmp_path / "run" / "plots").exists(), proc.stderr

@@ -12,7 +12,7 @@
 #'   \code{glm(family = binomial)}; the response's first level is 0, as in \code{glm}).
 #' @param backend,workers,chunk_size Where and how to run (see \code{\link{hpcml_run}}).
 #' @param seed Root seed of the resampling.
-#' @param out Run directory (default: a temporary folder).
+#' @param out Run directory, with its plots (default: a temporary folder, no plots).
 #' @return A list of class \code{hpcml_boot}: \code{t} (a data.frame, one row per replicate,
 #'   one column per coefficient), \code{t0} (coefficients of the fit on all rows), \code{se}
 #'   (bootstrap standard errors), \code{table} (estimate, mean, se, percentile and BCa limits),
@@ -43,7 +43,7 @@ hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "bin
                 fit_intercept = intercept)
   spec <- spec_list("r-bootstrap", path, target, model, list(bootstrap = list(replicates = as.integer(B))),
                     backend, workers, seed, out, chunk_size)
-  run <- hpcml_run(spec)
+  run <- hpcml_run(spec, plots = !is.null(out))  # plots only where the caller keeps the run
   ok <- run$results[run$results$status == "ok", , drop = FALSE]
   ok <- ok[order(ok$task_index), , drop = FALSE]
   t <- ok[, paste0("coef_", coef_names), drop = FALSE]

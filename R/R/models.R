@@ -24,7 +24,7 @@ hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, seed = 0L,
   write_parquet(x, path)
   model <- list(kind = "kmeans", features = as.list(names(x)), k = as.integer(centers),
                 n_init = as.integer(nstart), max_iter = as.integer(iter.max))
-  run <- hpcml_run(spec_list("r-kmeans", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL))
+  run <- hpcml_run(spec_list("r-kmeans", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
   k <- as.integer(centers)
@@ -61,7 +61,7 @@ hpcml_pca <- function(x, n_components = NULL, method = "full", seed = 0L, backen
   model <- list(kind = "pca", features = as.list(names(x)), method = method)
   # NULL means every component, as prcomp (hpcml's own default keeps 90% of the variance).
   model$n_components <- as.integer(n_components %||% min(dim(x)))
-  run <- hpcml_run(spec_list("r-pca", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL))
+  run <- hpcml_run(spec_list("r-pca", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
   k <- sum(grepl("^sv_[0-9]+$", names(row)))

@@ -9,6 +9,7 @@
 #' @param out Run directory; NULL keeps the spec's.
 #' @param overwrite Replace an existing run directory.
 #' @param resume Rerun only the tasks without an ok result in the run directory.
+#' @param plots Draw the run's PNG plots into its run directory (about a second per run).
 #' @param ... Other backend options (e.g. \code{start_method = "spawn"}).
 #' @return A list of class \code{hpcml_run}: \code{results} (one row per task),
 #'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
@@ -19,7 +20,7 @@
 #' res$table
 #' }
 hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = TRUE,
-                      resume = FALSE, ...) {
+                      resume = FALSE, plots = TRUE, ...) {
   m <- py_modules()
   if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {
     stop(sprintf("spec: file not found (got '%s')", spec), call. = FALSE)
@@ -28,7 +29,8 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   if (!is.null(workers)) workers <- as.integer(workers)
   if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
   res <- py_call(m$runner$run, spec, backend = backend, workers = workers, out = out,
-                 overwrite = overwrite, resume = resume, progress = FALSE, ...)
+                 overwrite = overwrite, resume = resume, progress = FALSE,
+                 plots = isTRUE(plots), ...)
   results <- as_r(res$results)
   if (!is.data.frame(results)) results <- as.data.frame(results)
   rownames(results) <- NULL
