@@ -60,18 +60,21 @@ def _service(start: str, stop: str, binary: str):
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A one-node Slurm on this machine (munge, slurmctld, slurmd).
+    """A one-node Slurm on this machine (munge, slurmctld, slurmd); yields the start script's run.
 
     Stopped at the end only if this session started it and no other live test session
     holds a lease on it (a file named after its pid in /run/hpcml-slurm/leases)."""
     already = subprocess.run(["scontrol", "ping"], capture_output=True, text=True).returncode == 0 \
         if shutil.which("scontrol") else False
-    _service("slurm_start.sh", "slurm_stop.sh", "slurmctld")
+    for binary in ("slurmd", "munged", "sbatch"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} not installed (scripts/install_system.sh installs Slurm + munge)")
+    proc = _service("slurm_start.sh", "slurm_stop.sh", "slurmctld")
     leases = Path("/run/hpcml-slurm/leases")
     leases.mkdir(parents=True, exist_ok=True)
     mine = leases / str(os.getpid())
     mine.touch()
-    yield
+    yield proc  # the start script's output ("slurm is up ...")
     mine.unlink(missing_ok=True)
     others = [p for p in leases.iterdir() if p.name.isdigit() and Path("/proc", p.name).exists()]
     if not already and not others:

@@ -54,23 +54,11 @@ def _wait_for(pred, timeout: float, every: float = 0.5) -> bool:
 
 # --------------------------------------------------------------------------- Slurm
 
-@pytest.fixture(scope="session")
-def slurm_up():
-    for binary in ("slurmctld", "slurmd", "munged", "sbatch"):
-        if shutil.which(binary) is None:
-            pytest.skip(f"{binary} not installed (scripts/install_system.sh installs Slurm + munge)")
-    proc = _script("slurm_start.sh")
-    started_here = "already running" not in proc.stdout
-    yield proc
-    if started_here:
-        _script("slurm_stop.sh", timeout=120)
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
-def test_slurm_start_is_idempotent(slurm_up):
-    assert "slurm is up" in slurm_up.stdout
+def test_slurm_start_is_idempotent(slurm_cluster):
+    assert "slurm is up" in slurm_cluster.stdout
     again = _script("slurm_start.sh")
     assert "already running" in again.stdout, again.stdout
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
@@ -80,7 +68,7 @@ def test_slurm_start_is_idempotent(slurm_up):
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
-def test_slurm_sbatch_runs_a_job(slurm_up, tmp_path):
+def test_slurm_sbatch_runs_a_job(slurm_cluster, tmp_path):
     out = tmp_path / "job-%j.out"
     sub = subprocess.run(["sbatch", "--parsable", "-o", str(out), "--chdir", str(tmp_path), "--wrap", "echo hi"],
                          capture_output=True, text=True, timeout=60)
@@ -96,7 +84,7 @@ def test_slurm_sbatch_runs_a_job(slurm_up, tmp_path):
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
-def test_slurm_srun_hostname(slurm_up):
+def test_slurm_srun_hostname(slurm_cluster):
     proc = subprocess.run(["srun", "-n1", "hostname"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == socket.gethostname()
