@@ -43,6 +43,15 @@ alive() {
   [ -n "$pid" ] && grep -qaF "org.apache.spark.deploy.$cls" "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# running NAME: the daemon this script just launched still runs. Not alive(): right after
+# `&` the child is still a copy of this shell, whose cmdline does not name the daemon yet.
+running() {
+  local pid state
+  pid=$(tr -dc '0-9' <"$DIR/$1.pid")
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # Loopback only: SPARK_LOCAL_IP is also the address the web UIs bind to (default 0.0.0.0).
 export SPARK_LOCAL_IP=127.0.0.1
 # The daemon web UIs cannot be switched off, so they get a random free port (--webui-port 0).
@@ -69,7 +78,7 @@ if ! alive master; then
   started+=(master)
   t0=$SECONDS
   until grep -q "Starting Spark master at $URL" "$DIR/master.log" 2>/dev/null; do
-    alive master || die "master exited (port $PORT busy?)"
+    running master || die "master exited (port $PORT busy?)"
     (( SECONDS - t0 < TIMEOUT )) || die "master not up after ${TIMEOUT}s"
     sleep 0.2
   done
@@ -82,7 +91,7 @@ if ! alive worker; then
   t0=$SECONDS
   # The worker logs this once the master has accepted it: the cluster can run executors.
   until grep -q "Successfully registered with master" "$DIR/worker.log" 2>/dev/null; do
-    alive worker || die "worker exited"
+    running worker || die "worker exited"
     (( SECONDS - t0 < TIMEOUT )) || die "worker not registered after ${TIMEOUT}s"
     sleep 0.2
   done
