@@ -116,19 +116,23 @@ def _subset(data: Dataset, start: int, stop: int) -> Dataset:
                    target=data.target, image_shape=data.image_shape, classes=data.classes, test=data.test, meta=data.meta)
 
 
+def _scratch_dir(run_dir: str, task_id: str) -> Path:
+    return Path(run_dir, "artifacts", task_id.replace("/", "-"))
+
+
 def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[str, Any]) -> dict[str, Any]:
     """One task's record of outputs (raises on failure; the caller records it)."""
     model, spec = job.model, job.spec
-    rng = task_rng(spec.seed, task.index)
-    scratch = Path(run_dir, "artifacts", task.id.replace("/", "-")) if run_dir else None
-    ctx = FitContext(rng=rng, threads=spec.threads_per_task, scratch=scratch, log=log, task_id=task.id,
-                     task_index=task.index, task_params=task.params, seed=spec.seed)
+    # The generator and the scratch path are built only if the model asks for them.
+    ctx = FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
+                     scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
+                     log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
     kind = job.plan_kind
     params = job.params
     record: dict[str, Any] = {}
     if kind == "bootstrap":
         # A replicate is a vector of resampling counts, not a resampled copy of the data.
-        weights = np.bincount(rng.integers(0, data.n, data.n), minlength=data.n).astype(np.float64)
+        weights = np.bincount(ctx.rng.integers(0, data.n, data.n), minlength=data.n).astype(np.float64)
         fitted = model.fit(params, data, weights, ctx)
         record.update(model.outputs(params, fitted, data))
     elif kind == "cv":

@@ -253,3 +253,24 @@ def test_no_plots_option_leaves_results_and_summary(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     proc = hpcml_cli("run", path, "--quiet", "--overwrite", "--no-plots")
     assert proc.returncode == 0 and not (tmp_path / "run" / "plots").exists(), proc.stderr
+
+
+def test_task_generator_and_scratch_are_built_only_on_use(tmp_path):
+    from hpcml.models.base import FitContext
+    from hpcml.plan import task_rng
+
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return task_rng(5, 3)
+
+    ctx = FitContext(rng_factory=factory, scratch_factory=lambda: tmp_path / "s")
+    assert calls == []  # a task that never draws never seeds
+    first = ctx.rng.standard_normal(4)
+    ctx.rng  # built once, then the same generator
+    assert calls == [1]
+    np.testing.assert_array_equal(first, task_rng(5, 3).standard_normal(4))
+    assert ctx.scratch == tmp_path / "s" and not ctx.scratch.exists()
+    with pytest.raises(TypeError, match="rng"):
+        FitContext()

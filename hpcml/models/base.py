@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -44,18 +44,42 @@ class Dataset:
         return self.X.shape[0]
 
 
-@dataclass
 class FitContext:
-    """What a fit may use besides the data: its seeded generator, threads, a scratch dir."""
+    """What a fit may use besides the data: its seeded generator, threads, a scratch dir.
 
-    rng: np.random.Generator
-    threads: int = 1
-    scratch: Any = None  # pathlib.Path of the task's artifact directory, or None
-    log: Any = None  # logging.Logger
-    task_id: str | None = None  # e.g. "bootstrap/000731"
-    task_index: int | None = None
-    task_params: dict[str, Any] = field(default_factory=dict)  # the plan's params of this task
-    seed: int | None = None  # the job's root seed
+    ``rng`` and ``scratch`` may be given as zero-argument factories (``rng_factory``,
+    ``scratch_factory``) and are then built on first use: seeding a generator costs about
+    as much as the rest of a task's bookkeeping, and many tasks never draw a number.
+    """
+
+    def __init__(self, rng: np.random.Generator | None = None, threads: int = 1, scratch: Any = None,
+                 log: Any = None, task_id: str | None = None, task_index: int | None = None,
+                 task_params: dict[str, Any] | None = None, seed: int | None = None, *,
+                 rng_factory: Callable[[], np.random.Generator] | None = None,
+                 scratch_factory: Callable[[], Any] | None = None):
+        if rng is None and rng_factory is None:
+            raise TypeError("FitContext needs rng or rng_factory")
+        self._rng, self._rng_factory = rng, rng_factory
+        self._scratch, self._scratch_factory = scratch, scratch_factory
+        self.threads = threads
+        self.log = log  # logging.Logger
+        self.task_id = task_id  # e.g. "bootstrap/000731"
+        self.task_index = task_index
+        self.task_params = task_params if task_params is not None else {}  # the plan's params of this task
+        self.seed = seed  # the job's root seed
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = self._rng_factory()
+        return self._rng
+
+    @property
+    def scratch(self) -> Any:
+        """pathlib.Path of the task's artifact directory (not created), or None."""
+        if self._scratch is None and self._scratch_factory is not None:
+            self._scratch = self._scratch_factory()
+        return self._scratch
 
 
 class ModelKind(ABC):
