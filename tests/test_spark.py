@@ -353,6 +353,9 @@ def test_spark_submit_to_standalone_master(spark_master, reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "40/40 tasks ok" in proc.stdout, proc.stdout
     assert_same_results(reference, pd.read_parquet(out / "results.parquet"))
+    # spark-submit's JVM logged INFO to the terminal by default; hpcml moved it to the run's logs.
+    assert not [line for line in proc.stderr.splitlines() if " INFO " in line or "log4j profile" in line], proc.stderr
+    assert (out / "logs" / "spark.log").exists()
     # The installed entry point (for spark-submit without a checkout) is found the same way.
     where = subprocess.run([sys.executable, "-m", "hpcml.spark_submit", "--path"], capture_output=True, text=True,
                            timeout=60, cwd=tmp_path)

@@ -169,6 +169,12 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     gateway_owned = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
     gateway = None
+    if not gateway_owned and SparkContext._gateway is None:
+        # spark-submit started the driver's JVM before hpcml ran, with its default logging
+        # (INFO to the terminal). Connect to it and point log4j at the run's file before the
+        # context's first log line, so its logs go where they do for any other run.
+        SparkContext._ensure_initialized(conf=conf)
+        _use_log4j_config(SparkContext._jvm, log_dir / "log4j2.properties")
     if gateway_owned:
         from pyspark.java_gateway import launch_gateway
 
@@ -180,6 +186,19 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
     sc.setLogLevel("ERROR")
     log.info("Spark %s on %s; its logs go to %s", sc.version, sc.master, log_dir)
     return SparkHandle(SparkSession(sc), owned=True, log_file=log_file, gateway_owned=gateway_owned)
+
+
+def _use_log4j_config(jvm, path: Path) -> None:
+    """Reconfigure the running JVM's log4j2 from ``path`` (a running JVM ignores -D options)."""
+    try:
+        # Spark sets up its logging once, on its first log line, and then replaces any
+        # configuration it finds with its INFO-to-console defaults. Let that happen now,
+        # silently, so the configuration set next is the one that stays.
+        jvm.org.apache.spark.SparkConf(False).initializeLogIfNecessary(False, True)
+        context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+        context.setConfigLocation(jvm.java.io.File(str(path)).toURI())
+    except Exception as err:  # logging stays spark-submit's; the run itself is unaffected
+        log.warning("could not redirect Spark's logs to %s: %s", path, err)
 
 
 _IMPORTED: set[str] = set()
