@@ -28,47 +28,14 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import SpecError
+from .launchers import RankInfo, launcher_rank, rank_from_env
 
 log = logging.getLogger("hpcml.ddp")
 DEFAULT_PORT = 29500
-
-# (rank, world, local rank) variables of each launcher, most specific first.
-_LAUNCHERS: list[tuple[str, str, str, str]] = [
-    ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
-    ("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
-    ("mvapich", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK"),
-    ("pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
-    ("slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
-]
-
-
-@dataclass(frozen=True)
-class RankInfo:
-    rank: int
-    world: int
-    local_rank: int
-    launcher: str  # torchrun | openmpi | mvapich | pmi | slurm | single
-
-
-def rank_from_env(env: Mapping[str, str] | None = None) -> RankInfo:
-    """This process's rank, world size and local rank, from whichever launcher started it."""
-    env = os.environ if env is None else env
-    for name, r, w, lr in _LAUNCHERS:
-        if r in env and w in env:
-            try:
-                rank, world, local = int(env[r]), int(env[w]), int(env.get(lr, env[r]))
-            except ValueError:
-                raise SpecError.one(f"env.{r}", env[r], "rank variables must be integers") from None
-            if not 0 <= rank < world:
-                raise SpecError.one(f"env.{r}", rank, f"rank must be in [0, {world}) ({w}={world})")
-            return RankInfo(rank, world, local, name)
-    return RankInfo(0, 1, 0, "single")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -235,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         job = load_ddp_job(args.spec, args.out)
         record = run_ddp(job, info, backend=args.backend, resume=args.resume, overwrite=args.overwrite)
     except SpecError as e:
-        if rank_from_env_safe() == 0:
+        if launcher_rank() == 0:
             for line in e.lines():
                 print(f"error: {line}", file=sys.stderr)
         return 2
@@ -245,13 +212,6 @@ def main(argv: list[str] | None = None) -> int:
                        for k in keys if k in record))
         print(f"run directory: {job.output}")
     return 0
-
-
-def rank_from_env_safe() -> int:
-    try:
-        return rank_from_env().rank
-    except SpecError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from .errors import SpecError
 
 Launcher = Callable[..., str]
 
@@ -44,25 +47,60 @@ def launch(name: str, command: str, *, ntasks: int, cpus_per_task: int = 1, extr
     return LAUNCHERS[name](command, ntasks=ntasks, cpus_per_task=cpus_per_task, extra=extra)
 
 
-# What launchers put in each rank's environment (Open MPI, MPICH/Intel MPI/PMI, PMIx, Slurm's srun).
-_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "MPI_LOCALNRANKS")
+# (launcher, rank, world size, local rank): what each launcher puts in its ranks' environment,
+# most specific first (torchrun inside a Slurm allocation is torchrun). Slurm's world size is
+# the step's (srun): a batch script's own shell also has SLURM_PROCID=0 and SLURM_NTASKS=N,
+# but it is one process, not rank 0 of N.
+LAUNCHER_VARS: list[tuple[str, str, str, str]] = [
+    ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    ("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ("mvapich", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK"),
+    ("pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
+    ("slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"),
+]
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    rank: int
+    world: int
+    local_rank: int
+    launcher: str  # torchrun | openmpi | mvapich | pmi | slurm | single
+
+
+def rank_from_env(env: Mapping[str, str] | None = None) -> RankInfo:
+    """This process's rank, world size and local rank, from whichever launcher started it.
+
+    Raises SpecError naming the variable when a launcher's variables are not valid ranks.
+    """
+    env = os.environ if env is None else env
+    for name, r, w, lr in LAUNCHER_VARS:
+        if r in env and w in env:
+            try:
+                rank, world, local = int(env[r]), int(env[w]), int(env.get(lr, env[r]))
+            except ValueError:
+                raise SpecError.one(f"env.{r}", env[r], "rank variables must be integers") from None
+            if not 0 <= rank < world:
+                raise SpecError.one(f"env.{r}", rank, f"rank must be in [0, {world}) ({w}={world})")
+            return RankInfo(rank, world, local, name)
+    return RankInfo(0, 1, 0, "single")
 
 
 def launcher_rank() -> int:
     """This process's rank according to the launcher's environment (0 when there is none).
 
-    Read without starting MPI, so errors found before MPI starts are printed by one rank only.
+    Read without starting MPI, so errors found before MPI starts are printed by one rank
+    only; never raises (a malformed variable counts as rank 0).
     """
-    for var in _RANK_VARS:
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
+    try:
+        return rank_from_env().rank
+    except SpecError:
+        return 0
 
 
 def launcher_size() -> tuple[str, int] | None:
     """(variable, tasks) when a launcher started more than one task, else None."""
-    for var in _SIZE_VARS:
+    for _, _, var, _ in LAUNCHER_VARS:
         value = os.environ.get(var, "")
         if value.isdigit() and int(value) > 1:
             return var, int(value)

@@ -65,7 +65,10 @@ def model_state(run_dir: Path, name: str = "last.pt") -> dict:
     ({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "1"},
      RankInfo(3, 8, 1, "openmpi")),
     ({"PMI_RANK": "2", "PMI_SIZE": "3"}, RankInfo(2, 3, 2, "pmi")),
-    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "6", "SLURM_LOCALID": "0"}, RankInfo(5, 6, 0, "slurm")),
+    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "6", "SLURM_STEP_NUM_TASKS": "6", "SLURM_LOCALID": "0"},
+     RankInfo(5, 6, 0, "slurm")),
+    # a batch script's own shell (sbatch --ntasks=2, no srun): one process, not rank 0 of 2
+    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0"}, RankInfo(0, 1, 0, "single")),
     # torchrun inside a Slurm allocation: torchrun's own variables win
     ({"RANK": "0", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, RankInfo(0, 2, 0, "torchrun")),
     ({"SLURM_PROCID": "0"}, RankInfo(0, 1, 0, "single")),  # no world size: not a launch
@@ -197,7 +200,7 @@ def test_single_process_entry_equals_local_backend(tmp_path):
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
 def test_srun_two_ranks_bit_identical_to_torchrun(slurm_cluster, torchrun_2, tmp_path):
-    """Two ranks as one real Slurm job step: rank/world from SLURM_PROCID/SLURM_NTASKS."""
+    """Two ranks as one real Slurm job step: rank/world from SLURM_PROCID/SLURM_STEP_NUM_TASKS."""
     spec = digits_job(tmp_path, "srun2")
     proc = launch(["srun", "--ntasks=2", "--cpus-per-task=1", "--time=5", sys.executable, "-m", "hpcml.ddp",
                    str(spec)], timeout=360)

@@ -137,11 +137,17 @@ def test_options_reject_bad_values():
 
 
 def test_launcher_rank_from_environment(monkeypatch):
-    for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        monkeypatch.delenv(var, raising=False)
+    from hpcml.launchers import LAUNCHER_VARS
+
+    for names in LAUNCHER_VARS:
+        for var in names[1:]:
+            monkeypatch.delenv(var, raising=False)
     assert launcher_rank() == 0
     monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "8")
     assert launcher_rank() == 5
+    monkeypatch.setenv("SLURM_PROCID", "9")  # out of range: never an error here, just rank 0
+    assert launcher_rank() == 0
 
 
 def test_bad_option_one_line_exit_2_nothing_written(tmp_path):
