@@ -25,10 +25,17 @@ test: install test-python test-r
 test-python:
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-# Reinstalls the R package first so the tests see the sources in R/ (a few seconds).
+# R CMD check of the package (code, Rd docs, examples) with its testthat tests run against
+# this checkout's Python environment; the package is installed first for interactive use.
+RCHECK := build/rcheck
 test-r:
 	R CMD INSTALL --no-test-load R >/dev/null
-	RETICULATE_PYTHON=$(abspath $(PYTHON)) Rscript -e 'testthat::test_dir("R/tests/testthat", stop_on_failure = TRUE)'
+	rm -rf $(RCHECK) && mkdir -p $(RCHECK)
+	cd $(RCHECK) && R CMD build --no-build-vignettes $(abspath R) >/dev/null
+	cd $(RCHECK) && RETICULATE_PYTHON=$(abspath $(PYTHON)) _R_CHECK_FORCE_SUGGESTS_=false \
+	  _R_CHECK_SYSTEM_CLOCK_=0 R CMD check --no-manual hpcml_*.tar.gz \
+	  || { cat hpcml.Rcheck/tests/testthat.Rout.fail 2>/dev/null; exit 1; }
+	grep -h "FAIL .* PASS" $(RCHECK)/hpcml.Rcheck/tests/testthat.Rout
 
 # The fast subset: no real services, no long runs.
 test-fast:
