@@ -7,6 +7,7 @@ The real-Slurm tests (SLURMCluster, scancel of a worker job) are in test_slurm.p
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -210,13 +211,22 @@ def test_lifetime_makes_fixed_jobs_adaptive():
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_task_timeouts_work_on_dask(tmp_path):
-    """Dask runs chunks in worker threads, where no alarm can interrupt a task: the overrun is
-    detected when the task returns, and the task fails with the same error as elsewhere."""
+    """Dask runs chunks in worker threads, where no alarm reaches: the deadline raises in the
+    task's thread instead. A 60 s Python loop stops at the limit; a sleep (a C call) stops when
+    it returns. Both fail with the same error as on the other backends."""
     from hpcml.runner import run
 
-    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 300, "busy": False}, timeout_s=0.1,
-                      data={"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}},
+    data = {"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}}
+    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 60_000, "busy": True}, timeout_s=0.5, data=data,
                       plan={"replicate": {"n": 4}}, backend={"name": "dask", "workers": 2})
+    t0 = time.perf_counter()
+    result = run(spec, progress=False)
+    assert time.perf_counter() - t0 < 50  # not 2 x 60 s of spinning
+    assert result.n_failed == 4
+    assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.5"}
+
+    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 300, "busy": False}, timeout_s=0.1, data=data,
+                      plan={"replicate": {"n": 4}}, backend={"name": "dask", "workers": 2}, output=str(tmp_path / "s"))
     result = run(spec, progress=False)
     assert result.n_failed == 4
     assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.1"}
