@@ -147,10 +147,19 @@ def finish(job: Job, store: RunStore, seconds: float, plots: bool = True) -> Run
 
 def run(spec: str | Path | dict, *, backend: str | None = None, workers: int | None = None,
         out: str | Path | None = None, chunk_size: int | None = None, resume: bool = False,
-        overwrite: bool = False, progress: bool = True, plots: bool = True, **backend_options: Any) -> RunResult:
-    """Run a job from a YAML path or a mapping; keyword arguments override the spec."""
+        overwrite: bool = False, progress: bool = True, plots: bool = True, data: Any = None,
+        **backend_options: Any) -> RunResult:
+    """Run a job from a YAML path or a mapping; keyword arguments override the spec.
+
+    ``data``: a pandas DataFrame or 2-D NumPy array to use instead of the spec's data source
+    (stored once by content under the cache directory, see :mod:`hpcml.frames`).
+    """
     overrides = {"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                  "output": str(out) if out is not None else None}
+    if data is not None:
+        from .frames import frame_source
+
+        overrides["data.source"] = frame_source(data)
     overrides.update({f"backend.{k}": v for k, v in backend_options.items()})
     job = load_job(spec, **overrides)
     return execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

@@ -274,3 +274,36 @@ def test_task_generator_and_scratch_are_built_only_on_use(tmp_path):
     assert ctx.scratch == tmp_path / "s" and not ctx.scratch.exists()
     with pytest.raises(TypeError, match="rng"):
         FitContext()
+
+
+def test_in_memory_frame_as_data(tmp_path, monkeypatch):
+    """hpcml.run(spec, data=frame): the same numbers as the same table from a source, and a
+    resumable run (the frame is stored once, by content)."""
+    from sklearn.datasets import load_diabetes
+
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path / "cache"))
+    spec = small_spec(tmp_path)
+    reference = run_spec(spec, out=tmp_path / "ref")
+    frame = load_diabetes(as_frame=True).frame
+    from_frame = run_spec(spec, out=tmp_path / "frame", data=frame)
+    assert from_frame.ok
+    assert_same_results(reference.results, from_frame.results)
+    stored = list((tmp_path / "cache" / "frames").glob("frame-*.parquet"))
+    assert len(stored) == 1
+    again = run_spec(spec, out=tmp_path / "frame", data=frame.copy(), resume=True)
+    assert again.ok and len(list((tmp_path / "cache" / "frames").iterdir())) == 1
+    assert_same_results(from_frame.results, again.results)
+    # A NumPy array works too: columns x0, x1, ...
+    arr = run_spec({**spec, "model": {"kind": "ols"}, "data": {"target": "x10"}}, out=tmp_path / "arr",
+                   data=frame.to_numpy())
+    np.testing.assert_allclose(arr.results.filter(like="coef_x").to_numpy(),
+                               reference.results.filter(like="coef_").drop(columns="coef_(Intercept)").to_numpy())
+
+
+@pytest.mark.parametrize("bad, value", [([[1, 2], [3, 4]], "list"), (np.zeros(5), "array of shape (5,)")])
+def test_bad_in_memory_data_one_error_no_run_dir(tmp_path, monkeypatch, bad, value):
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(hpcml.SpecError) as err:
+        run_spec(small_spec(tmp_path), data=bad)
+    assert str(err.value).startswith("data:") and value in str(err.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

@@ -1,0 +1,63 @@
+"""In-memory tables as data sources: ``hpcml.run(spec, data=frame)``.
+
+Workers load data from a source they can read themselves (see data.py), never from the
+driver's memory. A frame handed to ``run`` is therefore written once as Parquet under a
+content-addressed name in a cache directory, and the spec points at that file: the same frame
+gives the same path, so ``resume=True`` recognises the run, and workers on other nodes read
+it where the cache directory is on a shared file system (the home directory, by default).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .errors import SpecError
+
+
+def cache_dir() -> Path:
+    """``$HPCML_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpcml``, else ``~/.cache/hpcml``."""
+    if os.environ.get("HPCML_CACHE_DIR"):
+        return Path(os.environ["HPCML_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hpcml"
+
+
+def as_frame(data: Any) -> pd.DataFrame:
+    """A pandas DataFrame, or a 2-D NumPy array (columns named x0, x1, ... as for .npy files)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, np.ndarray):
+        if data.ndim != 2:
+            raise SpecError.one("data", f"array of shape {data.shape}", "an array must be 2-D (rows x columns)")
+        frame = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
+    else:
+        raise SpecError.one("data", type(data).__name__, "expected a pandas DataFrame or a 2-D NumPy array")
+    if frame.empty:
+        raise SpecError.one("data", f"frame of shape {frame.shape}", "the table has no rows or no columns")
+    if isinstance(frame.columns, pd.MultiIndex) or frame.columns.duplicated().any():
+        raise SpecError.one("data.columns", list(map(str, frame.columns)), "column names must be unique and flat")
+    return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+
+def frame_source(data: Any) -> str:
+    """Write ``data`` once (by content) and return the path to use as ``data.source``."""
+    table = pa.Table.from_pandas(as_frame(data), preserve_index=False)
+    digest = hashlib.sha256()
+    digest.update(table.schema.to_string().encode())
+    for column in table.columns:
+        for chunk in column.chunks:
+            for buf in chunk.buffers():
+                if buf is not None:
+                    digest.update(buf)
+    path = cache_dir() / "frames" / f"frame-{digest.hexdigest()[:24]}.parquet"
+    if not path.exists():
+        from .store import atomic_write_table
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_table(path, table)
+    return str(path)
