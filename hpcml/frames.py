@@ -46,18 +46,18 @@ def as_frame(data: Any) -> pd.DataFrame:
 
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
-    table = pa.Table.from_pandas(as_frame(data), preserve_index=False)
-    digest = hashlib.sha256()
-    digest.update(table.schema.to_string().encode())
-    for column in table.columns:
-        for chunk in column.chunks:
-            for buf in chunk.buffers():
-                if buf is not None:
-                    digest.update(buf)
-    path = cache_dir() / "frames" / f"frame-{digest.hexdigest()[:24]}.parquet"
-    if not path.exists():
-        from .store import atomic_write_table
+    import pyarrow.parquet as pq
 
+    from .store import atomic_write_bytes
+
+    table = pa.Table.from_pandas(as_frame(data), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    # The name is the hash of the file itself: everything it holds (values, column names and
+    # types, categories) decides it, and writing the same table gives the same bytes.
+    payload = sink.getvalue().to_pybytes()
+    path = cache_dir() / "frames" / f"frame-{hashlib.sha256(payload).hexdigest()[:24]}.parquet"
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_table(path, table)
+        atomic_write_bytes(path, payload)
     return str(path)

@@ -307,3 +307,16 @@ def test_bad_in_memory_data_one_error_no_run_dir(tmp_path, monkeypatch, bad, val
         run_spec(small_spec(tmp_path), data=bad)
     assert str(err.value).startswith("data:") and value in str(err.value)
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_in_memory_frames_are_named_by_their_whole_content(tmp_path, monkeypatch):
+    from hpcml.frames import frame_source
+
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path))
+    a = pd.DataFrame({"g": pd.Categorical(["x", "y", "x"]), "v": [1.0, 2.0, 3.0]})
+    b = pd.DataFrame({"g": pd.Categorical(["p", "q", "p"]), "v": [1.0, 2.0, 3.0]})  # same codes
+    c = a.rename(columns={"v": "w"})
+    paths = {frame_source(f) for f in (a, b, c)}
+    assert len(paths) == 3
+    assert frame_source(a.copy()) in paths  # the same table, the same file
+    pd.testing.assert_frame_equal(pd.read_parquet(frame_source(b)), b)
