@@ -21,6 +21,11 @@ SKLEARN_SETS = ("diabetes", "iris", "breast_cancer", "wine", "digits", "linnerud
 SYNTHETIC = ("regression", "classification", "blobs", "lowrank")
 
 
+def array_columns(width: int) -> list[str]:
+    """Column names of a bare 2-D array (a .npy file, an in-memory array): x0, x1, ..."""
+    return [f"x{j}" for j in range(width)]
+
+
 def _sklearn_frame(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     import sklearn.datasets as skd
 
@@ -59,7 +64,7 @@ def _synthetic_frame(kind: str, options: dict[str, Any]) -> pd.DataFrame:
             raise SpecError.one("data.source", f"synthetic:{kind}", f"unknown generator; choose one of {', '.join(SYNTHETIC)}")
     except TypeError as err:
         raise SpecError.one("data.options", options, str(err)) from None
-    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame = pd.DataFrame(X, columns=array_columns(X.shape[1]))
     frame["y"] = y
     return frame
 
@@ -77,7 +82,7 @@ def _file_frame(path: Path) -> pd.DataFrame:
             arr = np.load(path, allow_pickle=False)
             if arr.ndim != 2:
                 raise SpecError.one("data.source", str(path), f"a .npy source must be 2-D, found shape {arr.shape}")
-            return pd.DataFrame(arr, columns=[f"x{j}" for j in range(arr.shape[1])])
+            return pd.DataFrame(arr, columns=array_columns(arr.shape[1]))
     except SpecError:
         raise
     except Exception as err:  # a corrupt file: say which and why, in one line

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .data import array_columns
 from .errors import SpecError
 
 
@@ -34,7 +35,7 @@ def as_frame(data: Any) -> pd.DataFrame:
     elif isinstance(data, np.ndarray):
         if data.ndim != 2:
             raise SpecError.one("data", f"array of shape {data.shape}", "an array must be 2-D (rows x columns)")
-        frame = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
+        frame = pd.DataFrame(data, columns=array_columns(data.shape[1]))
     else:
         raise SpecError.one("data", type(data).__name__, "expected a pandas DataFrame or a 2-D NumPy array")
     if frame.empty:
@@ -46,16 +47,11 @@ def as_frame(data: Any) -> pd.DataFrame:
 
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
-    import pyarrow.parquet as pq
+    from .store import atomic_write_bytes, parquet_bytes
 
-    from .store import atomic_write_bytes
-
-    table = pa.Table.from_pandas(as_frame(data), preserve_index=False)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
     # The name is the hash of the file itself: everything it holds (values, column names and
     # types, categories) decides it, and writing the same table gives the same bytes.
-    payload = sink.getvalue().to_pybytes()
+    payload = parquet_bytes(pa.Table.from_pandas(as_frame(data), preserve_index=False))
     path = cache_dir() / "frames" / f"frame-{hashlib.sha256(payload).hexdigest()[:24]}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

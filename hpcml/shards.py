@@ -100,7 +100,7 @@ class _Npy:
         if self.array.ndim != 2:
             raise ValueError("not 2-D")  # the full load reports it properly
         self.n = self.array.shape[0]
-        self.columns = [f"x{j}" for j in range(self.array.shape[1])]
+        self.columns = _data.array_columns(self.array.shape[1])
 
     def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
         frame = pd.DataFrame(np.asarray(self.array[start:stop]), columns=self.columns)

@@ -62,10 +62,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def atomic_write_table(path: Path, table: pa.Table) -> None:
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The Parquet file of ``table``, in memory (the same table gives the same bytes)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return sink.getvalue().to_pybytes()
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    atomic_write_bytes(path, parquet_bytes(table))
 
 
 def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]]) -> Path:

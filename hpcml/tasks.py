@@ -89,6 +89,10 @@ class TaskTimeout(Exception):
     pass
 
 
+def _timeout_message(seconds: float) -> str:
+    return f"task exceeded timeout_s={seconds:g}"
+
+
 @contextmanager
 def _deadline(seconds: float | None):
     if not seconds:
@@ -106,7 +110,7 @@ def _alarm_deadline(seconds: float):
     # Process-based workers (local, MPI, Spark's Python workers): SIGALRM interrupts the task
     # wherever it is, even inside a long call into C once that call checks for signals.
     def _raise(signum, frame):
-        raise TaskTimeout(f"task exceeded timeout_s={seconds:g}")
+        raise TaskTimeout(_timeout_message(seconds))
 
     previous = signal.signal(signal.SIGALRM, _raise)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -124,7 +128,7 @@ def _thread_deadline(seconds: float):
     A timer raises TaskTimeout asynchronously in the task's thread: Python code stops at its
     next bytecode; a long call into C (BLAS, time.sleep, R) stops when it returns to Python.
     """
-    message = f"task exceeded timeout_s={seconds:g}"
+    message = _timeout_message(seconds)
     timeout_type = type("TaskTimeout", (TaskTimeout,), {"__init__": lambda self: TaskTimeout.__init__(self, message)})
     tid = ctypes.c_ulong(threading.get_ident())
     lock = threading.Lock()

@@ -167,9 +167,10 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
     # Daemons and executors bind to loopback too on a one-machine cluster.
     if conf.get("spark.driver.host") == "127.0.0.1":
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    gateway_owned = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    no_gateway = SparkContext._gateway is None
+    gateway_owned = no_gateway and "PYSPARK_GATEWAY_PORT" not in os.environ
     gateway = None
-    if not gateway_owned and SparkContext._gateway is None:
+    if no_gateway and not gateway_owned:
         # spark-submit started the driver's JVM before hpcml ran, with its default logging
         # (INFO to the terminal). Connect to it and point log4j at the run's file before the
         # context's first log line, so its logs go where they do for any other run.
