@@ -14,9 +14,9 @@ import argparse
 import sys
 import time
 
-from .errors import SpecError
-from .plan import auto_chunk_size, make_chunks, plan_tasks, shard_bounds
-from .tasks import WorkOrder, execute_chunk
+from hpcml.errors import SpecError
+from hpcml.plan import auto_chunk_size, make_chunks, plan_tasks, shard_bounds
+from hpcml.worker import WorkOrder, execute_chunk
 
 
 def share(n_tasks: int, index: int, of: int) -> range:
@@ -26,8 +26,8 @@ def share(n_tasks: int, index: int, of: int) -> range:
 
 def run_share(spec_path: str, index: int, of: int) -> tuple[int, int]:
     """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
-    from .spec import load_job
-    from .store import RunStore
+    from hpcml.spec import load_job
+    from hpcml.store import RunStore
 
     job = load_job(spec_path)
     store = RunStore(job.output)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import SpecError
+from hpcml.errors import SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Write a parallel analysis once; run it on a laptop, Dask, Slurm, MPI or Spark.")
@@ -21,7 +21,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def fail_spec(e: SpecError) -> None:
-    from .launchers import launcher_rank
+    from hpcml.launchers import launcher_rank
 
     if launcher_rank() == 0:  # under mpirun/srun every rank reads the same bad input: say it once
         for line in e.lines():
@@ -62,8 +62,8 @@ def run(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the run's PNG plots"),
 ) -> None:
     """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input."""
-    from .runner import execute
-    from .spec import load_job
+    from hpcml.runner import execute
+    from hpcml.spec import load_job
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
@@ -71,7 +71,7 @@ def run(
         job = load_job(spec, **{"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                                 "output": str(out_dir) if out_dir else None})
         if job.spec.backend.name == "mpi":
-            from .backends.mpi import run_under_mpi
+            from hpcml.backends.mpi import run_under_mpi
 
             result = run_under_mpi(job, resume=resume, overwrite=overwrite, progress=not quiet)
             if result is None:  # not rank 0: rank 0 reports
@@ -94,20 +94,20 @@ def run(
 def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
              data: bool = typer.Option(True, "--data/--no-data", help="also load the data and check it")) -> None:
     """Check a spec (and its data). Exit 0 if valid, 2 with one line per problem."""
-    from .runner import check_job
-    from .spec import load_job
+    from hpcml.runner import check_job
+    from hpcml.spec import load_job
 
     try:
         job = load_job(spec)
         if data and job.spec.engine == "spark":  # data too big to load here: check what needs no Spark
-            from .mllib import static_problems
+            from hpcml.drivers.spark_engine import static_problems
 
             static_problems(job)
         elif data:
             check_job(job)
     except SpecError as e:
         fail_spec(e)
-    from .plan import plan_tasks
+    from hpcml.plan import plan_tasks
 
     out.print(f"ok: {job.spec.name}: {len(plan_tasks(job))} {job.plan_kind} task(s) of model {job.model.name}")
 
@@ -115,7 +115,7 @@ def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the job spec."""
-    from .spec import json_schema
+    from hpcml.spec import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
@@ -124,7 +124,7 @@ def schema() -> None:
 def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list")) -> None:
     """Done / failed / missing tasks of a run, failures with their error. Exit 1 unless complete."""
-    from .status import run_status
+    from hpcml.status import run_status
 
     try:
         st = run_status(run_dir)
@@ -165,9 +165,9 @@ def submit(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the script(s); write and submit nothing"),
 ) -> None:
     """Write a Slurm batch script for the whole run and submit it; print the job id. Exit 2 bad input."""
-    from . import submit as sub
-    from .runner import check_job
-    from .spec import load_job
+    from hpcml.drivers import submit as sub
+    from hpcml.runner import check_job
+    from hpcml.spec import load_job
 
     raw = dict(mode=mode, ntasks=ntasks, nodes=nodes, elements=elements, max_concurrent=max_concurrent,
                cpus_per_task=cpus_per_task, mem_gb=mem_gb, walltime_min=walltime_min, partition=partition,
@@ -198,7 +198,7 @@ def submit(
 def collect(run_dir: Path = typer.Argument(..., help="run directory"),
             quiet: bool = typer.Option(False, "--quiet", "-q", help="no table")) -> None:
     """Consolidate a run written by batch jobs (a job array); print its summary. Exit 1 unless complete."""
-    from .submit import collect as collect_run
+    from hpcml.drivers.submit import collect as collect_run
 
     try:
         result = collect_run(run_dir)

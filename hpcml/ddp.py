@@ -14,7 +14,7 @@ the CPU, nccl when the model trains on CUDA (one GPU per local rank).
 
 The job is an ordinary spec with ``model.kind: cnn`` and ``plan: fit``; the run directory
 is an ordinary one (results.parquet, summary.json, artifacts) written by rank 0, with a
-``world_size`` column. How the N ranks split the work is in ``hpcml.models.train``: each
+``world_size`` column. How the N ranks split the work is in ``hpcml.models.cnn.train``: each
 global batch of ``batch_size`` rows is shared out, so N ranks take the steps one process
 would (same accuracy up to float rounding), in less time when the cores are free.
 """
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import SpecError
-from .launchers import RankInfo, launcher_rank, rank_from_env
+from hpcml.errors import SpecError
+from hpcml.launchers import RankInfo, launcher_rank, rank_from_env
 
 log = logging.getLogger("hpcml.ddp")
 DEFAULT_PORT = 29500
@@ -81,7 +81,7 @@ def rendezvous(info: RankInfo, env: Mapping[str, str] | None = None) -> tuple[st
 def _device_for(job, info: RankInfo):
     import torch
 
-    from .models.train import resolve_device
+    from hpcml.models.cnn.train import resolve_device
 
     dev = resolve_device(getattr(job.params, "device", "cpu"))
     if dev.type == "cuda":
@@ -94,7 +94,7 @@ def init_process_group(info: RankInfo, backend: str, timeout_s: float = 300):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from .models.train import DistContext
+    from hpcml.models.cnn.train import DistContext
 
     if info.launcher == "torchrun":
         init = "env://"  # torchrun's agent already serves the store at MASTER_ADDR:MASTER_PORT
@@ -117,8 +117,8 @@ def init_process_group(info: RankInfo, backend: str, timeout_s: float = 300):
 
 def load_ddp_job(spec: str | Path, out: str | None = None):
     """The job, checked for what a DDP run needs (SpecError names the field otherwise)."""
-    from .runner import check_job
-    from .spec import load_job
+    from hpcml.runner import check_job
+    from hpcml.spec import load_job
 
     job = load_job(spec, output=out)
     if job.spec.model.kind != "cnn":
@@ -136,12 +136,12 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
     import torch.distributed as dist
     from threadpoolctl import threadpool_limits
 
-    from .data import load_dataset
-    from .models.train import distributed
-    from .plan import plan_tasks
-    from .runner import finish
-    from .store import RunStore, write_chunk_records
-    from .tasks import run_task
+    from hpcml.data import load_dataset
+    from hpcml.models.cnn.train import distributed
+    from hpcml.plan import plan_tasks
+    from hpcml.runner import finish
+    from hpcml.store import RunStore, write_chunk_records
+    from hpcml.worker import run_task
 
     t0 = time.perf_counter()
     device = _device_for(job, info)
@@ -181,7 +181,7 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
 
 
 def _one_chunk():
-    from .plan import make_chunks
+    from hpcml.plan import make_chunks
 
     return make_chunks([0], 1)[0]
 

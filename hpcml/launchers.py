@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from .errors import SpecError
+from hpcml.errors import SpecError
 
 Launcher = Callable[..., str]
 

@@ -17,19 +17,19 @@ import logging
 import sys
 import time
 
-from .errors import SpecError
-from .plan import Chunk, auto_chunk_size, make_chunks, plan_tasks
-from .tasks import WorkOrder, execute_chunk
+from hpcml.errors import SpecError
+from hpcml.plan import Chunk, auto_chunk_size, make_chunks, plan_tasks
+from hpcml.worker import WorkOrder, execute_chunk
 
 log = logging.getLogger("hpcml.mpi")
 
 
 def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
     """Static packing: rank 0 prepares, every rank runs its own share, rank 0 consolidates."""
-    from .backends.mpi import TAG_DONE, TAG_PREP, RankLost, rank_share, wait_message
-    from .progress import Progress
-    from .runner import check_job, finish
-    from .store import RunStore
+    from hpcml.backends.mpi.run import TAG_DONE, TAG_PREP, RankLost, rank_share, wait_message
+    from hpcml.progress import Progress
+    from hpcml.runner import check_job, finish
+    from hpcml.store import RunStore
 
     t0 = time.perf_counter()
     comm, rank, size, live, opts = session.comm, session.rank, session.size, session.live, session.options
@@ -99,9 +99,9 @@ def _wait_for_all(session, TAG_DONE: int, RankLost) -> set[int]:
     means aborting at the end; past ``deadline_s`` it waits ``dead_after_s`` more for ranks
     finishing their current chunk, then gives up on them.
     """
-    from .backends.mpi_liveness import _backoff, _mpi
+    from hpcml.backends.mpi.liveness import backoff, mpi
 
-    MPI, live = _mpi(), session.live
+    MPI, live = mpi(), session.live
     request = session.comm.Ibarrier()
     arrived: set[int] = set()
     status, pause = MPI.Status(), 0.0002
@@ -120,15 +120,15 @@ def _wait_for_all(session, TAG_DONE: int, RankLost) -> set[int]:
             if session.deadline is not None and time.monotonic() > session.deadline + live.dead_after_s:
                 return waiting
         time.sleep(pause)
-        pause = _backoff(pause)
+        pause = backoff(pause)
     return set()
 
 
 def _record_missing(job, store, todo: list[int], size: int, layout: str, lost: set[int]) -> None:
     """Failed records for tasks that ended with no record at all (a lost rank's, or cut off by
     ``deadline_s``), so the summary names them and ``--resume`` reruns them."""
-    from .backends.mpi import rank_share
-    from .store import write_chunk_records
+    from hpcml.backends.mpi import rank_share
+    from hpcml.store import write_chunk_records
 
     tasks = plan_tasks(job)
     recorded = set(store.read_records(["task_index"])["task_index"].astype(int))
@@ -144,7 +144,7 @@ def _record_missing(job, store, todo: list[int], size: int, layout: str, lost: s
 
 
 def _load(path: str, args: argparse.Namespace):
-    from .spec import load_job, read_spec_file
+    from hpcml.spec import load_job, read_spec_file
 
     raw = read_spec_file(path)
     if isinstance(raw, dict) and isinstance(raw.get("backend"), dict) and raw["backend"].get("name", "local") != "mpi":
@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    from .backends.mpi import run_under_mpi
+    from hpcml.backends.mpi import run_under_mpi
 
     try:
         job = _load(args.spec, args)
         result = run_under_mpi(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except SpecError as err:
-        from .launchers import launcher_rank
+        from hpcml.launchers import launcher_rank
 
         if launcher_rank() == 0:  # every rank read the same bad spec: say it once
             for line in err.lines():
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result is None:  # not rank 0: rank 0 reports
         return 0
-    from .cli import print_table
+    from hpcml.cli import print_table
 
     if not args.quiet:
         print_table(result.summary.get("table", []), title=f"{job.spec.name}: {job.plan_kind} / {job.model.name}")

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .store import atomic_write_bytes  # noqa: E402
-from .summarize import output_columns  # noqa: E402
+from hpcml.store import atomic_write_bytes  # noqa: E402
+from hpcml.summarize import output_columns  # noqa: E402
 
 MAX_PANELS = 16
 

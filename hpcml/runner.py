@@ -13,14 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from .backends import make_backend, missing_extra
-from .data import load_dataset
-from .errors import SpecError
-from .plan import auto_chunk_size, make_chunks, plan_tasks
-from .progress import Progress
-from .spec import Job, load_job
-from .store import RunStore, write_chunk_records
-from .tasks import WorkOrder
+from hpcml.backends import make_backend, missing_extra
+from hpcml.data import load_dataset
+from hpcml.errors import SpecError
+from hpcml.plan import auto_chunk_size, make_chunks, plan_tasks
+from hpcml.progress import Progress
+from hpcml.spec import Job, load_job
+from hpcml.store import RunStore, write_chunk_records
+from hpcml.worker import WorkOrder
 
 log = logging.getLogger("hpcml")
 
@@ -44,7 +44,7 @@ class RunResult:
 
 def check_job(job: Job) -> None:
     """Everything that can be known wrong before a run directory exists."""
-    data = load_dataset(job)
+    data = load_dataset(job, lazy=False)
     problems = job.model.check(job.params, data)
     if job.plan_kind == "cv" and job.spec.plan.cv.folds > data.n:
         problems.append(("plan.cv.folds", job.spec.plan.cv.folds, f"more folds than rows ({data.n})"))
@@ -66,7 +66,7 @@ def execute(job: Job, *, resume: bool = False, overwrite: bool = False, progress
     t0 = time.perf_counter()
     spec = job.spec
     if spec.engine == "spark":  # one distributed MLlib fit instead of independent tasks
-        from .mllib import execute_mllib
+        from hpcml.drivers.spark_engine import execute_mllib
 
         return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     check_job(job)
@@ -126,7 +126,7 @@ def _lost_records(tasks, result, attempt: int) -> list[dict[str, Any]]:
 
 def finish(job: Job, store: RunStore, seconds: float, plots: bool = True) -> RunResult:
     """Consolidate chunk files, summarize, plot. Also used by MPI ranks' rank 0."""
-    from .summarize import summarize
+    from hpcml.summarize import summarize
 
     results = store.consolidate()
     n_tasks = len(plan_tasks(job))
@@ -136,7 +136,7 @@ def finish(job: Job, store: RunStore, seconds: float, plots: bool = True) -> Run
                       "backend": job.spec.backend.name}
     store.write_summary(summary)
     if plots:  # callers that only want the numbers (the R package) skip a second of drawing
-        from .plots import write_plots
+        from hpcml.plots import write_plots
 
         try:
             write_plots(job, results, summary, store.path / "plots")
@@ -152,12 +152,12 @@ def run(spec: str | Path | dict, *, backend: str | None = None, workers: int | N
     """Run a job from a YAML path or a mapping; keyword arguments override the spec.
 
     ``data``: a pandas DataFrame or 2-D NumPy array to use instead of the spec's data source
-    (stored once by content under the cache directory, see :mod:`hpcml.frames`).
+    (stored once by content under the cache directory, see :mod:`hpcml.data.frames`).
     """
     overrides = {"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                  "output": str(out) if out is not None else None}
     if data is not None:
-        from .frames import frame_source
+        from hpcml.data.frames import frame_source
 
         overrides["data.source"] = frame_source(data)
     overrides.update({f"backend.{k}": v for k, v in backend_options.items()})

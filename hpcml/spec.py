@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError
-from .models.base import ModelParams, get_model, model_names
+from hpcml.errors import SpecError
+from hpcml.models.base import ModelParams, get_model, model_names
 
 
 class Strict(BaseModel):
@@ -156,7 +156,7 @@ def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str
 
 
 def _backend_problems(backend: BackendSpec) -> list[tuple[str, Any, str]]:
-    from .backends import backend_names, get_backend_class
+    from hpcml.backends import backend_names, get_backend_class
 
     if backend.name not in backend_names():
         return [("backend.name", backend.name, f"unknown backend; choose one of {', '.join(backend_names())}")]

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
-from .plan import plan_tasks
-from .spec import Job
-from .store import RunStore
+from hpcml.errors import SpecError
+from hpcml.plan import plan_tasks
+from hpcml.spec import Job
+from hpcml.store import RunStore
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:

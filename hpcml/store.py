@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import SpecError
-from .plan import Chunk
+from hpcml.errors import SpecError
+from hpcml.plan import Chunk
 
 CHUNKS = "chunks"
 

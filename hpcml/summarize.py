@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .models.base import FitContext
-from .plan import task_rng
+from hpcml.models.base import FitContext
+from hpcml.plan import task_rng
 
 META = {"task_id", "task_index", "status", "attempt", "seconds", "error", "traceback", "replicate", "repeat",
         "fold", "shard", "rows"}
@@ -83,7 +83,7 @@ def _full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, fl
 def summarize_bootstrap(job, results: pd.DataFrame, level: float = 0.95) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
-    from .data import load_dataset
+    from hpcml.data import load_dataset
 
     ok = _ok(results)
     columns = output_columns(ok)

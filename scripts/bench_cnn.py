@@ -3,7 +3,7 @@
 
 (a) ladder: trains each architecture through the ``cnn`` kind and prints a markdown table
     of test accuracy and seconds per epoch (also written to --out).
-(b) overhead: times ``hpcml.models.train.train`` against a plain PyTorch loop with the same
+(b) overhead: times ``hpcml.models.cnn.train.train`` against a plain PyTorch loop with the same
     model, batch size and threads, alternating the two so drift hits both, and prints the
     ratio of median epoch times.
 
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpcml.images import load_image_source
+from hpcml.data.images import load_image_source
 from hpcml.models.base import FitContext
-from hpcml.models.nn import LADDER, build_model, count_parameters
-from hpcml.models.nn_kind import CNNKind
-from hpcml.models.train import TrainConfig, to_tensors, train
+from hpcml.models.cnn.nets import LADDER, build_model, count_parameters
+from hpcml.models.cnn.kind import CNNKind
+from hpcml.models.cnn.train import TrainConfig, to_tensors, train
 
 
 # Epochs per architecture for the default ladder run: the fully connected and small nets

@@ -38,7 +38,7 @@ def hpcml_phase(n: int, ms: float, workers: int) -> tuple[float, float]:
     from hpcml.plan import auto_chunk_size, make_chunks
     from hpcml.spec import load_job
     from hpcml.store import RunStore
-    from hpcml.tasks import WorkOrder
+    from hpcml.worker import WorkOrder
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"name": "bench", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": ms},

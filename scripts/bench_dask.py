@@ -48,7 +48,7 @@ def time_backend(address: str, spec: dict, chunk_size: int) -> float:
     from hpcml.plan import make_chunks, plan_tasks
     from hpcml.spec import load_job
     from hpcml.store import RunStore
-    from hpcml.tasks import WorkOrder
+    from hpcml.worker import WorkOrder
 
     job = load_job(spec)
     store = RunStore(job.output)

@@ -76,7 +76,7 @@ def role_hpcml(args) -> None:
     import pyarrow.parquet  # noqa: F401  (chunk files)
     import threadpoolctl  # noqa: F401
 
-    from hpcml.shards import load_dataset
+    from hpcml.data import load_dataset
 
     load_dataset(job)
     MPI.COMM_WORLD.Barrier()

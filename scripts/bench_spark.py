@@ -49,7 +49,7 @@ def spec(kind: str, path: Path, out: Path) -> dict:
 
 
 def run_spark(spark, kind: str, path: Path, out: Path) -> float:
-    from hpcml.mllib import FITTERS, prepare
+    from hpcml.drivers.spark_engine import FITTERS, prepare
     from hpcml.spec import load_job
 
     job = load_job(spec(kind, path, out))

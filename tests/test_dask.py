@@ -70,10 +70,9 @@ def test_existing_scheduler_gets_data_once_per_worker(tmp_path, local_reference,
     assert_same_results(local_reference, result.results)
 
     def data_loads():
-        from hpcml.data import _load_cached
+        from hpcml.data import load_stats
 
-        info = _load_cached.cache_info()
-        return info.misses, info.hits
+        return load_stats()
 
     loads = client.run(data_loads)
     assert len(loads) == 2

@@ -27,7 +27,8 @@ import yaml
 from conftest import PYTHON, ROOT, assert_same_results, small_spec
 
 import hpcml
-from hpcml.backends.mpi import MPIOptions, launcher_rank, rank_share
+from hpcml.backends.mpi import MPIOptions, rank_share
+from hpcml.launchers import launcher_rank
 from hpcml.launchers import launch
 from hpcml.store import RunStore
 
@@ -337,7 +338,7 @@ DRIVER = textwrap.dedent('''
     import json, os, sys
     from mpi4py import MPI
     from threadpoolctl import threadpool_info
-    import hpcml.shards
+    import hpcml.data.shards
     from hpcml.backends.mpi import run_under_mpi
     from hpcml.models.base import ModelKind, ModelParams, register_model
     from hpcml.spec import load_job
@@ -359,12 +360,12 @@ DRIVER = textwrap.dedent('''
         def score(self, params, fitted, data, mask):
             return {}
 
-    read = hpcml.shards._Parquet.read
+    read = hpcml.data.shards._Parquet.read
     def logged_read(self, start, stop, columns):
         with open(os.path.join(sys.argv[1], f"reads-{rank}.jsonl"), "a") as fh:
             fh.write(json.dumps([start, stop]) + "\\n")
         return read(self, start, stop, columns)
-    hpcml.shards._Parquet.read = logged_read
+    hpcml.data.shards._Parquet.read = logged_read
 
     for path in sys.argv[2:]:
         result = run_under_mpi(load_job(path), progress=False)

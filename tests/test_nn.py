@@ -14,12 +14,12 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from hpcml.images import download_with_checksum, load_idx_dataset, load_image_source, read_idx, write_idx  # noqa: E402
+from hpcml.data.images import download_with_checksum, load_idx_dataset, load_image_source, read_idx, write_idx  # noqa: E402
 from hpcml.models.base import MODEL_KINDS, Dataset, FitContext  # noqa: E402
-from hpcml.models.nn import ARCHITECTURES, LADDER, build_model  # noqa: E402
-from hpcml.models.nn_kind import CNNKind  # noqa: E402
-from hpcml.models.nn_plots import write_training_plots  # noqa: E402
-from hpcml.models.train import TrainConfig, evaluate, to_tensors, train  # noqa: E402
+from hpcml.models.cnn.nets import ARCHITECTURES, LADDER, build_model  # noqa: E402
+from hpcml.models.cnn.kind import CNNKind  # noqa: E402
+from hpcml.models.cnn.plots import write_training_plots  # noqa: E402
+from hpcml.models.cnn.train import TrainConfig, evaluate, to_tensors, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

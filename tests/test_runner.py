@@ -310,7 +310,7 @@ def test_bad_in_memory_data_one_error_no_run_dir(tmp_path, monkeypatch, bad, val
 
 
 def test_in_memory_frames_are_named_by_their_whole_content(tmp_path, monkeypatch):
-    from hpcml.frames import frame_source
+    from hpcml.data.frames import frame_source
 
     monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path))
     a = pd.DataFrame({"g": pd.Categorical(["x", "y", "x"]), "v": [1.0, 2.0, 3.0]})

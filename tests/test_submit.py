@@ -43,7 +43,7 @@ def _check_golden(name: str, text: str) -> None:
 # ------------------------------------------------------------------ golden text (pure)
 
 def test_golden_pack_script():
-    from hpcml.submit import MAIN_SCRIPT, parse_options, render
+    from hpcml.drivers.submit import MAIN_SCRIPT, parse_options, render
 
     opts = parse_options(dict(mode="pack", ntasks=4, nodes=1, cpus_per_task=2, mem_gb=8, walltime_min=90,
                               partition="debug", account="proj01", gpus_per_node=1, directives=["--qos=high"],
@@ -55,7 +55,7 @@ def test_golden_pack_script():
 
 
 def test_golden_array_scripts():
-    from hpcml.submit import COLLECT_SCRIPT, MAIN_SCRIPT, parse_options, render
+    from hpcml.drivers.submit import COLLECT_SCRIPT, MAIN_SCRIPT, parse_options, render
 
     opts = parse_options(dict(mode="array", elements=5, max_concurrent=2, mem_gb=1.5, walltime_min=20,
                               partition="debug", python="/opt/hpcml/bin/python"))
@@ -79,7 +79,7 @@ def test_dry_run_prints_the_golden_text_and_writes_nothing(tmp_path):
 
 
 def test_launchers_in_pack_scripts():
-    from hpcml.submit import MAIN_SCRIPT, parse_options, render
+    from hpcml.drivers.submit import MAIN_SCRIPT, parse_options, render
 
     def last_line(**kw):
         return render(_job(), parse_options(dict(python="/p", **kw)), RUN, WORKDIR)[MAIN_SCRIPT].strip().splitlines()[-1]

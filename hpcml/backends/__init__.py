@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..errors import SpecError
+from hpcml.errors import SpecError
 
 _BACKENDS = {
     "local": ("hpcml.backends.local", "LocalBackend", None),

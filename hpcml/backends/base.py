@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from ..tasks import ChunkResult, WorkOrder
+from hpcml.worker import ChunkResult, WorkOrder
 
 
 class NoOptions(BaseModel):

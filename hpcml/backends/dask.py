@@ -23,10 +23,10 @@ from typing import Iterable, Iterator
 from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
-from ..errors import SpecError
-from ..tasks import ChunkResult, WorkOrder, execute_chunk, warm_cache
-from .base import Backend
-from .jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
+from hpcml.errors import SpecError
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
+from hpcml.backends.base import Backend
+from hpcml.backends.jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
 
 log = logging.getLogger("hpcml.dask")
 
@@ -107,7 +107,7 @@ class DaskBackend(Backend):
         import dask
         from distributed import Client, LocalCluster
 
-        from ..spec import Job
+        from hpcml.spec import Job
 
         opts = self.options
         job = Job.from_json(job_json)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import SpecError
+from hpcml.errors import SpecError
 
 # name -> (dask_jobqueue class, keyword its account/project directive uses, walltime format)
 CLUSTERS: dict[str, tuple[str, str | None, str]] = {

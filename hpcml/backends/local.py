@@ -11,8 +11,8 @@ from typing import Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..tasks import ChunkResult, WorkOrder, execute_chunk, warm_cache
-from .base import Backend
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
+from hpcml.backends.base import Backend
 
 
 class LocalOptions(BaseModel):
@@ -57,7 +57,7 @@ class LocalBackend(Backend):
             method = "fork"
         ctx = mp.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["hpcml.tasks", "hpcml.data", "hpcml.spec"])
+            ctx.set_forkserver_preload(["hpcml.worker", "hpcml.data", "hpcml.spec"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=warm_cache,
                                    initargs=(self._job_json,))
 

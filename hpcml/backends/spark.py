@@ -7,7 +7,7 @@ travel back to the driver, which writes the chunk file: Spark may run a task twi
 after a crashed executor, speculation) but hands the driver one result per partition, so
 every task lands in the store exactly once, and executors need no shared filesystem.
 
-``spark_session`` is shared with the ``engine: spark`` path (hpcml.mllib).
+``spark_session`` is shared with the ``engine: spark`` path (hpcml.drivers.spark_engine).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..tasks import ChunkResult, WorkOrder, execute_chunk
-from .base import Backend
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk
+from hpcml.backends.base import Backend
 
 log = logging.getLogger("hpcml")
 
@@ -253,7 +253,7 @@ class SparkBackend(Backend):
         return super().workers
 
     def start(self, job_json: str) -> None:
-        from ..spec import Job
+        from hpcml.spec import Job
 
         run_dir = Job.from_json(job_json).output
         self._handle = spark_session(self.options, self._workers, run_dir / "logs")

@@ -139,10 +139,10 @@ BUILTIN_KINDS = {
     "pca": "hpcml.models.decomp",
     "svd": "hpcml.models.decomp",
     "sleep": "hpcml.models.synthetic_work",
-    "cnn": "hpcml.models.nn_kind",
-    "r": "hpcml.r.tasks",
-    "rscript": "hpcml.r.tasks",
-    "bayesm": "hpcml.r.tasks",
+    "cnn": "hpcml.models.cnn.kind",
+    "r": "hpcml.models.r.kinds",
+    "rscript": "hpcml.models.r.kinds",
+    "bayesm": "hpcml.models.r.bayesm",
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from .base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 
 
 class SleepParams(ModelParams):
@@ -56,9 +56,9 @@ class SleepKind(ModelKind):
         if params.report_loads:  # proof that data is loaded once per worker process, not per task
             import os
 
-            from ..data import _load_cached
+            from hpcml.data import load_stats
 
-            out.update(pid=float(os.getpid()), data_loads=float(_load_cached.cache_info().misses))
+            out.update(pid=float(os.getpid()), data_loads=float(load_stats()[0]))
         return out
 
     def score(self, params, fitted, data, mask) -> dict[str, float]:

@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import data as _data
-from .models.base import Dataset
-from .spec import DataSpec
+from hpcml.data import sources as _data
+from hpcml.models.base import Dataset
+from hpcml.spec import DataSpec
 
 SUFFIXES = (".parquet", ".csv", ".npy")
 
@@ -163,11 +163,7 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
                    target=target, classes=classes)
 
 
-def load_dataset(job) -> Dataset:
-    """The job's data: lazy per-shard rows for a shards plan on a file, else the full load."""
-    if job.plan_kind == "shards":
-        spec = job.spec
-        lazy = _lazy_cached(spec.data.model_dump_json(), json.dumps(spec.model.features), job.model.needs_target)
-        if lazy is not None:
-            return lazy
-    return _data.load_dataset(job)
+def lazy_rows(spec: DataSpec, features: list[str] | None, needs_target: bool) -> Dataset | None:
+    """A lazy dataset of the file behind ``spec`` (cached per process), or None where only a
+    full load will do (other sources, ``dropna``, columns not found: the full load says why)."""
+    return _lazy_cached(spec.model_dump_json(), json.dumps(features), needs_target)

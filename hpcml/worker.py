@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .models.base import Dataset, FitContext
-from .plan import Chunk, Task, cv_folds, holdout_mask, plan_tasks, shard_bounds, task_rng
+from hpcml.models.base import Dataset, FitContext
+from hpcml.plan import Chunk, Task, cv_folds, holdout_mask, plan_tasks, shard_bounds, task_rng
 
 log = logging.getLogger("hpcml.worker")
 
@@ -54,7 +54,7 @@ class ChunkResult:
 
 @functools.lru_cache(maxsize=4)
 def _job_and_tasks(job_json: str):
-    from .spec import Job
+    from hpcml.spec import Job
 
     job = Job.from_json(job_json)
     return job, {t.index: t for t in plan_tasks(job)}
@@ -226,8 +226,8 @@ def _failure_line(err: BaseException) -> str:
 
 def execute_chunk(order: WorkOrder) -> ChunkResult:
     """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
-    from .shards import load_dataset  # shards plans on a file: each task reads only its rows
-    from .store import write_chunk_records
+    from hpcml.data import load_dataset  # shards plans on a file: each task reads only its rows
+    from hpcml.store import write_chunk_records
 
     start_chunk = time.perf_counter()
     result = ChunkResult(order.chunk)
@@ -271,7 +271,7 @@ def warm_cache(job_json: str) -> None:
     Backends call this as a worker starts (pool initializer, worker plugin). It loads what
     ``execute_chunk`` will ask for: for a shards plan on a file, only the file's metadata.
     """
-    from .shards import load_dataset
+    from hpcml.data import load_dataset
 
     try:
         job, _ = _job_and_tasks(job_json)
@@ -282,7 +282,7 @@ def warm_cache(job_json: str) -> None:
 
 def job_task_prefix(order: WorkOrder) -> str:
     try:
-        from .spec import JobSpec
+        from hpcml.spec import JobSpec
 
         return JobSpec.model_validate_json(order.job_json).plan.kind + "/"
     except Exception:

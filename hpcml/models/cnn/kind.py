@@ -1,4 +1,4 @@
-"""The ``cnn`` model kind: a network of ``hpcml.models.nn`` trained by ``hpcml.models.train``.
+"""The ``cnn`` model kind: a network of ``hpcml.models.cnn.nets`` trained by ``hpcml.models.cnn.train``.
 
 Seeds: three integers drawn from the task's generator, in order: model init, training
 (batch order + dropout), validation split. Same task seed -> same weights, bit for bit,
@@ -20,8 +20,8 @@ import torch
 from pydantic import Field
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.nn import ARCHITECTURES, build_model, count_parameters
-from hpcml.models.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
+from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters
+from hpcml.models.cnn.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
                                 to_tensors, train)
 
 Arch = Literal["fc", "cnn1", "cnn2", "cnn2_dropout", "cnn2_bn", "sdsc_mynet", "alcf_net"]
@@ -177,7 +177,7 @@ class CNNKind(ModelKind):
         if not plots:
             return [str(hist)]
         try:
-            from hpcml.models.nn_plots import write_training_plots
+            from hpcml.models.cnn.plots import write_training_plots
 
             paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, fitted.classes)
         except Exception as e:  # a plot failure must not lose a finished training

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .data import array_columns
-from .errors import SpecError
+from hpcml.data.sources import array_columns
+from hpcml.errors import SpecError
 
 
 def cache_dir() -> Path:
@@ -47,7 +47,7 @@ def as_frame(data: Any) -> pd.DataFrame:
 
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
-    from .store import atomic_write_bytes, parquet_bytes
+    from hpcml.store import atomic_write_bytes, parquet_bytes
 
     # The name is the hash of the file itself: everything it holds (values, column names and
     # types, categories) decides it, and writing the same table gives the same bytes.

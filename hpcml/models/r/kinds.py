@@ -1,5 +1,5 @@
 """R task kinds: ``r`` (an R function) and ``rscript`` (an R script per task); ``bayesm`` is in
-:mod:`hpcml.r.bayesm` and registered from here (the kind registry imports this module).
+:mod:`hpcml.models.r.bayesm`.
 
 Every R task seeds R's generator from its own task generator (L'Ecuyer-CMRG, an integer
 drawn from ``ctx.rng``), so an R task gives the same numbers on every backend and worker
@@ -19,15 +19,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
+from hpcml.models.r.common import RKindBase, r_seed
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
 R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads")
-
-
-def r_seed(ctx: FitContext) -> int:
-    """The integer R's set.seed gets: the first draw of the task's own generator."""
-    return int(ctx.rng.integers(1, 2**31 - 1))
 
 
 class RParams(ModelParams):
@@ -51,7 +47,7 @@ _FRAMES: dict[int, tuple[Any, Any]] = {}
 
 def _function(params: RParams):
     """The R function of a spec, evaluated once per process in an environment of its own."""
-    from . import bridge
+    from hpcml.models.r import bridge
 
     key = (params.code, params.file, params.function)
     if key not in _FUNCTIONS:
@@ -74,7 +70,7 @@ def _function(params: RParams):
 
 def _frame(data: Dataset):
     """The data as an R data.frame, converted once per process (the Dataset is cached too)."""
-    from . import bridge
+    from hpcml.models.r import bridge
 
     cached = _FRAMES.get(id(data.X))
     if cached is None or cached[0] is not data.X:
@@ -83,19 +79,8 @@ def _frame(data: Dataset):
     return cached[1]
 
 
-class _RKindBase(ModelKind):
-    needs_target = False
-    cheap_refit = False  # summaries never refit R code on the driver
-
-    def outputs(self, params, fitted: dict[str, float], data: Dataset) -> dict[str, float]:
-        return dict(fitted)
-
-    def score(self, params, fitted, data: Dataset, mask) -> dict[str, float]:
-        return {}
-
-
 @register_model
-class RFunctionKind(_RKindBase):
+class RFunctionKind(RKindBase):
     """Call an R function with the data (a data.frame) and the task; it returns named numbers."""
 
     name = "r"
@@ -111,13 +96,13 @@ class RFunctionKind(_RKindBase):
         return []
 
     def fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
-        from . import bridge
+        from hpcml.models.r import bridge
 
         with bridge.session():
             return self._fit(params, data, weights, ctx)
 
     def _fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
-        from . import bridge
+        from hpcml.models.r import bridge
 
         seed = r_seed(ctx)
         fn, formals = _function(params)
@@ -143,7 +128,7 @@ class RScriptParams(ModelParams):
 
 
 @register_model
-class RScriptKind(_RKindBase):
+class RScriptKind(RKindBase):
     """One ``Rscript file <task_index>`` per task (the packing pattern), outputs read back as JSON.
 
     The script writes a named list of numbers to the file in env ``HPCML_OUTPUT`` (e.g.
@@ -212,7 +197,3 @@ def _json_scalars(value: Any, what: str) -> dict[str, float]:
             raise RuntimeError(f"{what}: output {k!r} is not one number ({v!r})")
         out[str(k)] = float(v)
     return out
-
-
-# The bayesm kind shares this module's entry in the kind registry; importing it registers it.
-from hpcml.r import bayesm as _bayesm  # noqa: E402,F401

@@ -24,7 +24,7 @@ from typing import Any
 TAG_BEAT = 16
 
 
-def _mpi():
+def mpi():
     from mpi4py import MPI
 
     return MPI
@@ -34,7 +34,7 @@ class RankLost(RuntimeError):
     """A peer stopped responding (or the run's deadline passed) while this rank waited for it."""
 
 
-def _backoff(pause: float, busy: bool = False, floor: float = 0.0002, ceiling: float = 0.01) -> float:
+def backoff(pause: float, busy: bool = False, floor: float = 0.0002, ceiling: float = 0.01) -> float:
     """Poll fast while messages flow, then back off so an idle rank does not burn its core."""
     return floor if busy else min(pause * 2, ceiling)
 
@@ -70,7 +70,7 @@ class Liveness:
 
     def poll(self) -> set[int]:
         """Drain heartbeats; return peers newly declared lost."""
-        MPI = _mpi()
+        MPI = mpi()
         status = MPI.Status()
         while True:
             # improbe hands this thread the message itself: no other thread can take it between
@@ -110,7 +110,7 @@ def _done(request) -> bool:
 
 def wait_message(comm, live: Liveness, source: int, deadline: float | None) -> tuple[int, Any]:
     """Block (polling) for the next message from ``source``; ``(tag, payload)``. Never forever."""
-    MPI = _mpi()
+    MPI = mpi()
     status, pause = MPI.Status(), 0.0002
     while True:
         message = comm.improbe(source, MPI.ANY_TAG, status)
@@ -122,7 +122,7 @@ def wait_message(comm, live: Liveness, source: int, deadline: float | None) -> t
         if deadline is not None and time.monotonic() > deadline:
             raise RankLost(f"backend.deadline_s passed while waiting for MPI rank {source}")
         time.sleep(pause)
-        pause = _backoff(pause)
+        pause = backoff(pause)
 
 
 class Outbox:
@@ -161,4 +161,4 @@ class Outbox:
             if end is not None and time.monotonic() > end:
                 return False
             time.sleep(pause)
-            pause = _backoff(pause)
+            pause = backoff(pause)

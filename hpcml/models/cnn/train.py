@@ -1,4 +1,4 @@
-"""A lean, deterministic, resumable training loop for the nets of ``hpcml.models.nn``.
+"""A lean, deterministic, resumable training loop for the nets of ``hpcml.models.cnn.nets``.
 
 Determinism: one integer seed drives everything random in training. The batch order
 comes from a private ``torch.Generator`` seeded with ``seed``; dropout draws from torch's

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import SpecError
-from .models.base import Dataset
-from .spec import DataSpec
+from hpcml.errors import SpecError
+from hpcml.models.base import Dataset
+from hpcml.spec import DataSpec
 
 SKLEARN_SETS = ("diabetes", "iris", "breast_cancer", "wine", "digits", "linnerud")
 SYNTHETIC = ("regression", "classification", "blobs", "lowrank")
@@ -154,14 +154,19 @@ def _load_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
     spec = DataSpec.model_validate_json(spec_json)
     features = json.loads(features_json)
     if spec.source.startswith("idx:"):
-        from .images import load_image_source
+        from hpcml.data.images import load_image_source
 
         return load_image_source(spec.source, spec.options)
     frame, meta = read_frame(spec)
     return frame_to_dataset(frame, spec, features, needs_target, meta)
 
 
-def load_dataset(job) -> Dataset:
-    """The job's data, cached per process (workers call this once, then reuse it)."""
-    spec = job.spec
-    return _load_cached(spec.data.model_dump_json(), json.dumps(spec.model.features), job.model.needs_target)
+def full_load(spec: DataSpec, features: list[str] | None, needs_target: bool) -> Dataset:
+    """The whole data set in memory, validated, cached per process."""
+    return _load_cached(spec.model_dump_json(), json.dumps(features), needs_target)
+
+
+def load_stats() -> tuple[int, int]:
+    """(full loads, cache reuses) of this process: proof that a worker loads its data once."""
+    info = _load_cached.cache_info()
+    return info.misses, info.hits

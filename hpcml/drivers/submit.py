@@ -27,8 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import SpecError
-from .launchers import launch
+from hpcml.errors import SpecError
+from hpcml.launchers import launch
 
 MAIN_SCRIPT = "hpcml.sbatch"
 COLLECT_SCRIPT = "collect.sbatch"
@@ -65,7 +65,7 @@ def parse_options(raw: dict) -> SubmitOptions:
     try:
         return SubmitOptions(**{k: v for k, v in raw.items() if v is not None})
     except ValidationError as err:
-        from .spec import _pydantic_problems
+        from hpcml.spec import _pydantic_problems
 
         raise SpecError(_pydantic_problems(err, "submit")) from None
 
@@ -104,7 +104,7 @@ def _elements(opts: SubmitOptions, n_tasks: int) -> int:
 
 def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, str]:
     """The batch script(s) for ``job``: file name -> text. Pure: writes and submits nothing."""
-    from .plan import plan_tasks
+    from hpcml.plan import plan_tasks
 
     n_tasks = len(plan_tasks(job))
     name = opts.job_name or f"hpcml-{job.spec.name}"
@@ -161,8 +161,8 @@ def _sbatch(sbatch: str, args: list[str], script: Path) -> str:
 def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, overwrite: bool = False,
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
-    from .runner import check_job
-    from .store import RunStore
+    from hpcml.runner import check_job
+    from hpcml.store import RunStore
 
     check_job(job)  # spec and data errors surface before anything is written
     run_dir = job.output.resolve()
@@ -197,9 +197,9 @@ def collect(run_dir: Path):
     """Consolidate a run whose chunk files were written by batch jobs; the RunResult."""
     import time
 
-    from .runner import finish
-    from .spec import Job
-    from .store import RunStore
+    from hpcml.runner import finish
+    from hpcml.spec import Job
+    from hpcml.store import RunStore
 
     store = RunStore(run_dir)
     if not store.exists():

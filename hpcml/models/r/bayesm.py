@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
-from hpcml.r.tasks import _RKindBase, r_seed
+from hpcml.models.r.common import RKindBase, r_seed
 
 _BAYESM_R = r"""
 function(n_units, n_alt, n_obs, n_attr, data_seed, R, keep, ncomp, chain_seed) {
@@ -66,7 +66,7 @@ class BayesmParams(ModelParams):
 
 
 @register_model
-class BayesmKind(_RKindBase):
+class BayesmKind(RKindBase):
     """One MCMC chain of bayesm's rhierMnlRwMixture per task (use plan ``replicate: {n: chains}``)."""
 
     name = "bayesm"
@@ -74,13 +74,13 @@ class BayesmKind(_RKindBase):
     primary_metric = "mean_loglike"
 
     def fit(self, params: BayesmParams, data: Dataset, weights, ctx: FitContext) -> dict[str, float]:
-        from . import bridge
+        from hpcml.models.r import bridge
 
         with bridge.session():
             return self._fit(params, ctx)
 
     def _fit(self, params: BayesmParams, ctx: FitContext) -> dict[str, float]:
-        from . import bridge
+        from hpcml.models.r import bridge
 
         seed = r_seed(ctx)
         bridge.seed(seed)

@@ -20,10 +20,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
-from .plan import Chunk
-from .spec import Job
-from .store import RunStore, write_chunk_records
+from hpcml.errors import SpecError
+from hpcml.plan import Chunk
+from hpcml.spec import Job
+from hpcml.store import RunStore, write_chunk_records
 
 log = logging.getLogger("hpcml")
 
@@ -49,7 +49,7 @@ def static_problems(job: Job) -> None:
 
 
 def _spark_options(job: Job):
-    from .backends.spark import SparkOptions
+    from hpcml.backends.spark import SparkOptions
 
     backend = job.spec.backend
     # Spark options apply only when the spec names the spark backend; another backend's
@@ -258,8 +258,8 @@ FITTERS = {"ols": fit_ols, "logistic": fit_logistic, "kmeans": fit_kmeans, "pca"
 
 def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True):
     """Run an ``engine: spark`` job; returns the same RunResult as any run."""
-    from .backends.spark import spark_session
-    from .runner import finish
+    from hpcml.backends.spark import spark_session
+    from hpcml.runner import finish
 
     t0 = time.perf_counter()
     static_problems(job)
@@ -298,7 +298,7 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
 
 def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
     """The fit as the one task record of a ``fit`` plan; a failure is a record, not a crash."""
-    from .backends.spark import _first_line
+    from hpcml.backends.spark import _first_line
 
     t = time.perf_counter()
     base = {"task_id": "fit/000000", "task_index": 0, "attempt": 0}

@@ -29,12 +29,12 @@ from typing import Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import SpecError
-from ..launchers import launcher_rank, launcher_size
-from ..plan import Chunk, shard_bounds
-from ..tasks import ChunkResult, WorkOrder, execute_chunk
-from .base import Backend
-from .mpi_liveness import Liveness, Outbox, RankLost, _backoff, _mpi, wait_message
+from hpcml.errors import SpecError
+from hpcml.launchers import launcher_rank, launcher_size
+from hpcml.plan import Chunk, shard_bounds
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk
+from hpcml.backends.base import Backend
+from hpcml.backends.mpi.liveness import Liveness, Outbox, RankLost, backoff, mpi, wait_message
 
 log = logging.getLogger("hpcml.mpi")
 
@@ -65,7 +65,7 @@ class _Session:
     """What every rank of one MPI run shares: communicators, heartbeats, sends, options."""
 
     def __init__(self, options: MPIOptions):
-        MPI = _mpi()
+        MPI = mpi()
         self.comm = MPI.COMM_WORLD.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.options = options
@@ -106,7 +106,7 @@ class MPIBackend(Backend):
 
     def start(self, job_json: str) -> None:
         if _SESSION is None:
-            if _mpi().COMM_WORLD.Get_size() > 1:
+            if mpi().COMM_WORLD.Get_size() > 1:
                 raise SpecError.one("backend.name", "mpi", "under an MPI launcher start the run on every rank with "
                                     "`hpcml run --backend mpi`, `python -m hpcml.pack` or hpcml.backends.mpi.run_under_mpi")
             self._session, self._owned = _Session(self.options), True  # one process: rank 0 does everything
@@ -169,7 +169,7 @@ class _Scheduler:
         return self.s.deadline is not None and time.monotonic() > self.s.deadline + grace_s
 
     def _serve_loop(self) -> None:
-        MPI, comm, live, outbox = _mpi(), self.s.comm, self.s.live, self.s.outbox
+        MPI, comm, live, outbox = mpi(), self.s.comm, self.s.live, self.s.outbox
         status, pause = MPI.Status(), 0.0002
         while not self._stop.is_set():
             busy = False
@@ -198,7 +198,7 @@ class _Scheduler:
                 if self._past_deadline(live.dead_after_s):
                     self._lose_all("backend.deadline_s passed while this task was running")
             outbox.reap()
-            pause = _backoff(pause, busy, ceiling=0.005)
+            pause = backoff(pause, busy, ceiling=0.005)
             time.sleep(pause)
 
     def run(self, orders: list[WorkOrder]) -> Iterator[ChunkResult]:
@@ -271,7 +271,7 @@ def rank_share(todo: list[int], rank: int, size: int, layout: str) -> list[int]:
 def _with_threads(job, options: MPIOptions):
     if options.threads_per_rank is None or options.threads_per_rank == job.spec.threads_per_task:
         return job
-    from ..spec import Job
+    from hpcml.spec import Job
 
     return Job(job.spec.model_copy(update={"threads_per_task": options.threads_per_rank}))
 
@@ -327,9 +327,9 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     job = _with_threads(job, options)
     _pin_child_threads(job.spec.threads_per_task)
     try:
-        world = _mpi().COMM_WORLD
+        world = mpi().COMM_WORLD
     except ImportError as err:
-        from . import missing_extra
+        from hpcml.backends import missing_extra
 
         raise missing_extra("mpi", err) from None
     _check_launch(world.Get_size())
@@ -341,7 +341,7 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
         if session.rank == 0:
             _check_binding(job.spec.threads_per_task)
         if options.mode == "static":
-            from ..pack import run_static
+            from hpcml.pack import run_static
 
             return run_static(session, job, resume=resume, overwrite=overwrite, progress=progress)
         if session.rank != 0:
@@ -364,7 +364,7 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
 
 
 def _drive_dynamic(session: _Session, job, resume: bool, overwrite: bool, progress: bool):
-    from ..runner import execute
+    from hpcml.runner import execute
 
     code, result = 1, None
     switch = sys.getswitchinterval()
