@@ -4,10 +4,39 @@
     >>> result = hpcml.run("bootstrap.yaml", backend="local", workers=2)
     >>> result.results      # pandas DataFrame, one row per task
     >>> result.summary      # dict: SE, percentile and BCa intervals, ...
-"""
-from hpcml.errors import RunFailed, SpecError
-from hpcml.runner import RunResult, run
-from hpcml.spec import Job, json_schema, load_job
 
-__all__ = ["run", "RunResult", "load_job", "Job", "json_schema", "SpecError", "RunFailed", "__version__"]
+Names are imported on first use, so ``import hpcml`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "run": "hpcml.api",
+    "RunResult": "hpcml.drivers.finish",
+    "load_job": "hpcml.spec",
+    "Job": "hpcml.spec",
+    "json_schema": "hpcml.spec",
+    "SpecError": "hpcml.errors",
+    "register_model": "hpcml.models.base",
+    "ModelKind": "hpcml.models.base",
+    "ModelParams": "hpcml.models.base",
+    "register_backend": "hpcml.backends",
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hpcml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -8,45 +8,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from hpcml.console import print_spec_error, print_table, report, say, warn
 from hpcml.errors import SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Write a parallel analysis once; run it on a laptop, Dask, Slurm, MPI or Spark.")
-# Batch logs are not terminals: give tables room instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def fail_spec(e: SpecError) -> None:
-    from hpcml.launchers import launcher_rank
-
-    if launcher_rank() == 0:  # under mpirun/srun every rank reads the same bad input: say it once
-        for line in e.lines():
-            err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "" if v is None else str(v)
-
-
-def print_table(rows: list[dict], title: str | None = None, limit: int = 40) -> None:
-    if not rows:
-        return
-    table = Table(title=title, show_lines=False)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    for c in columns:
-        table.add_column(c, justify="left" if c == "output" else "right")
-    for r in rows[:limit]:
-        table.add_row(*(_fmt(r.get(c)) for c in columns))
-    out.print(table)
-    if len(rows) > limit:
-        out.print(f"... {len(rows) - limit} more rows in summary.json")
+    raise typer.Exit(print_spec_error(e))
 
 
 @app.command()
@@ -62,7 +33,7 @@ def run(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the run's PNG plots"),
 ) -> None:
     """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input."""
-    from hpcml.runner import execute
+    from hpcml.drivers.run import execute
     from hpcml.spec import load_job
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
@@ -71,7 +42,7 @@ def run(
         job = load_job(spec, **{"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                                 "output": str(out_dir) if out_dir else None})
         if job.spec.backend.name == "mpi":
-            from hpcml.backends.mpi import run_under_mpi
+            from hpcml.drivers.mpi import run_under_mpi
 
             result = run_under_mpi(job, resume=resume, overwrite=overwrite, progress=not quiet)
             if result is None:  # not rank 0: rank 0 reports
@@ -80,21 +51,16 @@ def run(
             result = execute(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
     except SpecError as e:
         fail_spec(e)
-    if not quiet:
-        print_table(result.summary.get("table", []), title=f"{job.spec.name}: {job.plan_kind} / {job.model.name}")
-    out.print(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok in {result.seconds:.1f}s -> {result.run_dir}")
-    if result.n_failed:
-        first = result.failures().iloc[0]
-        err.print(f"{result.n_failed} task(s) failed; first: {first['task_id']}: {first.get('error')}", markup=False)
-        err.print(f"see: hpcml status {result.run_dir}", markup=False)
-        raise typer.Exit(1)
+    code = report(result, f"{job.spec.name}: {job.plan_kind} / {job.model.name}", quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
              data: bool = typer.Option(True, "--data/--no-data", help="also load the data and check it")) -> None:
     """Check a spec (and its data). Exit 0 if valid, 2 with one line per problem."""
-    from hpcml.runner import check_job
+    from hpcml.drivers.run import check_job
     from hpcml.spec import load_job
 
     try:
@@ -107,9 +73,7 @@ def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
             check_job(job)
     except SpecError as e:
         fail_spec(e)
-    from hpcml.plan import plan_tasks
-
-    out.print(f"ok: {job.spec.name}: {len(plan_tasks(job))} {job.plan_kind} task(s) of model {job.model.name}")
+    say(f"ok: {job.spec.name}: {job.n_tasks} {job.plan_kind} task(s) of model {job.model.name}")
 
 
 @app.command()
@@ -130,9 +94,9 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
         st = run_status(run_dir)
     except SpecError as e:
         fail_spec(e)
-    out.print(f"{st['name']}: {st['total']} tasks: {st['done']} done, {st['failed']} failed, {st['missing']} missing")
+    say(f"{st['name']}: {st['total']} tasks: {st['done']} done, {st['failed']} failed, {st['missing']} missing")
     for f in st["failures"][:show]:
-        out.print(f"  {f['task_id']} (attempt {f['attempt']}): {f['error']}", markup=False)
+        say(f"  {f['task_id']} (attempt {f['attempt']}): {f['error']}")
     if st["done"] != st["total"]:
         raise typer.Exit(1)
 
@@ -166,7 +130,7 @@ def submit(
 ) -> None:
     """Write a Slurm batch script for the whole run and submit it; print the job id. Exit 2 bad input."""
     from hpcml.drivers import submit as sub
-    from hpcml.runner import check_job
+    from hpcml.drivers.run import check_job
     from hpcml.spec import load_job
 
     raw = dict(mode=mode, ntasks=ntasks, nodes=nodes, elements=elements, max_concurrent=max_concurrent,
@@ -188,10 +152,9 @@ def submit(
         fail_spec(e)
     main_id = done.job_ids[sub.MAIN_SCRIPT]
     if sub.COLLECT_SCRIPT in done.job_ids:
-        out.print(f"submitted array job {main_id} and collect job {done.job_ids[sub.COLLECT_SCRIPT]} -> {done.run_dir}",
-                  markup=False, highlight=False, soft_wrap=True)
+        say(f"submitted array job {main_id} and collect job {done.job_ids[sub.COLLECT_SCRIPT]} -> {done.run_dir}")
     else:
-        out.print(f"submitted job {main_id} -> {done.run_dir}", markup=False, highlight=False, soft_wrap=True)
+        say(f"submitted job {main_id} -> {done.run_dir}")
 
 
 @app.command()
@@ -206,10 +169,9 @@ def collect(run_dir: Path = typer.Argument(..., help="run directory"),
         fail_spec(e)
     if not quiet:
         print_table(result.summary.get("table", []), title=f"{run_dir}")
-    out.print(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok -> {result.run_dir}",
-              markup=False, highlight=False, soft_wrap=True)
+    say(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok -> {result.run_dir}")
     if result.n_failed:
-        err.print(f"{result.n_failed} task(s) failed or missing; see: hpcml status {result.run_dir}", markup=False)
+        warn(f"{result.n_failed} task(s) failed or missing; see: hpcml status {result.run_dir}")
         raise typer.Exit(1)
 
 

@@ -1,6 +1,8 @@
-"""PNG plots of a run (matplotlib, Agg: batch nodes have no display)."""
+"""PNG drawing primitives (matplotlib, Agg: batch nodes have no display), used by plans and
+model kinds for their figures. Files are written atomically."""
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -11,21 +13,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hpcml.store import atomic_write_bytes  # noqa: E402
-from hpcml.summarize import output_columns  # noqa: E402
 
 MAX_PANELS = 16
 
 
-def _save(fig, path: Path) -> None:
-    import io
-
+def save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None) -> None:
+def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None) -> None:
+    """One histogram per output, with the percentile interval where the summary has one."""
     columns = columns[:MAX_PANELS]
     if not columns:
         return
@@ -44,26 +44,21 @@ def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path,
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     fig.suptitle(title)
-    _save(fig, path)
+    save(fig, path)
 
 
-def _scree(row: pd.Series, path: Path) -> None:
-    evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
-    if not evr:
+def boxplots(frame: pd.DataFrame, columns: list[str], title: str, path: Path) -> None:
+    if not columns:
         return
-    ks, vals = zip(*evr)
-    cum = pd.Series(vals).cumsum()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(ks, vals, label="explained variance ratio")
-    ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
-    for level in (0.8, 0.95):
-        ax.axhline(level, ls="--", color="grey", lw=0.8)
-    ax.set_xlabel("component")
-    ax.legend()
-    _save(fig, path)
+    fig, ax = plt.subplots(figsize=(1.5 * len(columns) + 2, 3.5))
+    ax.boxplot([frame[m].dropna() for m in columns])
+    ax.set_xticks(range(1, len(columns) + 1), columns, rotation=30, fontsize=8)
+    ax.set_title(title)
+    save(fig, path)
 
 
-def _leaderboard(summary: dict, path: Path) -> None:
+def leaderboard(summary: dict, path: Path) -> None:
+    """A sweep's best configurations as horizontal bars (mean ± sd of the ranking metric)."""
     rows = summary.get("table", [])[:20]
     metric = summary.get("metric", "metric")
     if not rows:
@@ -75,40 +70,26 @@ def _leaderboard(summary: dict, path: Path) -> None:
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(metric)
-    _save(fig, path)
+    save(fig, path)
 
 
-def _elbow(results: pd.DataFrame, path: Path) -> None:
-    ok = results.loc[results["status"] == "ok"]
-    curve = ok.groupby("param_k")["inertia"].min().sort_index()
+def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(curve.index, curve.values, "o-")
-    ax.set_xlabel("k")
-    ax.set_ylabel("inertia (best over repeats)")
-    ax.set_title("k-means elbow")
-    _save(fig, path)
+    ax.plot(x, y, "o-")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    save(fig, path)
 
 
-def write_plots(job, results: pd.DataFrame, summary: dict, plot_dir: Path) -> list[Path]:
-    ok = results.loc[results["status"] == "ok"] if "status" in results else results
-    if ok.empty:
-        return []
-    kind = job.plan_kind
-    name = job.spec.name
-    if kind in ("bootstrap", "replicate"):
-        _histograms(ok, output_columns(ok), f"{name}: {kind} distribution", plot_dir / f"{kind}.png", summary.get("table"))
-    elif kind == "cv":
-        metrics = [c for c in output_columns(ok) if c.startswith("test_")]
-        if metrics:
-            fig, ax = plt.subplots(figsize=(1.5 * len(metrics) + 2, 3.5))
-            ax.boxplot([ok[m].dropna() for m in metrics])
-            ax.set_xticks(range(1, len(metrics) + 1), metrics, rotation=30, fontsize=8)
-            ax.set_title(f"{name}: {job.spec.plan.cv.folds}-fold CV")
-            _save(fig, plot_dir / "cv.png")
-    elif kind == "sweep":
-        _leaderboard(summary, plot_dir / "leaderboard.png")
-        if job.model.name == "kmeans" and "param_k" in ok and "inertia" in ok:
-            _elbow(ok, plot_dir / "elbow.png")
-    if job.model.name == "pca":
-        _scree(ok.iloc[0], plot_dir / "scree.png")
-    return sorted(plot_dir.glob("*.png")) if plot_dir.exists() else []
+def scree(ks, ratios, path: Path) -> None:
+    """Explained variance ratio per component with its cumulative curve."""
+    cum = pd.Series(list(ratios)).cumsum()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(ks, ratios, label="explained variance ratio")
+    ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
+    for level in (0.8, 0.95):
+        ax.axhline(level, ls="--", color="grey", lw=0.8)
+    ax.set_xlabel("component")
+    ax.legend()
+    save(fig, path)

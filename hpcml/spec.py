@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcml.errors import SpecError
 from hpcml.models.base import ModelParams, get_model, model_names
+from hpcml.plans import PLANS, Plan
 
 
 class Strict(BaseModel):
@@ -37,43 +38,8 @@ class ModelSpec(BaseModel):
     features: list[str] | None = Field(None, description="columns used as features (default: all but target)")
 
 
-class BootstrapPlan(Strict):
-    replicates: int = Field(gt=0)
-
-
-class CVPlan(Strict):
-    folds: int = Field(5, ge=2)
-    repeats: int = Field(1, gt=0)
-
-
-class SweepPlan(Strict):
-    grid: dict[str, list[Any]] = Field(description="model parameter -> list of values; tasks = product x repeats")
-    repeats: int = Field(1, gt=0)
-    holdout: float = Field(0.25, gt=0, lt=1, description="fraction of rows held out for scoring")
-
-
-class ReplicatePlan(Strict):
-    n: int = Field(gt=0)
-
-
-class FitPlan(Strict):
-    pass
-
-
-class ShardsPlan(Strict):
-    n: int = Field(gt=0, description="number of data shards; task i fits shard i only")
-
-
-PLAN_KINDS = ("bootstrap", "cv", "sweep", "replicate", "fit", "shards")
-
-
-class PlanSpec(Strict):
-    bootstrap: BootstrapPlan | None = None
-    cv: CVPlan | None = None
-    sweep: SweepPlan | None = None
-    replicate: ReplicatePlan | None = None
-    fit: FitPlan | None = None
-    shards: ShardsPlan | None = None
+class PlanSpecBase(Strict):
+    """Exactly one plan: ``plan: {<name>: {options}}``; the fields come from ``hpcml.plans``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -90,8 +56,13 @@ class PlanSpec(Strict):
         return next(k for k in PLAN_KINDS if getattr(self, k) is not None)
 
     @property
-    def options(self) -> Strict:
+    def options(self) -> BaseModel:
         return getattr(self, self.kind)
+
+
+PLAN_KINDS = tuple(PLANS)
+PlanSpec = create_model("PlanSpec", __base__=PlanSpecBase,
+                        **{name: (plan.Options | None, None) for name, plan in PLANS.items()})
 
 
 class BackendSpec(BaseModel):
@@ -130,6 +101,17 @@ class Job:
     def plan_kind(self) -> str:
         return self.spec.plan.kind
 
+    @property
+    def plan(self) -> Plan:
+        return PLANS[self.spec.plan.kind]
+
+    @property
+    def n_tasks(self) -> int:
+        return self.plan.count(self.spec.plan.options)
+
+    def task_id(self, index: int) -> str:
+        return self.plan.task_id(index)
+
     def params_with(self, overrides: dict[str, Any]) -> ModelParams:
         return self.model.Params(**{**self.params.model_dump(), **overrides})
 
@@ -145,7 +127,7 @@ class Job:
         return Path(self.spec.output or f"runs/{self.spec.name}")
 
 
-def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, Any, str]]:
+def pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, Any, str]]:
     problems = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
@@ -164,7 +146,7 @@ def _backend_problems(backend: BackendSpec) -> list[tuple[str, Any, str]]:
     try:
         options_model(**(backend.model_extra or {}))
     except ValidationError as err:
-        return _pydantic_problems(err, "backend")
+        return pydantic_problems(err, "backend")
     return []
 
 
@@ -175,7 +157,7 @@ def validate_spec(raw: Any) -> Job:
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(_pydantic_problems(err)) from None
+        raise SpecError(pydantic_problems(err)) from None
     problems: list[tuple[str, Any, str]] = []
     set_plans = [k for k in PLAN_KINDS if getattr(spec.plan, k) is not None]
     if len(set_plans) != 1:
@@ -190,7 +172,7 @@ def validate_spec(raw: Any) -> Job:
     try:
         base = model.Params(**(spec.model.model_extra or {}))
     except ValidationError as err:
-        problems += _pydantic_problems(err, "model")
+        problems += pydantic_problems(err, "model")
         base = None
     if base is not None and len(set_plans) == 1 and spec.plan.kind == "sweep":
         problems += _sweep_problems(model, base, spec.plan.sweep)
@@ -202,7 +184,7 @@ def validate_spec(raw: Any) -> Job:
     return Job(spec)
 
 
-def _sweep_problems(model, base: ModelParams, sweep: SweepPlan) -> list[tuple[str, Any, str]]:
+def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str]]:
     problems = []
     for name, values in sweep.grid.items():
         if name not in model.Params.model_fields:
@@ -216,7 +198,7 @@ def _sweep_problems(model, base: ModelParams, sweep: SweepPlan) -> list[tuple[st
         try:
             model.Params(**{**base.model_dump(), **overrides})
         except ValidationError as err:
-            return _pydantic_problems(err, "plan.sweep.grid")
+            return pydantic_problems(err, "plan.sweep.grid")
     return []
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 from hpcml.errors import SpecError
-from hpcml.plan import plan_tasks
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
@@ -15,7 +14,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     if not store.exists():
         raise SpecError.one("run_dir", str(run_dir), "not an hpcml run directory (no spec.json)")
     job = Job.from_json(store.spec_path.read_text())
-    total = len(plan_tasks(job))
+    total = job.n_tasks
     latest = store.latest_records()
     done = int((latest["status"] == "ok").sum()) if not latest.empty else 0
     failed = latest.loc[latest["status"] != "ok"] if not latest.empty else latest

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpcml.errors import SpecError
-from hpcml.plan import Chunk
+from hpcml.chunks import Chunk
 
 CHUNKS = "chunks"
 
@@ -97,6 +97,11 @@ class RunStore:
     @property
     def spec_path(self) -> Path:
         return self.path / "spec.json"
+
+    @property
+    def log_dir(self) -> Path:
+        """Where backends and engines put their own logs."""
+        return self.path / "logs"
 
     def exists(self) -> bool:
         return self.spec_path.exists()

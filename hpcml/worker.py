@@ -7,22 +7,19 @@ Nothing here raises for a task's failure: a failure is a record with its traceba
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
-import signal
-import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from hpcml.models.base import Dataset, FitContext
-from hpcml.plan import Chunk, Task, cv_folds, holdout_mask, plan_tasks, shard_bounds, task_rng
+from hpcml.chunks import Chunk
+from hpcml.deadlines import deadline
+from hpcml.plans import Task, plan_tasks, task_rng
 
 log = logging.getLogger("hpcml.worker")
 
@@ -61,15 +58,10 @@ def _job_and_tasks(job_json: str):
 
 
 @functools.lru_cache(maxsize=8)
-def _plan_masks(job_json: str, n: int) -> dict[str, Any]:
-    """Per-process cache of what all tasks share: CV fold labels, the sweep holdout."""
+def _shared(job_json: str, n: int) -> dict[str, Any]:
+    """Per-process cache of what all tasks of the job share (CV folds, the sweep holdout)."""
     job, _ = _job_and_tasks(job_json)
-    plan = job.spec.plan
-    if plan.kind == "cv":
-        return {"folds": [cv_folds(job.spec.seed, n, plan.cv.folds, r) for r in range(plan.cv.repeats)]}
-    if plan.kind == "sweep":
-        return {"holdout": holdout_mask(job.spec.seed, n, plan.sweep.holdout)}
-    return {}
+    return job.plan.shared(job, n)
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,138 +77,18 @@ def _thread_controller(job_json: str):
     return ThreadpoolController()
 
 
-class TaskTimeout(Exception):
-    pass
-
-
-def _timeout_message(seconds: float) -> str:
-    return f"task exceeded timeout_s={seconds:g}"
-
-
-@contextmanager
-def _deadline(seconds: float | None):
-    if not seconds:
-        yield
-    elif threading.current_thread() is threading.main_thread():
-        with _alarm_deadline(seconds):
-            yield
-    else:
-        with _thread_deadline(seconds):
-            yield
-
-
-@contextmanager
-def _alarm_deadline(seconds: float):
-    # Process-based workers (local, MPI, Spark's Python workers): SIGALRM interrupts the task
-    # wherever it is, even inside a long call into C once that call checks for signals.
-    def _raise(signum, frame):
-        raise TaskTimeout(_timeout_message(seconds))
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextmanager
-def _thread_deadline(seconds: float):
-    """A deadline for a task in a worker thread (Dask), where no signal handler runs.
-
-    A timer raises TaskTimeout asynchronously in the task's thread: Python code stops at its
-    next bytecode; a long call into C (BLAS, time.sleep, R) stops when it returns to Python.
-    """
-    message = _timeout_message(seconds)
-    timeout_type = type("TaskTimeout", (TaskTimeout,), {"__init__": lambda self: TaskTimeout.__init__(self, message)})
-    tid = ctypes.c_ulong(threading.get_ident())
-    lock = threading.Lock()
-    state = {"running": True, "fired": False}
-
-    def fire():
-        with lock:  # never after the task has left the block below
-            if state["running"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(tid, ctypes.py_object(timeout_type))
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    start = time.perf_counter()
-    timer.start()
-    try:
-        yield
-    finally:
-        # The exception may still be pending if it fired as the task returned: until the lock
-        # is held and the pending exception cleared, it can surface here, so retry.
-        while True:
-            try:
-                with lock:
-                    state["running"] = False
-                    if state["fired"]:
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(tid, None)
-                break
-            except TaskTimeout:
-                continue
-        timer.cancel()
-    if time.perf_counter() - start > seconds:
-        raise TaskTimeout(message)  # ran past the limit inside C code and returned normally
-
-
-def _subset(data: Dataset, start: int, stop: int) -> Dataset:
-    return Dataset(X=data.X[start:stop], y=None if data.y is None else data.y[start:stop], features=data.features,
-                   target=data.target, image_shape=data.image_shape, classes=data.classes, test=data.test, meta=data.meta)
-
-
 def _scratch_dir(run_dir: str, task_id: str) -> Path:
     return Path(run_dir, "artifacts", task_id.replace("/", "-"))
 
 
 def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[str, Any]) -> dict[str, Any]:
     """One task's record of outputs (raises on failure; the caller records it)."""
-    model, spec = job.model, job.spec
+    spec = job.spec
     # The generator and the scratch path are built only if the model asks for them.
     ctx = FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
                      scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
                      log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
-    kind = job.plan_kind
-    params = job.params
-    record: dict[str, Any] = {}
-    if kind == "bootstrap":
-        # A replicate is a vector of resampling counts, not a resampled copy of the data.
-        weights = np.bincount(ctx.rng.integers(0, data.n, data.n), minlength=data.n).astype(np.float64)
-        fitted = model.fit(params, data, weights, ctx)
-        record.update(model.outputs(params, fitted, data))
-    elif kind == "cv":
-        fold, repeat = task.params["fold"], task.params["repeat"]
-        test = shared["folds"][repeat] == fold
-        fitted = model.fit(params, data, (~test).astype(np.float64), ctx)
-        record.update(repeat=repeat, fold=fold)
-        record.update({f"test_{k}": v for k, v in model.score(params, fitted, data, test).items()})
-        record.update({f"train_{k}": v for k, v in model.score(params, fitted, data, ~test).items()})
-        record.update(model.outputs(params, fitted, data))
-    elif kind == "sweep":
-        params = job.params_with(task.params["params"])
-        holdout = shared["holdout"]
-        fitted = model.fit(params, data, (~holdout).astype(np.float64), ctx)
-        record.update(repeat=task.params["repeat"])
-        record.update({f"param_{k}": v for k, v in task.params["params"].items()})
-        record.update({f"test_{k}": v for k, v in model.score(params, fitted, data, holdout).items()})
-        record.update(model.outputs(params, fitted, data))
-    elif kind == "shards":
-        start, stop = shard_bounds(data.n, task.params["shard"], task.params["n_shards"])
-        part = _subset(data, start, stop)
-        fitted = model.fit(params, part, None, ctx)
-        record.update(shard=task.params["shard"], rows=stop - start)
-        record.update(model.outputs(params, fitted, part))
-        record.update(model.score(params, fitted, part, None))
-    else:  # replicate, fit: the whole data, the task's own generator
-        fitted = model.fit(params, data, None, ctx)
-        if kind == "replicate":
-            record.update(replicate=task.params["replicate"])
-        record.update(model.outputs(params, fitted, data))
-        record.update(model.score(params, fitted, data, None))
-    return record
+    return job.plan.run_task(job, data, task, ctx, shared)
 
 
 def _failure_line(err: BaseException) -> str:
@@ -235,24 +107,24 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
     try:
         job, tasks = _job_and_tasks(order.job_json)
         data = load_dataset(job)
-        shared = _plan_masks(order.job_json, data.n)
+        shared = _shared(order.job_json, data.n)
     except BaseException as err:  # the whole chunk fails the same way
         tb = traceback.format_exc()
         for i in order.chunk.indices:
             result.failed[i] = _failure_line(err)
-            records.append(_failed_record(i, f"{job_task_prefix(order)}{i:06d}", err, tb, order.attempt, 0.0))
+            records.append(failure_record(i, f"{_plan_name(order)}/{i:06d}", _failure_line(err), tb, order.attempt))
     else:
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
             for i in order.chunk.indices:
                 task = tasks[i]
                 t0 = time.perf_counter()
                 try:
-                    with _deadline(job.spec.timeout_s):
+                    with deadline(job.spec.timeout_s):
                         outputs = run_task(job, data, task, order.run_dir, shared)
                 except Exception as err:
                     result.failed[i] = _failure_line(err)
-                    records.append(_failed_record(i, task.id, err, traceback.format_exc(), order.attempt,
-                                                  time.perf_counter() - t0))
+                    records.append(failure_record(i, task.id, _failure_line(err), traceback.format_exc(),
+                                                  order.attempt, time.perf_counter() - t0))
                     continue
                 result.ok.append(i)
                 records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
@@ -280,15 +152,17 @@ def warm_cache(job_json: str) -> None:
         pass  # the chunk itself reports the error as task failures
 
 
-def job_task_prefix(order: WorkOrder) -> str:
+def _plan_name(order: WorkOrder) -> str:
     try:
         from hpcml.spec import JobSpec
 
-        return JobSpec.model_validate_json(order.job_json).plan.kind + "/"
+        return JobSpec.model_validate_json(order.job_json).plan.kind
     except Exception:
-        return "task/"
+        return "task"
 
 
-def _failed_record(index: int, task_id: str, err: BaseException, tb: str, attempt: int, seconds: float) -> dict[str, Any]:
+def failure_record(index: int, task_id: str, error: str, traceback_text: str, attempt: int,
+                   seconds: float = 0.0) -> dict[str, Any]:
+    """The record of a failed task, wherever the failure is seen (worker, driver, MPI rank 0)."""
     return {"task_id": task_id, "task_index": index, "status": "failed", "attempt": attempt, "seconds": seconds,
-            "error": _failure_line(err), "traceback": tb}
+            "error": error, "traceback": traceback_text}

@@ -45,7 +45,8 @@ def time_raw(client, n: int, ms: float) -> float:
 def time_backend(address: str, spec: dict, chunk_size: int) -> float:
     """The runner's loop over DaskBackend.run, without cluster start (raw dask gets none either)."""
     from hpcml.backends.dask import DaskBackend
-    from hpcml.plan import make_chunks, plan_tasks
+    from hpcml.chunks import make_chunks
+    from hpcml.plans import plan_tasks
     from hpcml.spec import load_job
     from hpcml.store import RunStore
     from hpcml.worker import WorkOrder
@@ -77,8 +78,8 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from hpcml.plan import auto_chunk_size
-    from hpcml.runner import run
+    from hpcml.chunks import auto_chunk_size
+    from hpcml import run
 
     n, ms, w = args.tasks, args.ms, args.workers
     ideal = n * ms / 1000.0 / w

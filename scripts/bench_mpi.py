@@ -34,7 +34,7 @@ MPIRUN = ["mpirun", "--oversubscribe"] + (["--allow-run-as-root"] if hasattr(os,
 def durations_ms(n: int, ms: float, sigma: float, seed: int) -> list[float]:
     import numpy as np
 
-    from hpcml.plan import task_rng
+    from hpcml.plans import task_rng
 
     if not sigma:
         return [ms] * n
@@ -54,8 +54,9 @@ def spin(ms: float) -> float:
 def role_hpcml(args) -> None:
     from mpi4py import MPI
 
-    import hpcml.runner
-    from hpcml.backends.mpi import run_under_mpi
+    import hpcml.drivers.mpi_static
+    import hpcml.drivers.run
+    from hpcml.drivers.mpi import run_under_mpi
     from hpcml.spec import load_job
 
     backend = {"name": "mpi", "mode": args.mode, "layout": args.layout, "rank0_works": not args.no_rank0}
@@ -65,13 +66,13 @@ def role_hpcml(args) -> None:
                     "model": {"kind": "sleep", "ms": args.ms, "sigma": args.sigma, "busy": True},
                     "plan": {"replicate": {"n": args.n}}, "backend": backend, "output": args.out})
     marks = {}
-    finish = hpcml.runner.finish
+    finish = hpcml.drivers.run.finish
 
     def timed_finish(*a, **k):  # the phase ends when rank 0 starts consolidating
         marks["end"] = time.perf_counter()
         return finish(*a, **k)
 
-    hpcml.runner.finish = timed_finish
+    hpcml.drivers.run.finish = hpcml.drivers.mpi_static.finish = timed_finish
     # Warm processes, as the pool's are: imports and the data loaded before the clock starts.
     import pyarrow.parquet  # noqa: F401  (chunk files)
     import threadpoolctl  # noqa: F401
@@ -136,7 +137,7 @@ def main() -> None:
         return role_pool(args)
     if shutil.which("mpirun") is None:
         raise SystemExit("mpirun not found (Open MPI)")
-    from hpcml.plan import auto_chunk_size
+    from hpcml.chunks import auto_chunk_size
 
     R = args.ranks
     tmp = Path(tempfile.mkdtemp(prefix="bench-mpi-"))

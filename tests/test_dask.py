@@ -21,7 +21,7 @@ from conftest import assert_same_results, hpcml_cli, small_spec  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
-    from hpcml.runner import run
+    from hpcml import run
 
     return run(small_spec(tmp_path_factory.mktemp("ref")), progress=False).results
 
@@ -61,7 +61,7 @@ def test_cli_backend_dask_equals_local(tmp_path, local_reference):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_existing_scheduler_gets_data_once_per_worker(tmp_path, local_reference, scheduler):
-    from hpcml.runner import run
+    from hpcml import run
 
     cluster, client = scheduler
     result = run(small_spec(tmp_path, backend={"name": "dask", "address": cluster.scheduler_address}),
@@ -88,7 +88,7 @@ def test_existing_scheduler_gets_data_once_per_worker(tmp_path, local_reference,
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_retries_rerun_failed_tasks_through_dask(tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 1, "busy": False, "flaky_dir": str(tmp_path / "flaky")},
                       data={"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}},
@@ -213,7 +213,7 @@ def test_task_timeouts_work_on_dask(tmp_path):
     """Dask runs chunks in worker threads, where no alarm reaches: the deadline raises in the
     task's thread instead. A 60 s Python loop stops at the limit; a sleep (a C call) stops when
     it returns. Both fail with the same error as on the other backends."""
-    from hpcml.runner import run
+    from hpcml import run
 
     data = {"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}}
     spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 60_000, "busy": True}, timeout_s=0.5, data=data,

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, assert_same_results
-from hpcml.ddp import RankInfo, rank_from_env, rendezvous
+from hpcml.drivers.ddp import rendezvous
+from hpcml.launchers import RankInfo, rank_from_env
 from hpcml.errors import SpecError
 
 pytestmark = pytest.mark.torch
@@ -140,7 +141,7 @@ def torchrun_2(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_ranks_match_one_process(torchrun_2, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
 
     # The same job, one process, on the ordinary local backend.
     one = run(digits_job(tmp_path, "local1"), workers=1, progress=False)
@@ -186,7 +187,7 @@ def test_mpirun_two_ranks_bit_identical_to_torchrun(torchrun_2, tmp_path):
 @pytest.mark.timeout(300)
 def test_single_process_entry_equals_local_backend(tmp_path):
     """`python -m hpcml.ddp` without a launcher is world 1: the local backend's numbers exactly."""
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = digits_job(tmp_path, "single", epochs=2)
     proc = launch([sys.executable, "-m", "hpcml.ddp", str(spec)])

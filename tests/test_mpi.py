@@ -27,7 +27,8 @@ import yaml
 from conftest import PYTHON, ROOT, assert_same_results, small_spec
 
 import hpcml
-from hpcml.backends.mpi import MPIOptions, rank_share
+from hpcml.backends.mpi import MPIOptions
+from hpcml.drivers.mpi_static import rank_share
 from hpcml.launchers import launcher_rank
 from hpcml.launchers import launch
 from hpcml.store import RunStore
@@ -339,7 +340,7 @@ DRIVER = textwrap.dedent('''
     from mpi4py import MPI
     from threadpoolctl import threadpool_info
     import hpcml.data.shards
-    from hpcml.backends.mpi import run_under_mpi
+    from hpcml.drivers.mpi import run_under_mpi
     from hpcml.models.base import ModelKind, ModelParams, register_model
     from hpcml.spec import load_job
 

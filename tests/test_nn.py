@@ -301,7 +301,7 @@ def _sweep_spec(tmp_path, workers, chunk_size):
 @pytest.mark.timeout(300)
 def test_sweep_leaderboard_same_on_any_worker_count(tmp_path):
     from conftest import assert_same_results
-    from hpcml.runner import run
+    from hpcml import run
 
     one = run(_sweep_spec(tmp_path, 1, 4), progress=False)
     two = run(_sweep_spec(tmp_path, 2, 1), progress=False)
@@ -330,7 +330,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
 
     import yaml
     from conftest import ROOT, assert_same_results, hpcml_cli
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = {"name": "digits-kill", "seed": 9, "data": {"source": "sklearn:digits", "target": "target"},
             "model": {"kind": "cnn", "arch": "cnn2_dropout", "epochs": 6, "batch_size": 16, "plots": False,

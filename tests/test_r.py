@@ -20,12 +20,12 @@ from conftest import PYTHON, ROOT, assert_same_results, hpcml_cli
 
 rpy2 = pytest.importorskip("rpy2", reason="R task kinds need rpy2 (pip install 'hpcml[r]')")
 
-from hpcml.plan import task_rng  # noqa: E402
+from hpcml.plans import task_rng  # noqa: E402
 from hpcml.models.r import bridge  # noqa: E402
 from hpcml.models.r.bayesm import gelman_rubin  # noqa: E402
 from hpcml.models.r.common import r_seed  # noqa: E402
 from hpcml.models.base import FitContext  # noqa: E402
-from hpcml.runner import run  # noqa: E402
+from hpcml import run  # noqa: E402
 
 pytestmark = [pytest.mark.r, pytest.mark.timeout(300)]
 EXAMPLES = ROOT / "docs" / "examples"

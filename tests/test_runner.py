@@ -153,7 +153,7 @@ def test_cv_folds_match_a_reference_split(tmp_path):
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import r2_score
 
-    from hpcml.plan import cv_folds
+    from hpcml.plans.cv import cv_folds
 
     spec = small_spec(tmp_path, plan={"cv": {"folds": 5, "repeats": 2}})
     res = run_spec(spec, workers=2)
@@ -257,7 +257,7 @@ def test_no_plots_option_leaves_results_and_summary(tmp_path):
 
 def test_task_generator_and_scratch_are_built_only_on_use(tmp_path):
     from hpcml.models.base import FitContext
-    from hpcml.plan import task_rng
+    from hpcml.plans import task_rng
 
     calls = []
 

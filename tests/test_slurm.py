@@ -41,14 +41,14 @@ def _sleep_job(tmp_path: Path, name: str, n: int, ms: float, backend: dict, chun
 
 def _expected_ms(seed: int, n: int, ms: float, sigma: float) -> np.ndarray:
     """What the sleep kind draws for each task: its own generator, whatever ran it."""
-    from hpcml.plan import task_rng
+    from hpcml.plans import task_rng
 
     return np.array([ms * float(np.exp(sigma * task_rng(seed, i).standard_normal())) for i in range(n)])
 
 
 @pytest.mark.timeout(400)
 def test_two_slurm_worker_jobs_equal_local(slurm_cluster, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
 
     local = run(small_spec(tmp_path / "local"), progress=False)
     result = run(small_spec(tmp_path / "slurm", backend={**SLURM, "jobs": 2}), progress=False)
@@ -63,7 +63,7 @@ def test_two_slurm_worker_jobs_equal_local(slurm_cluster, tmp_path):
 
 @pytest.mark.timeout(400)
 def test_scancel_one_worker_job_mid_run(slurm_cluster, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
     from hpcml.store import RunStore
 
     n, ms = 160, 40.0
@@ -103,7 +103,7 @@ def test_scancel_one_worker_job_mid_run(slurm_cluster, tmp_path):
 @pytest.mark.timeout(400)
 def test_retiring_workers_are_replaced(slurm_cluster, tmp_path):
     """lifetime_min below the walltime: the one worker retires mid-run, a new job replaces it."""
-    from hpcml.runner import run
+    from hpcml import run
 
     n, ms = 30, 400.0
     backend = {**SLURM, "jobs": 1, "walltime_min": 2, "lifetime_min": 0.15}  # retire after 9 s

@@ -54,7 +54,7 @@ def spark_local(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The local backend's results of small_spec: what every Spark run must reproduce."""
-    from hpcml.runner import run
+    from hpcml import run
 
     return run(small_spec(tmp_path_factory.mktemp("ref")), progress=False).results
 
@@ -103,7 +103,7 @@ def single_node(spec: dict) -> dict[str, float]:
     """hpcml's own model on the same file: outputs + score, as a fit plan records them."""
     from hpcml.data import load_dataset
     from hpcml.models.base import FitContext
-    from hpcml.plan import task_rng
+    from hpcml.plans import task_rng
     from hpcml.spec import load_job
 
     job = load_job({**spec, "engine": "hpcml"})
@@ -116,7 +116,7 @@ def single_node(spec: dict) -> dict[str, float]:
 
 @pytest.mark.timeout(300)
 def test_local2_is_bit_for_bit_local_and_resumes(spark_local, reference, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
     from hpcml.store import RunStore
 
     assert spark_local.sc.master == "local[2,4]"
@@ -178,7 +178,7 @@ class CrashOnce(ModelKind):
 
 @pytest.mark.timeout(300)
 def test_crashed_python_worker_is_retried_by_spark_and_lands_once(spark_local, tmp_path, monkeypatch):
-    from hpcml.runner import run
+    from hpcml import run
     from hpcml.store import RunStore
 
     module = tmp_path / "hpcml_crash_kind.py"
@@ -205,7 +205,7 @@ def test_crashed_python_worker_is_retried_by_spark_and_lands_once(spark_local, t
 
 @pytest.mark.timeout(300)
 def test_task_failing_once_is_retried_by_the_runner_and_lands_once(spark_local, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
     from hpcml.store import RunStore
 
     flaky = tmp_path / "flaky"
@@ -236,7 +236,7 @@ CASES = [("ols", "parquet"), ("ols", "csv"), ("logistic", "parquet"), ("kmeans",
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("kind,fmt", CASES, ids=[f"{k}-{f}" for k, f in CASES])
 def test_mllib_agrees_with_single_node(spark_local, data_files, tmp_path, kind, fmt):
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = mllib_spec(tmp_path, kind, data_files[(kind, fmt)])
     result = run(spec, progress=False)
@@ -254,7 +254,7 @@ def test_mllib_agrees_with_single_node(spark_local, data_files, tmp_path, kind, 
 
 @pytest.mark.timeout(120)
 def test_mllib_resume_keeps_the_fit(spark_local, data_files, tmp_path):
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = mllib_spec(tmp_path, "ols", data_files[("ols", "parquet")])
     first = run(spec, progress=False)
@@ -272,7 +272,7 @@ def test_mllib_resume_keeps_the_fit(spark_local, data_files, tmp_path):
 ])
 def test_mllib_bad_columns_fail_cleanly(spark_local, data_files, tmp_path, section, key, value, field):
     from hpcml.errors import SpecError
-    from hpcml.runner import run
+    from hpcml import run
 
     spec = mllib_spec(tmp_path, "ols", data_files[("ols", "parquet")])
     spec[section][key] = value

@@ -185,7 +185,7 @@ def test_collect_needs_a_run_directory(tmp_path):
 
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
-    from hpcml.runner import run
+    from hpcml import run
 
     return run(small_spec(tmp_path_factory.mktemp("ref")), progress=False).results
 

@@ -24,7 +24,7 @@ py_modules <- function() {
     if (!nzchar(Sys.getenv("RETICULATE_PYTHON")) && !is.null(python)) {
       reticulate::use_python(python, required = TRUE)
     }
-    .hpcml$runner <- py_call(reticulate::import, "hpcml.runner")
+    .hpcml$runner <- py_call(reticulate::import, "hpcml")
     reticulate::py_run_string(.fix_ld_path)
     .hpcml$pandas <- reticulate::import("pandas")
   }

@@ -1,12 +1,13 @@
 """The backend contract: start, run chunks, stop. Nothing else.
 
-Backends know nothing of retries, timeouts, progress or the store layout: the runner does.
+Backends know nothing of retries, timeouts, progress or the store layout: the driver does.
 ``run`` yields a :class:`ChunkResult` per chunk as each finishes; a failure (even a dead
 worker) is a value, never an exception that ends the run.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -36,8 +37,9 @@ class Backend(ABC):
     def workers(self) -> int:
         return self._workers or os.cpu_count() or 1
 
-    def start(self, job_json: str) -> None:
-        """Bring workers up; ``job_json`` lets them load the job's data ahead of the first chunk."""
+    def start(self, job_json: str, log_dir: Path) -> None:
+        """Bring workers up; ``job_json`` lets them load the job's data ahead of the first chunk.
+        ``log_dir``: where the backend's own logs go (the driver names it)."""
 
     @abstractmethod
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import uuid
@@ -103,14 +104,12 @@ class DaskBackend(Backend):
         where = self.options.address or self.options.cluster
         return f"dask {where} ({self.workers} workers)"
 
-    def start(self, job_json: str) -> None:
+    def start(self, job_json: str, log_dir: Path) -> None:
         import dask
         from distributed import Client, LocalCluster
 
-        from hpcml.spec import Job
-
         opts = self.options
-        job = Job.from_json(job_json)
+        name = json.loads(job_json)["name"]
         with dask.config.set({"distributed.scheduler.no-workers-timeout": opts.no_workers_timeout_s}):
             if opts.address:
                 self.client = _connect(opts)
@@ -122,9 +121,9 @@ class DaskBackend(Backend):
                     silence_logs=logging.ERROR)
                 expect = self.workers
             else:
-                logs = opts.log_directory or str(Path(job.output, "logs", "dask").resolve())
+                logs = opts.log_directory or str((log_dir / "dask").resolve())
                 Path(logs).mkdir(parents=True, exist_ok=True)
-                self.cluster = make_jobqueue_cluster(opts.cluster, opts, f"hpcml-{job.spec.name}", logs)
+                self.cluster = make_jobqueue_cluster(opts.cluster, opts, f"hpcml-{name}", logs)
                 expect = opts.startup_workers()
             if self.client is None:
                 self.client = Client(self.cluster)

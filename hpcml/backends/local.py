@@ -5,6 +5,7 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator, Literal
@@ -46,7 +47,7 @@ class LocalBackend(Backend):
         self._pool: ProcessPoolExecutor | None = None
         self._job_json: str | None = None
 
-    def start(self, job_json: str) -> None:
+    def start(self, job_json: str, log_dir: Path) -> None:
         self._job_json = job_json
         self._pool = self._new_pool()
 

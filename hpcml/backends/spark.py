@@ -217,7 +217,7 @@ def _run_partition(py_modules: tuple[str, ...], orders: Iterable[WorkOrder]) -> 
         yield execute_chunk(order)
 
 
-def _first_line(err: BaseException) -> str:
+def spark_error_line(err: BaseException) -> str:
     """The line a user can act on: the Python exception itself, not Spark's wrapper."""
     text = str(err).strip()
     # A failed Python task arrives as a Py4J error holding the worker's traceback, then
@@ -252,11 +252,8 @@ class SparkBackend(Backend):
             return max(1, self._handle.sc.defaultParallelism)
         return super().workers
 
-    def start(self, job_json: str) -> None:
-        from hpcml.spec import Job
-
-        run_dir = Job.from_json(job_json).output
-        self._handle = spark_session(self.options, self._workers, run_dir / "logs")
+    def start(self, job_json: str, log_dir: Path) -> None:
+        self._handle = spark_session(self.options, self._workers, log_dir)
         for path in self.options.py_files:
             self._handle.sc.addPyFile(str(Path(path).resolve()))
         # Enough jobs in flight that no core idles while the driver collects a result.
@@ -280,7 +277,7 @@ class SparkBackend(Backend):
                     try:
                         results = future.result()
                     except Exception as err:  # the task failed task_max_failures times
-                        yield ChunkResult.lost(order.chunk, _first_line(err))
+                        yield ChunkResult.lost(order.chunk, spark_error_line(err))
                         continue
                     yield results[0] if results else ChunkResult.lost(order.chunk, "Spark returned no result")
         finally:

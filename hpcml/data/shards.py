@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from hpcml.data import sources as _data
+from hpcml.data.sources import array_columns, frame_to_dataset
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
 
@@ -100,7 +100,7 @@ class _Npy:
         if self.array.ndim != 2:
             raise ValueError("not 2-D")  # the full load reports it properly
         self.n = self.array.shape[0]
-        self.columns = _data.array_columns(self.array.shape[1])
+        self.columns = array_columns(self.array.shape[1])
 
     def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
         frame = pd.DataFrame(np.asarray(self.array[start:stop]), columns=self.columns)
@@ -152,7 +152,7 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
     y, classes = None, None
     if target is not None and needs_target:
         # One column in full, encoded by the same code as a full load (labels sorted the same).
-        labels = _data.frame_to_dataset(reader.column(target), spec, [], True)
+        labels = frame_to_dataset(reader.column(target), spec, [], True)
         y, classes = labels.y, labels.classes
     used = list(features)
 

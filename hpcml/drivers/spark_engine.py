@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcml.errors import SpecError
-from hpcml.plan import Chunk
+from hpcml.chunks import Chunk
 from hpcml.spec import Job
 from hpcml.store import RunStore, write_chunk_records
 
@@ -259,7 +259,7 @@ FITTERS = {"ols": fit_ols, "logistic": fit_logistic, "kmeans": fit_kmeans, "pca"
 def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True):
     """Run an ``engine: spark`` job; returns the same RunResult as any run."""
     from hpcml.backends.spark import spark_session
-    from hpcml.runner import finish
+    from hpcml.drivers.finish import finish
 
     t0 = time.perf_counter()
     static_problems(job)
@@ -274,7 +274,7 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
         log.info("%s: the fit is already in %s", job.spec.name, store.path)
         return finish(job, store, time.perf_counter() - t0)
     options = _spark_options(job)
-    handle = spark_session(options, job.spec.backend.workers, store.path / "logs")
+    handle = spark_session(options, job.spec.backend.workers, store.log_dir)
     try:
         try:
             data, features, facts = prepare(handle.spark, job)
@@ -298,7 +298,7 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
 
 def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
     """The fit as the one task record of a ``fit`` plan; a failure is a record, not a crash."""
-    from hpcml.backends.spark import _first_line
+    from hpcml.backends.spark import spark_error_line
 
     t = time.perf_counter()
     base = {"task_id": "fit/000000", "task_index": 0, "attempt": 0}
@@ -306,6 +306,6 @@ def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, A
         outputs = FITTERS[job.model.name](job, data, features, facts)
     except Exception as err:
         return {**base, "status": "failed", "seconds": time.perf_counter() - t,
-                "error": _first_line(err).replace("Spark task failed: ", "Spark fit failed: "),
+                "error": spark_error_line(err).replace("Spark task failed: ", "Spark fit failed: "),
                 "traceback": traceback.format_exc()}
     return {**base, "status": "ok", "seconds": time.perf_counter() - t, "rows": facts["n"], **outputs}

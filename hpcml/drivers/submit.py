@@ -65,9 +65,9 @@ def parse_options(raw: dict) -> SubmitOptions:
     try:
         return SubmitOptions(**{k: v for k, v in raw.items() if v is not None})
     except ValidationError as err:
-        from hpcml.spec import _pydantic_problems
+        from hpcml.spec import pydantic_problems
 
-        raise SpecError(_pydantic_problems(err, "submit")) from None
+        raise SpecError(pydantic_problems(err, "submit")) from None
 
 
 def _hms(minutes: int) -> str:
@@ -104,9 +104,7 @@ def _elements(opts: SubmitOptions, n_tasks: int) -> int:
 
 def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, str]:
     """The batch script(s) for ``job``: file name -> text. Pure: writes and submits nothing."""
-    from hpcml.plan import plan_tasks
-
-    n_tasks = len(plan_tasks(job))
+    n_tasks = job.n_tasks
     name = opts.job_name or f"hpcml-{job.spec.name}"
     cpus = opts.cpus_per_task or job.spec.threads_per_task
     spec_json, logs = run_dir / "spec.json", run_dir / "logs"
@@ -161,7 +159,7 @@ def _sbatch(sbatch: str, args: list[str], script: Path) -> str:
 def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, overwrite: bool = False,
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
-    from hpcml.runner import check_job
+    from hpcml.drivers.run import check_job
     from hpcml.store import RunStore
 
     check_job(job)  # spec and data errors surface before anything is written
@@ -197,7 +195,7 @@ def collect(run_dir: Path):
     """Consolidate a run whose chunk files were written by batch jobs; the RunResult."""
     import time
 
-    from hpcml.runner import finish
+    from hpcml.drivers.finish import finish
     from hpcml.spec import Job
     from hpcml.store import RunStore
 

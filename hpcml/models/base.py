@@ -115,6 +115,14 @@ class ModelKind(ABC):
         """
         return None
 
+    def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
+        """What this kind adds to the plan's summary, from the ok records (and the run's
+        artifacts in ``run_dir``): e.g. R-hat across MCMC chains. Keys replace the plan's."""
+        return {}
+
+    def plots(self, job, ok, summary: dict[str, Any], plot_dir) -> None:
+        """PNG figures of this kind's own (a scree plot, an elbow curve), beside the plan's."""
+
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.

@@ -174,3 +174,11 @@ class KMeansKind(ModelKind):
         _, d2 = assign(np.ascontiguousarray(data.X[m], dtype=np.float64), fitted.centers)
         inertia = float(d2.sum())
         return {"inertia": inertia, "mean_sq_dist": inertia / d2.size if d2.size else float("nan")}
+
+    def plots(self, job, ok, summary, plot_dir) -> None:
+        if job.plan_kind != "sweep" or "param_k" not in ok or "inertia" not in ok:
+            return
+        from hpcml.plots import line
+
+        curve = ok.groupby("param_k")["inertia"].min().sort_index()
+        line(curve.index, curve.values, "k", "inertia (best over repeats)", "k-means elbow", plot_dir / "elbow.png")

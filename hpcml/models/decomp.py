@@ -227,6 +227,27 @@ class PCAKind(ModelKind):
         m = row_mask(mask, data.n)
         return {"reconstruction_mse": _recon_mse(data.X[m], fitted.mean, fitted.components)}
 
+    def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
+        if not any(c.startswith("cum_evr_") for c in ok.columns):
+            return {}
+        return {"variance_thresholds": variance_thresholds(ok.iloc[0])}
+
+    def plots(self, job, ok, summary, plot_dir) -> None:
+        from hpcml.plots import scree
+
+        row = ok.iloc[0]
+        evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
+        if evr:
+            ks, ratios = zip(*evr)
+            scree(ks, ratios, plot_dir / "scree.png")
+
+
+def variance_thresholds(row) -> dict[str, int | None]:
+    """Smallest k reaching 80/90/95 % explained variance (the seeds' rule of thumb)."""
+    cum = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("cum_evr_"))
+    return {f"k_{int(target * 100)}": next((k for k, v in cum if v >= target - 1e-12), None)
+            for target in (0.8, 0.9, 0.95)}
+
 
 @register_model
 class SVDKind(ModelKind):

@@ -120,10 +120,10 @@ class BayesmKind(RKindBase):
                          "chains": len(chains), "draws_per_chain": int(arr.shape[1])})
         # The printed table: each output's mean/sd across chains, with R-hat beside the
         # posterior means it belongs to (mu_j; the log-likelihood's beside mean_loglike).
-        from hpcml.summarize import _mean_sd_table, output_columns
+        from hpcml.plans.tables import mean_sd_table, output_columns
 
         rhat = {("mean_loglike" if r["parameter"] == "loglike" else r["parameter"]): r["rhat"] for r in rows}
-        table = [{**row, "rhat": rhat.get(row["output"])} for row in _mean_sd_table(ok, output_columns(ok))]
+        table = [{**row, "rhat": rhat.get(row["output"])} for row in mean_sd_table(ok, output_columns(ok))]
         return {"rhat": rows, "table": table}
 
 

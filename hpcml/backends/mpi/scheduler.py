@@ -1,0 +1,150 @@
+"""Dynamic mode on rank 0: a thread hands chunks to ranks as they free up while the calling
+thread runs chunks too; on ranks > 0, the loop that asks for work and sends results back."""
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from typing import Iterator
+
+from hpcml.backends.mpi.liveness import backoff, mpi, wait_message
+from hpcml.backends.mpi.session import TAG_JOB, TAG_READY, TAG_STOP, TAG_WORK, Session
+from hpcml.chunks import Chunk
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk
+
+log = logging.getLogger("hpcml.mpi")
+
+
+class Scheduler:
+    """Rank 0: a thread answers ranks asking for work; the calling thread runs chunks too."""
+
+    def __init__(self, session: Session, job_json: str):
+        self.s = session
+        self.pending: collections.deque[WorkOrder] = collections.deque()
+        self.results: queue.Queue[ChunkResult] = queue.Queue()
+        self.lock = threading.Lock()
+        self.idle: collections.deque[int] = collections.deque()
+        self.busy: dict[int, WorkOrder] = {}
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        for r in range(1, session.size):
+            if r not in session.live.dead:
+                session.outbox.send(job_json, r, TAG_JOB)
+        self._thread = threading.Thread(target=self._serve, name="hpcml-scheduler", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self._serve_loop()
+        except BaseException as err:  # never leave the runner waiting for results that cannot come
+            self.failure = f"MPI scheduler stopped: {type(err).__name__}: {err}"
+            log.error("%s", self.failure)
+            with self.lock:
+                self._lose_all(self.failure)
+
+    def _lose_all(self, reason: str) -> None:
+        self._lose_pending(reason)
+        for order in self.busy.values():
+            self.results.put(ChunkResult.lost(order.chunk, reason))
+        self.busy.clear()
+
+    def _lose_pending(self, reason: str) -> None:
+        for order in self.pending:
+            self.results.put(ChunkResult.lost(order.chunk, reason))
+        self.pending.clear()
+
+    def _past_deadline(self, grace_s: float = 0.0) -> bool:
+        return self.s.deadline is not None and time.monotonic() > self.s.deadline + grace_s
+
+    def _serve_loop(self) -> None:
+        MPI, comm, live, outbox = mpi(), self.s.comm, self.s.live, self.s.outbox
+        status, pause = MPI.Status(), 0.0002
+        while not self._stop.is_set():
+            busy = False
+            while (message := comm.improbe(MPI.ANY_SOURCE, TAG_READY, status)) is not None:
+                src, busy = status.Get_source(), True
+                result = message.recv()
+                with self.lock:
+                    if self.busy.pop(src, None) is not None and result is not None:
+                        self.results.put(result)
+                    if src not in live.dead:
+                        self.idle.append(src)
+            with self.lock:
+                while self.idle and self.pending:
+                    rank, order = self.idle.popleft(), self.pending.popleft()
+                    self.busy[rank] = order
+                    outbox.send((order.chunk.indices, order.attempt, order.run_dir, order.write), rank, TAG_WORK)
+                    busy = True
+                for rank in live.poll():
+                    if rank in self.idle:
+                        self.idle.remove(rank)
+                    if rank in self.busy:
+                        self.results.put(ChunkResult.lost(self.busy.pop(rank).chunk, live.lost_message(rank)))
+                # At the deadline nothing new starts; chunks under way get dead_after_s to finish.
+                if self._past_deadline():
+                    self._lose_pending("backend.deadline_s passed before this task ran")
+                if self._past_deadline(live.dead_after_s):
+                    self._lose_all("backend.deadline_s passed while this task was running")
+            outbox.reap()
+            pause = backoff(pause, busy, ceiling=0.005)
+            time.sleep(pause)
+
+    def run(self, orders: list[WorkOrder]) -> Iterator[ChunkResult]:
+        with self.lock:
+            if self.failure is not None:
+                self.pending.extend(orders)
+                self._lose_all(self.failure)
+            else:
+                self.pending.extend(orders)
+        remaining = len(orders)
+        # With no other live rank, rank 0 must run everything itself.
+        works = self.s.options.rank0_works or self.s.size == 1
+        while remaining:
+            while True:  # results from other ranks first: they are cheap to hand on
+                try:
+                    result = self.results.get_nowait()
+                except queue.Empty:
+                    break
+                remaining -= 1
+                yield result
+            if not remaining:
+                break
+            alone = len(self.s.live.dead) == self.s.size - 1
+            with self.lock:
+                take = self.pending and (works or alone) and not self._past_deadline()
+                mine = self.pending.popleft() if take else None
+            if mine is not None:
+                remaining -= 1
+                yield execute_chunk(mine)
+                continue
+            try:
+                result = self.results.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            remaining -= 1
+            yield result
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def serve_rank(session: Session) -> int:
+    """Ranks > 0 in dynamic mode: ask for work, run it, send the result back; rank 0 says stop."""
+    comm, outbox = session.comm, session.outbox
+    job_json = None
+    outbox.send(None, 0, TAG_READY)
+    while True:
+        tag, payload = wait_message(comm, session.live, 0, None)  # rank 0 owns the deadline
+        outbox.reap()
+        if tag == TAG_STOP:
+            outbox.flush(session.live, timeout_s=session.options.dead_after_s)
+            return int(payload)
+        if tag == TAG_JOB:
+            job_json = payload
+            continue
+        indices, attempt, run_dir, write = payload
+        result = execute_chunk(WorkOrder(job_json, run_dir, Chunk(tuple(indices)), attempt, write))
+        outbox.send(result, 0, TAG_READY)

@@ -1,0 +1,40 @@
+"""What every rank of one MPI run shares: communicators, heartbeats, sends, options, tags."""
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import time
+
+from hpcml.backends.mpi.liveness import Liveness, Outbox, mpi
+from hpcml.backends.mpi.options import MPIOptions
+
+log = logging.getLogger("hpcml.mpi")
+
+# Message tags: a rank asks for work / reports a result, rank 0 sends work, the job, stop;
+# static mode's "run directory prepared" and "my share is done".
+TAG_READY, TAG_WORK, TAG_JOB, TAG_STOP, TAG_PREP, TAG_DONE = 11, 12, 13, 14, 15, 17
+
+
+class Session:
+    """What every rank of one MPI run shares: communicators, heartbeats, sends, options."""
+
+    def __init__(self, options: MPIOptions):
+        MPI = mpi()
+        self.comm = MPI.COMM_WORLD.Dup()
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.options = options
+        self.live = Liveness(MPI.COMM_WORLD, options.heartbeat_s, options.dead_after_s)
+        self.outbox = Outbox(self.comm)
+        self.deadline = time.monotonic() + options.deadline_s if options.deadline_s else None
+
+    def abort_at_exit(self, code: int, complete: bool, why: str | None = None) -> None:
+        # A lost rank never reaches MPI_Finalize, and the others would wait for it there:
+        # abort once the summary is printed (atexit runs before mpi4py's own finalize hook).
+        why = why or f"MPI rank(s) {', '.join(map(str, sorted(self.live.dead))) or '?'} lost"
+        then = "the results are complete" if complete else "rerun with --resume to finish what is missing"
+        log.error("%s; ending the MPI job (%s)", why, then)
+        atexit.register(lambda: (sys.stdout.flush(), sys.stderr.flush(), self.comm.Abort(code)))
+
+    def close(self) -> None:
+        self.live.close()

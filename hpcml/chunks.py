@@ -1,0 +1,38 @@
+"""Tasks -> chunks: the unit sent to a worker and the unit of durability (one result file).
+
+Chunk size never changes a result (no model batches its arithmetic by chunk); it only
+amortizes per-chunk costs, as joblib's auto-batching does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chunk:
+    indices: tuple[int, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.indices[0]:07d}-{self.indices[-1]:07d}"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def auto_chunk_size(n_tasks: int, workers: int) -> int:
+    # About 8 chunks per worker: amortizes per-chunk cost (scheduling, one result file)
+    # while keeping the tail short and a crash losing little work.
+    return max(1, min(1000, math.ceil(n_tasks / (8 * max(1, workers)))))
+
+
+def make_chunks(indices: list[int], chunk_size: int) -> list[Chunk]:
+    return [Chunk(tuple(indices[i : i + chunk_size])) for i in range(0, len(indices), chunk_size)]
+
+
+def block_share(n: int, part: int, parts: int) -> range:
+    """Part ``part`` of ``parts`` contiguous blocks of range(n) (sizes differ by at most one)."""
+    base, extra = divmod(n, parts)
+    start = part * base + min(part, extra)
+    return range(start, start + base + (1 if part < extra else 0))

@@ -1,0 +1,66 @@
+"""What every front end prints (``hpcml`` commands, ``python -m hpcml.pack``, ``python -m
+hpcml.ddp``, job-array elements): bad input once per launch, summary tables, the result line."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from hpcml.errors import SpecError
+
+# Batch logs are not terminals: give tables room instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def say(text: str) -> None:
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_spec_error(e: SpecError) -> int:
+    """One line per bad field, printed once even when every MPI rank read the same input; 2."""
+    from hpcml.launchers import launcher_rank
+
+    if launcher_rank() == 0:
+        for line in e.lines():
+            warn(f"error: {line}")
+    return 2
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def print_table(rows: list[dict], title: str | None = None, limit: int = 40) -> None:
+    if not rows:
+        return
+    table = Table(title=title, show_lines=False)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    for c in columns:
+        table.add_column(c, justify="left" if c == "output" else "right")
+    for r in rows[:limit]:
+        table.add_row(*(_fmt(r.get(c)) for c in columns))
+    out.print(table)
+    if len(rows) > limit:
+        out.print(f"... {len(rows) - limit} more rows in summary.json")
+
+
+def report(result, title: str | None, quiet: bool = False) -> int:
+    """A finished run's table, its one result line, its first failure; the exit status (0 or 1)."""
+    if not quiet:
+        print_table(result.summary.get("table", []), title=title)
+    say(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok in {result.seconds:.1f}s -> {result.run_dir}")
+    if not result.n_failed:
+        return 0
+    failures = result.failures()
+    first = f"; first: {failures.iloc[0]['task_id']}: {failures.iloc[0].get('error')}" if len(failures) else ""
+    warn(f"{result.n_failed} task(s) failed{first}")
+    warn(f"see: hpcml status {result.run_dir}")
+    return 1

@@ -1,0 +1,34 @@
+"""One element of a batch job array: run its share of the tasks, write chunk files, exit.
+
+Element ``i`` of ``N`` takes a contiguous block of task indices (sizes differ by at most one),
+skips tasks that already have an ``ok`` record (a resubmitted array only redoes what is
+missing), and writes its chunks into the run directory like any worker. ``hpcml collect``
+(the dependent job) finishes the run when every element has ended.
+"""
+from __future__ import annotations
+
+from hpcml.chunks import auto_chunk_size, block_share
+from hpcml.drivers.attempts import in_this_process, run_attempts
+from hpcml.errors import SpecError
+
+
+def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
+    """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
+    from hpcml.spec import load_job
+    from hpcml.store import RunStore
+
+    if of < 1:
+        raise SpecError.one("of", of, "must be at least 1")
+    job = load_job(spec_path)
+    store = RunStore(job.output.resolve())
+    if not store.exists():
+        raise SpecError.one("output", str(job.output), "no prepared run directory here (hpcml submit creates it)")
+    if not 0 <= index < of:
+        raise SpecError.one("index", index, f"must be in 0..{of - 1}")
+    done = store.completed()
+    todo = [i for i in block_share(job.n_tasks, index, of) if i not in done]
+    if not todo:
+        return 0, 0
+    chunk_size = job.spec.backend.chunk_size or auto_chunk_size(len(todo), 1)
+    failed = run_attempts(job, store, todo, chunk_size, in_this_process)
+    return len(todo) - len(failed), len(failed)

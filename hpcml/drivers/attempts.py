@@ -1,0 +1,55 @@
+"""The one loop that runs a job's missing tasks: chunk them, hand the chunks to whatever runs
+them, record what came back, retry failures. Every way of driving a run uses it: a backend
+from the driver, an MPI rank's static share, a job-array element.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Iterator
+
+from hpcml.chunks import make_chunks
+from hpcml.store import RunStore, write_chunk_records
+from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, failure_record
+
+log = logging.getLogger("hpcml")
+
+RunOrders = Callable[[list[WorkOrder]], Iterable[ChunkResult]]
+
+
+def in_this_process(orders: list[WorkOrder]) -> Iterator[ChunkResult]:
+    """Run chunks one after another here (an MPI rank's static share, a job-array element)."""
+    for order in orders:
+        yield execute_chunk(order)
+
+
+def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_orders: RunOrders, *,
+                 writes_own_files: bool = True, progress=None) -> list[int]:
+    """Run ``todo`` with up to ``job.spec.retries`` retries; the task indices still failing.
+
+    ``writes_own_files``: the workers see the run directory and write their chunk files;
+    otherwise their records come back and are written here, so every attempt leaves a trace.
+    """
+    job_json, retries = job.to_json(), job.spec.retries
+    for attempt in range(retries + 1):
+        orders = [WorkOrder(job_json, str(store.path), chunk, attempt, writes_own_files)
+                  for chunk in make_chunks(todo, chunk_size)]
+        failed: list[int] = []
+        for result in run_orders(orders):
+            if result.path is None:  # records came back, or the worker was lost: write them here
+                records = result.records or [failure_record(i, job.task_id(i), msg, "", attempt)
+                                             for i, msg in result.failed.items()]
+                write_chunk_records(store.path, result.chunk, records)
+            failed += sorted(result.failed)
+            if progress is not None:
+                progress.advance(len(result.ok), len(result.failed) if attempt == retries else 0)
+        if failed and writes_own_files:
+            # A worker that hung or died after writing its chunk file but before reporting it
+            # did finish those tasks: rerun only what has no ok record.
+            done = store.completed()
+            failed = [i for i in failed if i not in done]
+        if failed and attempt < retries:
+            log.info("retrying %d failed task(s), attempt %d of %d", len(failed), attempt + 2, retries + 1)
+        todo = sorted(failed)
+        if not todo:
+            break
+    return todo

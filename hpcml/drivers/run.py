@@ -1,0 +1,64 @@
+"""Driving a run from one process: check, prepare the run directory, run the missing tasks on
+a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver."""
+from __future__ import annotations
+
+import shutil
+import time
+
+from hpcml.backends import make_backend
+from hpcml.chunks import auto_chunk_size
+from hpcml.drivers.attempts import run_attempts
+from hpcml.drivers.finish import RunResult, finish
+from hpcml.errors import SpecError
+from hpcml.progress import Progress
+from hpcml.spec import Job
+from hpcml.store import RunStore
+
+
+def check_job(job: Job) -> None:
+    """Everything that can be known wrong before a run directory exists."""
+    from hpcml.data import load_dataset
+
+    data = load_dataset(job, lazy=False)
+    problems = job.model.check(job.params, data) + job.plan.check(job, data)
+    if problems:
+        # one line per field, the first problem found for it
+        seen: dict[str, tuple] = {}
+        for p in problems:
+            seen.setdefault(p[0], p)
+        raise SpecError(list(seen.values()))
+
+
+def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+            plots: bool = True) -> RunResult:
+    """Run ``job`` on ``backend`` (default: the spec's) and return its results."""
+    t0 = time.perf_counter()
+    spec = job.spec
+    if spec.engine == "spark":  # one distributed MLlib fit instead of independent tasks
+        from hpcml.drivers.spark_engine import execute_mllib
+
+        return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
+    check_job(job)
+    if backend is None:
+        backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
+    store = RunStore(job.output)
+    store.prepare(job, resume=resume, overwrite=overwrite)
+    done = store.completed() if resume else set()
+    todo = [i for i in range(job.n_tasks) if i not in done]
+    if todo:
+        bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
+        try:
+            backend.start(job.to_json(), store.log_dir)
+        except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
+            bar.close()
+            if not resume:
+                shutil.rmtree(store.path, ignore_errors=True)
+            raise
+        try:
+            chunk_size = spec.backend.chunk_size or auto_chunk_size(len(todo), backend.workers)
+            run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
+                         progress=bar)
+        finally:
+            bar.close()
+            backend.stop()
+    return finish(job, store, time.perf_counter() - t0, plots=plots)

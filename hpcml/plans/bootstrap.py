@@ -1,0 +1,113 @@
+"""``bootstrap``: each task refits the model on a resample of the rows; the summary gives the
+bootstrap SE, percentile and BCa intervals.
+
+A replicate is a vector of resampling counts used as observation weights, not a resampled
+copy of the data: the same numbers as refitting the copy, without copying anything.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import Field
+from scipy.stats import norm
+
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, task_rng
+from hpcml.plans.tables import json_number, ok_rows, output_columns
+
+# Jackknife refits for BCa's acceleration: leave-one-out up to this many rows, else groups.
+JACKKNIFE_GROUPS = 200
+LEVEL = 0.95
+
+
+class BootstrapOptions(PlanOptions):
+    replicates: int = Field(gt=0)
+
+
+def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """How often each row is drawn in one replicate (n draws with replacement)."""
+    return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+
+
+def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Efron's bias-corrected and accelerated interval from replicates and jackknife values."""
+    boot = boot[np.isfinite(boot)]
+    if boot.size < 2 or not np.isfinite(theta_hat):
+        return (math.nan, math.nan)
+    prop = (np.sum(boot < theta_hat) + 0.5 * np.sum(boot == theta_hat)) / boot.size
+    if prop <= 0 or prop >= 1:
+        return (math.nan, math.nan)  # theta_hat outside the bootstrap distribution
+    z0 = norm.ppf(prop)
+    d = jack.mean() - jack
+    denom = 6.0 * (np.sum(d**2) ** 1.5)
+    a = float(np.sum(d**3) / denom) if denom > 0 else 0.0
+    alpha = (1 - level) / 2
+    out = []
+    for z in (norm.ppf(alpha), norm.ppf(1 - alpha)):
+        out.append(float(np.quantile(boot, norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))))))
+    return tuple(out)
+
+
+def full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    from hpcml.models.base import FitContext
+
+    model, params = job.model, job.params
+    # The reference fit uses the generator of a task index no plan uses, so it is as
+    # reproducible as every task.
+    ctx = lambda: FitContext(rng=task_rng(job.spec.seed, 2**31 - 1), threads=job.spec.threads_per_task)
+    full = model.outputs(params, model.fit(params, data, None, ctx()), data)
+    n = data.n
+    groups = min(n, JACKKNIFE_GROUPS)
+    labels = np.arange(n) * groups // n  # contiguous, near-equal blocks
+    jack = {c: np.empty(groups) for c in columns}
+    fast = model.jackknife(params, data, labels, groups)
+    for g in range(groups):
+        out = fast[g] if fast is not None else \
+            model.outputs(params, model.fit(params, data, (labels != g).astype(np.float64), ctx()), data)
+        for c in columns:
+            jack[c][g] = out.get(c, math.nan)
+    return full, jack
+
+
+class BootstrapPlan(Plan):
+    name = "bootstrap"
+    Options = BootstrapOptions
+
+    def count(self, options: BootstrapOptions) -> int:
+        return options.replicates
+
+    def task_params(self, options: BootstrapOptions) -> list[dict[str, Any]]:
+        return [{"replicate": i} for i in range(options.replicates)]
+
+    def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
+        _, outputs = fit_and_record(job, data, resample_counts(ctx.rng, data.n), ctx)
+        return outputs
+
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+        from threadpoolctl import threadpool_limits
+
+        ok = ok_rows(results)
+        columns = output_columns(ok)
+        full, jack = {}, {}
+        if job.model.cheap_refit and len(ok) >= 2:
+            with threadpool_limits(limits=job.spec.threads_per_task):
+                full, jack = full_fit_and_jackknife(job, data(), columns)
+        rows = []
+        alpha = (1 - LEVEL) / 2
+        for c in columns:
+            boot = ok[c].to_numpy(dtype=float)
+            row = {"output": c, "estimate": full.get(c, float(np.nanmean(boot))), "mean": float(np.nanmean(boot)),
+                   "se": float(np.nanstd(boot, ddof=1)) if boot.size > 1 else math.nan,
+                   "pct_low": float(np.nanquantile(boot, alpha)), "pct_high": float(np.nanquantile(boot, 1 - alpha))}
+            if c in jack:
+                row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], LEVEL)
+            rows.append({k: json_number(v) for k, v in row.items()})
+        return {"replicates": int(len(ok)), "level": LEVEL, "table": rows}
+
+    def plots(self, job, ok, summary, plot_dir: Path) -> None:
+        from hpcml.plots import histograms
+
+        histograms(ok, output_columns(ok), f"{job.spec.name}: bootstrap distribution", plot_dir / "bootstrap.png",
+                   summary.get("table"))

@@ -1,0 +1,69 @@
+"""``cv``: K-fold cross-validation, optionally repeated; each task fits on K-1 folds and scores
+the held-out fold. Fold labels are drawn once per repeat from the job seed, so every task
+(on any worker) sees the same folds."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
+from hpcml.plans.tables import json_number, mean_sd_table, ok_rows, output_columns
+
+FOLDS_KEY = 0xF01D  # spawn key of the fold draws (length-2 keys never collide with tasks')
+
+
+class CVOptions(PlanOptions):
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(1, gt=0)
+
+
+def cv_folds(seed: int, n: int, folds: int, repeat: int) -> np.ndarray:
+    """Fold label of each row for one CV repeat: a seeded permutation cut into near-equal parts."""
+    rng = shared_rng(seed, FOLDS_KEY, repeat)
+    labels = np.empty(n, dtype=np.int64)
+    labels[rng.permutation(n)] = np.arange(n) % folds
+    return labels
+
+
+class CVPlan(Plan):
+    name = "cv"
+    Options = CVOptions
+
+    def task_params(self, options: CVOptions) -> list[dict[str, Any]]:
+        return [{"repeat": r, "fold": f} for r in range(options.repeats) for f in range(options.folds)]
+
+    def shared(self, job, n: int) -> dict[str, Any]:
+        cv = job.spec.plan.cv
+        return {"folds": [cv_folds(job.spec.seed, n, cv.folds, r) for r in range(cv.repeats)]}
+
+    def check(self, job, data) -> list[tuple[str, Any, str]]:
+        folds = job.spec.plan.cv.folds
+        return [("plan.cv.folds", folds, f"more folds than rows ({data.n})")] if folds > data.n else []
+
+    def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
+        fold, repeat = task.params["fold"], task.params["repeat"]
+        test = shared["folds"][repeat] == fold
+        fitted, outputs = fit_and_record(job, data, (~test).astype(np.float64), ctx)
+        model, params = job.model, job.params
+        return {"repeat": repeat, "fold": fold,
+                **{f"test_{k}": v for k, v in model.score(params, fitted, data, test).items()},
+                **{f"train_{k}": v for k, v in model.score(params, fitted, data, ~test).items()},
+                **outputs}
+
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+        ok = ok_rows(results)
+        metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))]
+        per_repeat = ok.groupby("repeat")[metrics].mean().reset_index() if metrics else pd.DataFrame()
+        return {"folds": job.spec.plan.cv.folds, "repeats": job.spec.plan.cv.repeats,
+                "table": mean_sd_table(ok, metrics),
+                "per_repeat": [{k: json_number(v) for k, v in r.items()} for r in per_repeat.to_dict("records")]}
+
+    def plots(self, job, ok, summary, plot_dir: Path) -> None:
+        from hpcml.plots import boxplots
+
+        metrics = [c for c in output_columns(ok) if c.startswith("test_")]
+        boxplots(ok, metrics, f"{job.spec.name}: {job.spec.plan.cv.folds}-fold CV", plot_dir / "cv.png")

@@ -1,0 +1,41 @@
+"""``replicate``: n runs of the model on the whole data, each with its own generator (random
+restarts, MCMC chains, training seeds); the summary is each output's mean and spread."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import Field
+
+from hpcml.plans.base import Plan, PlanOptions
+from hpcml.plans.tables import mean_sd_table, ok_rows, output_columns
+
+
+class ReplicateOptions(PlanOptions):
+    n: int = Field(gt=0)
+
+
+class ReplicatePlan(Plan):
+    name = "replicate"
+    Options = ReplicateOptions
+
+    def count(self, options: ReplicateOptions) -> int:
+        return options.n
+
+    def task_params(self, options: ReplicateOptions) -> list[dict[str, Any]]:
+        return [{"replicate": i} for i in range(options.n)]
+
+    def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
+        fitted = job.model.fit(job.params, data, None, ctx)
+        return {"replicate": task.params["replicate"], **job.model.outputs(job.params, fitted, data),
+                **job.model.score(job.params, fitted, data, None)}
+
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+        ok = ok_rows(results)
+        return {"table": mean_sd_table(ok, output_columns(ok))}
+
+    def plots(self, job, ok, summary, plot_dir: Path) -> None:
+        from hpcml.plots import histograms
+
+        histograms(ok, output_columns(ok), f"{job.spec.name}: replicate distribution", plot_dir / "replicate.png",
+                   summary.get("table"))

@@ -1,0 +1,72 @@
+"""``sweep``: a grid of model parameters (times repeats); every task fits on the same rows and
+is scored on the same held-out rows, and the summary is a leaderboard."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import Field
+
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
+from hpcml.plans.tables import json_number, ok_rows
+
+HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
+
+
+class SweepOptions(PlanOptions):
+    grid: dict[str, list[Any]] = Field(description="model parameter -> list of values; tasks = product x repeats")
+    repeats: int = Field(1, gt=0)
+    holdout: float = Field(0.25, gt=0, lt=1, description="fraction of rows held out for scoring")
+
+
+def holdout_mask(seed: int, n: int, fraction: float) -> np.ndarray:
+    """Rows held out for scoring a sweep; the same for every task of the job."""
+    rng = shared_rng(seed, HOLDOUT_KEY)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[: max(1, int(round(fraction * n)))]] = True
+    return mask
+
+
+class SweepPlan(Plan):
+    name = "sweep"
+    Options = SweepOptions
+
+    def task_params(self, options: SweepOptions) -> list[dict[str, Any]]:
+        combos = [dict(zip(options.grid, values)) for values in itertools.product(*options.grid.values())]
+        return [{"repeat": r, "params": c} for c in combos for r in range(options.repeats)]
+
+    def shared(self, job, n: int) -> dict[str, Any]:
+        return {"holdout": holdout_mask(job.spec.seed, n, job.spec.plan.sweep.holdout)}
+
+    def check(self, job, data) -> list[tuple[str, Any, str]]:
+        problems = []
+        for params in self.task_params(job.spec.plan.sweep)[:: job.spec.plan.sweep.repeats]:
+            problems += job.model.check(job.params_with(params["params"]), data)
+        return problems
+
+    def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
+        params = job.params_with(task.params["params"])
+        holdout = shared["holdout"]
+        fitted, outputs = fit_and_record(job, data, (~holdout).astype(np.float64), ctx, params)
+        return {"repeat": task.params["repeat"], **{f"param_{k}": v for k, v in task.params["params"].items()},
+                **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
+
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+        ok = ok_rows(results)
+        keys = [c for c in ok.columns if c.startswith("param_")]
+        metric = f"test_{job.model.primary_metric}"
+        if ok.empty or metric not in ok:
+            return {"metric": metric, "table": []}
+        board = ok.groupby(keys, dropna=False)[metric].agg(["mean", "std", "count"]).reset_index()
+        board = board.sort_values("mean", ascending=not job.model.greater_is_better, kind="stable")
+        rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
+                 f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
+        return {"metric": metric, "greater_is_better": job.model.greater_is_better, "best": rows[0] if rows else None,
+                "table": rows}
+
+    def plots(self, job, ok, summary, plot_dir: Path) -> None:
+        from hpcml.plots import leaderboard
+
+        leaderboard(summary, plot_dir / "leaderboard.png")

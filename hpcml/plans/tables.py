@@ -1,0 +1,35 @@
+"""Summary tables shared by the plans: which columns are outputs, JSON-safe numbers, mean/sd rows."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Record columns that are bookkeeping or plan parameters, never outputs to summarize.
+META = {"task_id", "task_index", "status", "attempt", "seconds", "error", "traceback", "replicate", "repeat",
+        "fold", "shard", "rows"}
+
+
+def json_number(x: Any) -> Any:
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def output_columns(results: pd.DataFrame) -> list[str]:
+    return [c for c in results.columns
+            if c not in META and not c.startswith("param_") and pd.api.types.is_numeric_dtype(results[c])]
+
+
+def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
+    return results.loc[results["status"] == "ok"] if "status" in results else results
+
+
+def mean_sd_table(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    return [{"output": c, "mean": json_number(frame[c].mean()),
+             "sd": json_number(frame[c].std(ddof=1)) if len(frame) > 1 else None,
+             "min": json_number(frame[c].min()), "max": json_number(frame[c].max())} for c in columns]
