@@ -45,7 +45,9 @@ class RunResult:
 def check_job(job: Job) -> None:
     """Everything that can be known wrong before a run directory exists."""
     data = load_dataset(job)
-    problems = job.model.check(job.params, data)
+    # A sweep checks each grid point below (the base alone may lack the grid's arguments).
+    problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
+    problems += job.model.check_plan(job.params, job.spec.plan)
     if job.plan_kind == "cv" and job.spec.plan.cv.folds > data.n:
         problems.append(("plan.cv.folds", job.spec.plan.cv.folds, f"more folds than rows ({data.n})"))
     if job.plan_kind == "shards" and job.spec.plan.shards.n > data.n:

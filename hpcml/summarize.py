@@ -111,7 +111,8 @@ def _mean_sd_table(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, An
 
 def summarize_cv(job, results: pd.DataFrame) -> dict[str, Any]:
     ok = _ok(results)
-    metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))]
+    # Built-in kinds score test and train rows; user code names its own outputs.
+    metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))] or output_columns(ok)
     per_repeat = ok.groupby("repeat")[metrics].mean().reset_index() if metrics else pd.DataFrame()
     return {"folds": job.spec.plan.cv.folds, "repeats": job.spec.plan.cv.repeats,
             "table": _mean_sd_table(ok, metrics),
@@ -121,14 +122,14 @@ def summarize_cv(job, results: pd.DataFrame) -> dict[str, Any]:
 def summarize_sweep(job, results: pd.DataFrame) -> dict[str, Any]:
     ok = _ok(results)
     keys = [c for c in ok.columns if c.startswith("param_")]
-    metric = f"test_{job.model.primary_metric}"
+    metric, greater = job.model.sweep_metric(job.params)
     if ok.empty or metric not in ok:
         return {"metric": metric, "table": []}
     board = ok.groupby(keys, dropna=False)[metric].agg(["mean", "std", "count"]).reset_index()
-    board = board.sort_values("mean", ascending=not job.model.greater_is_better, kind="stable")
+    board = board.sort_values("mean", ascending=not greater, kind="stable")
     rows = [{**{k[len("param_"):]: _f(r[k]) for k in keys}, f"{metric}_mean": _f(r["mean"]),
              f"{metric}_sd": _f(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
-    return {"metric": metric, "greater_is_better": job.model.greater_is_better, "best": rows[0] if rows else None,
+    return {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
             "table": rows}
 
 
