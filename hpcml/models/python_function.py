@@ -50,8 +50,8 @@ class PythonParams(ModelParams):
                           "in __main__, a notebook or a closure)")
     args: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments; a sweep's grid sets them")
     resample: Literal["auto", "weights", "copy"] = Field(
-        "auto", description="weights: pass row weights; copy: pass the resampled rows as `data`; "
-                            "auto: weights if the function asks for `weights`, else copy")
+        "auto", description="weights: pass row weights; copy: pass the resampled (or training) rows as `data`; "
+                            "auto: weights if the function asks for `weights`, `train` or `test`, else copy")
     data_as: Literal["frame", "array"] = Field("frame", description="`data` as a pandas DataFrame or a float64 array")
     items: str | None = Field(None, description="a pickle file of a list; task i calls function(items[i]) "
                                                 "(written by hpcml.map)")
@@ -376,7 +376,8 @@ class PythonFunctionKind(ModelKind):
 
     def _values(self, params: PythonParams, data: Dataset, weights, ctx: FitContext, wanted) -> dict[str, Any]:
         n = data.n
-        copy = params.resample == "copy" or (params.resample == "auto" and "weights" not in wanted)
+        # auto: a function that asks for no weights and no masks gets the rows themselves.
+        copy = params.resample == "copy" or (params.resample == "auto" and not {"weights", "train", "test"} & set(wanted))
         rows = None
         if copy and weights is not None:
             rows = np.repeat(np.arange(n), weights.astype(np.int64))
