@@ -4,6 +4,8 @@
     >>> result = hpcml.run("bootstrap.yaml", backend="local", workers=2)
     >>> result.results      # pandas DataFrame, one row per task
     >>> result.summary      # dict: SE, percentile and BCa intervals, ...
+    >>> hpcml.map(simulate, range(500), backend="dask")        # your own function, in order
+    >>> hpcml.bootstrap(np.median, x, replicates=2000).bca     # any statistic, any backend
 
 Names are imported on first use, so ``import hpcml`` stays light.
 """
@@ -17,6 +19,10 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _PUBLIC = {
     "run": "hpcml.api",
+    "map": "hpcml.user_code",
+    "bootstrap": "hpcml.user_code",
+    "BootstrapResult": "hpcml.user_code",
+    "RunFailed": "hpcml.errors",
     "RunResult": "hpcml.drivers.finish",
     "load_job": "hpcml.spec",
     "Job": "hpcml.spec",

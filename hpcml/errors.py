@@ -22,3 +22,7 @@ class SpecError(Exception):
 
     def lines(self) -> list[str]:
         return [f"{field}: {message} (got {_short(value)})" for field, value, message in self.problems]
+
+
+class RunFailed(Exception):
+    """Some tasks failed after their retries; the run directory holds what finished."""

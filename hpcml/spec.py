@@ -113,7 +113,7 @@ class Job:
         return self.plan.task_id(index)
 
     def params_with(self, overrides: dict[str, Any]) -> ModelParams:
-        return self.model.Params(**{**self.params.model_dump(), **overrides})
+        return self.model.with_params(self.params, overrides)
 
     def to_json(self) -> str:
         return json.dumps(self.spec.model_dump(mode="json", exclude_none=False), sort_keys=True)
@@ -187,7 +187,7 @@ def validate_spec(raw: Any) -> Job:
 def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str]]:
     problems = []
     for name, values in sweep.grid.items():
-        if name not in model.Params.model_fields:
+        if name not in model.Params.model_fields and not model.open_grid:
             problems.append((f"plan.sweep.grid.{name}", values, f"not a parameter of model {model.name!r}"))
         elif not values:
             problems.append((f"plan.sweep.grid.{name}", values, "needs at least one value"))
@@ -196,7 +196,7 @@ def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str
     for combo in itertools.product(*sweep.grid.values()):
         overrides = dict(zip(sweep.grid, combo))
         try:
-            model.Params(**{**base.model_dump(), **overrides})
+            model.with_params(base, overrides)
         except ValidationError as err:
             return pydantic_problems(err, "plan.sweep.grid")
     return []

@@ -20,7 +20,9 @@ def check_job(job: Job) -> None:
     from hpcml.data import load_dataset
 
     data = load_dataset(job, lazy=False)
-    problems = job.model.check(job.params, data) + job.plan.check(job, data)
+    # A sweep checks each grid point (the base alone may lack the grid's arguments).
+    problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
+    problems += job.model.check_plan(job.params, job.spec.plan) + job.plan.check(job, data)
     if problems:
         # one line per field, the first problem found for it
         seen: dict[str, tuple] = {}

@@ -123,6 +123,20 @@ class ModelKind(ABC):
     def plots(self, job, ok, summary: dict[str, Any], plot_dir) -> None:
         """PNG figures of this kind's own (a scree plot, an elbow curve), beside the plan's."""
 
+    def check_plan(self, params: ModelParams, plan: Any) -> list[tuple[str, Any, str]]:
+        """Problems of (params, the job's plan spec) found before any task runs."""
+        return []
+
+    def with_params(self, base: ModelParams, overrides: dict[str, Any]) -> ModelParams:
+        """``base`` with a sweep's grid point applied."""
+        return self.Params(**{**base.model_dump(), **overrides})
+
+    def sweep_metric(self, params: ModelParams) -> tuple[str, bool]:
+        """The output column a sweep ranks by, and whether larger is better."""
+        return f"test_{self.primary_metric}", self.greater_is_better
+
+    # Whether a sweep's grid may name keys that are not fields of Params (with_params places them).
+    open_grid: ClassVar[bool] = False
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.
@@ -151,6 +165,8 @@ BUILTIN_KINDS = {
     "r": "hpcml.models.r.kinds",
     "rscript": "hpcml.models.r.kinds",
     "bayesm": "hpcml.models.r.bayesm",
+    "python": "hpcml.models.python_function",
+    "command": "hpcml.models.command",
 }
 
 

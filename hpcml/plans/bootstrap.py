@@ -85,7 +85,7 @@ class BootstrapPlan(Plan):
         _, outputs = fit_and_record(job, data, resample_counts(ctx.rng, data.n), ctx)
         return outputs
 
-    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any], level: float = LEVEL) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
 
         ok = ok_rows(results)
@@ -95,16 +95,16 @@ class BootstrapPlan(Plan):
             with threadpool_limits(limits=job.spec.threads_per_task):
                 full, jack = full_fit_and_jackknife(job, data(), columns)
         rows = []
-        alpha = (1 - LEVEL) / 2
+        alpha = (1 - level) / 2
         for c in columns:
             boot = ok[c].to_numpy(dtype=float)
             row = {"output": c, "estimate": full.get(c, float(np.nanmean(boot))), "mean": float(np.nanmean(boot)),
                    "se": float(np.nanstd(boot, ddof=1)) if boot.size > 1 else math.nan,
                    "pct_low": float(np.nanquantile(boot, alpha)), "pct_high": float(np.nanquantile(boot, 1 - alpha))}
             if c in jack:
-                row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], LEVEL)
+                row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], level)
             rows.append({k: json_number(v) for k, v in row.items()})
-        return {"replicates": int(len(ok)), "level": LEVEL, "table": rows}
+        return {"replicates": int(len(ok)), "level": level, "table": rows}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.plots import histograms

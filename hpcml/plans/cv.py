@@ -56,7 +56,8 @@ class CVPlan(Plan):
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
-        metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))]
+        # Built-in kinds score test and train rows; user code names its own outputs.
+        metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))] or output_columns(ok)
         per_repeat = ok.groupby("repeat")[metrics].mean().reset_index() if metrics else pd.DataFrame()
         return {"folds": job.spec.plan.cv.folds, "repeats": job.spec.plan.cv.repeats,
                 "table": mean_sd_table(ok, metrics),

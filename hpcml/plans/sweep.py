@@ -56,14 +56,14 @@ class SweepPlan(Plan):
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
         keys = [c for c in ok.columns if c.startswith("param_")]
-        metric = f"test_{job.model.primary_metric}"
+        metric, greater = job.model.sweep_metric(job.params)
         if ok.empty or metric not in ok:
             return {"metric": metric, "table": []}
         board = ok.groupby(keys, dropna=False)[metric].agg(["mean", "std", "count"]).reset_index()
-        board = board.sort_values("mean", ascending=not job.model.greater_is_better, kind="stable")
+        board = board.sort_values("mean", ascending=not greater, kind="stable")
         rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
                  f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
-        return {"metric": metric, "greater_is_better": job.model.greater_is_better, "best": rows[0] if rows else None,
+        return {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
                 "table": rows}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:

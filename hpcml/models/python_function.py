@@ -1,0 +1,335 @@
+"""The ``python`` kind: the user's own Python function as a task.
+
+    model:
+      kind: python
+      function: mypkg.stats:trimmed_mean     # or  file: analysis.py  +  function: trimmed_mean
+      args: {cut: 0.1}                       # extra keyword arguments (a sweep's grid sets them)
+
+The function asks for what it needs by parameter name (see ``INJECTED``): ``data`` (the data
+source as a pandas DataFrame, None for ``source: none``), ``weights``, ``rng``, ``params``,
+``task``, ``scratch``, ``train``, ``test``, ``item``; names in ``args`` are passed too. Any
+other parameter without a default is bad input, found before a run directory exists.
+
+It returns a number (column ``value``), a mapping of numbers, a pandas Series or a 1-D array
+(``value_0``, ``value_1``...). Arrays and frames inside a mapping are saved in the task's
+artifact directory and the record holds their path. Anything else fails the task.
+
+A function travels by reference (``module:name``, a file) or by value: ``function_pickle`` is
+a cloudpickle file the Python API writes for functions defined in ``__main__``, a notebook or
+a closure. Each worker process loads a function (and ``items``) once, not once per task.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from .base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from .user_outputs import pickled, to_record
+
+# What a function may ask for by parameter name.
+INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")
+
+
+class PythonParams(ModelParams):
+    function: str | None = Field(None, description="`package.module:name`, or the function's name in `file`")
+    file: str | None = Field(None, description="a Python file that defines `function`")
+    function_pickle: str | None = Field(
+        None, description="a cloudpickle file of the function (written by the Python API for functions defined "
+                          "in __main__, a notebook or a closure)")
+    args: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments; a sweep's grid sets them")
+    resample: Literal["auto", "weights", "copy"] = Field(
+        "auto", description="weights: pass row weights; copy: pass the resampled (or training) rows as `data`; "
+                            "auto: weights if the function asks for `weights`, `train` or `test`, else copy")
+    data_as: Literal["frame", "array"] = Field("frame", description="`data` as a pandas DataFrame or a float64 array")
+    items: str | None = Field(None, description="a pickle file of a list; task i calls function(items[i]) "
+                                                "(written by hpcml.map)")
+    result: Literal["outputs", "object"] = Field(
+        "outputs", description="outputs: numbers, one column each; object: any picklable value, kept pickled "
+                               "in column `result` (hpcml.map)")
+    metric: str = Field("value", description="the output a sweep ranks by")
+    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PythonParams":
+        if (self.function is None) == (self.function_pickle is None):
+            raise ValueError("give exactly one of `function` or `function_pickle`")
+        if self.file is not None and self.function_pickle is not None:
+            raise ValueError("`file` goes with `function`, not with `function_pickle`")
+        bad = sorted(set(self.args) & set(INJECTED))
+        if bad:
+            raise ValueError(f"args: {bad[0]!r} is a name hpcml passes itself; rename it")
+        return self
+
+
+class UserCodeError(Exception):
+    """The user's function could not be loaded or called as the spec says (bad input)."""
+
+    def __init__(self, field: str, value: Any, message: str):
+        super().__init__(f"{field}: {message} (got {value!r})")
+        self.problem = (field, value, message)
+
+
+# ---------------------------------------------------------------- loading, once per process
+
+def _module_from_file(path: str):
+    resolved = Path(path).resolve()
+    name = "hpcml_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise UserCodeError("model.file", path, "not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that pickling what it defines works
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _resolve(params: PythonParams) -> Callable:
+    if params.function_pickle is not None:
+        import cloudpickle  # noqa: F401  (registers what pickle needs for functions by value)
+
+        path = Path(params.function_pickle)
+        if not path.is_file():
+            raise UserCodeError("model.function_pickle", params.function_pickle, "file not found")
+        with open(path, "rb") as fh:
+            fn = pickle.load(fh)
+        where, what = "model.function_pickle", params.function_pickle
+    elif params.file is not None:
+        if not Path(params.file).is_file():
+            raise UserCodeError("model.file", params.file, "file not found")
+        try:
+            module = _module_from_file(params.file)
+        except UserCodeError:
+            raise
+        except Exception as err:
+            raise UserCodeError("model.file", params.file, f"cannot import: {type(err).__name__}: {err}") from None
+        fn = getattr(module, params.function, None)
+        if fn is None:
+            raise UserCodeError("model.function", params.function, f"not defined in {params.file}")
+        where, what = "model.function", params.function
+    else:
+        module_name, sep, attr = params.function.partition(":")
+        if not sep or not module_name or not attr:
+            raise UserCodeError("model.function", params.function,
+                                "expected `package.module:name` (or set `file` to a Python file)")
+        try:
+            obj = importlib.import_module(module_name)
+        except Exception as err:
+            raise UserCodeError("model.function", params.function,
+                                f"cannot import {module_name}: {type(err).__name__}: {err}") from None
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise UserCodeError("model.function", params.function, f"{module_name} has no {attr!r}")
+        fn = obj
+        where, what = "model.function", params.function
+    if not callable(fn):
+        raise UserCodeError(where, what, f"not callable ({type(fn).__name__})")
+    return fn
+
+
+def _signature_names(fn: Callable, params: PythonParams) -> tuple[tuple[str, ...], bool, frozenset]:
+    """(the injected names the function asks for, whether it takes **kwargs, the ``args`` it takes).
+
+    Raises UserCodeError for a parameter hpcml cannot fill.
+    """
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins: the item, or the data
+        return (("item",) if params.items is not None else ("data",)), False, frozenset()
+    where = "model.function_pickle" if params.function_pickle is not None else "model.function"
+    what = params.function_pickle or params.function
+    wanted, var_kw, takes = [], False, set()
+    parameters = list(sig.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if params.items is not None:
+        # hpcml.map: the item is the first positional argument, whatever it is called.
+        if not parameters or parameters[0].kind not in positional + (inspect.Parameter.VAR_POSITIONAL,):
+            raise UserCodeError(where, what, "takes no positional argument for the item")
+        if parameters[0].kind != inspect.Parameter.VAR_POSITIONAL:
+            parameters = parameters[1:]
+        wanted.append("item")
+    for p in parameters:
+        if p.kind == inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind == inspect.Parameter.VAR_POSITIONAL:
+            continue
+        elif p.kind == inspect.Parameter.POSITIONAL_ONLY:
+            if p.default is inspect.Parameter.empty:
+                raise UserCodeError(where, what, f"parameter {p.name!r} is positional-only; hpcml passes "
+                                    "arguments by name")
+        elif p.name in INJECTED and p.name != "item":
+            wanted.append(p.name)
+        elif p.name in params.args:
+            takes.add(p.name)
+        elif p.default is inspect.Parameter.empty:
+            hint = "" if p.name != "item" else " (`item` is given by hpcml.map only)"
+            raise UserCodeError(where, what, f"asks for unknown parameter {p.name!r}{hint}; it may ask for "
+                                f"{', '.join(n for n in INJECTED if n != 'item')} or a name in model.args")
+    if not var_kw:
+        extra = sorted(set(params.args) - takes)
+        if extra:
+            raise UserCodeError(f"model.args.{extra[0]}", params.args[extra[0]],
+                                "the function has no parameter of this name")
+    return tuple(dict.fromkeys(wanted)), var_kw, frozenset(takes)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(params_json: str) -> Callable:
+    return _resolve(PythonParams.model_validate_json(params_json))
+
+
+@functools.lru_cache(maxsize=256)
+def _binding(params_json: str) -> tuple[Callable, tuple[str, ...], bool]:
+    params = PythonParams.model_validate_json(params_json)
+    # A sweep changes only ``args``: the function itself is loaded once for all of them.
+    fn = _load(params.model_copy(update={"args": {}}).model_dump_json())
+    wanted, var_kw, _ = _signature_names(fn, params)
+    return fn, wanted, var_kw
+
+
+_LAST: list = [None, None]
+
+
+def load_function(params: PythonParams) -> tuple[Callable, tuple[str, ...], bool]:
+    """The function, the injected names it asks for, whether it takes **kwargs; cached per process."""
+    if _LAST[0] is not params:  # most jobs hand every task the same params object
+        _LAST[:] = [params, _binding(params.model_dump_json())]
+    return _LAST[1]
+
+
+@functools.lru_cache(maxsize=4)
+def load_items(path: str) -> list:
+    import cloudpickle  # noqa: F401
+
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+_FRAMES: dict[int, tuple[Any, Any]] = {}
+
+
+def _frame(data: Dataset):
+    """The data as a DataFrame, built once per process for the whole data set."""
+    import pandas as pd
+
+    cached = _FRAMES.get(id(data.X))
+    if cached is None or cached[0] is not data.X:
+        frame = pd.DataFrame(np.asarray(data.X), columns=data.features)
+        if len(_FRAMES) > 2:
+            _FRAMES.clear()
+        cached = _FRAMES[id(data.X)] = (data.X, frame)
+    return cached[1]
+
+
+_TEMP: list[str] = []
+
+
+def _fallback_scratch() -> Path:
+    # Refits on the driver (BCa's jackknife) have no task directory.
+    if not _TEMP:
+        _TEMP.append(tempfile.mkdtemp(prefix="hpcml-scratch-"))
+    return Path(_TEMP[0])
+
+
+# ---------------------------------------------------------------- the kind
+
+@register_model
+class PythonFunctionKind(ModelKind):
+    name = "python"
+    Params = PythonParams
+    needs_target = False
+    primary_metric = "value"
+    open_grid = True  # a sweep's grid names the function's own arguments (model.args)
+
+    def check(self, params: PythonParams, data: Dataset) -> list[tuple[str, Any, str]]:
+        if data.target is not None:
+            return [("data.target", data.target, "the python kind passes every column to the function; "
+                     "remove data.target and use the column in the function")]
+        if params.file is not None and not Path(params.file).is_file():
+            return [("model.file", params.file, "file not found")]
+        if params.items is not None and not Path(params.items).is_file():
+            return [("model.items", params.items, "file not found")]
+        try:
+            load_function(params)
+        except UserCodeError as err:
+            return [err.problem]
+        return []
+
+    def with_params(self, base: PythonParams, overrides: dict[str, Any]) -> PythonParams:
+        fields = {k: v for k, v in overrides.items() if k in PythonParams.model_fields}
+        args = {k: v for k, v in overrides.items() if k not in PythonParams.model_fields}
+        return PythonParams(**{**base.model_dump(), **fields, "args": {**base.args, **args}})
+
+    def sweep_metric(self, params: PythonParams) -> tuple[str, bool]:
+        return params.metric, params.greater_is_better
+
+    def fit(self, params: PythonParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> Any:
+        fn, wanted, var_kw = load_function(params)
+        kwargs = self._values(params, data, weights, ctx, wanted) if len(wanted) > ("item" in wanted) else {}
+        kwargs.update(params.args)
+        if params.items is not None:
+            value = fn(load_items(params.items)[int(ctx.task_index or 0)], **kwargs)
+        else:
+            value = fn(**kwargs)
+        if params.result == "object":
+            return {"result": pickled(value)}
+        return to_record(value, lambda: ctx.scratch if ctx.scratch is not None else None)
+
+    def _values(self, params: PythonParams, data: Dataset, weights, ctx: FitContext, wanted) -> dict[str, Any]:
+        n = data.n
+        # auto: a function that asks for no weights and no masks gets the rows themselves.
+        copy = params.resample == "copy" or (params.resample == "auto" and not {"weights", "train", "test"} & set(wanted))
+        rows = None
+        if copy and weights is not None:
+            rows = np.repeat(np.arange(n), weights.astype(np.int64))
+            weights = None
+        getters = {
+            "data": lambda: self._data(params, data, rows),
+            "weights": lambda: np.ones(n if rows is None else rows.size) if weights is None else weights,
+            "rng": lambda: ctx.rng,
+            "params": lambda: dict(params.args),
+            "task": lambda: {"index": ctx.task_index, "id": ctx.task_id, "seed": ctx.seed, **ctx.task_params},
+            "scratch": lambda: self._scratch(ctx),
+            "train": lambda: np.ones(n if rows is None else rows.size, dtype=bool) if weights is None else weights > 0,
+            "test": lambda: np.zeros(n if rows is None else rows.size, dtype=bool) if weights is None else weights == 0,
+        }
+        return {name: getters[name]() for name in wanted if name != "item"}
+
+    @staticmethod
+    def _scratch(ctx: FitContext) -> Path:
+        path = Path(ctx.scratch) if ctx.scratch is not None else _fallback_scratch()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _data(params: PythonParams, data: Dataset, rows: np.ndarray | None):
+        if data.X.shape[1] == 0:  # source: none
+            return None
+        if params.data_as == "array":
+            X = np.asarray(data.X)
+            return X if rows is None else X[rows]
+        frame = _frame(data)
+        return frame if rows is None else frame.iloc[rows].reset_index(drop=True)
+
+    def outputs(self, params, fitted: dict[str, Any], data: Dataset) -> dict[str, Any]:
+        return dict(fitted)
+
+    def score(self, params, fitted, data: Dataset, mask) -> dict[str, float]:
+        return {}

@@ -1,0 +1,277 @@
+"""Python functions on any backend in one call: ``hpcml.map`` and ``hpcml.bootstrap``.
+
+    >>> results = hpcml.map(simulate, range(500), backend="local", workers=2)
+    >>> boot = hpcml.bootstrap(np.median, x, replicates=2000, backend="dask")
+    >>> boot.estimate, boot.se, boot.percentile, boot.bca
+
+Both build a job of the ``python`` kind and run it like any other: the same seeds, the same
+numbers on every backend, retries, timeouts, and resume when ``out`` names a run directory
+(without ``out`` the run lives in a temporary directory, removed afterwards). The function
+travels by reference when importable, else by value: cloudpickled once into a file named by
+its content. ``map``'s items are pickled once into a file the same way; each worker process
+loads both once, never once per task.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import pickle
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .errors import RunFailed, SpecError
+from .models.python_function import INJECTED
+
+
+def _write_once(directory: Path, prefix: str, payload: bytes) -> str:
+    from .store import atomic_write_bytes
+
+    path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
+    if not path.exists():
+        atomic_write_bytes(path, payload)
+    return str(path)
+
+
+def _importable_name(func: Callable) -> str | None:
+    """``module:qualname`` when workers can import ``func`` by name, else None."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    return f"{module}:{qualname}" if obj is func else None
+
+
+def function_fields(func: Callable, directory: Path) -> dict[str, str]:
+    """The ``model`` fields that name ``func``: by reference, or a cloudpickle file by value."""
+    import cloudpickle
+
+    if not callable(func):
+        raise SpecError.one("function", type(func).__name__, "not callable")
+    name = _importable_name(func)
+    if name is not None:
+        return {"function": name}
+    try:
+        payload = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as err:
+        raise SpecError.one("function", getattr(func, "__qualname__", repr(func)),
+                            f"cannot be pickled by value: {type(err).__name__}: {err}") from None
+    return {"function_pickle": _write_once(directory / "functions", "function", payload)}
+
+
+def _inputs_dir(out: Path | None, temp: Path | None) -> Path:
+    if temp is not None:
+        return temp / "inputs"
+    from .data.frames import cache_dir
+
+    return cache_dir() / "inputs"
+
+
+def _job_name(prefix: str, func: Callable) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(func, "__name__", "function"))
+    return f"{prefix}-{name}".strip("_") or prefix
+
+
+def _execute(spec: dict, resume: bool, progress: bool):
+    from .drivers.run import execute
+    from .spec import load_job
+
+    return execute(load_job(spec), resume=resume, overwrite=False, progress=progress, plots=False)
+
+
+def _raise_failures(result, what: str, keep: bool) -> None:
+    if result.n_failed:
+        failures = result.failures()
+        first = f"; first: {failures.iloc[0]['task_id']}: {failures.iloc[0].get('error')}" if len(failures) else ""
+        where = f" (records in {result.run_dir})" if keep else ""
+        raise RunFailed(f"{result.n_failed} of {result.n_tasks} {what} failed{first}{where}")
+
+
+class _Run:
+    """A run directory: ``out`` (kept, resumable) or a temporary one (removed on exit)."""
+
+    def __init__(self, out: str | Path | None):
+        self.temp = Path(tempfile.mkdtemp(prefix="hpcml-")) if out is None else None
+        self.out = Path(out) if out is not None else self.temp / "run"
+        self.inputs = _inputs_dir(self.out, self.temp)
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _backend(backend: str, workers: int | None, chunk_size: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    spec = {"name": backend, **options}
+    if workers is not None:
+        spec["workers"] = workers
+    if chunk_size is not None:
+        spec["chunk_size"] = chunk_size
+    return spec
+
+
+def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int | None = None,
+        out: str | Path | None = None, seed: int = 0, chunk_size: int | None = None, retries: int = 0,
+        timeout_s: float | None = None, progress: bool = False, **backend_options: Any) -> list:
+    """``[func(item) for item in items]``, run as tasks on ``backend``; results in order.
+
+    With ``out`` the run directory is kept and a second call with the same function and items
+    runs only the calls that have no result yet (after a crash, a kill, a timeout). Raises
+    :class:`RunFailed` naming the first failure if any call failed after its ``retries``.
+    """
+    items = list(items)
+    if not items:
+        return []
+    with _Run(out) as run:
+        spec = {
+            "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},
+            "model": {"kind": "python", **function_fields(func, run.inputs),
+                      "items": _write_once(run.inputs / "items", "items", _pickle_items(items)), "result": "object"},
+            "plan": {"replicate": {"n": len(items)}}, "backend": _backend(backend, workers, chunk_size, backend_options),
+            "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
+        }
+        result = _execute(spec, resume=out is not None, progress=progress)
+        _raise_failures(result, "calls", keep=out is not None)
+        frame = result.results.sort_values("task_index")
+        return [pickle.loads(b) for b in frame["result"]]
+
+
+def _pickle_items(items: list) -> bytes:
+    try:
+        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return cloudpickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# ---------------------------------------------------------------- bootstrap
+
+@dataclass
+class BootstrapResult:
+    """Estimate, standard error, percentile and BCa intervals of each output of the statistic.
+
+    For a statistic returning one number the attributes are numbers and (low, high) tuples;
+    for several outputs they are pandas Series indexed by output name. ``table`` has them all,
+    ``replicates`` every replicate's outputs (one row per replicate).
+    """
+
+    estimate: Any
+    se: Any
+    percentile: tuple
+    bca: tuple
+    level: float
+    table: pd.DataFrame
+    replicates: pd.DataFrame
+    run_dir: Path | None
+
+
+def _plain(statistic: Callable) -> tuple[bool, list[str]]:
+    """(whether the first argument is the data, positionally; the names to ask for)."""
+    try:
+        params = list(inspect.signature(statistic).parameters.values())
+    except (TypeError, ValueError):
+        return True, ["data"]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    first_is_data = bool(params) and params[0].kind in positional and params[0].name not in INJECTED
+    rest = params[1:] if first_is_data else params
+    names = [p.name for p in rest if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+             and (p.name in INJECTED or p.default is inspect.Parameter.empty)]
+    return first_is_data, (["data"] if first_is_data else []) + names
+
+
+def _adapt(statistic: Callable, vector: bool) -> Callable:
+    """``statistic`` as the python kind calls it: by parameter name, the data as the user gave it."""
+    first_is_data, names = _plain(statistic)
+    if not first_is_data and not vector:
+        return statistic
+    if vector and "data" not in names:
+        names = ["data", *names]
+
+    def call(**kwargs):
+        if vector and kwargs.get("data") is not None:
+            kwargs["data"] = kwargs["data"][:, 0]
+        if first_is_data:
+            return statistic(kwargs.pop("data"), **kwargs)
+        return statistic(**kwargs)
+
+    call.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
+    call.__name__ = getattr(statistic, "__name__", "statistic")
+    return call
+
+
+def _as_source(data: Any) -> tuple[Any, str, bool]:
+    """(the table to store, data_as, whether the statistic gets a 1-D vector)."""
+    if isinstance(data, pd.DataFrame):
+        return data, "frame", False
+    if isinstance(data, pd.Series):
+        return pd.DataFrame({str(data.name or "x"): data.to_numpy()}), "array", True
+    arr = np.asarray(data)
+    if arr.ndim == 1:
+        return pd.DataFrame({"x": arr}), "array", True
+    if arr.ndim == 2:
+        return arr, "array", False
+    raise SpecError.one("data", f"array of shape {arr.shape}", "expected a DataFrame, a 1-D or a 2-D array")
+
+
+def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend: str = "local",
+              workers: int | None = None, seed: int = 0, resample: str = "auto", level: float = 0.95,
+              out: str | Path | None = None, chunk_size: int | None = None, retries: int = 0,
+              timeout_s: float | None = None, progress: bool = False, **backend_options: Any) -> BootstrapResult:
+    """Bootstrap ``statistic`` of ``data`` on any backend: estimate, SE, percentile and BCa intervals.
+
+    ``statistic(x)`` gets the resampled data (a 1-D array if ``data`` is 1-D, else what was
+    given); a statistic that asks for ``weights`` by name gets the whole data and each
+    replicate's counts instead. It may also ask for ``rng``, ``task``, ``scratch``.
+    """
+    from .data.frames import frame_source
+
+    if not 0 < level < 1:
+        raise SpecError.one("level", level, "must be between 0 and 1")
+    table, data_as, vector = _as_source(data)
+    with _Run(out) as run:
+        fn = _adapt(statistic, vector)
+        spec = {
+            "name": _job_name("bootstrap", statistic), "seed": seed,
+            "data": {"source": frame_source(table)},
+            "model": {"kind": "python", **function_fields(fn, run.inputs), "resample": resample, "data_as": data_as},
+            "plan": {"bootstrap": {"replicates": replicates}},
+            "backend": _backend(backend, workers, chunk_size, backend_options),
+            "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
+        }
+        from .data import load_dataset
+        from .spec import load_job
+
+        result = _execute(spec, resume=out is not None, progress=progress)
+        _raise_failures(result, "replicates", keep=out is not None)
+        summary = result.summary
+        if level != summary.get("level", 0.95):
+            job = load_job(spec)
+            summary = job.plan.summarize(job, result.results, result.run_dir, lambda: load_dataset(job), level=level)
+        ok = result.results.loc[result.results["status"] == "ok"].sort_values("task_index")
+    rows = pd.DataFrame(summary["table"]).set_index("output")
+    reps = ok[list(rows.index)].reset_index(drop=True)
+    for col in ("bca_low", "bca_high"):
+        if col not in rows:
+            rows[col] = np.nan
+    pick = (lambda c: float(rows[c].iloc[0])) if len(rows) == 1 else (lambda c: rows[c].astype(float))
+    return BootstrapResult(estimate=pick("estimate"), se=pick("se"), percentile=(pick("pct_low"), pick("pct_high")),
+                           bca=(pick("bca_low"), pick("bca_high")), level=level, table=rows, replicates=reps,
+                           run_dir=Path(out) if out is not None else None)
+
+
+__all__ = ["map", "bootstrap", "BootstrapResult", "function_fields"]
