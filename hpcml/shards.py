@@ -149,6 +149,10 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
         features = [c for c in reader.columns if c != target]
     if any(f not in reader.columns for f in features) or (target is not None and target not in reader.columns):
         return None
+    # Categorical features need their levels from every row: such data takes the full load.
+    sample = reader.read(0, min(reader.n, 1000), list(features))
+    if any(_data.is_categorical(sample[f]) for f in features):
+        return None
     y, classes = None, None
     if target is not None and needs_target:
         # One column in full, encoded by the same code as a full load (labels sorted the same).
