@@ -101,7 +101,11 @@ class ModelKind(ABC):
 
     @abstractmethod
     def outputs(self, params: ModelParams, fitted: Any, data: Dataset) -> dict[str, float]:
-        """The fit as a flat dict of scalars (coefficients, inertia, variance ratios...)."""
+        """The fit as a flat dict of scalars (coefficients, inertia, variance ratios...).
+
+        NaN is a value (R's NA: an aliased coefficient). A kind may add a string ``warning``
+        (e.g. logistic under separation): the task stays ok and the text gets its own column.
+        """
 
     @abstractmethod
     def score(self, params: ModelParams, fitted: Any, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
@@ -114,6 +118,13 @@ class ModelKind(ABC):
         downdating one fit of the whole data is much cheaper than ``groups`` refits.
         """
         return None
+
+    # Optional, looked up with getattr by the summary (not defined here):
+    #   summarize_extra(job, results, run_dir) -> dict: keys merged into the plan's summary
+    #     (a ``table`` replaces the plan's). ols/logistic: the ``summary(lm)``/``summary(glm)``
+    #     table of a ``fit``; pca/kmeans: loadings, cluster sizes; bayesm: R-hat; cnn: leaderboards.
+    #   artifacts(params, fitted, data, ctx) -> list[str]: files a ``fit`` task writes under
+    #     ``ctx.scratch`` (pca scores, kmeans clusters), called by the kind's own ``fit``.
 
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
