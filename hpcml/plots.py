@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .store import atomic_write_bytes  # noqa: E402
@@ -25,7 +26,8 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None) -> None:
+def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None,
+                table_level: float | None = None) -> None:
     columns = columns[:MAX_PANELS]
     if not columns:
         return
@@ -33,16 +35,22 @@ def _histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path,
     nrow = math.ceil(len(columns) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
     bounds = {r["output"]: r for r in (table or [])}
+    level = int(round(100 * (table_level or 0.95)))
+    handles = {}
     for ax, c in zip(axes.flat, columns):
-        ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")
+        handles.setdefault("replicates", ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")[2][0])
         row = bounds.get(c, {})
         for key in ("pct_low", "pct_high"):
             if row.get(key) is not None:
-                ax.axvline(row[key], color="#C44E52", lw=1)
+                handles.setdefault(f"{level} % percentile interval", ax.axvline(row[key], color="#C44E52", lw=1, ls="--"))
+        if row.get("estimate") is not None:
+            handles.setdefault("full-data estimate", ax.axvline(row["estimate"], color="black", lw=1.5))
         ax.set_title(c, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
 
@@ -53,12 +61,17 @@ def _scree(row: pd.Series, path: Path) -> None:
         return
     ks, vals = zip(*evr)
     cum = pd.Series(vals).cumsum()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(ks, vals, label="explained variance ratio")
+    kept = int(row.get("n_components", len(ks)))
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(ks)), 3.5))
+    ax.bar(ks[:kept], vals[:kept], color="#4C72B0", label=f"explained variance ratio (kept: {kept})")
+    if kept < len(ks):
+        ax.bar(ks[kept:], vals[kept:], color="#B0B0B0", label="not kept")
     ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
     for level in (0.8, 0.95):
         ax.axhline(level, ls="--", color="grey", lw=0.8)
     ax.set_xlabel("component")
+    ax.set_xlim(0.4, len(ks) + 0.6)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend()
     _save(fig, path)
 
@@ -96,7 +109,8 @@ def write_plots(job, results: pd.DataFrame, summary: dict, plot_dir: Path) -> li
     kind = job.plan_kind
     name = job.spec.name
     if kind in ("bootstrap", "replicate"):
-        _histograms(ok, output_columns(ok), f"{name}: {kind} distribution", plot_dir / f"{kind}.png", summary.get("table"))
+        _histograms(ok, output_columns(ok), f"{name}: {kind} distribution", plot_dir / f"{kind}.png", summary.get("table"),
+                    summary.get("level"))
     elif kind == "cv":
         metrics = [c for c in output_columns(ok) if c.startswith("test_")]
         if metrics:

@@ -78,7 +78,7 @@ def test_adapter_deterministic_and_keys():
     assert out == again  # bit-identical for the same seed
     assert list(out)[:2] == ["inertia", "n_iter"]
     assert [k for k in out if k.startswith("center_1_")] == ["center_1_sl", "center_1_sw", "center_1_pl", "center_1_pw"]
-    assert len(out) == 2 + 3 * 4
+    assert len(out) == 2 + 3 * 4 + 3  # and size_1..size_3
     assert not kind.needs_target and kind.primary_metric == "inertia" and not kind.greater_is_better
 
 
@@ -94,7 +94,7 @@ def test_adapter_score_on_mask():
 def test_adapter_params_and_check():
     kind = get_model("kmeans")
     p = kind.Params()
-    assert (p.k, p.n_init, p.max_iter, p.tol) == (3, 10, 300, 1e-4)
+    assert (p.k, p.n_init, p.max_iter, p.tol) == (3, 10, 300, 0.0)  # tol 0: until no row moves, as R
     for bad in ({"k": 0}, {"n_init": 0}, {"tol": -1.0}, {"init": "random"}):
         with pytest.raises(ValidationError):
             kind.Params(**bad)

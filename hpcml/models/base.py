@@ -123,8 +123,8 @@ class ModelKind(ABC):
     #   summarize_extra(job, results, run_dir) -> dict: keys merged into the plan's summary
     #     (a ``table`` replaces the plan's). ols/logistic: the ``summary(lm)``/``summary(glm)``
     #     table of a ``fit``; pca/kmeans: loadings, cluster sizes; bayesm: R-hat; cnn: leaderboards.
-    #   artifacts(params, fitted, data, ctx) -> list[str]: files a ``fit`` task writes under
-    #     ``ctx.scratch`` (pca scores, kmeans clusters), called by the kind's own ``fit``.
+    # A kind's ``fit`` may save files under ``ctx.scratch`` (``hpcml.models.artifacts``: the
+    # task of a ``fit`` plan saves pca scores and loadings, kmeans clusters).
 
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
