@@ -100,3 +100,15 @@ def test_adapter_params_and_check():
             kind.Params(**bad)
     assert kind.check(kind.Params(k=500), _data()) == [("model.k", 500, "k=500 exceeds the number of rows (150)")]
     assert kind.check(kind.Params(k=150), _data()) == []
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-1])
+def test_centres_are_the_means_of_their_clusters(tol):
+    """R's kmeans reports the cluster means; an early stop by tol must too (one more mean step)."""
+    from hpcml.models.cluster import kmeans
+
+    X = np.random.default_rng(5).normal(size=(400, 3)) + np.repeat(np.eye(3) * 2.5, [150, 150, 100], axis=0)
+    fit = kmeans(X, 3, np.random.default_rng(0), tol=tol)
+    for j in range(3):
+        np.testing.assert_allclose(fit.centers[j], X[fit.labels == j].mean(axis=0), rtol=1e-12)
+    assert fit.sizes.tolist() == np.bincount(fit.labels, minlength=3).tolist()

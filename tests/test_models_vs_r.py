@@ -151,3 +151,49 @@ def test_design_matrix_is_model_matrix(hmda):
     assert data.features == ref["names"]
     np.testing.assert_array_equal(data.X, np.array(ref["x"], dtype=float))
     assert data.meta["factors"]["chist"] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_pca_scale_is_prcomp(tmp_path):
+    ref = rscript("p <- prcomp(USArrests, scale. = TRUE); "
+                  "list(x = unname(as.matrix(USArrests)), names = names(USArrests), sdev = p$sdev, "
+                  "rotation = unname(p$rotation), scores = unname(p$x))")
+    frame = pd.DataFrame(np.array(ref["x"], dtype=float), columns=ref["names"])
+    res = run({"name": "r-pca", "data": {"source": "x"}, "model": {"kind": "pca", "scale": True},
+               "plan": {"fit": {}}, "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "pca")},
+              data=frame, progress=False, plots=False)
+    assert res.ok
+    summary = res.summary
+    np.testing.assert_allclose(summary["sdev"], ref["sdev"], rtol=1e-8)  # every component by default
+    rotation = np.array([[row[f"PC{j + 1}"] for j in range(4)] for row in summary["loadings"]])
+    want = np.array(ref["rotation"], dtype=float)
+    signs = np.sign(np.sum(rotation * want, axis=0))  # prcomp's signs are LAPACK's: compare up to sign
+    np.testing.assert_allclose(rotation * signs, want, rtol=1e-8, atol=1e-12)
+    scores = pd.read_parquet(Path(res.run_dir, summary["scores_file"])).to_numpy()
+    np.testing.assert_allclose(scores * signs, np.array(ref["scores"], dtype=float), rtol=1e-8, atol=1e-10)
+    assert [r["feature"] for r in summary["loadings"]] == ref["names"]
+    cum = np.cumsum(np.square(ref["sdev"])) / 4  # 4 unit-variance columns
+    assert summary["variance_thresholds"]["k_95"] == int(np.argmax(cum >= 0.95)) + 1
+
+
+def test_kmeans_centres_and_sizes_are_r_kmeans(tmp_path):
+    ref = rscript("x <- iris[, 1:4]; set.seed(1); km <- kmeans(x, 3, nstart = 25); "
+                  "list(x = unname(as.matrix(x)), names = names(x), centers = unname(km$centers), "
+                  "size = km$size, cluster = km$cluster, tot = km$tot.withinss)")
+    frame = pd.DataFrame(np.array(ref["x"], dtype=float), columns=[n.replace(".", "_") for n in ref["names"]])
+    res = run({"name": "r-km", "data": {"source": "x"}, "model": {"kind": "kmeans", "k": 3},
+               "plan": {"fit": {}}, "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "km")},
+              data=frame, progress=False, plots=False)
+    assert res.ok
+    row = res.results.iloc[0]
+    ours = np.array([[row[f"center_{j}_{f}"] for f in frame.columns] for j in (1, 2, 3)])
+    clusters = pd.read_parquet(Path(res.run_dir, res.summary["clusters_file"]))["cluster"].to_numpy()
+    # The same partition, up to the numbering of the clusters ...
+    r_cluster = np.array(ref["cluster"])
+    mapping = {int(c): int(np.bincount(r_cluster[clusters == c]).argmax()) for c in (1, 2, 3)}
+    assert sorted(mapping.values()) == [1, 2, 3]
+    assert all(mapping[int(c)] == r for c, r in zip(clusters, r_cluster))
+    # ... so the same centres (the means of their clusters), sizes and within-cluster SS.
+    want = np.array(ref["centers"], dtype=float)[[mapping[j] - 1 for j in (1, 2, 3)]]
+    np.testing.assert_allclose(ours, want, rtol=1e-6)
+    assert res.summary["sizes"] == [ref["size"][mapping[j] - 1] for j in (1, 2, 3)]
+    assert row["inertia"] == pytest.approx(ref["tot"][0], rel=1e-9)
