@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hpcml.store import atomic_write_bytes  # noqa: E402
@@ -24,8 +25,10 @@ def save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None) -> None:
-    """One histogram per output, with the percentile interval where the summary has one."""
+def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, table: list[dict] | None = None,
+               level: float | None = None) -> None:
+    """One histogram per output, with the full-data estimate and the percentile interval where
+    the summary has them, and a legend."""
     columns = columns[:MAX_PANELS]
     if not columns:
         return
@@ -33,16 +36,23 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
     nrow = math.ceil(len(columns) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
     bounds = {r["output"]: r for r in (table or [])}
+    percent = int(round(100 * (level or 0.95)))
+    handles = {}
     for ax, c in zip(axes.flat, columns):
-        ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")
+        handles.setdefault("replicates", ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")[2][0])
         row = bounds.get(c, {})
         for key in ("pct_low", "pct_high"):
             if row.get(key) is not None:
-                ax.axvline(row[key], color="#C44E52", lw=1)
+                handles.setdefault(f"{percent} % percentile interval",
+                                   ax.axvline(row[key], color="#C44E52", lw=1, ls="--"))
+        if row.get("estimate") is not None:
+            handles.setdefault("full-data estimate", ax.axvline(row["estimate"], color="black", lw=1.5))
         ax.set_title(c, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8)
     fig.suptitle(title)
     save(fig, path)
 
@@ -82,14 +92,20 @@ def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     save(fig, path)
 
 
-def scree(ks, ratios, path: Path) -> None:
-    """Explained variance ratio per component with its cumulative curve."""
-    cum = pd.Series(list(ratios)).cumsum()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(ks, ratios, label="explained variance ratio")
+def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
+    """Explained variance ratio of every component (the first ``kept`` marked) and its cumulative curve."""
+    ks, ratios = list(ks), list(ratios)
+    kept = len(ks) if kept is None else kept
+    cum = pd.Series(ratios).cumsum()
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(ks)), 3.5))
+    ax.bar(ks[:kept], ratios[:kept], color="#4C72B0", label=f"explained variance ratio (kept: {kept})")
+    if kept < len(ks):
+        ax.bar(ks[kept:], ratios[kept:], color="#B0B0B0", label="not kept")
     ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
     for level in (0.8, 0.95):
         ax.axhline(level, ls="--", color="grey", lw=0.8)
     ax.set_xlabel("component")
+    ax.set_xlim(0.4, len(ks) + 0.6)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend()
     save(fig, path)

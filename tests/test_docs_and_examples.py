@@ -77,12 +77,16 @@ def test_core_examples_run_and_match_references(tmp_path):
     results = {stem: _run_example(stem, tmp_path) for stem in CORE_EXAMPLES}
     assert all(r.ok for r in results.values()), {s: r.n_failed for s, r in results.items()}
     assert len(results["bootstrap"].results) == 1000
-    # PCA: the k for 90 % variance equals scikit-learn's choice for the same fraction.
+    # PCA: every component kept; the k for 90 % variance equals scikit-learn's choice.
     X = load_digits().data / 16.0
     ref = PCA(n_components=0.90, svd_solver="full").fit(X)
-    got = results["pca-fit"].results.iloc[0]
-    assert int(got["n_components"]) == ref.n_components_
+    pca = results["pca-fit"]
+    got = pca.results.iloc[0]
+    assert int(got["n_components"]) == 64
+    assert pca.summary["variance_thresholds"]["k_90"] == ref.n_components_
+    assert pca.summary["variance_thresholds"]["k_95"] is not None
     np.testing.assert_allclose(got["cum_evr_1"], ref.explained_variance_ratio_[0], rtol=1e-10)
+    assert (pca.run_dir / "artifacts" / "fit-000000" / "scores.parquet").exists()
     # Sweep: the leaderboard lists every k of the grid, best (lowest held-out inertia) first.
     board = results["kmeans-sweep"].summary["table"]
     assert sorted(r["k"] for r in board) == [2, 3, 4, 5, 6]

@@ -78,7 +78,7 @@ def test_adapter_deterministic_and_keys():
     assert out == again  # bit-identical for the same seed
     assert list(out)[:2] == ["inertia", "n_iter"]
     assert [k for k in out if k.startswith("center_1_")] == ["center_1_sl", "center_1_sw", "center_1_pl", "center_1_pw"]
-    assert len(out) == 2 + 3 * 4
+    assert len(out) == 2 + 3 * 4 + 3  # and size_1..size_3
     assert not kind.needs_target and kind.primary_metric == "inertia" and not kind.greater_is_better
 
 
@@ -94,9 +94,21 @@ def test_adapter_score_on_mask():
 def test_adapter_params_and_check():
     kind = get_model("kmeans")
     p = kind.Params()
-    assert (p.k, p.n_init, p.max_iter, p.tol) == (3, 10, 300, 1e-4)
+    assert (p.k, p.n_init, p.max_iter, p.tol) == (3, 10, 300, 0.0)  # tol 0: until no row moves, as R
     for bad in ({"k": 0}, {"n_init": 0}, {"tol": -1.0}, {"init": "random"}):
         with pytest.raises(ValidationError):
             kind.Params(**bad)
     assert kind.check(kind.Params(k=500), _data()) == [("model.k", 500, "k=500 exceeds the number of rows (150)")]
     assert kind.check(kind.Params(k=150), _data()) == []
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-1])
+def test_centres_are_the_means_of_their_clusters(tol):
+    """R's kmeans reports the cluster means; an early stop by tol must too (one more mean step)."""
+    from hpcml.models.cluster import kmeans
+
+    X = np.random.default_rng(5).normal(size=(400, 3)) + np.repeat(np.eye(3) * 2.5, [150, 150, 100], axis=0)
+    fit = kmeans(X, 3, np.random.default_rng(0), tol=tol)
+    for j in range(3):
+        np.testing.assert_allclose(fit.centers[j], X[fit.labels == j].mean(axis=0), rtol=1e-12)
+    assert fit.sizes.tolist() == np.bincount(fit.labels, minlength=3).tolist()

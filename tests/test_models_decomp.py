@@ -85,7 +85,8 @@ def _data():
 
 def test_pca_params():
     P = get_model("pca").Params
-    assert P().variance == 0.9 and P().n_components is None and P().method == "full"
+    # Neither n_components nor variance: every component, as prcomp.
+    assert P().variance is None and P().n_components is None and P().method == "full" and P().scale is False
     assert P(n_components=3).variance is None
     for bad in ({"n_components": 2, "variance": 0.8}, {"variance": 1.5}, {"n_components": 0}, {"method": "arpack"}):
         with pytest.raises(ValidationError):
@@ -99,7 +100,9 @@ def test_pca_adapter():
     out = kind.outputs(params, fitted, data)
     k = int(out["n_components"])
     assert k == PCA(0.8, svd_solver="full").fit(X).n_components_
-    assert set(out) == {"n_components"} | {f"{s}_{j}" for s in ("evr", "cum_evr", "sv") for j in range(1, k + 1)}
+    # Every component's variance (the scree, k for 80/90/95 %), n_components of them kept.
+    assert set(out) == {"n_components"} | {f"{s}_{j}" for s in ("evr", "cum_evr", "sv") for j in range(1, 11)}
+    assert out["cum_evr_10"] == pytest.approx(1.0)
     assert out[f"cum_evr_{k}"] >= 0.8 > out[f"cum_evr_{k - 1}"]
     mask = np.arange(len(X)) % 4 == 0
     Xc = X[mask] - fitted.mean

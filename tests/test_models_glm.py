@@ -57,9 +57,24 @@ def test_string_labels_map_to_sorted_classes():
     [([1, 2, 3, 4], [0, 0, 1, 1]), ([1, 2, 3, 3, 4, 5], [0, 0, 0, 1, 1, 1])],
     ids=["complete", "quasi"],
 )
-def test_separation_raises(x, y):
-    with pytest.raises(ValueError, match="separation"):
-        fit_logistic(np.array(x, float), y)
+def test_separation_is_a_warning_not_a_failure(x, y):
+    fit = fit_logistic(np.array(x, float), y)
+    assert fit.warning is not None and "separation" in fit.warning
+    assert np.isfinite(fit.coef).all() and abs(fit.coef[1]) > 5  # where the fit stopped, as R's glm
+    kind = get_model("logistic")
+    data = Dataset(X=np.array(x, float)[:, None], y=np.array(y, float), features=["x"], target="y")
+    out = kind.outputs(kind.Params(), kind.fit(kind.Params(), data, None, FitContext(rng=np.random.default_rng(0))), data)
+    assert out["warning"] == fit.warning
+
+
+def test_aliased_and_too_few_rows():
+    Xa = np.column_stack([X[:, :3], X[:, 0] - X[:, 1], np.ones(len(Y))])
+    fit = fit_logistic(Xa, Y)
+    assert fit.aliased.tolist() == [False, False, False, False, True, True]
+    np.testing.assert_allclose(fit.coef[:4], fit_logistic(X[:, :3], Y).coef, rtol=1e-9)
+    assert fit.warning is None
+    with pytest.raises(ValueError, match="2 rows with positive weight cannot determine 4 coefficients"):
+        fit_logistic(X[:2, :3], [0, 1])
 
 
 def test_nonconvergence_and_bad_target_raise():

@@ -43,19 +43,36 @@ def test_bincount_weights_equal_resampled_copy(seed):
     assert fit.n_eff == len(Y)
 
 
-def test_rank_deficient_falls_back_to_lstsq():
+def test_rank_deficient_aliases_the_later_column_as_r():
     X2 = np.column_stack([X, 2 * X[:, 0]])  # exactly collinear column
     fit = fit_ols(X2, Y)
-    assert fit.method == "lstsq" and fit.rank == X.shape[1] + 1
-    # Coefficients are not identified; fitted values are.
+    assert fit.method == "qr" and fit.rank == X.shape[1] + 1
+    # R's lm: the later of the collinear columns is NA, the others are the fit without it.
+    assert np.isnan(fit.coef[-1]) and fit.aliased.tolist() == [False] * (X.shape[1] + 1) + [True]
+    np.testing.assert_allclose(fit.coef[:-1], fit_ols(X, Y).coef, rtol=1e-10)
     np.testing.assert_allclose(predict(fit, X2), predict(fit_ols(X, Y), X), rtol=1e-9)
 
 
-def test_near_collinear_uses_lstsq_and_stays_accurate():
+def test_constant_column_is_aliased_with_intercept_only():
+    Xc = np.column_stack([X[:, :3], np.full(len(Y), 5.0)])
+    assert np.isnan(fit_ols(Xc, Y).coef[-1])
+    assert np.isfinite(fit_ols(Xc, Y, fit_intercept=False).coef).all()  # it is the intercept then
+
+
+def test_fewer_rows_than_coefficients_fails():
+    with pytest.raises(ValueError, match="1 row with positive weight cannot determine 11 coefficients"):
+        fit_ols(X[:1], Y[:1])
+    w = np.zeros(len(Y))
+    w[:3] = 5  # a bootstrap draw of 3 distinct rows, 15 rows in all
+    with pytest.raises(ValueError, match="3 rows with positive weight"):
+        fit_ols(X, Y, w)
+
+
+def test_near_collinear_uses_qr_and_stays_accurate():
     noise = np.random.default_rng(0).standard_normal(len(Y))
     X2 = np.column_stack([X, X[:, 0] + 1e-5 * noise])  # cond(X) ~ 1e4: cond(X'X) ~ 1e8
     fit = fit_ols(X2, Y)
-    assert fit.method == "lstsq"
+    assert fit.method == "qr" and not fit.aliased.any()  # above R's tolerance: kept
     assert _rel(fit.coef, _ref(X2, Y)) < 1e-10
 
 

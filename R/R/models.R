@@ -7,6 +7,9 @@
 #' @param centers Number of clusters.
 #' @param nstart Number of random starts.
 #' @param iter.max Maximum iterations per start.
+#' @param tol 0 (default): Lloyd until no row changes cluster, as \code{stats::kmeans}; a
+#'   positive value stops earlier once the centres move less than \code{tol} times the mean
+#'   column variance. The centres are the means of their clusters either way.
 #' @param seed Root seed.
 #' @param backend,workers Where to run (see \code{\link{hpcml_run}}).
 #' @return A list of class \code{hpcml_kmeans} like \code{stats::kmeans}: \code{cluster},
@@ -16,14 +19,14 @@
 #' km <- hpcml_kmeans(iris[, 1:4], centers = 3)
 #' table(km$cluster, iris$Species)
 #' }
-hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, seed = 0L, backend = "local",
+hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, tol = 0, seed = 0L, backend = "local",
                          workers = 1) {
   x <- numeric_frame(x)
   path <- tempfile("hpcml-data-", fileext = ".parquet")
   on.exit(unlink(path), add = TRUE)
   write_parquet(x, path)
   model <- list(kind = "kmeans", features = as.list(names(x)), k = as.integer(centers),
-                n_init = as.integer(nstart), max_iter = as.integer(iter.max))
+                n_init = as.integer(nstart), max_iter = as.integer(iter.max), tol = as.numeric(tol))
   run <- hpcml_run(spec_list("r-kmeans", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
@@ -43,9 +46,11 @@ hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, seed = 0L,
 #' @param x A numeric matrix or data.frame.
 #' @param n_components Number of components (NULL: all).
 #' @param method "full", "randomized" or "tsqr" (tall-skinny QR for very long data).
+#' @param scale. Scale columns to unit variance first, as \code{prcomp(scale. = TRUE)}.
 #' @param seed Root seed (randomized method).
 #' @param backend,workers Where to run (see \code{\link{hpcml_run}}).
-#' @return A list of class \code{hpcml_pca}: \code{sdev} (as \code{prcomp}'s), \code{importance}
+#' @return A list of class \code{hpcml_pca}: \code{sdev} and \code{rotation} (as
+#'   \code{prcomp}'s, the rotation's signs may differ), \code{importance}
 #'   (a data.frame of variance proportions) and \code{k_for} (components needed for 80, 90,
 #'   95 percent of the variance).
 #' @examples
@@ -53,14 +58,15 @@ hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, seed = 0L,
 #' p <- hpcml_pca(USArrests)
 #' p$importance
 #' }
-hpcml_pca <- function(x, n_components = NULL, method = "full", seed = 0L, backend = "local", workers = 1) {
+hpcml_pca <- function(x, n_components = NULL, method = "full", scale. = FALSE, seed = 0L, backend = "local",
+                      workers = 1) {
   x <- numeric_frame(x)
   path <- tempfile("hpcml-data-", fileext = ".parquet")
   on.exit(unlink(path), add = TRUE)
   write_parquet(x, path)
-  model <- list(kind = "pca", features = as.list(names(x)), method = method)
-  # NULL means every component, as prcomp (hpcml's own default keeps 90% of the variance).
-  model$n_components <- as.integer(n_components %||% min(dim(x)))
+  model <- list(kind = "pca", features = as.list(names(x)), method = method, scale = isTRUE(scale.))
+  # NULL means every component, as prcomp and hpcml's own default.
+  if (!is.null(n_components)) model$n_components <- as.integer(n_components)
   run <- hpcml_run(spec_list("r-pca", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
@@ -69,7 +75,16 @@ hpcml_pca <- function(x, n_components = NULL, method = "full", seed = 0L, backen
   importance <- data.frame(component = paste0("PC", seq_len(k)), sdev = sv / sqrt(nrow(x) - 1),
                            proportion = unlist(row[paste0("evr_", seq_len(k))]),
                            cumulative = unlist(row[paste0("cum_evr_", seq_len(k))]), row.names = NULL)
-  structure(list(sdev = unname(importance$sdev), importance = importance,
+  kept <- as.integer(row$n_components)
+  importance <- importance[seq_len(kept), , drop = FALSE]
+  load <- run$summary$loadings
+  rotation <- NULL
+  if (length(load)) {
+    rotation <- t(vapply(load, function(r) unlist(r[paste0("PC", seq_len(kept))]), numeric(kept)))
+    if (kept == 1) rotation <- t(rotation)
+    dimnames(rotation) <- list(vapply(load, function(r) r$feature, character(1)), paste0("PC", seq_len(kept)))
+  }
+  structure(list(sdev = unname(importance$sdev), rotation = rotation, importance = importance,
                  k_for = unlist(run$summary$variance_thresholds), run = run), class = "hpcml_pca")
 }
 

@@ -13,7 +13,9 @@
 #' @param ... Other backend options (e.g. \code{start_method = "spawn"}).
 #' @return A list of class \code{hpcml_run}: \code{results} (one row per task),
 #'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
-#'   data.frame), \code{run_dir} and \code{ok}.
+#'   data.frame), \code{coefficients} (for a \code{fit} of \code{ols} or \code{logistic}: a
+#'   data.frame shaped like \code{coef(summary(lm))} / \code{coef(summary(glm))}, NA for
+#'   aliased coefficients; else NULL), \code{run_dir} and \code{ok}.
 #' @examples
 #' \dontrun{
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
@@ -36,8 +38,21 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   rownames(results) <- NULL
   summary <- as_r(res$summary)
   structure(list(results = results, summary = summary, table = records_frame(summary$table),
+                 coefficients = coefficient_matrix(summary),
                  run_dir = as.character(reticulate::py_str(res$run_dir)), ok = isTRUE(res$ok)),
             class = "hpcml_run")
+}
+
+# A fit of ols/logistic: the summary table shaped like coef(summary(lm/glm)), NA where aliased.
+coefficient_matrix <- function(summary) {
+  rows <- summary$table
+  if (!identical(summary$plan, "fit") || !(summary$model %in% c("ols", "logistic")) || !length(rows)) return(NULL)
+  stat <- if (identical(summary$model, "ols")) "t" else "z"
+  num <- function(key) vapply(rows, function(r) if (is.null(r[[key]])) NA_real_ else as.numeric(r[[key]]), numeric(1))
+  out <- data.frame(num("estimate"), num("std_error"), num(paste0(stat, "_value")), num("p_value"),
+                    row.names = vapply(rows, function(r) r$term, character(1)), check.names = FALSE)
+  names(out) <- c("Estimate", "Std. Error", paste(stat, "value"), sprintf("Pr(>|%s|)", stat))
+  out
 }
 
 #' @export

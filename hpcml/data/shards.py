@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from hpcml.data.sources import array_columns, frame_to_dataset
+from hpcml.data.sources import array_columns, frame_to_dataset, is_categorical
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
 
@@ -148,6 +148,10 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
     if features is None:
         features = [c for c in reader.columns if c != target]
     if any(f not in reader.columns for f in features) or (target is not None and target not in reader.columns):
+        return None
+    # Categorical features need their levels from every row: such data takes the full load.
+    sample = reader.read(0, min(reader.n, 1000), list(features))
+    if any(is_categorical(sample[f]) for f in features):
         return None
     y, classes = None, None
     if target is not None and needs_target:

@@ -101,6 +101,74 @@ def read_frame(spec: DataSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
     return _file_frame(Path(source)), {}
 
 
+# A categorical feature with more levels than this is almost surely an identifier column.
+MAX_LEVELS = 1000
+
+
+def is_categorical(col: pd.Series) -> bool:
+    """Strings, booleans, pandas categories (anything non-numeric): expanded to dummies."""
+    return isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(col) \
+        or not pd.api.types.is_numeric_dtype(col)
+
+
+def factor_levels(col: pd.Series, name: str) -> list[Any] | None:
+    """The levels of a categorical column in R's order, None for a numeric column.
+
+    A pandas category keeps its declared categories (R's factor levels, unused ones included);
+    booleans are FALSE, TRUE; strings are sorted (by code point: R sorts by the locale).
+    """
+    if not is_categorical(col):
+        return None
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        levels = list(col.cat.categories)
+    elif pd.api.types.is_bool_dtype(col):
+        levels = [False, True]
+    else:
+        values = col.dropna().unique().tolist()
+        kinds = {type(v) for v in values}
+        if not kinds <= {str} and not kinds <= {bool}:
+            bad = next(v for v in values if not isinstance(v, str))
+            raise SpecError.one("model.features", name, f"column mixes text and other values ({bad!r}); "
+                                "a categorical feature needs text, booleans or a pandas category")
+        levels = sorted(values)
+    if len(levels) < 2:
+        raise SpecError.one("model.features", name, f"categorical column has {len(levels)} level(s); "
+                            "treatment dummies need at least 2 (R: contrasts need 2 or more levels)")
+    if len(levels) > MAX_LEVELS:
+        raise SpecError.one("model.features", name, f"categorical column has {len(levels)} levels (more than "
+                            f"{MAX_LEVELS}): an identifier? List the features to use in model.features")
+    return levels
+
+
+def level_label(level: Any) -> str:
+    """A level as R prints it in a dummy's name: TRUE/FALSE for booleans."""
+    if isinstance(level, (bool, np.bool_)):
+        return "TRUE" if level else "FALSE"
+    return str(level)
+
+
+def design_matrix(frame: pd.DataFrame, features: list[str], levels: dict[str, list[Any] | None]
+                  ) -> tuple[np.ndarray, list[str]]:
+    """R's ``model.matrix`` without the intercept column: numeric columns as they are, each
+    categorical one as treatment dummies (first level the reference), named column + level
+    (``afamyes``, ``singleTRUE``)."""
+    blocks, names = [], []
+    for col in features:
+        lv = levels[col]
+        if lv is None:
+            blocks.append(frame[col].to_numpy(dtype=np.float64)[:, None])
+            names.append(str(col))
+            continue
+        codes = pd.Categorical(frame[col], categories=lv).codes
+        blocks.append((codes[:, None] == np.arange(1, len(lv))[None, :]).astype(np.float64))
+        names += [f"{col}{level_label(v)}" for v in lv[1:]]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise SpecError.one("model.features", dup, "a dummy column of a categorical feature has the name of "
+                            "another column; rename one of them")
+    return np.ascontiguousarray(np.hstack(blocks)), names
+
+
 def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | None, needs_target: bool,
                      meta: dict[str, Any] | None = None) -> Dataset:
     meta = dict(meta or {})
@@ -119,9 +187,9 @@ def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | 
     if len(set(features)) != len(features):
         dup = next(f for f in features if features.count(f) > 1)
         raise SpecError.one("model.features", dup, "listed twice")
-    for col in features:
-        if not pd.api.types.is_numeric_dtype(frame[col]):  # bools count as numeric (0/1)
-            raise SpecError.one("model.features", col, f"column is not numeric (dtype {frame[col].dtype})")
+    # Levels of categorical features come from every row of the data, before any row is
+    # dropped, so every replicate, fold and shard has the same columns.
+    levels = {col: factor_levels(frame[col], col) for col in features}
     used = features + ([target] if target is not None and needs_target else [])
     nan_rows = frame[used].isna()
     if nan_rows.to_numpy().any():
@@ -131,9 +199,13 @@ def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | 
             col = nan_rows.sum().idxmax()
             count = int(nan_rows[col].sum())
             raise SpecError.one("data.source", spec.source, f"column {col!r} has {count} missing/NaN values (set data.dropna: true to drop those rows)")
-    X = np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64))
+    if any(lv is not None for lv in levels.values()):
+        X, columns = design_matrix(frame, features, levels)
+        meta["factors"] = {col: [level_label(v) for v in lv] for col, lv in levels.items() if lv is not None}
+    else:
+        X, columns = np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64)), list(features)
     if not np.isfinite(X).all():
-        bad = features[int(np.nonzero(~np.isfinite(X).all(axis=0))[0][0])]
+        bad = columns[int(np.nonzero(~np.isfinite(X).all(axis=0))[0][0])]
         raise SpecError.one("model.features", bad, "column has infinite values")
     if "scale" in meta:
         X = X / meta.pop("scale")
@@ -142,10 +214,12 @@ def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | 
         col = frame[target]
         if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
             y = col.to_numpy(dtype=np.float64)
+            if not np.isfinite(y).all():
+                raise SpecError.one("data.target", target, f"column has {int(np.sum(~np.isfinite(y)))} infinite values")
         else:
             codes, uniques = pd.factorize(col, sort=True)
             y, classes = codes.astype(np.float64), list(uniques)
-    return Dataset(X=X, y=y, features=[str(f) for f in features], target=target,
+    return Dataset(X=X, y=y, features=[str(f) for f in columns], target=target,
                    image_shape=meta.pop("image_shape", None), classes=classes, meta=meta)
 
 

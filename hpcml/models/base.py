@@ -117,7 +117,10 @@ class ModelKind(ABC):
 
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
         """What this kind adds to the plan's summary, from the ok records (and the run's
-        artifacts in ``run_dir``): e.g. R-hat across MCMC chains. Keys replace the plan's."""
+        artifacts in ``run_dir``): ols/logistic the ``summary(lm)``/``summary(glm)`` table of a
+        ``fit``, pca/kmeans loadings and cluster sizes, bayesm R-hat, cnn leaderboards. Keys
+        replace the plan's (a ``table`` replaces the plan's table). A kind's ``fit`` may save
+        files under ``ctx.scratch`` (``hpcml.models.artifacts``)."""
         return {}
 
     def plots(self, job, ok, summary: dict[str, Any], plot_dir) -> None:

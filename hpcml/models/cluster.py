@@ -6,6 +6,7 @@ whatever n is. All randomness comes from the caller's Generator: same state, sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from pydantic import Field
 from scipy import sparse
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.linear import as_weights, keep_rows, row_mask
 
 _CHUNK_FLOATS = 1 << 22  # ~32 MB of distances per chunk
@@ -25,6 +27,7 @@ class KMeansFit:
     inertia: float  # weighted sum of squared distances to the assigned center
     n_iter: int  # Lloyd iterations of the best restart
     converged: bool
+    sizes: np.ndarray | None = None  # (k,) weighted rows per cluster (counts: the resampled copy's)
 
 
 def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,12 +113,15 @@ def kmeans(
     weights: Any = None,
     n_init: int = 10,
     max_iter: int = 300,
-    tol: float = 1e-4,
+    tol: float = 0.0,
 ) -> KMeansFit:
     """Weighted k-means; keeps the restart with the lowest inertia.
 
-    ``tol`` is relative, as in scikit-learn: Lloyd stops when the summed squared center
-    shift is below tol times the mean (weighted) per-feature variance of X.
+    With ``tol = 0`` (default) Lloyd runs until no row changes cluster, as R's ``kmeans``
+    (algorithm "Lloyd"), so the centers are the means of their clusters. A positive ``tol``
+    is relative, as in scikit-learn: Lloyd may stop once the summed squared center shift is
+    below tol times the mean (weighted) per-feature variance of X; the centers are then
+    recomputed once as the means of the final partition, so they are its means either way.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = as_weights(weights, X.shape[0])
@@ -133,17 +139,27 @@ def kmeans(
         if best is None or inertia < best[0]:  # strict: the first of equals wins
             best = (inertia, centers, n_iter, conv)
     inertia, centers, n_iter, conv = best
+    # The centers as the means of the partition they define (a no-op after a full
+    # convergence; after an early stop by tol, one more mean step).
+    lab, _ = assign(Xk, centers)
+    sums, mass = _weighted_means(Xk, wk, lab, k)
+    full = mass > 0
+    centers = centers.copy()
+    centers[full] = sums[full] / mass[full, None]
+    _, d2 = assign(Xk, centers)
+    inertia = float(wk @ d2)
     # Canonical order (lexicographic in the coordinates) makes replicates comparable.
     centers = centers[np.lexsort(centers.T[::-1])]
     labels, _ = assign(X, centers)
-    return KMeansFit(centers, labels, inertia, n_iter, conv)
+    sizes = np.bincount(labels, weights=w, minlength=k)
+    return KMeansFit(centers, labels, inertia, n_iter, conv, sizes)
 
 
 class KMeansParams(ModelParams):
     k: int = Field(3, ge=1)
     n_init: int = Field(10, ge=1)
     max_iter: int = Field(300, ge=1)
-    tol: float = Field(1e-4, ge=0)
+    tol: float = Field(0.0, ge=0)
 
 
 @register_model
@@ -161,13 +177,29 @@ class KMeansKind(ModelKind):
         return []
 
     def fit(self, params: KMeansParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> KMeansFit:
-        return kmeans(data.X, params.k, ctx.rng, weights, params.n_init, params.max_iter, params.tol)
+        fitted = kmeans(data.X, params.k, ctx.rng, weights, params.n_init, params.max_iter, params.tol)
+        if is_fit_task(ctx):  # each row's cluster (1..k, the order of center_<j>), as R's $cluster
+            import pandas as pd
+
+            write_parquet_artifact(Path(ctx.scratch) / "clusters.parquet",
+                                   pd.DataFrame({"cluster": fitted.labels.astype(np.int32) + 1}))
+        return fitted
 
     def outputs(self, params: KMeansParams, fitted: KMeansFit, data: Dataset) -> dict[str, float]:
         out = {"inertia": float(fitted.inertia), "n_iter": float(fitted.n_iter)}
         for j, c in enumerate(fitted.centers, start=1):
             out.update({f"center_{j}_{f}": float(v) for f, v in zip(data.features, c)})
+        if fitted.sizes is not None:
+            out.update({f"size_{j}": float(v) for j, v in enumerate(fitted.sizes, start=1)})
         return out
+
+    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
+        """A ``fit`` plan: the cluster sizes and where each row's cluster is saved."""
+        if job.plan_kind != "fit":
+            return {}
+        row = results.loc[results["status"] == "ok"].iloc[0]
+        sizes = [int(row[f"size_{j}"]) for j in range(1, job.params.k + 1) if f"size_{j}" in row]
+        return {"sizes": sizes, "clusters_file": "artifacts/fit-000000/clusters.parquet"}
 
     def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)

@@ -8,11 +8,13 @@ right vectors) as the resampled copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.linear import as_weights, keep_rows, row_mask
 
@@ -103,21 +105,37 @@ def svd(
 @dataclass
 class PCAFit:
     mean: np.ndarray  # (p,) weighted mean
-    components: np.ndarray  # (k, p) rows are principal axes
-    singular_values: np.ndarray  # (k,) of the sqrt(w)-scaled centred data
-    explained_variance: np.ndarray  # (k,) s^2 / (n_eff - 1)
+    components: np.ndarray  # (k, p) rows are principal axes (prcomp's rotation, transposed)
+    singular_values: np.ndarray  # (k,) of the sqrt(w)-scaled centred (and scaled) data
+    explained_variance: np.ndarray  # (k,) s^2 / (n_eff - 1): prcomp's sdev^2
     explained_variance_ratio: np.ndarray  # (k,) of the total variance
     n_eff: float
+    scale: np.ndarray | None = None  # (p,) column sds when scaled (prcomp(scale. = TRUE))
+    # Every component the method computed (full, tsqr: all; randomized: the kept ones), for
+    # the scree plot and the k reaching 80/90/95 % whatever was kept.
+    all_singular_values: np.ndarray | None = None
+    all_ratio: np.ndarray | None = None
 
     @property
     def n_components(self) -> int:
         return self.components.shape[0]
 
+    @property
+    def sdev(self) -> np.ndarray:
+        """prcomp's ``sdev`` of the kept components."""
+        return np.sqrt(self.explained_variance)
+
+    def _standardise(self, X: Any) -> np.ndarray:
+        Xc = np.asarray(X, dtype=np.float64) - self.mean
+        return Xc / self.scale if self.scale is not None else Xc
+
     def transform(self, X: Any) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean) @ self.components.T
+        """Scores (prcomp's ``x``)."""
+        return self._standardise(X) @ self.components.T
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        return Z @ self.components + self.mean
+        out = Z @ self.components
+        return (out * self.scale if self.scale is not None else out) + self.mean
 
 
 def _k_for_variance(ratio: np.ndarray, variance: float) -> int:
@@ -133,9 +151,12 @@ def pca(
     method: str = "full",
     rng: np.random.Generator | None = None,
     weights: Any = None,
+    scale: bool = False,
 ) -> PCAFit:
     """Weighted PCA. Give n_components, or variance (smallest k explaining that fraction),
-    or neither (all components). Count weights reproduce PCA of the resampled copy."""
+    or neither (all components, as prcomp). ``scale``: each column divided by its standard
+    deviation (n - 1 denominator) first, as ``prcomp(scale. = TRUE)``. Count weights
+    reproduce PCA of the resampled copy."""
     if n_components is not None and variance is not None:
         raise ValueError("give n_components or variance, not both")
     X = np.asarray(X, dtype=np.float64)
@@ -146,6 +167,12 @@ def pca(
         raise ValueError("pca needs total weight > 1")
     mean = wk @ Xk / n_eff
     A = (Xk - mean) * np.sqrt(wk)[:, None]
+    sd = None
+    if scale:
+        sd = np.sqrt(np.sum(A * A, axis=0) / (n_eff - 1))
+        if not np.all(sd > 0):
+            raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+        A = A / sd
     r = min(A.shape)
     total = float(np.sum(A * A))  # total variance * (n_eff - 1), independent of the method
     if n_components is not None and not 1 <= n_components <= r:
@@ -163,7 +190,7 @@ def pca(
     ratio = res.s**2 / total if total > 0 else np.zeros_like(res.s)
     k = n_components or (_k_for_variance(ratio, variance) if variance is not None else res.s.size)
     s = res.s[:k]
-    return PCAFit(mean, res.Vt[:k], s, s**2 / (n_eff - 1), ratio[:k], n_eff)
+    return PCAFit(mean, res.Vt[:k], s, s**2 / (n_eff - 1), ratio[:k], n_eff, sd, res.s, ratio)
 
 
 def _recon_mse(X: np.ndarray, mean: np.ndarray | float, V: np.ndarray) -> float:
@@ -177,13 +204,13 @@ class PCAParams(ModelParams):
     n_components: int | None = Field(None, ge=1)
     variance: float | None = Field(None, gt=0, le=1)
     method: Method = "full"
+    scale: bool = False
 
     @model_validator(mode="after")
     def _one_rule(self) -> "PCAParams":
+        # Neither: every component, as prcomp and R's hpcml_pca.
         if self.n_components is not None and self.variance is not None:
             raise ValueError("give n_components or variance, not both")
-        if self.n_components is None and self.variance is None:
-            self.variance = 0.9
         return self
 
 
@@ -212,25 +239,51 @@ class PCAKind(ModelKind):
         return _too_many("model.n_components", params.n_components, data)
 
     def fit(self, params: PCAParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> PCAFit:
-        return pca(data.X, params.n_components, params.variance, params.method, ctx.rng, weights)
+        fitted = pca(data.X, params.n_components, params.variance, params.method, ctx.rng, weights, params.scale)
+        if is_fit_task(ctx):
+            write_pca_artifacts(Path(ctx.scratch), fitted, data)
+        return fitted
 
     def outputs(self, params: PCAParams, fitted: PCAFit, data: Dataset) -> dict[str, float]:
+        # Every computed component (the scree and the k for 80/90/95 % need them all);
+        # n_components says how many are kept (used by transform and the reconstruction).
         out = {"n_components": float(fitted.n_components)}
-        cum = np.cumsum(fitted.explained_variance_ratio)
-        for j in range(fitted.n_components):
-            out[f"evr_{j + 1}"] = float(fitted.explained_variance_ratio[j])
+        ratio = fitted.all_ratio if fitted.all_ratio is not None else fitted.explained_variance_ratio
+        sv = fitted.all_singular_values if fitted.all_singular_values is not None else fitted.singular_values
+        cum = np.cumsum(ratio)
+        for j in range(ratio.size):
+            out[f"evr_{j + 1}"] = float(ratio[j])
             out[f"cum_evr_{j + 1}"] = float(cum[j])
-            out[f"sv_{j + 1}"] = float(fitted.singular_values[j])
+            out[f"sv_{j + 1}"] = float(sv[j])
         return out
 
     def score(self, params: PCAParams, fitted: PCAFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
-        return {"reconstruction_mse": _recon_mse(data.X[m], fitted.mean, fitted.components)}
+        Xm = fitted._standardise(data.X[m]) if fitted.scale is not None else data.X[m]
+        return {"reconstruction_mse": _recon_mse(Xm, 0.0 if fitted.scale is not None else fitted.mean,
+                                                 fitted.components)}
 
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
-        if not any(c.startswith("cum_evr_") for c in ok.columns):
-            return {}
-        return {"variance_thresholds": variance_thresholds(ok.iloc[0])}
+        """k for 80/90/95 % explained variance; for a ``fit`` plan also prcomp's sdev and
+        rotation (loadings)."""
+        extra = {"variance_thresholds": variance_thresholds(ok.iloc[0])} \
+            if any(c.startswith("cum_evr_") for c in ok.columns) else {}
+        if job.plan_kind != "fit" or run_dir is None:
+            return extra
+        path = Path(run_dir, "artifacts", "fit-000000", "loadings.parquet")
+        if not path.exists():
+            return extra
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        loadings = pd.read_parquet(path).set_index("feature")
+        scores = path.with_name("scores.parquet")
+        n = pq.ParquetFile(scores).metadata.num_rows
+        row = ok.iloc[0]
+        sdev = [float(row[f"sv_{j + 1}"]) / np.sqrt(n - 1) for j in range(loadings.shape[1])]
+        return {**extra, "sdev": sdev,
+                "loadings": [{"feature": str(f), **{c: float(v) for c, v in r.items()}} for f, r in loadings.iterrows()],
+                "scores_file": str(scores.relative_to(run_dir))}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         from hpcml.plots import scree
@@ -239,8 +292,19 @@ class PCAKind(ModelKind):
         evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
         if evr:
             ks, ratios = zip(*evr)
-            scree(ks, ratios, plot_dir / "scree.png")
+            scree(ks, ratios, plot_dir / "scree.png", int(row.get("n_components", len(ks))))
 
+
+def write_pca_artifacts(scratch: Path, fitted: PCAFit, data: Dataset) -> None:
+    """``loadings.parquet`` (one row per feature, columns PC1..PCk: prcomp's rotation) and
+    ``scores.parquet`` (one row per data row, the same columns: prcomp's x)."""
+    import pandas as pd
+
+    names = [f"PC{j + 1}" for j in range(fitted.n_components)]
+    loadings = pd.DataFrame(fitted.components.T, columns=names)
+    loadings.insert(0, "feature", [str(f) for f in data.features])
+    write_parquet_artifact(scratch / "loadings.parquet", loadings)
+    write_parquet_artifact(scratch / "scores.parquet", pd.DataFrame(fitted.transform(data.X), columns=names))
 
 def variance_thresholds(row) -> dict[str, int | None]:
     """Smallest k reaching 80/90/95 % explained variance (the seeds' rule of thumb)."""

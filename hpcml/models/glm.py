@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
+from scipy import linalg
 from scipy.special import expit
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
@@ -19,15 +20,23 @@ from hpcml.models.linear import as_weights, coef_outputs, keep_rows, row_mask, s
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
 _MAX_HALVINGS = 30
+# glm.fit's QR tolerance, min(1e-07, epsilon / 1000) with glm.control's epsilon = 1e-8.
+GLM_ALIAS_TOL = 1e-11
+# R's glm.fit warns "fitted probabilities numerically 0 or 1 occurred" beyond 10 * eps.
+_PROB_EPS = 10 * np.finfo(np.float64).eps
+SEPARATION_WARNING = ("perfect or quasi-perfect separation: fitted probabilities numerically 0 or 1 "
+                      "(the maximum-likelihood estimate does not exist; coefficients and standard errors "
+                      "are those where the fit stopped, as R's glm reports them)")
 
 
 @dataclass
 class LogisticFit:
-    coef: np.ndarray  # intercept first when fit_intercept
+    coef: np.ndarray  # intercept first when fit_intercept; NaN where aliased
     fit_intercept: bool
     classes: list[Any]  # original labels of 0 and 1
     n_iter: int
     deviance: float  # -2 * weighted log-likelihood
+    warning: str | None = None  # set when the fit is reported although the MLE does not exist
 
     @property
     def intercept(self) -> float:
@@ -36,6 +45,10 @@ class LogisticFit:
     @property
     def slopes(self) -> np.ndarray:
         return self.coef[1:] if self.fit_intercept else self.coef
+
+    @property
+    def aliased(self) -> np.ndarray:
+        return np.isnan(self.coef)
 
 
 def encode_binary(y: Any) -> tuple[np.ndarray, list[Any]]:
@@ -52,6 +65,29 @@ def _deviance(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     return float(2.0 * (w @ (np.logaddexp(0.0, eta) - y * eta)))
 
 
+def _separated(eta: np.ndarray) -> bool:
+    """Some fitted probability is numerically 0 or 1 (R's test in glm.fit)."""
+    return bool(eta.size) and bool(np.any(expit(-np.abs(eta)) < _PROB_EPS))
+
+
+def _design(X: np.ndarray, w: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The design's columns (intercept first) and which of them are kept (not aliased).
+
+    R's glm.fit decides aliasing by a QR of the weighted design with tolerance 1e-11; its
+    first iteration's working weights are all equal, so the prior weights decide.
+    """
+    from hpcml.models.linear import kept_columns
+
+    p = X.shape[1]
+    sw = np.sqrt(w)
+    norms = np.sqrt(w @ (X * X))
+    xm = w @ X / w.sum() if fit_intercept else np.zeros(p)
+    kept = kept_columns((X - xm) * sw[:, None], norms, GLM_ALIAS_TOL)
+    cols = np.concatenate([[0], kept + 1]) if fit_intercept else kept
+    A = np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
+    return A, cols
+
+
 def fit_logistic(
     X: Any,
     y: Any,
@@ -63,8 +99,11 @@ def fit_logistic(
     """Maximum-likelihood logistic regression.
 
     Converged when the relative change in deviance, |dev - dev_old| / (|dev| + 0.1), drops
-    below ``tol`` (R's rule) or the Newton step is negligible. Raises ValueError on
-    non-convergence and on (quasi-)perfect separation, where the MLE does not exist.
+    below ``tol`` (R's rule) and the Newton step is negligible. Aliased columns (exactly
+    collinear, or constant with an intercept) get NaN coefficients, as R's NA. Under
+    (quasi-)perfect separation the MLE does not exist: the fit stops where the deviance
+    settles and carries a ``warning`` (R's glm warns the same way). Raises ValueError on
+    non-convergence and when fewer rows than coefficients have positive weight.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
@@ -73,16 +112,20 @@ def fit_logistic(
     if y01.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y01.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    wk, A, yk = keep_rows(w, X, y01)
-    if fit_intercept:
-        A = np.column_stack([np.ones(A.shape[0]), A])
+    wk, Xk, yk = keep_rows(w, X, y01)
+    n_coef = X.shape[1] + int(fit_intercept)
+    if wk.size < n_coef:
+        raise ValueError(f"{wk.size} row{'s' if wk.size != 1 else ''} with positive weight cannot "
+                         f"determine {n_coef} coefficients")
+    A_all, cols = _design(Xk, wk, fit_intercept)
+    A = A_all[:, cols]
     beta = np.zeros(A.shape[1])
     if fit_intercept:  # start at the weighted base rate: one Newton step closer
         pbar = float(np.clip(wk @ yk / wk.sum(), 1e-8, 1 - 1e-8))
         beta[0] = np.log(pbar / (1 - pbar))
     eta = A @ beta
     dev = _deviance(eta, yk, wk)
-    dev_flat = False
+    dev_flat, singular, converged = False, False, False
     for it in range(1, max_iter + 1):
         # y - mu and mu(1 - mu) from expit(+-eta): no cancellation when mu is near 1.
         p_pos, p_neg = expit(eta), expit(-eta)
@@ -106,33 +149,78 @@ def fit_logistic(
         # Under separation the deviance flattens while the coefficients keep growing by
         # a constant step, so convergence also needs a step that is small relative to beta.
         dev_flat = abs(dev - dev_old) / (abs(dev) + 0.1) < tol
-        small_step = np.max(np.abs(step)) <= np.sqrt(tol) * (np.max(np.abs(beta)) + 1.0)
+        small_step = np.max(np.abs(step), initial=0.0) <= np.sqrt(tol) * (np.max(np.abs(beta), initial=0.0) + 1.0)
         if dev_flat and small_step:
+            converged = True
             break
+        if dev_flat and _separated(eta):
+            break  # the coefficients run off while the deviance has settled: R's rule stops here
     else:
-        why = (
-            "the deviance settled while coefficients kept growing: perfect or quasi-perfect separation"
-            if dev_flat
-            else "increase max_iter"
-        )
-        raise ValueError(f"logistic regression did not converge in {max_iter} iterations ({why})")
-    # A Hessian singular although the design has full rank means rows with weights
+        if not _separated(eta):
+            raise ValueError(f"logistic regression did not converge in {max_iter} iterations (increase max_iter)")
+    # A Hessian singular although the kept columns have full rank means rows with weights
     # mu(1 - mu) ~ 0 carry a direction: the fit is running off to infinity along it.
-    diverged = singular and np.linalg.matrix_rank(A) == A.shape[1]
-    if diverged or np.max(np.abs(eta)) > _ETA_MAX:
-        raise ValueError(
-            "perfect or quasi-perfect separation: fitted probabilities numerically 0 or 1, "
-            "so the maximum-likelihood estimate does not exist"
-        )
-    return LogisticFit(beta, fit_intercept, classes, it, dev)
+    # (Fitted probabilities near 0 or 1 alone are no sign of it: a converged fit may have them.)
+    warning = None
+    if not converged or np.max(np.abs(eta), initial=0.0) > _ETA_MAX or \
+            (singular and np.linalg.matrix_rank(A) == A.shape[1]):
+        warning = SEPARATION_WARNING
+    coef = np.full(n_coef, np.nan)
+    coef[cols] = beta
+    return LogisticFit(coef, fit_intercept, classes, it, dev, warning)
 
 
-def predict_proba(fit: LogisticFit, X: Any) -> np.ndarray:
-    """P(y = classes[1]) for each row."""
+def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weights: Any = None,
+                     level: float = 0.95) -> dict[str, Any]:
+    """R's ``summary(glm(family = binomial))``: z table, deviances and AIC, JSON-ready.
+
+    Standard errors are from the Fisher information at the estimate (dispersion 1); the
+    interval is Wald's (R's ``confint.default``; R's ``confint`` profiles the likelihood).
+    AIC is R's for 0/1 responses: deviance + 2 * rank.
+    """
+    from hpcml.models.inference import aliased_note, clean, coef_names, coefficient_table
+
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
-    return expit(X @ fit.slopes + fit.intercept)
+    y01 = (np.asarray(y).ravel() == fit.classes[1]).astype(np.float64)
+    w = as_weights(weights, X.shape[0])
+    wk, Xk, yk = keep_rows(w, X, y01)
+    A = np.column_stack([np.ones(Xk.shape[0]), Xk]) if fit.fit_intercept else Xk
+    cols = np.flatnonzero(~fit.aliased)
+    Ak = A[:, cols]
+    eta = Ak @ fit.coef[cols]
+    hw = wk * expit(eta) * expit(-eta)
+    var = np.full(fit.coef.size, np.nan)
+    if cols.size:
+        R = np.linalg.qr(Ak * np.sqrt(hw)[:, None], mode="r")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Rinv = linalg.solve_triangular(R, np.eye(cols.size), check_finite=False)
+        var[cols] = np.sum(Rinv * Rinv, axis=1)
+    n_eff = float(wk.sum())
+    rank = int(cols.size)
+    pbar = float(wk @ yk / n_eff) if fit.fit_intercept else 0.5
+    null_dev = _deviance(np.full(yk.size, np.log(pbar / (1 - pbar)) if 0 < pbar < 1 else 0.0), yk, wk) \
+        if 0 < pbar < 1 else 0.0
+    statistics = {
+        "n": n_eff, "rank": rank, "deviance": fit.deviance, "df_residual": n_eff - rank,
+        "null_deviance": null_dev, "df_null": n_eff - int(fit.fit_intercept),
+        "aic": fit.deviance + 2 * rank, "iterations": fit.n_iter,
+    }
+    names = coef_names(fit.fit_intercept, features)
+    out = {"table": coefficient_table(names, fit.coef, np.sqrt(var), None, level), "level": level,
+           "statistics": {k: clean(v) for k, v in statistics.items()}, **aliased_note(names, fit.aliased)}
+    if fit.warning:
+        out["warning"] = fit.warning
+    return out
+
+
+def predict_proba(fit: LogisticFit, X: Any) -> np.ndarray:
+    """P(y = classes[1]) for each row (aliased coefficients count as 0, as R's predict)."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    return expit(X @ np.nan_to_num(fit.slopes) + fit.intercept)
 
 
 def classification_metrics(y01: np.ndarray, p1: np.ndarray) -> dict[str, float]:
@@ -179,8 +267,24 @@ class LogisticKind(ModelKind):
     def fit(self, params: LogisticParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> LogisticFit:
         return fit_logistic(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
 
-    def outputs(self, params: LogisticParams, fitted: LogisticFit, data: Dataset) -> dict[str, float]:
-        return coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
+    def outputs(self, params: LogisticParams, fitted: LogisticFit, data: Dataset) -> dict[str, Any]:
+        out: dict[str, Any] = coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
+        if fitted.warning:  # a string column: the task is ok, the estimate is flagged
+            out["warning"] = fitted.warning
+        return out
+
+    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
+        """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
+        from hpcml.models.inference import fit_plan_summary
+
+        extra = fit_plan_summary(self, job, lambda params, fitted, data: logistic_summary(
+            data.X, data.y, fitted, data.features))
+        if "warning" in results.columns:
+            ok = results.loc[results["status"] == "ok"] if "status" in results else results
+            counts = ok["warning"].dropna().value_counts()
+            if len(counts):
+                extra["warnings"] = {str(k): int(v) for k, v in counts.items()}
+        return extra
 
     def score(
         self, params: LogisticParams, fitted: LogisticFit, data: Dataset, mask: np.ndarray | None

@@ -6,11 +6,12 @@ the coefficients of the resampled copy, at the cost of one pass over the data.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, stats
 from scipy.linalg import lapack
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
@@ -72,14 +73,24 @@ def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
 
 
+# R's lm: qr(x, tol = 1e-07). A column whose residual, after projecting out the columns
+# before it (the intercept first), is below this fraction of its own norm is aliased.
+ALIAS_TOL = 1e-7
+
+
 @dataclass
 class OLSFit:
-    coef: np.ndarray  # intercept first when fit_intercept
+    coef: np.ndarray  # intercept first when fit_intercept; NaN where aliased
     fit_intercept: bool
     sigma2: float  # weighted RSS / (n_eff - rank)
     n_eff: float  # sum of weights (= rows of the resampled copy)
     rank: int
-    method: str  # "cholesky" or "lstsq"
+    method: str  # "cholesky" or "qr" (rank-deficient or ill-conditioned designs)
+    aliased: np.ndarray | None = None  # bool per coefficient, as R's is.na(coef(lm))
+
+    def __post_init__(self):
+        if self.aliased is None:
+            self.aliased = np.isnan(self.coef)
 
     @property
     def intercept(self) -> float:
@@ -119,11 +130,56 @@ def _weighted_rss(X: np.ndarray, y: np.ndarray, w: np.ndarray, xm: np.ndarray, y
     return rss
 
 
-def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> OLSFit:
-    """Weighted least squares; equals lstsq on the resampled copy when weights are counts.
+def _cholesky_full_rank(G: np.ndarray, b: np.ndarray, norms2: np.ndarray, tol: float) -> np.ndarray | None:
+    """Solve the centred normal equations when the design is clearly of full rank, else None.
 
-    Rank-deficient designs get the minimum-norm solution (R's lm would report NA instead).
+    Full rank means R's test passes for every column: the Cholesky factor's diagonal is the
+    norm of each column's residual on the columns before it, compared with the column's
+    norm (``norms2``, squared, uncentred as R's QR sees it). The equilibrated condition test
+    of :func:`solve_spd` guards the accuracy of the solve itself.
     """
+    d = np.sqrt(np.diag(G))
+    if not np.all(d > 0):
+        return None
+    Gs = G / np.outer(d, d)
+    try:
+        c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+    resid2 = (np.diag(c) * d) ** 2
+    if not np.all(resid2 >= tol**2 * norms2):
+        return None
+    rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
+    if info != 0 or not rcond >= RCOND_MIN:
+        return None
+    return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
+
+
+def kept_columns(Z: np.ndarray, norms: np.ndarray, tol: float = ALIAS_TOL) -> np.ndarray:
+    """Indices of the columns of ``Z`` that R's pivoted QR (LINPACK dqrdc2) keeps.
+
+    Columns are taken left to right; one whose residual on the kept columns before it has
+    norm below ``tol`` times ``norms[j]`` (its norm in the design as given) is aliased. ``Z``
+    is the design with the intercept already projected out (centred), so the intercept,
+    first in R's design, is always kept. Classical Gram-Schmidt with reorthogonalisation.
+    """
+    n, p = Z.shape
+    Q = np.empty((n, min(n, p)))
+    kept: list[int] = []
+    for j in range(p):
+        v = Z[:, j].copy()
+        if kept:
+            Qk = Q[:, : len(kept)]
+            v -= Qk @ (Qk.T @ v)
+            v -= Qk @ (Qk.T @ v)
+        r = float(np.linalg.norm(v))
+        if r > 0 and r >= tol * norms[j] and len(kept) < Q.shape[1]:
+            Q[:, len(kept)] = v / r
+            kept.append(j)
+    return np.array(kept, dtype=np.intp)
+
+
+def _prepare(X: Any, y: Any, weights: Any, fit_intercept: bool):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
@@ -131,6 +187,24 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
     w = as_weights(weights, X.shape[0])
+    n_rows, n_coef = int(np.count_nonzero(w)), X.shape[1] + int(fit_intercept)
+    if n_rows < n_coef:
+        # R's lm would report NA for the coefficients the rows cannot determine; a task
+        # fails instead, so no summary ever averages numbers that were never estimated.
+        raise ValueError(f"{n_rows} row{'s' if n_rows != 1 else ''} with positive weight cannot "
+                         f"determine {n_coef} coefficients")
+    return X, y, w
+
+
+def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> OLSFit:
+    """Weighted least squares; equals lstsq on the resampled copy when weights are counts.
+
+    Rank-deficient designs are handled as R's ``lm``: a column that is (numerically) a
+    linear combination of the columns before it, or constant when there is an intercept,
+    is aliased: its coefficient is NaN (R's NA) and the others are the fit without it.
+    Fewer rows with positive weight than coefficients is an error (ValueError).
+    """
+    X, y, w = _prepare(X, y, weights, fit_intercept)
     n_eff = float(w.sum())
     p = X.shape[1]
     # Centring by the weighted means removes the intercept column and its collinearity
@@ -138,17 +212,26 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     # Zero-weight rows (a bootstrap's undrawn rows) add exactly nothing to the sums.
     xm = w @ X / n_eff if fit_intercept else np.zeros(p)
     ym = float(w @ y / n_eff) if fit_intercept else 0.0
-    beta = solve_spd(*_centred_moments(X, y, w, xm, ym)) if p else np.zeros(0)
+    G, b = _centred_moments(X, y, w, xm, ym)
+    # Each column's squared norm in R's (uncentred) design: centred sum of squares + n xm^2.
+    norms2 = np.diag(G) + n_eff * xm**2
+    beta = _cholesky_full_rank(G, b, norms2, ALIAS_TOL) if p else np.zeros(0)
     method, rank = "cholesky", p
     if beta is None:
         wk, Xk, yk = keep_rows(w, X, y)
         sw = np.sqrt(wk)
-        beta, _, rank, _ = np.linalg.lstsq((Xk - xm) * sw[:, None], (yk - ym) * sw, rcond=None)
-        method = "lstsq"
+        Z = (Xk - xm) * sw[:, None]
+        kept = kept_columns(Z, np.sqrt(norms2))
+        beta = np.full(p, np.nan)
+        if kept.size:  # as R: a QR of the kept columns
+            Q, R = np.linalg.qr(Z[:, kept])
+            beta[kept] = linalg.solve_triangular(R, Q.T @ ((yk - ym) * sw), check_finite=False)
+        method, rank = "qr", int(kept.size)
     rank_tot = int(rank) + int(fit_intercept)
     dof = n_eff - rank_tot
-    sigma2 = _weighted_rss(X, y, w, xm, ym, beta) / dof if dof > 0 else float("nan")
-    coef = np.concatenate([[ym - xm @ beta], beta]) if fit_intercept else beta
+    b0 = np.nan_to_num(beta)
+    sigma2 = _weighted_rss(X, y, w, xm, ym, b0) / dof if dof > 0 else float("nan")
+    coef = np.concatenate([[ym - xm @ b0], beta]) if fit_intercept else beta
     return OLSFit(coef, fit_intercept, sigma2, n_eff, rank_tot, method)
 
 
@@ -189,10 +272,61 @@ def leave_group_out_coefs(X: np.ndarray, y: np.ndarray, labels: np.ndarray, grou
 
 
 def predict(fit: OLSFit, X: Any) -> np.ndarray:
+    """Fitted values; aliased coefficients count as 0, as R's predict.lm does."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
-    return X @ fit.slopes + fit.intercept
+    return X @ np.nan_to_num(fit.slopes) + fit.intercept
+
+
+def ols_summary(X: Any, y: Any, fit: OLSFit, features: list[str], weights: Any = None,
+                level: float = 0.95) -> dict[str, Any]:
+    """R's ``summary(lm)``: the coefficient table and the fit's statistics, JSON-ready.
+
+    Standard errors come from a QR of the kept (non-aliased) centred columns, as R computes
+    them; with weights, R's ``lm(weights = )`` (counts: the resampled copy).
+    """
+    from hpcml.models.inference import aliased_note, clean, coef_names, coefficient_table
+
+    X, y, w = _prepare(X, y, weights, fit.fit_intercept)
+    n_eff, p = fit.n_eff, X.shape[1]
+    slopes = np.asarray(fit.slopes)
+    kept = np.flatnonzero(~np.isnan(slopes))
+    xm = w @ X / n_eff if fit.fit_intercept else np.zeros(p)
+    wk, Xk, yk = keep_rows(w, X, y)
+    sw = np.sqrt(wk)
+    # Unscaled covariance of the kept slopes, (Z'Z)^-1 = R^-1 R^-T, with Z the centred columns.
+    V = np.zeros((kept.size, kept.size))
+    if kept.size:
+        R = np.linalg.qr((Xk[:, kept] - xm[kept]) * sw[:, None], mode="r")
+        Rinv = linalg.solve_triangular(R, np.eye(kept.size), check_finite=False)
+        V = Rinv @ Rinv.T
+    var = np.full(p, np.nan)
+    var[kept] = np.diag(V)
+    if fit.fit_intercept:  # intercept = ym - xm'beta, and ym is uncorrelated with beta
+        xk = xm[kept]
+        var = np.concatenate([[1.0 / n_eff + xk @ V @ xk], var])
+    se = np.sqrt(fit.sigma2 * var)
+    dof = n_eff - fit.rank
+    names = coef_names(fit.fit_intercept, features)
+    fitted = predict(fit, Xk)
+    rss = float(wk @ (yk - fitted) ** 2)
+    df_int = int(fit.fit_intercept)
+    mss = float(wk @ (fitted - (wk @ fitted) / n_eff) ** 2) if fit.fit_intercept else float(wk @ fitted**2)
+    r2 = mss / (mss + rss) if mss + rss > 0 else math.nan
+    df1 = fit.rank - df_int
+    f_stat = (mss / df1) / fit.sigma2 if df1 > 0 and dof > 0 and fit.sigma2 > 0 else math.nan
+    statistics = {
+        "n": n_eff, "rank": fit.rank, "df_residual": dof,
+        "sigma": math.sqrt(fit.sigma2) if fit.sigma2 >= 0 else math.nan,  # R: residual standard error
+        "r_squared": r2,
+        "adj_r_squared": 1.0 - (1.0 - r2) * ((n_eff - df_int) / dof) if dof > 0 else math.nan,
+        "f_statistic": f_stat, "f_df1": df1, "f_df2": dof,
+        "f_p_value": float(stats.f.sf(f_stat, df1, dof)) if math.isfinite(f_stat) else math.nan,
+    }
+    return {"table": coefficient_table(names, fit.coef, se, dof, level), "level": level,
+            "statistics": {k: clean(v) for k, v in statistics.items()},
+            **aliased_note(names, np.isnan(fit.coef))}
 
 
 def coef_outputs(coef: np.ndarray, fit_intercept: bool, features: list[str]) -> dict[str, float]:
@@ -239,6 +373,13 @@ class OLSKind(ModelKind):
 
     def outputs(self, params: OLSParams, fitted: OLSFit, data: Dataset) -> dict[str, float]:
         return coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
+
+    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
+        """A ``fit`` plan: R's ``summary(lm)`` table (see :func:`ols_summary`)."""
+        from hpcml.models.inference import fit_plan_summary
+
+        return fit_plan_summary(self, job, lambda params, fitted, data: ols_summary(
+            data.X, data.y, fitted, data.features))
 
     def jackknife(self, params: OLSParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, float]]:
         coefs = leave_group_out_coefs(data.X, data.y, labels, groups, params.fit_intercept)

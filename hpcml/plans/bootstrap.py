@@ -110,4 +110,4 @@ class BootstrapPlan(Plan):
         from hpcml.plots import histograms
 
         histograms(ok, output_columns(ok), f"{job.spec.name}: bootstrap distribution", plot_dir / "bootstrap.png",
-                   summary.get("table"))
+                   summary.get("table"), summary.get("level"))
