@@ -27,6 +27,15 @@ def auto_chunk_size(n_tasks: int, workers: int) -> int:
     return max(1, min(1000, math.ceil(n_tasks / (8 * max(1, workers)))))
 
 
+def chunk_size_for(job, n_todo: int, workers: int) -> int:
+    """The spec's ``backend.chunk_size``, else automatic: a whole number of the plan's task
+    groups (tasks fitted together), so a group is not split between chunks."""
+    if job.spec.backend.chunk_size:
+        return job.spec.backend.chunk_size
+    size, group = auto_chunk_size(n_todo, workers), job.plan.group_size(job)
+    return -(-size // group) * group
+
+
 def make_chunks(indices: list[int], chunk_size: int) -> list[Chunk]:
     return [Chunk(tuple(indices[i : i + chunk_size])) for i in range(0, len(indices), chunk_size)]
 

@@ -81,14 +81,40 @@ def _scratch_dir(run_dir: str, task_id: str) -> Path:
     return Path(run_dir, "artifacts", task_id.replace("/", "-"))
 
 
-def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[str, Any]) -> dict[str, Any]:
-    """One task's record of outputs (raises on failure; the caller records it)."""
+def task_context(job, task: Task, run_dir: str | None) -> FitContext:
     spec = job.spec
     # The generator and the scratch path are built only if the model asks for them.
-    ctx = FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
-                     scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
-                     log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
-    return job.plan.run_task(job, data, task, ctx, shared)
+    return FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
+                      scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
+                      log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
+
+
+def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[str, Any]) -> dict[str, Any]:
+    """One task's record of outputs (raises on failure; the caller records it)."""
+    return job.plan.run_task(job, data, task, task_context(job, task, run_dir), shared)
+
+
+def _run_groups(job, data, tasks: dict[int, Task], indices: tuple[int, ...], size: int, run_dir: str | None,
+                shared: dict[str, Any]) -> dict[int, tuple[dict[str, Any], float]]:
+    """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
+    index. A group that fails leaves its tasks out: they then run one by one, so each failure
+    is recorded against its own task."""
+    done: dict[int, tuple[dict[str, Any], float]] = {}
+    for g in sorted({i // size for i in indices}):
+        wanted = {i for i in indices if i // size == g}
+        members = [tasks[i] for i in range(g * size, min((g + 1) * size, len(tasks)))]
+        t0 = time.perf_counter()
+        try:
+            limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
+            with deadline(limit):
+                records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
+                                             shared, wanted)
+        except Exception as err:
+            log.info("group %d ran into %s; its tasks run one by one", g, _failure_line(err))
+            continue
+        seconds = (time.perf_counter() - t0) / len(wanted)
+        done.update({i: (records[i], seconds) for i in wanted})
+    return done
 
 
 def _failure_line(err: BaseException) -> str:
@@ -115,8 +141,17 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
             records.append(failure_record(i, f"{_plan_name(order)}/{i:06d}", _failure_line(err), tb, order.attempt))
     else:
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
+            group = job.plan.group_size(job)
+            grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared) \
+                if group > 1 else {}
             for i in order.chunk.indices:
                 task = tasks[i]
+                if i in grouped:
+                    outputs, seconds = grouped[i]
+                    result.ok.append(i)
+                    records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
+                                    "seconds": seconds, **outputs})
+                    continue
                 t0 = time.perf_counter()
                 try:
                     with deadline(job.spec.timeout_s):

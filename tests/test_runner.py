@@ -320,3 +320,41 @@ def test_in_memory_frames_are_named_by_their_whole_content(tmp_path, monkeypatch
     assert len(paths) == 3
     assert frame_source(a.copy()) in paths  # the same table, the same file
     pd.testing.assert_frame_equal(pd.read_parquet(frame_source(b)), b)
+
+
+def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_copy(tmp_path):
+    """OLS replicates are fitted 64 at a time (groups fixed by task index): the numbers do not
+    depend on chunk size or worker count, and equal lstsq on each resampled copy."""
+    import numpy as np
+
+    from hpcml import load_job
+    from hpcml.data import load_dataset
+    from hpcml.plans import task_rng
+    from hpcml.plans.bootstrap import resample_counts
+
+    base = small_spec(tmp_path, plan={"bootstrap": {"replicates": 150}})
+    runs = []
+    for i, (workers, chunk) in enumerate([(1, 150), (2, 7), (2, 64)]):
+        spec = {**base, "output": str(tmp_path / f"run{i}")}
+        runs.append(hpcml.run(spec, workers=workers, chunk_size=chunk, progress=False, plots=False))
+    for other in runs[1:]:
+        assert_same_results(runs[0].results, other.results)
+    # A resumed run that redoes tasks from the middle of a group gives them the same numbers.
+    store = RunStore(tmp_path / "run1")
+    lost = [f for f in store.chunk_files() if "0000070-" in f.name]
+    assert lost
+    for f in lost:
+        f.unlink()
+    resumed = hpcml.run({**base, "output": str(tmp_path / "run1")}, resume=True, progress=False, plots=False)
+    assert resumed.summary["run"]["tasks"] == 150
+    assert_same_results(runs[0].results, resumed.results)
+    job = load_job(base)
+    data = load_dataset(job)
+    res = runs[0].results.sort_values("task_index")
+    for i in (0, 63, 64, 149):
+        counts = resample_counts(task_rng(job.spec.seed, i), data.n).astype(int)
+        rows = np.repeat(np.arange(data.n), counts)
+        A = np.column_stack([np.ones(rows.size), data.X[rows]])
+        ref = np.linalg.lstsq(A, data.y[rows], rcond=None)[0]
+        got = res.loc[res["task_index"] == i, [f"coef_{n}" for n in ["(Intercept)", *data.features]]].to_numpy()[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())

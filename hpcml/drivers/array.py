@@ -7,7 +7,7 @@ missing), and writes its chunks into the run directory like any worker. ``hpcml 
 """
 from __future__ import annotations
 
-from hpcml.chunks import auto_chunk_size, block_share
+from hpcml.chunks import block_share, chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.errors import SpecError
 
@@ -29,6 +29,6 @@ def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     todo = [i for i in block_share(job.n_tasks, index, of) if i not in done]
     if not todo:
         return 0, 0
-    chunk_size = job.spec.backend.chunk_size or auto_chunk_size(len(todo), 1)
+    chunk_size = chunk_size_for(job, len(todo), 1)
     failed = run_attempts(job, store, todo, chunk_size, in_this_process)
     return len(todo) - len(failed), len(failed)

@@ -8,7 +8,7 @@ import time
 
 from hpcml.backends.mpi.liveness import RankLost, backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_DONE, TAG_PREP
-from hpcml.chunks import Chunk, auto_chunk_size, block_share
+from hpcml.chunks import Chunk, block_share, chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import finish
 from hpcml.errors import SpecError
@@ -63,7 +63,7 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
     store = RunStore(job.output)
     todo = _prepare_on_rank0(session, job, store, resume, overwrite)
     share = rank_share(todo, rank, size, opts.layout)
-    chunk_size = job.spec.backend.chunk_size or auto_chunk_size(len(todo), size)
+    chunk_size = chunk_size_for(job, len(todo), size)
     bar = Progress(len(share), f"{job.spec.name} [mpi static, rank 0 of {size}]", enabled=progress and rank == 0)
 
     def until_deadline(orders):

@@ -6,7 +6,7 @@ import shutil
 import time
 
 from hpcml.backends import make_backend
-from hpcml.chunks import auto_chunk_size
+from hpcml.chunks import chunk_size_for
 from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish
 from hpcml.errors import SpecError
@@ -57,7 +57,7 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
                 shutil.rmtree(store.path, ignore_errors=True)
             raise
         try:
-            chunk_size = spec.backend.chunk_size or auto_chunk_size(len(todo), backend.workers)
+            chunk_size = chunk_size_for(job, len(todo), backend.workers)
             run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
                          progress=bar)
         finally:

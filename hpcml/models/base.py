@@ -115,6 +115,15 @@ class ModelKind(ABC):
         """
         return None
 
+    def batch_size(self, params: ModelParams) -> int:
+        """How many bootstrap replicates ``outputs_batch`` fits at once (1: no batched path)."""
+        return 1
+
+    def outputs_batch(self, params: ModelParams, data: Dataset, weights: np.ndarray) -> list[dict[str, float] | None]:
+        """``outputs`` of the fits for each row of ``weights`` (G x n) at once; None for a row
+        the ordinary ``fit`` must handle. Only called when ``batch_size`` > 1."""
+        raise NotImplementedError
+
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
         """What this kind adds to the plan's summary, from the ok records (and the run's
         artifacts in ``run_dir``): ols/logistic the ``summary(lm)``/``summary(glm)`` table of a

@@ -15,7 +15,7 @@ from scipy import sparse
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
-from hpcml.models.linear import as_weights, keep_rows, row_mask
+from hpcml.models.weights import as_weights, keep_rows, row_mask
 
 _CHUNK_FLOATS = 1 << 22  # ~32 MB of distances per chunk
 

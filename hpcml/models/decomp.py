@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.linear import as_weights, keep_rows, row_mask
+from hpcml.models.weights import as_weights, keep_rows, row_mask
 
 Method = Literal["full", "randomized", "tsqr"]
 

@@ -15,7 +15,9 @@ from scipy import linalg
 from scipy.special import expit
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.linear import as_weights, coef_outputs, keep_rows, row_mask, solve_spd
+from hpcml.models.linear import coef_outputs
+from hpcml.models.normal_equations import solve_spd
+from hpcml.models.weights import as_weights, keep_rows, row_mask
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0

@@ -12,71 +12,13 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg, stats
-from scipy.linalg import lapack
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.weights import as_weights, keep_rows, row_mask
+from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank, solve_spd
 
-# Cholesky is trusted only when the equilibrated Gram matrix is this well conditioned;
-# its error grows like cond(X)^2 * eps, so 1e-6 keeps coefficients ~1e-10 relative.
-RCOND_MIN = 1e-6
-
-
-def as_weights(weights: Any, n: int) -> np.ndarray:
-    """Validated float64 weights of length n (None -> ones)."""
-    if weights is None:
-        return np.ones(n)
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    if w.shape[0] != n:
-        raise ValueError(f"weights has length {w.shape[0]}, data has {n} rows")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and >= 0")
-    if not np.any(w > 0):
-        raise ValueError("all weights are zero: no rows to fit")
-    return w
-
-
-def keep_rows(w: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
-    """Rows with positive weight (zero-weight rows add nothing); no copy when all are kept."""
-    keep = w > 0
-    if keep.all():
-        return [w, *arrays]
-    return [w[keep], *(a[keep] for a in arrays)]
-
-
-def row_mask(mask: Any, n: int) -> np.ndarray:
-    """A boolean row selector (None -> all rows)."""
-    if mask is None:
-        return np.ones(n, dtype=bool)
-    m = np.asarray(mask, dtype=bool).ravel()
-    if m.shape[0] != n:
-        raise ValueError(f"mask has length {m.shape[0]}, data has {n} rows")
-    return m
-
-
-def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """Solve G x = b for symmetric positive definite G, or None if G is ill-conditioned.
-
-    Equilibrating by the diagonal first makes the condition test (and the solve) insensitive
-    to the units of the columns.
-    """
-    d = np.sqrt(np.diag(G))
-    if not np.all(d > 0):
-        return None
-    Gs = G / np.outer(d, d)
-    try:
-        c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
-    except linalg.LinAlgError:
-        return None
-    rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
-    if info != 0 or not rcond >= RCOND_MIN:
-        return None
-    return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
-
-
-# R's lm: qr(x, tol = 1e-07). A column whose residual, after projecting out the columns
-# before it (the intercept first), is below this fraction of its own norm is aliased.
-ALIAS_TOL = 1e-7
-
+# Bootstrap replicates fitted together by one matrix product (see batched_ols).
+BOOTSTRAP_GROUP = 64
 
 @dataclass
 class OLSFit:
@@ -128,31 +70,6 @@ def _weighted_rss(X: np.ndarray, y: np.ndarray, w: np.ndarray, xm: np.ndarray, y
         r = (y[s : s + BLOCK_ROWS] - ym) - (X[s : s + BLOCK_ROWS] - xm) @ beta
         rss += float(w[s : s + BLOCK_ROWS] @ (r * r))
     return rss
-
-
-def _cholesky_full_rank(G: np.ndarray, b: np.ndarray, norms2: np.ndarray, tol: float) -> np.ndarray | None:
-    """Solve the centred normal equations when the design is clearly of full rank, else None.
-
-    Full rank means R's test passes for every column: the Cholesky factor's diagonal is the
-    norm of each column's residual on the columns before it, compared with the column's
-    norm (``norms2``, squared, uncentred as R's QR sees it). The equilibrated condition test
-    of :func:`solve_spd` guards the accuracy of the solve itself.
-    """
-    d = np.sqrt(np.diag(G))
-    if not np.all(d > 0):
-        return None
-    Gs = G / np.outer(d, d)
-    try:
-        c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
-    except linalg.LinAlgError:
-        return None
-    resid2 = (np.diag(c) * d) ** 2
-    if not np.all(resid2 >= tol**2 * norms2):
-        return None
-    rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
-    if info != 0 or not rcond >= RCOND_MIN:
-        return None
-    return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
 
 
 def kept_columns(Z: np.ndarray, norms: np.ndarray, tol: float = ALIAS_TOL) -> np.ndarray:
@@ -215,7 +132,7 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     G, b = _centred_moments(X, y, w, xm, ym)
     # Each column's squared norm in R's (uncentred) design: centred sum of squares + n xm^2.
     norms2 = np.diag(G) + n_eff * xm**2
-    beta = _cholesky_full_rank(G, b, norms2, ALIAS_TOL) if p else np.zeros(0)
+    beta = cholesky_full_rank(G, b, norms2, ALIAS_TOL) if p else np.zeros(0)
     method, rank = "cholesky", p
     if beta is None:
         wk, Xk, yk = keep_rows(w, X, y)
@@ -380,6 +297,15 @@ class OLSKind(ModelKind):
 
         return fit_plan_summary(self, job, lambda params, fitted, data: ols_summary(
             data.X, data.y, fitted, data.features))
+
+    def batch_size(self, params: OLSParams) -> int:
+        return BOOTSTRAP_GROUP if params.fit_intercept else 1
+
+    def outputs_batch(self, params: OLSParams, data: Dataset, weights: np.ndarray) -> list[dict[str, float] | None]:
+        from hpcml.models.batched_ols import ols_coefs_batch
+
+        return [None if c is None else coef_outputs(c, True, data.features)
+                for c in ols_coefs_batch(data.X, data.y, weights)]
 
     def jackknife(self, params: OLSParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, float]]:
         coefs = leave_group_out_coefs(data.X, data.y, labels, groups, params.fit_intercept)

@@ -48,6 +48,15 @@ class Plan(ABC):
     def task_params(self, options: PlanOptions) -> list[dict[str, Any]]:
         """The plan's parameters of each task, in task-index order."""
 
+    def group_size(self, job) -> int:
+        """Tasks run together by ``run_group``, in groups fixed by task index (1: one by one)."""
+        return 1
+
+    def run_group(self, job, data, tasks: list[Task], ctxs: list, shared: dict[str, Any],
+                  wanted: set[int]) -> dict[int, dict[str, Any]]:
+        """Records of the ``wanted`` tasks of one whole group (``tasks``, each with its ctx)."""
+        raise NotImplementedError
+
     def shared(self, job, n: int) -> dict[str, Any]:
         """What every task of the job shares (drawn once per process, never per task)."""
         return {}

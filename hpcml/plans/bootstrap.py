@@ -85,6 +85,20 @@ class BootstrapPlan(Plan):
         _, outputs = fit_and_record(job, data, resample_counts(ctx.rng, data.n), ctx)
         return outputs
 
+    def group_size(self, job) -> int:
+        return job.model.batch_size(job.params)
+
+    def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
+        # Every member's counts enter the product, wanted or not: a replicate's numbers must
+        # not depend on which of its group's tasks a chunk holds.
+        W = np.stack([resample_counts(ctx.rng, data.n) for ctx in ctxs])
+        batch = job.model.outputs_batch(job.params, data, W)
+        out = {}
+        for task, ctx, w, outputs in zip(tasks, ctxs, W, batch):
+            if task.index in wanted:
+                out[task.index] = outputs if outputs is not None else fit_and_record(job, data, w, ctx)[1]
+        return out
+
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any], level: float = LEVEL) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
 
