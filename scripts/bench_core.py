@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def hpcml_phase(n: int, ms: float, workers: int) -> tuple[float, float]:
         job = load_job(spec, output=f"{tmp}/phase")
         RunStore(job.output).prepare(job, resume=False)
         backend = LocalBackend(workers=workers)
-        backend.start(job.to_json())
+        backend.start(job.to_json(), Path(tmp))
         try:
             warm = [WorkOrder(job.to_json(), f"{tmp}/phase", c) for c in make_chunks(list(range(2 * workers)), 1)]
             list(backend.run(warm))  # workers up and data loaded, as for joblib's warm pool below

@@ -56,7 +56,7 @@ def time_backend(address: str, spec: dict, chunk_size: int) -> float:
     store.prepare(job, resume=False, overwrite=True)
     job_json = job.to_json()
     backend = DaskBackend(options={"address": address})
-    backend.start(job_json)
+    backend.start(job_json, store.log_dir)
     try:
         indices = [t.index for t in plan_tasks(job)]
         orders = [WorkOrder(job_json, str(store.path), c) for c in make_chunks(indices, chunk_size)]

@@ -18,33 +18,46 @@ import numpy as np
 
 from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 
-# The column-product block (rows x q(q+1)/2 float64) stays within this many bytes.
+# The column products are kept in memory (once per worker process and data set) up to this
+# size; beyond it they are rebuilt block by block for every group. Which route a data set
+# takes depends only on its shape, so every worker computes the same way.
+CACHE_BYTES = 256 << 20
+# Rows per block of the rebuilt route: a block of column products stays within this many bytes.
 BLOCK_BYTES = 8 << 20
 
-
-def _pair_index(q: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(q)
+_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]] = {}
 
 
-def _block_rows(pairs: int) -> int:
-    return max(256, BLOCK_BYTES // (8 * pairs))
+def _products(Zb: np.ndarray, iu: np.ndarray, ju: np.ndarray) -> np.ndarray:
+    return Zb[:, iu] * Zb[:, ju]
+
+
+def _centred(X: np.ndarray, y: np.ndarray, s: int, e: int, xm: np.ndarray, ym: float) -> np.ndarray:
+    Z = np.empty((e - s, X.shape[1] + 2))
+    Z[:, 0] = 1.0
+    np.subtract(X[s:e], xm, out=Z[:, 1:-1])
+    Z[:, -1] = y[s:e] - ym
+    return Z
 
 
 def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym: float) -> np.ndarray:
     """For each row of W (G x n), sum_r w_r z_r z_r' as a (G, q, q) array, z = [1, x - xm, y - ym]."""
     n, p = X.shape
     q = p + 2
-    iu, ju = _pair_index(q)
-    rows = _block_rows(iu.size)
-    C = np.zeros((W.shape[0], iu.size))
-    Z = np.empty((min(rows, n), q))
-    for s in range(0, n, rows):
-        e = min(n, s + rows)
-        Zb = Z[: e - s]
-        Zb[:, 0] = 1.0
-        np.subtract(X[s:e], xm, out=Zb[:, 1 : p + 1])
-        Zb[:, p + 1] = y[s:e] - ym
-        C += np.ascontiguousarray(W[:, s:e]) @ (Zb[:, iu] * Zb[:, ju])
+    iu, ju = np.triu_indices(q)
+    if n * iu.size * 8 <= CACHE_BYTES:
+        key = (id(X), id(y))
+        hit = _CACHE.get(key)
+        if hit is None or hit[0] is not X or hit[1] is not y:
+            _CACHE.clear()  # one data set per worker at a time
+            hit = _CACHE[key] = (X, y, xm.copy(), ym, _products(_centred(X, y, 0, n, xm, ym), iu, ju))
+        C = W @ hit[4]
+    else:
+        rows = max(256, BLOCK_BYTES // (8 * iu.size))
+        C = np.zeros((W.shape[0], iu.size))
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            C += np.ascontiguousarray(W[:, s:e]) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
     M = np.zeros((W.shape[0], q, q))
     M[:, iu, ju] = C
     M[:, ju, iu] = C
