@@ -1,6 +1,12 @@
-"""Local processes: a process pool on this machine (the laptop backend)."""
+"""Local processes: a process pool on this machine (the laptop backend).
+
+Warm workers: a process that runs several jobs (an R session, a notebook, ``hpcml.map`` in a
+loop) keeps its pool and each worker's caches between jobs, as loky's reusable executor
+does, and shuts the pool down when it exits. ``reuse_workers: false`` starts a fresh pool.
+"""
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing as mp
 import os
@@ -10,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from hpcml.backends.base import Backend
@@ -20,6 +26,7 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # forkserver: fast worker start without forking a driver that may hold threads (torch, BLAS).
     start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
+    reuse_workers: bool = Field(True, description="keep the worker pool for the next job in this process")
 
 
 log = logging.getLogger("hpcml")
@@ -38,6 +45,29 @@ def _main_reloadable() -> bool:
     return path is None or os.path.exists(path)
 
 
+def _healthy(pool: ProcessPoolExecutor) -> bool:
+    """Whether a kept pool still answers (a worker may have died since its last job)."""
+    try:
+        pool.submit(os.getpid).result(timeout=60)
+        return True
+    except Exception:
+        pool.shutdown(wait=False, cancel_futures=True)
+        return False
+
+
+# Pools kept for the next job of this process, by (workers, start method).
+_WARM: dict[tuple[int, str], ProcessPoolExecutor] = {}
+
+
+def _shutdown_warm() -> None:
+    for pool in _WARM.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _WARM.clear()
+
+
+atexit.register(_shutdown_warm)
+
+
 class LocalBackend(Backend):
     name = "local"
     Options = LocalOptions
@@ -46,16 +76,26 @@ class LocalBackend(Backend):
         super().__init__(workers, options)
         self._pool: ProcessPoolExecutor | None = None
         self._job_json: str | None = None
+        self._clean = False  # the last run() ended with nothing left running in the pool
 
     def start(self, job_json: str, log_dir: Path) -> None:
         self._job_json = job_json
-        self._pool = self._new_pool()
+        warm = _WARM.pop(self._key(), None) if self.options.reuse_workers else None
+        self._pool = warm if warm is not None and _healthy(warm) else self._new_pool()
+        self._clean = False
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _method(self) -> str:
         method = self.options.start_method
         if method != "fork" and not _main_reloadable():
             log.info("the driver's __main__ cannot be re-imported (read from stdin); using forked workers")
             method = "fork"
+        return method
+
+    def _key(self) -> tuple[int, str]:
+        return self.workers, self._method()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        method = self._method()
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["hpcml.worker", "hpcml.data", "hpcml.spec"])
@@ -64,6 +104,7 @@ class LocalBackend(Backend):
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         assert self._pool is not None, "start() first"
+        self._clean = False
         pending = {self._pool.submit(execute_chunk, order): order for order in orders}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -84,8 +125,16 @@ class LocalBackend(Backend):
                     break
                 except Exception as err:  # unpicklable result and the like
                     yield ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
+        self._clean = True
 
     def stop(self) -> None:
-        if self._pool is not None:
+        if self._pool is None:
+            return
+        if self.options.reuse_workers and self._clean:
+            old = _WARM.pop(self._key(), None)
+            if old is not None:
+                old.shutdown(wait=False, cancel_futures=True)
+            _WARM[self._key()] = self._pool  # kept warm for this process's next job
+        else:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._pool = None

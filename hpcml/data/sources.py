@@ -227,12 +227,21 @@ def frame_to_dataset(frame: pd.DataFrame, spec: DataSpec, features: list[str] | 
 def _load_cached(spec_json: str, features_json: str, needs_target: bool) -> Dataset:
     spec = DataSpec.model_validate_json(spec_json)
     features = json.loads(features_json)
+    _LOADS[spec_json] = _LOADS.get(spec_json, 0) + 1
     if spec.source.startswith("idx:"):
         from hpcml.data.images import load_image_source
 
-        return load_image_source(spec.source, spec.options)
-    frame, meta = read_frame(spec)
-    return frame_to_dataset(frame, spec, features, needs_target, meta)
+        data = load_image_source(spec.source, spec.options)
+    else:
+        frame, meta = read_frame(spec)
+        data = frame_to_dataset(frame, spec, features, needs_target, meta)
+    # How often this process has loaded this source: a worker kept for several jobs
+    # (warm workers) still loads each job's data once.
+    data.meta["loads"] = _LOADS[spec_json]
+    return data
+
+
+_LOADS: dict[str, int] = {}
 
 
 def full_load(spec: DataSpec, features: list[str] | None, needs_target: bool) -> Dataset:

@@ -56,9 +56,7 @@ class SleepKind(ModelKind):
         if params.report_loads:  # proof that data is loaded once per worker process, not per task
             import os
 
-            from hpcml.data import load_stats
-
-            out.update(pid=float(os.getpid()), data_loads=float(load_stats()[0]))
+            out.update(pid=float(os.getpid()), data_loads=float(data.meta.get("loads", 0)))
         return out
 
     def score(self, params, fitted, data, mask) -> dict[str, float]:
