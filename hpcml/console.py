@@ -2,24 +2,27 @@
 hpcml.ddp``, job-array elements): bad input once per launch, summary tables, the result line."""
 from __future__ import annotations
 
+import functools
 import sys
-
-from rich.console import Console
-from rich.table import Table
 
 from hpcml.errors import SpecError
 
-# Batch logs are not terminals: give tables room instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+@functools.lru_cache(maxsize=2)
+def _console(stderr: bool):
+    from rich.console import Console  # imported when something is printed, not at start
+
+    # Batch logs are not terminals: give tables room instead of rich's 80-column default.
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
 def say(text: str) -> None:
-    out.print(text, markup=False, highlight=False, soft_wrap=True)
+    _console(False).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def warn(text: str) -> None:
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
+    _console(True).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_spec_error(e: SpecError) -> int:
@@ -41,15 +44,17 @@ def _fmt(v) -> str:
 def print_table(rows: list[dict], title: str | None = None, limit: int = 40) -> None:
     if not rows:
         return
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     for c in columns:
         table.add_column(c, justify="left" if c == "output" else "right")
     for r in rows[:limit]:
         table.add_row(*(_fmt(r.get(c)) for c in columns))
-    out.print(table)
+    _console(False).print(table)
     if len(rows) > limit:
-        out.print(f"... {len(rows) - limit} more rows in summary.json")
+        say(f"... {len(rows) - limit} more rows in summary.json")
 
 
 def report(result, title: str | None, quiet: bool = False) -> int:

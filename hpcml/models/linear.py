@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.weights import as_weights, keep_rows, row_mask
@@ -203,6 +203,8 @@ def ols_summary(X: Any, y: Any, fit: OLSFit, features: list[str], weights: Any =
     Standard errors come from a QR of the kept (non-aliased) centred columns, as R computes
     them; with weights, R's ``lm(weights = )`` (counts: the resampled copy).
     """
+    from scipy import stats
+
     from hpcml.models.inference import aliased_note, clean, coef_names, coefficient_table
 
     X, y, w = _prepare(X, y, weights, fit.fit_intercept)

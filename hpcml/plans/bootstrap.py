@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 import numpy as np
 from pydantic import Field
-from scipy.stats import norm
 
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, task_rng
 from hpcml.plans.tables import json_number, ok_rows, output_columns
@@ -33,6 +32,8 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Efron's bias-corrected and accelerated interval from replicates and jackknife values."""
+    from scipy.stats import norm  # scipy.stats costs a second to import: only when summarizing
+
     boot = boot[np.isfinite(boot)]
     if boot.size < 2 or not np.isfinite(theta_hat):
         return (math.nan, math.nan)
