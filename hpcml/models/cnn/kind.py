@@ -17,15 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters
+from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters, is_user_arch, probe, user_arch_class
 from hpcml.models.cnn.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
                                 to_tensors, train)
 
-Arch = Literal["fc", "cnn1", "cnn2", "cnn2_dropout", "cnn2_bn", "sdsc_mynet", "alcf_net"]
-assert set(Arch.__args__) == set(ARCHITECTURES)  # keep the Literal in step with the registry
 
 
 @dataclass
@@ -71,8 +69,8 @@ class CNNKind(ModelKind):
     greater_is_better = True
 
     class Params(ModelParams):
-        arch: Arch = "cnn1"
-        arch_params: dict[str, Any] = {}
+        arch: str = "cnn1"  # a built-in name, or the user's nn.Module: package.module:Class, file.py:Class
+        arch_params: dict[str, Any] = {}  # keyword arguments of the net's constructor
         optimizer: Literal["sgd", "adam", "adadelta"] = "adam"
         lr: float = Field(1e-3, gt=0)
         momentum: float = Field(0.0, ge=0, lt=1)
@@ -87,16 +85,37 @@ class CNNKind(ModelKind):
         tensorboard: bool = False
         plots: bool = True  # curves, first-layer filters, confusion matrix as PNGs beside the results
 
+        @field_validator("arch")
+        @classmethod
+        def _known_arch(cls, v: str) -> str:
+            if v not in ARCHITECTURES and not is_user_arch(v):
+                raise ValueError(f"unknown arch; choose one of {', '.join(ARCHITECTURES)}, or your own "
+                                 "torch.nn.Module as `package.module:Class` or `path/to/file.py:Class`")
+            return v
+
     def check(self, params, data: Dataset) -> list[tuple[str, Any, str]]:
         shape = data.image_shape
         if shape is None:
             return [("data", None, "the cnn kind needs image data (a source with image_shape)")]
         if len(shape) != 3 or int(np.prod(shape)) != data.X.shape[1]:
             return [("data", shape, f"image_shape {shape} does not match {data.X.shape[1]} columns")]
+        user = is_user_arch(params.arch)
+        n_classes = max(2, len(self._classes(data)))
+        if user:  # the class itself: importable, an nn.Module
+            try:
+                user_arch_class(params.arch)
+            except ValueError as e:
+                return [("model.arch", params.arch, str(e))]
         try:
-            build_model(params.arch, shape, max(2, len(data.classes or [])), **params.arch_params)
+            with torch.random.fork_rng(devices=[]):  # a check must not move torch's global RNG
+                model = build_model(params.arch, shape, n_classes, **params.arch_params)
         except ValueError as e:
-            return [("arch_params", params.arch_params, str(e))]
+            return [("model.arch_params", params.arch_params, str(e))]
+        if user:
+            try:
+                probe(model, shape, n_classes)
+            except ValueError as e:
+                return [("model.arch", params.arch, str(e))]
         return []
 
     def _classes(self, data: Dataset) -> list[Any]:
@@ -109,6 +128,8 @@ class CNNKind(ModelKind):
         classes = self._classes(data)
         y = encode_labels(data.y, classes)
         init_seed, train_seed, split_seed = (int(s) for s in ctx.rng.integers(2 ** 63, size=3))
+        if ctx.split_seed is not None:  # a sweep: every configuration validates on the same rows
+            split_seed = int(ctx.split_seed)
 
         idx, counts = _rows(weights, data.n)
         order = np.random.default_rng(split_seed).permutation(len(idx))
@@ -150,6 +171,8 @@ class CNNKind(ModelKind):
         model = model.cpu().eval()
 
         last = res.history[-1]
+        if params.patience and n_val:  # the returned weights are the best epoch's: report those
+            last = {**last, **{k: res.history[res.best_epoch - 1][k] for k in ("val_loss", "val_accuracy")}}
         outputs = {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"]} if has_test else {}
         outputs |= {
             "train_loss": last["train_loss"],
@@ -199,18 +222,41 @@ class CNNKind(ModelKind):
             nll = -logp.gather(1, yt[:, None]).clamp(min=float(np.log(1e-15)))
         return {"accuracy": float((logp.argmax(1) == yt).double().mean()), "log_loss": float(nll.double().mean())}
 
+    def sweep_metric(self, params) -> tuple[str, bool]:
+        # Model selection on the validation split: the held-out test rows choose nothing.
+        return "val_accuracy", True
+
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """For sweeps, the lecture notes' hyperparameter table: one row per configuration."""
+        """For sweeps, the lecture notes' hyperparameter table: one row per configuration, best
+        validation accuracy first, and the test accuracy of the chosen configuration only."""
         if job.plan_kind != "sweep":
             return {}
         ok = results.loc[results["status"] == "ok"]
         keys = [c for c in ok.columns if c.startswith("param_")]
-        cols = [c for c in ("test_accuracy", "val_accuracy", "test_loss", "seconds_per_epoch", "epochs_run",
-                            "n_parameters") if c in ok.columns]
-        if ok.empty or not keys or "test_accuracy" not in cols:
+        cols = [c for c in ("val_accuracy", "val_loss", "seconds_per_epoch", "epochs_run", "n_parameters")
+                if c in ok.columns]
+        tests = [c for c in ("test_accuracy", "test_loss", "test_log_loss") if c in ok.columns]
+        if ok.empty or not keys or "val_accuracy" not in cols:
             return {}
-        board = ok.groupby(keys, dropna=False)[cols].mean().reset_index()
-        board = board.sort_values("test_accuracy", ascending=False, kind="stable")
-        rows = [{**{k[len("param_"):]: r[k] for k in keys}, **{c: float(r[c]) for c in cols}}
-                for _, r in board.iterrows()]
-        return {"leaderboard": rows}
+        grouped = ok.groupby(keys, dropna=False)
+        board = grouped[cols + tests].mean().join(grouped.size().rename("repeats")).reset_index()
+        board = board.sort_values("val_accuracy", ascending=False, kind="stable")
+        params = [{k[len("param_"):]: _plain(r[k]) for k in keys} for _, r in board.iterrows()]
+        rows = [{**p, **{c: float(r[c]) for c in cols}} for p, (_, r) in zip(params, board.iterrows())]
+        top = board.iloc[0]
+        chosen = {**params[0], **{c: float(top[c]) for c in cols + tests}, "repeats": int(top["repeats"])}
+        table = [{**p, "val_accuracy": r["val_accuracy"], "s/epoch": r.get("seconds_per_epoch"),
+                  "parameters": int(r["n_parameters"]) if "n_parameters" in r else None,
+                  "epochs": int(r["epochs_run"]) if "epochs_run" in r else None}
+                 for p, r in zip(params, rows)]
+        named = ", ".join(f"{k}={v}" for k, v in params[0].items())
+        scores = "; ".join(f"{c} {chosen[c]:.4f}" for c in tests) or "no test rows"
+        return {"leaderboard": rows, "table": table, "best": chosen,
+                "notes": [f"chosen by validation accuracy ({chosen['val_accuracy']:.4f}): {named}; {scores}"]}
+
+
+def _plain(v: Any) -> Any:
+    """A parameter value as JSON has it (numpy scalars to Python, NaN to None)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return None if isinstance(v, float) and v != v else v
