@@ -200,3 +200,66 @@ def test_user_net_under_torchrun_matches_one_process(nets, tmp_path):
     s2 = torch.load(tmp_path / "ddp" / ckpt, weights_only=True)["model"]
     for k in s1:
         torch.testing.assert_close(s2[k], s1[k], atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- TensorBoard (slow)
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_tensorboard_runs_named_by_parameters_with_hparams_and_histograms(nets, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from hpcml import run
+
+    spec = job(tmp_path, "tb", {"tensorboard": True, "arch_params": {"hidden": 8}},
+               {"sweep": {"grid": {"arch": [f"{nets}:TinyNet"], "lr": [0.003, 0.03]}}})
+    res = run(spec, progress=False)
+    assert res.ok
+    logdir = res.run_dir / "tensorboard"
+    assert sorted(p.name for p in logdir.iterdir()) == ["arch=TinyNet,lr=0.003", "arch=TinyNet,lr=0.03"]
+    events = EventAccumulator(str(logdir / "arch=TinyNet,lr=0.03"), size_guidance={"tensors": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert [e.step for e in events.Scalars("val_accuracy")] == [1, 2]
+    assert {"body.1.weight", "body.3.bias"} <= set(tags["histograms"])
+    assert len(events.Histograms("body.1.weight")) == 2
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["lr"].number_value == pytest.approx(0.03)
+    assert start.hparams["arch"].string_value == "TinyNet" and start.hparams["arch_params.hidden"].number_value == 8
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert "hparam/val_accuracy" in {m.name.tag for m in experiment.metric_infos}
+    row = res.results.set_index("param_lr").loc[0.03]
+    assert events.Scalars("hparam/val_accuracy")[0].value == pytest.approx(row["val_accuracy"], abs=1e-6)
+
+
+def test_epoch_progress_lines(nets, digits, caplog):
+    import logging
+
+    kind = CNNKind()
+    p = kind.Params(arch="fc", epochs=2)
+    with caplog.at_level(logging.INFO, logger="hpcml.models.cnn.train"):
+        kind.fit(p, digits, None, FitContext(rng=np.random.default_rng(0), task_id="sweep/000003",
+                                             task_params={"params": {"lr": 0.01}, "repeat": 0}))
+    lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].startswith("lr=0.01 epoch 2/2: train_loss ") and "val_accuracy" in lines[1]
+
+
+def test_fashion_mnist_class_names_label_the_confusion_matrix(tmp_path):
+    from hpcml.data.images import CLASS_NAMES, load_image_source, write_idx
+
+    rng = np.random.default_rng(0)
+    fashion = tmp_path / "fashion-mnist"
+    fashion.mkdir()
+    for kind in ("train", "t10k"):
+        write_idx(fashion / f"{kind}-images-idx3-ubyte", rng.integers(0, 256, size=(40, 8, 8), dtype=np.uint8))
+        write_idx(fashion / f"{kind}-labels-idx1-ubyte", (np.arange(40) % 10).astype(np.uint8))
+    data = load_image_source(f"idx:{fashion}")
+    assert data.meta["class_names"][0] == "T-shirt/top" and data.meta["class_names"][9] == "Ankle boot"
+    own = load_image_source(f"idx:{fashion}", {"class_names": list("abcdefghij")})
+    assert own.meta["class_names"][1] == "b"
+    kind = CNNKind()
+    fit = kind.fit(kind.Params(arch="fc", epochs=1), data, None,
+                   FitContext(rng=np.random.default_rng(0), scratch=tmp_path / "task"))
+    assert fit.class_names == CLASS_NAMES["fashion-mnist"] and (tmp_path / "task" / "confusion.png").exists()

@@ -11,6 +11,8 @@ distinct rows first, so a duplicated row never sits on both sides.
 from __future__ import annotations
 
 import csv
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +24,7 @@ from pydantic import Field, field_validator
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters, is_user_arch, probe, user_arch_class
 from hpcml.models.cnn.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
-                                to_tensors, train)
+                                show_progress, to_tensors, train)
 
 
 
@@ -38,6 +40,7 @@ class NNFit:
     outputs: dict[str, float]
     confusion: np.ndarray | None = None
     artifacts: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None  # the data set's names of the classes (Fashion-MNIST's)
 
 
 def encode_labels(y: np.ndarray, classes: list[Any]) -> np.ndarray:
@@ -58,6 +61,31 @@ def _rows(weights: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     w = np.asarray(weights, dtype=np.float64)
     idx = np.flatnonzero(w > 0)
     return idx, np.maximum(np.rint(w[idx]), 1).astype(np.int64)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str) and is_user_arch(value):
+        return value.rpartition(":")[2]  # the class name, not its file's path
+    return json.dumps(value, separators=(",", ":"), sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def run_label(ctx: FitContext) -> str:
+    """A training's name in logs and TensorBoard: its sweep grid point (``arch=cnn1,lr=0.01``),
+    else its task id (``fit-000000``, ``bootstrap-000012``)."""
+    grid = ctx.task_params.get("params") if isinstance(ctx.task_params, dict) else None
+    if not grid:
+        return (ctx.task_id or "fit").replace("/", "-")
+    parts = {**grid, **({"repeat": ctx.task_params["repeat"]} if ctx.task_params.get("repeat") else {})}
+    label = ",".join(f"{k}={_short(v)}" for k, v in parts.items())
+    return re.sub(r"[^\w.=,+-]", "_", label)[:150]
+
+
+def hparams(params, ctx: FitContext) -> dict[str, Any]:
+    """What TensorBoard's HParams table shows for a training: its model parameters (a user
+    net's class name for ``arch``, ``arch_params`` one column each)."""
+    skip = {"device", "tensorboard", "plots", "progress", "arch_params"}
+    out = {k: (_short(v) if k == "arch" else v) for k, v in params.model_dump().items() if k not in skip}
+    return {**out, **{f"arch_params.{k}": v for k, v in params.arch_params.items()}}
 
 
 @register_model
@@ -83,6 +111,7 @@ class CNNKind(ModelKind):
         patience: int | None = Field(None, ge=1)
         device: Literal["auto", "cpu", "cuda"] = "auto"
         tensorboard: bool = False
+        progress: bool = True  # a log line per epoch of each training
         plots: bool = True  # curves, first-layer filters, confusion matrix as PNGs beside the results
 
         @field_validator("arch")
@@ -148,8 +177,12 @@ class CNNKind(ModelKind):
             epochs=params.epochs, batch_size=params.batch_size, step_size=params.step_size, gamma=params.gamma,
             patience=params.patience, device=params.device, threads=ctx.threads,
             checkpoint_dir=scratch / "checkpoints" if scratch else None,
-            tensorboard_dir=scratch / "tensorboard" if (scratch and params.tensorboard) else None,
+            tensorboard_dir=scratch.parent.parent / "tensorboard" / run_label(ctx) if (scratch and params.tensorboard)
+            else None,
+            label=run_label(ctx) if params.progress else None, hparams=hparams(params, ctx),
         )
+        if params.progress:
+            show_progress()
         Xt, yt = to_tensors(data.X[train_rows], y[train_rows], shape, "cpu")
         Xv, yv = to_tensors(data.X[val_rows], y[val_rows], shape, "cpu") if n_val else (None, None)
         res = train(model, Xt, yt, cfg, train_seed, Xv, yv)
@@ -183,7 +216,8 @@ class CNNKind(ModelKind):
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in res.history])),
             "n_parameters": float(count_parameters(model)),
         }
-        fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm)
+        fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm,
+                       class_names=data.meta.get("class_names"))
         dist = active_dist()
         if scratch is not None and (dist is None or dist.rank == 0):  # one writer in a DDP run
             fitted.artifacts = self._write_artifacts(scratch, fitted, ctx, params.plots)
@@ -202,7 +236,8 @@ class CNNKind(ModelKind):
         try:
             from hpcml.models.cnn.plots import write_training_plots
 
-            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, fitted.classes)
+            names = fitted.class_names or fitted.classes
+            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, names)
         except Exception as e:  # a plot failure must not lose a finished training
             if ctx.log is not None:
                 ctx.log.warning("cnn plots failed: %s", e)
