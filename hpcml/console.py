@@ -61,6 +61,8 @@ def report(result, title: str | None, quiet: bool = False) -> int:
     """A finished run's table, its one result line, its first failure; the exit status (0 or 1)."""
     if not quiet:
         print_table(result.summary.get("table", []), title=title)
+        for note in result.summary.get("notes", []):  # e.g. a CNN sweep's chosen configuration
+            say(note)
     say(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok in {result.seconds:.1f}s -> {result.run_dir}")
     if not result.n_failed:
         return 0

@@ -73,10 +73,13 @@ def leaderboard(summary: dict, path: Path) -> None:
     metric = summary.get("metric", "metric")
     if not rows:
         return
-    labels = [", ".join(f"{k}={v}" for k, v in r.items() if not k.startswith(metric) and k != "repeats") for r in rows]
+    grid = summary.get("grid")  # the swept parameters; else every column but the metric's
+    labels = [", ".join(f"{k}={v}" for k, v in r.items()
+                        if (k in grid if grid is not None else not k.startswith(metric) and k != "repeats"))
+              for r in rows]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
-    ax.barh(range(len(rows)), [r[f"{metric}_mean"] for r in rows],
-            xerr=[r[f"{metric}_sd"] or 0 for r in rows], color="#55A868")
+    ax.barh(range(len(rows)), [r.get(f"{metric}_mean", r.get(metric)) for r in rows],
+            xerr=[r.get(f"{metric}_sd") or 0 for r in rows], color="#55A868")
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(metric)

@@ -74,6 +74,25 @@ class BackendSpec(BaseModel):
     chunk_size: int | None = Field(None, gt=0, description="tasks per chunk (default: automatic)")
 
 
+class MlflowSpec(Strict):
+    uri: str = Field("./mlruns", description="MLflow tracking URI: a directory (a local file store), "
+                     "file:, sqlite:, http(s): or databricks")
+    experiment: str | None = Field(None, description="experiment name (default: the job's name)")
+    child_runs: bool = Field(True, description="a sweep's tasks as nested runs of the job's run")
+
+
+class TrackingSpec(Strict):
+    mlflow: MlflowSpec | None = Field(None, description="log the run to MLflow (the `tracking` extra)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_mlflow(cls, value: Any) -> Any:
+        # `mlflow:` with nothing after it parses as None in YAML; it means "the defaults".
+        if isinstance(value, dict) and "mlflow" in value and value["mlflow"] is None:
+            value = {**value, "mlflow": {}}
+        return value
+
+
 class JobSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = Field(0, ge=0, description="root seed; task i uses SeedSequence(seed, spawn_key=(i,))")
@@ -85,6 +104,7 @@ class JobSpec(Strict):
     retries: int = Field(0, ge=0, description="extra attempts for a failed task")
     timeout_s: float | None = Field(None, gt=0, description="per-task time limit in seconds")
     threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
+    tracking: TrackingSpec | None = Field(None, description="experiment tracking of the finished run (MLflow)")
     engine: Literal["hpcml", "spark"] = Field(
         "hpcml", description="hpcml: independent tasks on the backend; spark: one distributed pyspark.ml fit of the whole data")
 

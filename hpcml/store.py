@@ -81,9 +81,13 @@ def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[st
     return path
 
 
+# Fields a resumed run may change: where and how it runs, and where it is tracked.
+NOT_IDENTITY = ("backend", "output", "retries", "timeout_s", "tracking")
+
+
 def _identity(spec: dict) -> dict:
     """The part of a spec that decides the numbers (not where or how it runs)."""
-    return {k: v for k, v in spec.items() if k not in ("backend", "output", "retries", "timeout_s")}
+    return {k: v for k, v in spec.items() if k not in NOT_IDENTITY}
 
 
 class RunStore:
@@ -112,8 +116,7 @@ class RunStore:
         if self.exists() and resume:
             old = json.loads(self.spec_path.read_text())
             if _identity(old) != _identity(spec):
-                changed = sorted(k for k in set(old) | set(spec) if k not in ("backend", "output", "retries", "timeout_s")
-                                 and old.get(k) != spec.get(k))
+                changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY and old.get(k) != spec.get(k))
                 raise SpecError.one("output", str(self.path), f"holds a run of a different spec (fields differ: {', '.join(changed)}); use another --out")
         elif self.path.exists() and any(self.path.iterdir()):
             if not overwrite:

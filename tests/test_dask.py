@@ -229,3 +229,15 @@ def test_task_timeouts_work_on_dask(tmp_path):
     result = run(spec, progress=False)
     assert result.n_failed == 4
     assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.1"}
+
+
+@pytest.mark.timeout(180)
+def test_dask_logs_go_to_the_run_dir_not_the_terminal(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(tmp_path, backend={"name": "dask", "workers": 1})))
+    proc = hpcml_cli("run", path)
+    assert proc.returncode == 0, proc.stderr
+    noise = [ln for ln in proc.stderr.splitlines() if "tasks done" not in ln]
+    assert noise == [], noise  # no scheduler, nanny or dashboard lines
+    log = (tmp_path / "run" / "logs" / "dask" / "dask.log").read_text()
+    assert "Scheduler at" in log and "dashboard at" in log

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -82,6 +83,25 @@ class _WarmData(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(None, warm_cache, self.job_json)
 
 
+class _FileLog(logging.Handler):
+    """A log file that is not a ``StreamHandler``: LocalCluster's ``silence_logs`` turns every
+    StreamHandler of the ``distributed`` logger down to errors, and this one must keep INFO."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._file = open(path, "a", buffering=1)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._file.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class DaskBackend(Backend):
     name = "dask"
     Options = DaskOptions
@@ -92,6 +112,7 @@ class DaskBackend(Backend):
         self.cluster = None
         self.client = None
         self._token = uuid.uuid4().hex[:8]
+        self._saved_loggers: list[tuple[logging.Logger, list, bool]] = []
 
     @property
     def workers(self) -> int:
@@ -105,12 +126,23 @@ class DaskBackend(Backend):
         return f"dask {where} ({self.workers} workers)"
 
     def start(self, job_json: str, log_dir: Path) -> None:
+        opts = self.options
+        name = json.loads(job_json)["name"]
+        self._route_logs(Path(log_dir) / "dask")
+        try:
+            self._start(opts, name, job_json, log_dir)
+        except BaseException:
+            self._restore_logs()
+            raise
+
+    def _start(self, opts, name: str, job_json: str, log_dir: Path) -> None:
         import dask
         from distributed import Client, LocalCluster
 
-        opts = self.options
-        name = json.loads(job_json)["name"]
-        with dask.config.set({"distributed.scheduler.no-workers-timeout": opts.no_workers_timeout_s}):
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": opts.no_workers_timeout_s}), \
+                warnings.catch_warnings():
+            # The scheduler's HTTP routes fall back to a free port when 8787 is taken: not news.
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
             if opts.address:
                 self.client = _connect(opts)
                 expect = 1
@@ -162,7 +194,35 @@ class DaskBackend(Backend):
             if futures:  # the caller stopped early: nothing may keep running for it
                 self.client.cancel(list(futures), force=True)
 
+    def _route_logs(self, directory: Path) -> None:
+        """Dask's own log lines (scheduler, nannies, the dashboard address) into
+        ``<run>/logs/dask/dask.log``; only its errors still reach the terminal."""
+        directory.mkdir(parents=True, exist_ok=True)
+        to_file = _FileLog(directory / "dask.log")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        errors = logging.StreamHandler()
+        errors.setLevel(logging.ERROR)
+        for name in ("distributed", "dask", "tornado"):
+            logger = logging.getLogger(name)
+            self._saved_loggers.append((logger, list(logger.handlers), logger.propagate))
+            logger.handlers = [to_file, errors]
+            logger.propagate = False
+
+    def _restore_logs(self) -> None:
+        for logger, handlers, propagate in self._saved_loggers:
+            for h in logger.handlers:
+                if h not in handlers:
+                    h.close()
+            logger.handlers, logger.propagate = handlers, propagate
+        self._saved_loggers = []
+
     def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            self._restore_logs()
+
+    def _stop(self) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         if client is not None:
             if self.options.address:  # a shared scheduler: leave its workers as we found them

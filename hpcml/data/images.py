@@ -133,11 +133,32 @@ def _opt(options: Any, key: str) -> Any:
     return getattr(options, key, None)
 
 
+# Class names of the known IDX sets, by label. Fashion-MNIST's are those of its README.
+CLASS_NAMES: dict[str, list[str]] = {
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "mnist": [str(i) for i in range(10)],
+}
+
+
+def class_names(directory: Path, option: Any) -> list[str] | None:
+    """``class_names`` from the options (a list, or a known set's name), else Fashion-MNIST's
+    when the directory's name says so (``/usr/share/datasets/fashion-mnist``), else None."""
+    if isinstance(option, str):
+        if option not in CLASS_NAMES:
+            raise ValueError(f"class_names: unknown set {option!r}; give a list or one of {sorted(CLASS_NAMES)}")
+        return CLASS_NAMES[option]
+    if option is not None:
+        return [str(c) for c in option]
+    return CLASS_NAMES["fashion-mnist"] if "fashion" in directory.resolve().name.lower() else None
+
+
 def load_image_source(source: str, options: Any = None) -> Dataset:
     """``idx:<dir>`` -> train split as X/y with the t10k split as ``.test``.
 
-    ``options`` (mapping or object) may carry ``limit`` (first N train rows) and
-    ``test_limit``. ``sklearn:digits`` is handled by the core data loaders.
+    ``options`` (mapping or object) may carry ``limit`` (first N train rows), ``test_limit``
+    and ``class_names`` (``meta["class_names"]``: labels of the confusion matrix).
+    ``sklearn:digits`` is handled by the core data loaders.
     """
     scheme, _, rest = source.partition(":")
     if scheme != "idx" or not rest:
@@ -148,6 +169,11 @@ def load_image_source(source: str, options: Any = None) -> Dataset:
         data.test = load_idx_dataset(directory, "t10k", limit=_opt(options, "test_limit"))
     except FileNotFoundError:
         data.test = None  # a train-only directory is still usable
+    names = class_names(directory, _opt(options, "class_names"))
+    if names is not None:
+        if len(names) != len(data.classes):
+            raise ValueError(f"class_names: {len(names)} names for {len(data.classes)} classes")
+        data.meta["class_names"] = names
     return data
 
 

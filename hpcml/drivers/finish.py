@@ -67,4 +67,20 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True) -> RunResul
             write_plots(job, results, summary, store.path / "plots")
         except Exception as err:  # a plot must never cost the results
             log.warning("plots skipped: %s", err)
+    if job.spec.tracking is not None:
+        _track(job, store.path, results, summary)
     return RunResult(store.path, results, summary, n_tasks, n_failed, seconds)
+
+
+def _track(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """Experiment tracking (MLflow): a warning if it fails, never a lost result."""
+    try:
+        from hpcml.drivers.tracking import log_run
+
+        run_id = log_run(job, run_dir, results, summary)
+        if run_id:
+            log.info("mlflow run %s in %s", run_id, job.spec.tracking.mlflow.uri)
+    except ImportError as err:
+        log.warning("tracking skipped: MLflow is not installed (pip install 'hpcml[tracking]'): %s", err)
+    except Exception as err:
+        log.warning("tracking skipped: %s: %s", type(err).__name__, err)

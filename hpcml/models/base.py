@@ -67,6 +67,9 @@ class FitContext:
         self.task_index = task_index
         self.task_params = task_params if task_params is not None else {}  # the plan's params of this task
         self.seed = seed  # the job's root seed
+        # Set by a plan whose tasks must validate on the same rows (a sweep, so that its
+        # configurations are compared on one validation split): the seed of that split.
+        self.split_seed: int | None = None
 
     @property
     def rng(self) -> np.random.Generator:
@@ -144,7 +147,8 @@ class ModelKind(ABC):
         return self.Params(**{**base.model_dump(), **overrides})
 
     def sweep_metric(self, params: ModelParams) -> tuple[str, bool]:
-        """The output column a sweep ranks by, and whether larger is better."""
+        """The output column a sweep ranks by, and whether larger is better. A kind with a
+        validation split of its own (``cnn``) ranks by it, so the test rows choose nothing."""
         return f"test_{self.primary_metric}", self.greater_is_better
 
     # Whether a sweep's grid may name keys that are not fields of Params (with_params places them).

@@ -82,7 +82,7 @@ class UserCodeError(Exception):
 
 # ---------------------------------------------------------------- loading, once per process
 
-def _module_from_file(path: str):
+def module_from_file(path: str):
     resolved = Path(path).resolve()
     name = "hpcml_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
     if name in sys.modules:
@@ -114,7 +114,7 @@ def _resolve(params: PythonParams) -> Callable:
         if not Path(params.file).is_file():
             raise UserCodeError("model.file", params.file, "file not found")
         try:
-            module = _module_from_file(params.file)
+            module = module_from_file(params.file)
         except UserCodeError:
             raise
         except Exception as err:

@@ -13,6 +13,7 @@ from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
 from hpcml.plans.tables import json_number, ok_rows
 
 HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
+SPLIT_KEY = 0x5EEE  # spawn key of the validation-split seed every task shares
 
 
 class SweepOptions(PlanOptions):
@@ -38,7 +39,8 @@ class SweepPlan(Plan):
         return [{"repeat": r, "params": c} for c in combos for r in range(options.repeats)]
 
     def shared(self, job, n: int) -> dict[str, Any]:
-        return {"holdout": holdout_mask(job.spec.seed, n, job.spec.plan.sweep.holdout)}
+        split_seed = int(shared_rng(job.spec.seed, SPLIT_KEY, 0).integers(2 ** 63))
+        return {"holdout": holdout_mask(job.spec.seed, n, job.spec.plan.sweep.holdout), "split_seed": split_seed}
 
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         problems = []
@@ -49,6 +51,7 @@ class SweepPlan(Plan):
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         params = job.params_with(task.params["params"])
         holdout = shared["holdout"]
+        ctx.split_seed = shared.get("split_seed")  # every configuration validates on the same rows
         fitted, outputs = fit_and_record(job, data, (~holdout).astype(np.float64), ctx, params)
         return {"repeat": task.params["repeat"], **{f"param_{k}": v for k, v in task.params["params"].items()},
                 **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
@@ -64,7 +67,7 @@ class SweepPlan(Plan):
         rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
                  f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
         return {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
-                "table": rows}
+                "grid": [k[len("param_"):] for k in keys], "table": rows}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.plots import leaderboard

@@ -11,21 +11,21 @@ distinct rows first, so a duplicated row never sits on both sides.
 from __future__ import annotations
 
 import csv
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters
+from hpcml.models.cnn.nets import ARCHITECTURES, build_model, count_parameters, is_user_arch, probe, user_arch_class
 from hpcml.models.cnn.train import (TrainConfig, active_dist, confusion_matrix, evaluate, predict_log_proba,
-                                to_tensors, train)
+                                show_progress, to_tensors, train)
 
-Arch = Literal["fc", "cnn1", "cnn2", "cnn2_dropout", "cnn2_bn", "sdsc_mynet", "alcf_net"]
-assert set(Arch.__args__) == set(ARCHITECTURES)  # keep the Literal in step with the registry
 
 
 @dataclass
@@ -40,6 +40,7 @@ class NNFit:
     outputs: dict[str, float]
     confusion: np.ndarray | None = None
     artifacts: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None  # the data set's names of the classes (Fashion-MNIST's)
 
 
 def encode_labels(y: np.ndarray, classes: list[Any]) -> np.ndarray:
@@ -62,6 +63,31 @@ def _rows(weights: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.maximum(np.rint(w[idx]), 1).astype(np.int64)
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, str) and is_user_arch(value):
+        return value.rpartition(":")[2]  # the class name, not its file's path
+    return json.dumps(value, separators=(",", ":"), sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def run_label(ctx: FitContext) -> str:
+    """A training's name in logs and TensorBoard: its sweep grid point (``arch=cnn1,lr=0.01``),
+    else its task id (``fit-000000``, ``bootstrap-000012``)."""
+    grid = ctx.task_params.get("params") if isinstance(ctx.task_params, dict) else None
+    if not grid:
+        return (ctx.task_id or "fit").replace("/", "-")
+    parts = {**grid, **({"repeat": ctx.task_params["repeat"]} if ctx.task_params.get("repeat") else {})}
+    label = ",".join(f"{k}={_short(v)}" for k, v in parts.items())
+    return re.sub(r"[^\w.=,+-]", "_", label)[:150]
+
+
+def hparams(params, ctx: FitContext) -> dict[str, Any]:
+    """What TensorBoard's HParams table shows for a training: its model parameters (a user
+    net's class name for ``arch``, ``arch_params`` one column each)."""
+    skip = {"device", "tensorboard", "plots", "progress", "arch_params"}
+    out = {k: (_short(v) if k == "arch" else v) for k, v in params.model_dump().items() if k not in skip}
+    return {**out, **{f"arch_params.{k}": v for k, v in params.arch_params.items()}}
+
+
 @register_model
 class CNNKind(ModelKind):
     name = "cnn"
@@ -71,8 +97,8 @@ class CNNKind(ModelKind):
     greater_is_better = True
 
     class Params(ModelParams):
-        arch: Arch = "cnn1"
-        arch_params: dict[str, Any] = {}
+        arch: str = "cnn1"  # a built-in name, or the user's nn.Module: package.module:Class, file.py:Class
+        arch_params: dict[str, Any] = {}  # keyword arguments of the net's constructor
         optimizer: Literal["sgd", "adam", "adadelta"] = "adam"
         lr: float = Field(1e-3, gt=0)
         momentum: float = Field(0.0, ge=0, lt=1)
@@ -85,7 +111,16 @@ class CNNKind(ModelKind):
         patience: int | None = Field(None, ge=1)
         device: Literal["auto", "cpu", "cuda"] = "auto"
         tensorboard: bool = False
+        progress: bool = True  # a log line per epoch of each training
         plots: bool = True  # curves, first-layer filters, confusion matrix as PNGs beside the results
+
+        @field_validator("arch")
+        @classmethod
+        def _known_arch(cls, v: str) -> str:
+            if v not in ARCHITECTURES and not is_user_arch(v):
+                raise ValueError(f"unknown arch; choose one of {', '.join(ARCHITECTURES)}, or your own "
+                                 "torch.nn.Module as `package.module:Class` or `path/to/file.py:Class`")
+            return v
 
     def check(self, params, data: Dataset) -> list[tuple[str, Any, str]]:
         shape = data.image_shape
@@ -93,10 +128,23 @@ class CNNKind(ModelKind):
             return [("data", None, "the cnn kind needs image data (a source with image_shape)")]
         if len(shape) != 3 or int(np.prod(shape)) != data.X.shape[1]:
             return [("data", shape, f"image_shape {shape} does not match {data.X.shape[1]} columns")]
+        user = is_user_arch(params.arch)
+        n_classes = max(2, len(self._classes(data)))
+        if user:  # the class itself: importable, an nn.Module
+            try:
+                user_arch_class(params.arch)
+            except ValueError as e:
+                return [("model.arch", params.arch, str(e))]
         try:
-            build_model(params.arch, shape, max(2, len(data.classes or [])), **params.arch_params)
+            with torch.random.fork_rng(devices=[]):  # a check must not move torch's global RNG
+                model = build_model(params.arch, shape, n_classes, **params.arch_params)
         except ValueError as e:
-            return [("arch_params", params.arch_params, str(e))]
+            return [("model.arch_params", params.arch_params, str(e))]
+        if user:
+            try:
+                probe(model, shape, n_classes)
+            except ValueError as e:
+                return [("model.arch", params.arch, str(e))]
         return []
 
     def _classes(self, data: Dataset) -> list[Any]:
@@ -109,6 +157,8 @@ class CNNKind(ModelKind):
         classes = self._classes(data)
         y = encode_labels(data.y, classes)
         init_seed, train_seed, split_seed = (int(s) for s in ctx.rng.integers(2 ** 63, size=3))
+        if ctx.split_seed is not None:  # a sweep: every configuration validates on the same rows
+            split_seed = int(ctx.split_seed)
 
         idx, counts = _rows(weights, data.n)
         order = np.random.default_rng(split_seed).permutation(len(idx))
@@ -127,8 +177,12 @@ class CNNKind(ModelKind):
             epochs=params.epochs, batch_size=params.batch_size, step_size=params.step_size, gamma=params.gamma,
             patience=params.patience, device=params.device, threads=ctx.threads,
             checkpoint_dir=scratch / "checkpoints" if scratch else None,
-            tensorboard_dir=scratch / "tensorboard" if (scratch and params.tensorboard) else None,
+            tensorboard_dir=scratch.parent.parent / "tensorboard" / run_label(ctx) if (scratch and params.tensorboard)
+            else None,
+            label=run_label(ctx) if params.progress else None, hparams=hparams(params, ctx),
         )
+        if params.progress:
+            show_progress()
         Xt, yt = to_tensors(data.X[train_rows], y[train_rows], shape, "cpu")
         Xv, yv = to_tensors(data.X[val_rows], y[val_rows], shape, "cpu") if n_val else (None, None)
         res = train(model, Xt, yt, cfg, train_seed, Xv, yv)
@@ -150,6 +204,8 @@ class CNNKind(ModelKind):
         model = model.cpu().eval()
 
         last = res.history[-1]
+        if params.patience and n_val:  # the returned weights are the best epoch's: report those
+            last = {**last, **{k: res.history[res.best_epoch - 1][k] for k in ("val_loss", "val_accuracy")}}
         outputs = {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"]} if has_test else {}
         outputs |= {
             "train_loss": last["train_loss"],
@@ -160,7 +216,8 @@ class CNNKind(ModelKind):
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in res.history])),
             "n_parameters": float(count_parameters(model)),
         }
-        fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm)
+        fitted = NNFit(model, params.arch, shape, classes, res.history, outputs, cm,
+                       class_names=data.meta.get("class_names"))
         dist = active_dist()
         if scratch is not None and (dist is None or dist.rank == 0):  # one writer in a DDP run
             fitted.artifacts = self._write_artifacts(scratch, fitted, ctx, params.plots)
@@ -179,7 +236,8 @@ class CNNKind(ModelKind):
         try:
             from hpcml.models.cnn.plots import write_training_plots
 
-            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, fitted.classes)
+            names = fitted.class_names or fitted.classes
+            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, names)
         except Exception as e:  # a plot failure must not lose a finished training
             if ctx.log is not None:
                 ctx.log.warning("cnn plots failed: %s", e)
@@ -199,18 +257,41 @@ class CNNKind(ModelKind):
             nll = -logp.gather(1, yt[:, None]).clamp(min=float(np.log(1e-15)))
         return {"accuracy": float((logp.argmax(1) == yt).double().mean()), "log_loss": float(nll.double().mean())}
 
+    def sweep_metric(self, params) -> tuple[str, bool]:
+        # Model selection on the validation split: the held-out test rows choose nothing.
+        return "val_accuracy", True
+
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """For sweeps, the lecture notes' hyperparameter table: one row per configuration."""
+        """For sweeps, the lecture notes' hyperparameter table: one row per configuration, best
+        validation accuracy first, and the test accuracy of the chosen configuration only."""
         if job.plan_kind != "sweep":
             return {}
         ok = results.loc[results["status"] == "ok"]
         keys = [c for c in ok.columns if c.startswith("param_")]
-        cols = [c for c in ("test_accuracy", "val_accuracy", "test_loss", "seconds_per_epoch", "epochs_run",
-                            "n_parameters") if c in ok.columns]
-        if ok.empty or not keys or "test_accuracy" not in cols:
+        cols = [c for c in ("val_accuracy", "val_loss", "seconds_per_epoch", "epochs_run", "n_parameters")
+                if c in ok.columns]
+        tests = [c for c in ("test_accuracy", "test_loss", "test_log_loss") if c in ok.columns]
+        if ok.empty or not keys or "val_accuracy" not in cols:
             return {}
-        board = ok.groupby(keys, dropna=False)[cols].mean().reset_index()
-        board = board.sort_values("test_accuracy", ascending=False, kind="stable")
-        rows = [{**{k[len("param_"):]: r[k] for k in keys}, **{c: float(r[c]) for c in cols}}
-                for _, r in board.iterrows()]
-        return {"leaderboard": rows}
+        grouped = ok.groupby(keys, dropna=False)
+        board = grouped[cols + tests].mean().join(grouped.size().rename("repeats")).reset_index()
+        board = board.sort_values("val_accuracy", ascending=False, kind="stable")
+        params = [{k[len("param_"):]: _plain(r[k]) for k in keys} for _, r in board.iterrows()]
+        rows = [{**p, **{c: float(r[c]) for c in cols}} for p, (_, r) in zip(params, board.iterrows())]
+        top = board.iloc[0]
+        chosen = {**params[0], **{c: float(top[c]) for c in cols + tests}, "repeats": int(top["repeats"])}
+        table = [{**p, "val_accuracy": r["val_accuracy"], "s/epoch": r.get("seconds_per_epoch"),
+                  "parameters": int(r["n_parameters"]) if "n_parameters" in r else None,
+                  "epochs": int(r["epochs_run"]) if "epochs_run" in r else None}
+                 for p, r in zip(params, rows)]
+        named = ", ".join(f"{k}={v}" for k, v in params[0].items())
+        scores = "; ".join(f"{c} {chosen[c]:.4f}" for c in tests) or "no test rows"
+        return {"leaderboard": rows, "table": table, "best": chosen,
+                "notes": [f"chosen by validation accuracy ({chosen['val_accuracy']:.4f}): {named}; {scores}"]}
+
+
+def _plain(v: Any) -> Any:
+    """A parameter value as JSON has it (numpy scalars to Python, NaN to None)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return None if isinstance(v, float) and v != v else v

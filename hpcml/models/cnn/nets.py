@@ -11,8 +11,11 @@ nets are exactly those of the notes.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -171,13 +174,100 @@ LADDER: list[tuple[str, str, dict]] = [
 ]
 
 
+def is_user_arch(arch: str) -> bool:
+    """``package.module:Class`` or ``path/to/file.py:Class``: the user's own ``torch.nn.Module``."""
+    return ":" in arch
+
+
+def user_arch_class(arch: str) -> type[nn.Module]:
+    """The class named by ``package.module:Class`` or ``file.py:Class`` (ValueError saying what is wrong)."""
+    where, _, name = arch.rpartition(":")
+    if not where or not name:
+        raise ValueError("expected `package.module:Class` or `path/to/file.py:Class`")
+    if where.endswith(".py"):
+        from hpcml.models.python_function import module_from_file
+
+        if not Path(where).is_file():
+            raise ValueError(f"file {where} not found (relative paths are from the working directory)")
+        try:
+            module = module_from_file(where)
+        except Exception as e:
+            raise ValueError(f"cannot import {where}: {type(e).__name__}: {e}") from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as e:
+            raise ValueError(f"cannot import {where}: {type(e).__name__}: {e}") from None
+    obj: object = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"{where} defines no {name!r}")
+    if not isinstance(obj, type):
+        raise ValueError(f"{name} is a {type(obj).__name__}, not a torch.nn.Module subclass")
+    if not issubclass(obj, nn.Module):
+        raise ValueError(f"{name} is a class but not a torch.nn.Module subclass")
+    return obj
+
+
+def _as_log_probs(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+    # Idempotent on log-probabilities, so a user's net may end in logits or in log_softmax.
+    return F.log_softmax(output, dim=1)
+
+
+def _build_user(arch: str, shape: tuple[int, int, int], n_classes: int, arch_params: dict) -> nn.Module:
+    cls = user_arch_class(arch)
+    kwargs = dict(arch_params)
+    try:
+        accepted = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    # The input shape and class count are given to constructors that ask for them by name.
+    for key, value in (("input_shape", shape), ("n_classes", n_classes)):
+        if key in accepted and key not in kwargs:
+            kwargs[key] = value
+    try:
+        model = cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad arch_params for {arch!r}: {e}") from e
+    except Exception as e:
+        raise ValueError(f"{arch!r} could not be built: {type(e).__name__}: {e}") from e
+    model.register_forward_hook(_as_log_probs)
+    return model
+
+
+def probe(model: nn.Module, input_shape: Sequence[int], n_classes: int) -> None:
+    """One forward pass of two zero images (eval mode, no RNG, no BatchNorm update); ValueError
+    unless the output is (2, n_classes)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except Exception as e:
+        raise ValueError(f"cannot take input {tuple(input_shape)}: {type(e).__name__}: {e}") from e
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"must return (batch, {n_classes}) class scores, returned {got}")
+
+
 def build_model(arch: str, input_shape: Sequence[int], n_classes: int, **arch_params) -> nn.Module:
-    """A fresh network ``arch`` for inputs of shape (C, H, W); initialised from torch's global RNG."""
+    """A fresh network ``arch`` for inputs of shape (C, H, W); initialised from torch's global RNG.
+
+    ``arch`` is a built-in name (``ARCHITECTURES``) or the user's own ``torch.nn.Module`` as
+    ``package.module:Class`` / ``file.py:Class``, built with ``arch_params`` as keyword
+    arguments (plus ``input_shape`` and ``n_classes`` when its constructor takes them). A user's
+    net may return logits or log-probabilities: its output goes through ``log_softmax``.
+    """
+    shape = _check_shape(input_shape)
+    if is_user_arch(arch):
+        return _build_user(arch, shape, int(n_classes), arch_params)
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown arch {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
-    shape = _check_shape(input_shape)
     try:
         return factory(shape, int(n_classes), **arch_params)
     except TypeError as e:  # unknown arch_params key

@@ -57,11 +57,14 @@ class TrainConfig:
     checkpoint_dir: str | os.PathLike | None = None
     tensorboard_dir: str | os.PathLike | None = None
     eval_batch_size: int = 1024
+    label: str | None = None  # a log line per epoch, "<label> epoch 3/10 ...", when set
+    hparams: dict[str, Any] | None = None  # TensorBoard HParams of this training, when set
 
     def fingerprint(self, seed: int, model: nn.Module, n_rows: int, world: int = 1) -> str:
         """What must match for a checkpoint to be resumable (epochs may grow)."""
         keys = {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("epochs", "device", "threads", "checkpoint_dir", "tensorboard_dir", "eval_batch_size")}
+                if k not in ("epochs", "device", "threads", "checkpoint_dir", "tensorboard_dir", "eval_batch_size",
+                             "label", "hparams")}
         shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
         blob = json.dumps([keys, seed, n_rows, repr(shapes)] + ([world] if world > 1 else []),
                           sort_keys=True, default=str)
@@ -195,6 +198,40 @@ def _tensorboard(logdir):
         log.warning("tensorboard requested but the 'tensorboard' package is not installed; skipping it")
         return None
     return SummaryWriter(log_dir=str(logdir))
+
+
+def show_progress() -> None:
+    """Epoch lines on stderr in a process whose logging nobody configured (a pool worker);
+    where logging is configured (``hpcml run``, ``-q``), its level decides."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _log_epoch(writer, model: nn.Module, row: dict[str, float], cfg: TrainConfig) -> None:
+    if cfg.label is not None:
+        log.info("%s epoch %d/%d: train_loss %.4f, val_loss %.4f, val_accuracy %.4f, %.2f s", cfg.label,
+                 row["epoch"], cfg.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"], row["seconds"])
+    if writer is None:
+        return
+    for k in ("train_loss", "val_loss", "val_accuracy", "lr", "seconds"):
+        writer.add_scalar(k, row[k], row["epoch"])
+    for name, p in model.named_parameters():  # weight histograms, one per parameter tensor
+        writer.add_histogram(name, p.detach().cpu(), row["epoch"])
+
+
+def _hparams(writer, history: list[dict[str, float]], best_epoch: int, cfg: TrainConfig) -> None:
+    """The HParams plugin's row of this training: its parameters and final metrics."""
+    if writer is None or cfg.hparams is None or not history:
+        return
+    final = history[best_epoch - 1] if cfg.patience and best_epoch else history[-1]
+    hp = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
+          for k, v in cfg.hparams.items() if v is not None}
+    metrics = {f"hparam/{k}": float(final[k]) for k in ("val_accuracy", "val_loss", "train_loss")}
+    writer.add_hparams(hp, metrics, run_name=".")  # "." : the training's own run, not a subfolder
 
 
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
@@ -332,9 +369,8 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val, dist: DistContext | Non
                 best["bad"] += 1
             stopped = cfg.patience is not None and best["bad"] >= cfg.patience
         history.append(row)
-        if writer is not None:
-            for k in ("train_loss", "val_loss", "val_accuracy", "lr", "seconds"):
-                writer.add_scalar(k, row[k], epoch)
+        if rank == 0:
+            _log_epoch(writer, model, row, cfg)
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             _save_atomic({
@@ -343,10 +379,12 @@ def _train(model, X, y, cfg, seed, device, X_val, y_val, dist: DistContext | Non
                 "best": best, "stopped": stopped, "shuffle_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             }, ckpt)
-    if writer is not None:
-        writer.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])  # with patience, return the best-validation weights
     best_epoch = best["epoch"] if has_val else len(history)
+    if writer is not None:
+        if start < len(history):  # not when a finished training is only reloaded
+            _hparams(writer, history, best_epoch, cfg)
+        writer.close()
     return TrainResult(model=model, history=history, best_epoch=best_epoch, epochs_run=len(history),
                        stopped_early=stopped, resumed_from=resumed_from, device=str(device))
