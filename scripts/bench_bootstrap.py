@@ -8,7 +8,9 @@ every side alike:
 - hpcml's single fit with the resampling counts as weights (``fit_ols``);
 - hpcml's batched path: 64 replicates' counts times the column products (what a bootstrap
   task runs), the draw of the counts included;
-- ``hpcml.run`` of the whole bootstrap on one worker, end to end, per replicate.
+- ``hpcml.run`` of the whole bootstrap on one worker, end to end, per replicate;
+- logistic: scikit-learn's unpenalised ``LogisticRegression`` on a resampled copy vs hpcml's
+  weighted fit (logistic replicates are fitted one by one).
 
     python scripts/bench_bootstrap.py [--rows 100000] [--p 10] [--rounds 5] [--replicates 1000]
 """
@@ -73,7 +75,32 @@ def main() -> None:
         out["hpcml_run_1_worker_ms_per_replicate"] = 1000 * (time.perf_counter() - t0) / args.replicates
     med = {k: v["median"] for k, v in out["ms_per_replicate"].items()}
     out["speedup_vs_lstsq_copy"] = {k: med["numpy_lstsq_copy"] / v for k, v in med.items()}
+    out["logistic"] = logistic(X, rng, args.rounds)
     print(json.dumps(out, indent=2))
+
+
+def logistic(X: np.ndarray, rng: np.random.Generator, rounds: int) -> dict[str, object]:
+    from sklearn.linear_model import LogisticRegression
+
+    from hpcml.models.glm import fit_logistic
+    from hpcml.plans.bootstrap import resample_counts
+
+    n, p = X.shape
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ (0.3 * rng.standard_normal(p)) - 0.5)))).astype(float)
+    times: dict[str, list[float]] = {"sklearn_copy": [], "hpcml_fit_logistic_weights": []}
+    with threadpool_limits(1):
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(2):
+                idx = rng.integers(0, n, n)
+                LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(X[idx], y[idx])
+            times["sklearn_copy"].append((time.perf_counter() - t0) / 2)
+            t0 = time.perf_counter()
+            for _ in range(2):
+                fit_logistic(X, y, resample_counts(rng, n))
+            times["hpcml_fit_logistic_weights"].append((time.perf_counter() - t0) / 2)
+    med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    return {"ms_per_replicate": med, "speedup_vs_sklearn_copy": {k: med["sklearn_copy"] / v for k, v in med.items()}}
 
 
 if __name__ == "__main__":

@@ -358,3 +358,4 @@ def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_
         ref = np.linalg.lstsq(A, data.y[rows], rcond=None)[0]
         got = res.loc[res["task_index"] == i, [f"coef_{n}" for n in ["(Intercept)", *data.features]]].to_numpy()[0]
         np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
+
