@@ -79,11 +79,14 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
         bar.close()
     if rank != 0:
         session.outbox.send(None, 0, TAG_DONE)  # rank 0 learns who finished; the barrier alone cannot say
-    late = _wait_for_all(session)
-    if rank != 0:
-        return None
-    _record_missing(job, store, todo, size, opts.layout, session.live.dead)
-    result = finish(job, store, time.perf_counter() - t0)
+    try:
+        late = _wait_for_all(session)
+        if rank != 0:
+            return None
+        _record_missing(job, store, todo, size, opts.layout, session.live.dead)
+        result = finish(job, store, time.perf_counter() - t0)
+    finally:
+        store.release()
     if session.live.dead or late:
         why = (f"MPI rank(s) {', '.join(map(str, sorted(session.live.dead)))} lost" if session.live.dead else
                f"backend.deadline_s passed with rank(s) {', '.join(map(str, sorted(late)))} still working")

@@ -2,7 +2,6 @@
 a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver."""
 from __future__ import annotations
 
-import shutil
 import time
 
 from hpcml.backends import make_backend
@@ -11,6 +10,7 @@ from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish
 from hpcml.errors import SpecError
 from hpcml.progress import Progress
+from hpcml.rundir import remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
@@ -44,23 +44,34 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     store = RunStore(job.output)
+    fresh = not (resume and store.exists())
     store.prepare(job, resume=resume, overwrite=overwrite)
+    try:
+        _run_missing(job, store, backend, resume, progress, fresh)
+        return finish(job, store, time.perf_counter() - t0, plots=plots)
+    finally:
+        store.release()
+
+
+def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool) -> None:
+    spec = job.spec
     done = store.completed() if resume else set()
     todo = [i for i in range(job.n_tasks) if i not in done]
-    if todo:
-        bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
-        try:
-            backend.start(job.to_json(), store.log_dir)
-        except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
-            bar.close()
-            if not resume:
-                shutil.rmtree(store.path, ignore_errors=True)
-            raise
-        try:
-            chunk_size = spec.backend.chunk_size or auto_chunk_size(len(todo), backend.workers)
-            run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
-                         progress=bar)
-        finally:
-            bar.close()
-            backend.stop()
-    return finish(job, store, time.perf_counter() - t0, plots=plots)
+    if not todo:
+        return
+    bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
+    try:
+        backend.start(job.to_json(), store.log_dir)
+    except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
+        bar.close()
+        if fresh:
+            store.release()
+            remove_new_run(store.path)
+        raise
+    try:
+        chunk_size = spec.backend.chunk_size or auto_chunk_size(len(todo), backend.workers)
+        run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
+                     progress=bar)
+    finally:
+        bar.close()
+        backend.stop()
