@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ from hpcml.cli import app
 from hpcml.runlock import LOCK_NAME
 from hpcml.store import RunStore
 
-from conftest import assert_same_results
+from conftest import ROOT, assert_same_results
 
 runner = CliRunner()
 
@@ -89,8 +91,6 @@ def test_overwrite_refuses_a_run_holding_foreign_files_and_replaces_a_clean_run(
 
 
 def test_r_overwrite_defaults_to_false():
-    from conftest import ROOT
-
     text = (ROOT / "R" / "R" / "run.R").read_text()
     assert "overwrite = FALSE" in text and "overwrite = TRUE" not in text
 
@@ -215,3 +215,109 @@ def test_the_lock_is_released_after_a_failed_run_and_bad_input(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     assert _run(path, "--resume").exit_code == 2
     assert not (store.path / LOCK_NAME).exists()
+
+
+# --- no orphans -----------------------------------------------------------------------------
+
+def _children(pid):
+    """Every descendant of ``pid`` (read from /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "kill-TERM"])
+def test_workers_die_with_the_driver(tmp_path, sig):
+    spec = {"name": "t-orphans", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": 60000, "busy": False},
+            "plan": {"replicate": {"n": 4}}, "backend": {"name": "local", "workers": 2, "chunk_size": 1},
+            "output": str(tmp_path / "run")}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    driver = subprocess.Popen([sys.executable, "-m", "hpcml.cli", "run", str(path), "-q"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # the resource tracker, the forkserver and two workers
+        assert _wait(lambda: len(_children(driver.pid)) >= 4, 120), "workers never started"
+        time.sleep(1.0)
+        family = _children(driver.pid)
+        driver.send_signal(sig)
+        driver.wait(timeout=60)
+        assert _wait(lambda: not any(_alive(p) for p in family), 60), \
+            [open(f"/proc/{p}/cmdline").read() for p in family if _alive(p)]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+@pytest.mark.parametrize("backend", ["local", "dask"])
+def test_ctrl_c_prints_one_line_and_keeps_finished_chunks(tmp_path, backend):
+    if backend == "dask":
+        pytest.importorskip("distributed")
+    spec = {"name": "t-ctrl-c", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": 500, "busy": False},
+            "plan": {"replicate": {"n": 400}}, "backend": {"name": backend, "workers": 2, "chunk_size": 1},
+            "output": str(tmp_path / "run")}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    driver = subprocess.Popen([sys.executable, "-m", "hpcml.cli", "run", str(path), "-q"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        # interrupt once work is under way: a chunk file is on disk
+        assert _wait(lambda: any((tmp_path / "run" / "chunks").glob("chunk-*.parquet")), 180)
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert driver.returncode == 130 and len(lines) == 1 and "rerun with --resume" in lines[0], err
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("dashboard", [False, True])
+def test_dask_http_server_follows_the_scheduler_host_and_never_takes_8787(tmp_path, dashboard):
+    pytest.importorskip("distributed")
+    import urllib.error
+    import urllib.request
+
+    from hpcml.backends import make_backend
+
+    backend = make_backend("dask", 1, {"dashboard": dashboard})
+    backend.start(json.dumps({"name": "t-dash"}), tmp_path)
+    try:
+        sockets = [s.getsockname() for s in backend.cluster.scheduler.http_server._sockets.values()]
+        assert sockets and all(host == "127.0.0.1" and port != 8787 for host, port, *_ in sockets), sockets
+        try:
+            code = urllib.request.urlopen(f"http://127.0.0.1:{sockets[0][1]}/status", timeout=30).status
+        except urllib.error.HTTPError as err:
+            code = err.code
+        assert (code == 200) == dashboard
+    finally:
+        backend.stop()
