@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, until: float | None = None) -> bool:
+    """Write ``data`` to ``path`` all at once or not at all. ``until``: a wall-clock time
+    after which the file must not appear (checked last, just before the rename); False then."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -57,11 +60,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if until is not None and time.time() > until:
+            Path(tmp).unlink(missing_ok=True)
+            return False
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return True
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -79,12 +86,13 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
     atomic_write_bytes(path, parquet_bytes(table))
 
 
-def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]]) -> Path:
+def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]],
+                        until: float | None = None) -> Path | None:
+    """The chunk's file, or None if ``until`` (wall clock) passed before it could appear."""
     # A unique suffix: a rerun of failed tasks never overwrites the file holding their old
     # failure next to tasks that succeeded.
     path = Path(run_dir, CHUNKS, f"chunk-{chunk.id}-{uuid.uuid4().hex[:8]}.parquet")
-    atomic_write_table(path, pa.Table.from_pylist(records))
-    return path
+    return path if atomic_write_bytes(path, parquet_bytes(pa.Table.from_pylist(records)), until) else None
 
 
 def _identity(spec: dict) -> dict:

@@ -321,3 +321,18 @@ def test_dask_http_server_follows_the_scheduler_host_and_never_takes_8787(tmp_pa
         assert (code == 200) == dashboard
     finally:
         backend.stop()
+
+
+def test_a_chunk_past_its_write_cutoff_leaves_no_file(tmp_path):
+    from hpcml.chunks import Chunk
+    from hpcml.spec import load_job
+    from hpcml.worker import TOO_LATE, WorkOrder, execute_chunk
+
+    job = load_job({"name": "t-late", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": 1},
+                    "plan": {"replicate": {"n": 2}}})
+    (tmp_path / "chunks").mkdir()
+    late = execute_chunk(WorkOrder(job.to_json(), str(tmp_path), Chunk((0, 1)), write_until=time.time() - 1))
+    assert late.path is None and not late.ok and set(late.failed.values()) == {TOO_LATE}
+    assert not list((tmp_path / "chunks").iterdir())
+    on_time = execute_chunk(WorkOrder(job.to_json(), str(tmp_path), Chunk((0, 1)), write_until=time.time() + 600))
+    assert on_time.ok == [0, 1] and on_time.path is not None

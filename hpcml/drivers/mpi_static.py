@@ -3,6 +3,7 @@
 run at the end; every rank writes its own chunk files."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -71,7 +72,7 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
             if session.deadline is not None and time.monotonic() > session.deadline:
                 log.error("rank %d: backend.deadline_s passed; leaving the rest of its share undone", rank)
                 return
-            yield from in_this_process([order])
+            yield from in_this_process([dataclasses.replace(order, write_until=session.write_until)])
 
     try:
         run_attempts(job, store, share, chunk_size, until_deadline, progress=bar)
