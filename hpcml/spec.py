@@ -35,7 +35,7 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     kind: str
-    features: list[str] | None = Field(None, description="columns used as features (default: all but target)")
+    features: list[str] | None = Field(None, min_length=1, description="columns used as features (default: all but target)")
 
 
 class PlanSpecBase(Strict):
@@ -75,7 +75,7 @@ class BackendSpec(BaseModel):
 
 
 class JobSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = Field(0, ge=0, description="root seed; task i uses SeedSequence(seed, spawn_key=(i,))")
     data: DataSpec
     model: ModelSpec
@@ -83,7 +83,7 @@ class JobSpec(Strict):
     backend: BackendSpec = Field(default_factory=BackendSpec)
     output: str | None = Field(None, description="run directory (default runs/<name>)")
     retries: int = Field(0, ge=0, description="extra attempts for a failed task")
-    timeout_s: float | None = Field(None, gt=0, description="per-task time limit in seconds")
+    timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="per-task time limit in seconds")
     threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
     engine: Literal["hpcml", "spark"] = Field(
         "hpcml", description="hpcml: independent tasks on the backend; spark: one distributed pyspark.ml fit of the whole data")
@@ -202,12 +202,37 @@ def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str
     return []
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``: an alias bomb expands a 1 KB file into billions of
+    nodes) and without duplicate keys (the second would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not supported in a job "
+                                              "spec; write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_spec_file(path: str | Path) -> dict:
     path = Path(path)
+    if "\x00" in str(path):
+        raise SpecError.one("spec", str(path), "a path cannot contain a NUL byte")
     if not path.is_file():
         raise SpecError.one("spec", str(path), "file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)
+    except (UnicodeDecodeError, ValueError):
+        raise SpecError.one("spec", str(path), "not a text file (a YAML job spec is UTF-8 text)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"

@@ -10,7 +10,7 @@ from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish
 from hpcml.errors import SpecError
 from hpcml.progress import Progress
-from hpcml.rundir import remove_new_run
+from hpcml.rundir import check_output, remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
@@ -19,6 +19,7 @@ def check_job(job: Job) -> None:
     """Everything that can be known wrong before a run directory exists."""
     from hpcml.data import load_dataset
 
+    check_output(job.output)
     data = load_dataset(job, lazy=False)
     # A sweep checks each grid point (the base alone may lack the grid's arguments).
     problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
