@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -240,11 +241,28 @@ def read_spec_file(path: str | Path) -> dict:
     return raw
 
 
+COMMON_BACKEND_KEYS = ("name", "workers", "chunk_size")
+
+
+def _drop_other_backend_options(raw: dict, new_name: str | None) -> None:
+    """One spec, every backend: a backend chosen on the command line or in the API drops the
+    options the spec gives its own backend, with one note."""
+    backend = raw.get("backend")
+    if new_name is None or not isinstance(backend, dict) or backend.get("name", "local") == new_name:
+        return
+    dropped = sorted(k for k in backend if k not in COMMON_BACKEND_KEYS)
+    if dropped:
+        logging.getLogger("hpcml").warning("note: running on %s; ignoring the spec's %s options: %s", new_name,
+                                           backend.get("name", "local"), ", ".join(dropped))
+        raw["backend"] = {k: v for k, v in backend.items() if k in COMMON_BACKEND_KEYS}
+
+
 def load_job(source: str | Path | dict, **overrides: Any) -> Job:
     """Load and validate a spec from a YAML path or a mapping; ``overrides`` are dotted fields."""
     raw = copy.deepcopy(source) if isinstance(source, dict) else read_spec_file(source)
     if not isinstance(raw, dict):
         raise SpecError.one("job", raw, "the spec must be a mapping of fields")
+    _drop_other_backend_options(raw, overrides.get("backend.name"))
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -336,3 +336,16 @@ def test_a_chunk_past_its_write_cutoff_leaves_no_file(tmp_path):
     assert not list((tmp_path / "chunks").iterdir())
     on_time = execute_chunk(WorkOrder(job.to_json(), str(tmp_path), Chunk((0, 1)), write_until=time.time() + 600))
     assert on_time.ok == [0, 1] and on_time.path is not None
+
+
+# --- one spec, every backend ----------------------------------------------------------------
+
+def test_another_backend_on_the_command_line_drops_the_specs_backend_options(tmp_path, caplog):
+    from hpcml.spec import load_job
+
+    path = _job(tmp_path, backend={"name": "spark", "workers": 1, "spark_master": "spark://nowhere:7077"})
+    with caplog.at_level("WARNING", logger="hpcml"):
+        job = load_job(path, **{"backend.name": "local"})
+    assert job.spec.backend.name == "local" and not job.spec.backend.model_extra
+    assert any("ignoring the spec's spark options: spark_master" in r.getMessage() for r in caplog.records)
+    assert _run(path, "--backend", "local").exit_code == 0
