@@ -20,6 +20,13 @@ def fail_spec(e: SpecError) -> None:
     raise typer.Exit(print_spec_error(e))
 
 
+def interrupted() -> None:
+    """Ctrl-C: one line (finished chunks are on disk), exit 130 like a shell."""
+    logging.disable(logging.CRITICAL)  # backends shutting down have nothing to add
+    warn("interrupted; rerun with --resume to finish the missing tasks")
+    raise typer.Exit(130)
+
+
 @app.command()
 def run(
     spec: Path = typer.Argument(..., help="job spec (YAML)"),
@@ -51,6 +58,8 @@ def run(
             result = execute(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
     except SpecError as e:
         fail_spec(e)
+    except KeyboardInterrupt:
+        interrupted()
     code = report(result, f"{job.spec.name}: {job.plan_kind} / {job.model.name}", quiet)
     if code:
         raise typer.Exit(code)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +36,7 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     kind: str
-    features: list[str] | None = Field(None, description="columns used as features (default: all but target)")
+    features: list[str] | None = Field(None, min_length=1, description="columns used as features (default: all but target)")
 
 
 class PlanSpecBase(Strict):
@@ -94,7 +95,7 @@ class TrackingSpec(Strict):
 
 
 class JobSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = Field(0, ge=0, description="root seed; task i uses SeedSequence(seed, spawn_key=(i,))")
     data: DataSpec
     model: ModelSpec
@@ -102,7 +103,7 @@ class JobSpec(Strict):
     backend: BackendSpec = Field(default_factory=BackendSpec)
     output: str | None = Field(None, description="run directory (default runs/<name>)")
     retries: int = Field(0, ge=0, description="extra attempts for a failed task")
-    timeout_s: float | None = Field(None, gt=0, description="per-task time limit in seconds")
+    timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="per-task time limit in seconds")
     threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
     tracking: TrackingSpec | None = Field(None, description="experiment tracking of the finished run (MLflow)")
     engine: Literal["hpcml", "spark"] = Field(
@@ -222,12 +223,37 @@ def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str
     return []
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``: an alias bomb expands a 1 KB file into billions of
+    nodes) and without duplicate keys (the second would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not supported in a job "
+                                              "spec; write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_spec_file(path: str | Path) -> dict:
     path = Path(path)
+    if "\x00" in str(path):
+        raise SpecError.one("spec", str(path), "a path cannot contain a NUL byte")
     if not path.is_file():
         raise SpecError.one("spec", str(path), "file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)
+    except (UnicodeDecodeError, ValueError):
+        raise SpecError.one("spec", str(path), "not a text file (a YAML job spec is UTF-8 text)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
@@ -235,11 +261,28 @@ def read_spec_file(path: str | Path) -> dict:
     return raw
 
 
+COMMON_BACKEND_KEYS = ("name", "workers", "chunk_size")
+
+
+def _drop_other_backend_options(raw: dict, new_name: str | None) -> None:
+    """One spec, every backend: a backend chosen on the command line or in the API drops the
+    options the spec gives its own backend, with one note."""
+    backend = raw.get("backend")
+    if new_name is None or not isinstance(backend, dict) or backend.get("name", "local") == new_name:
+        return
+    dropped = sorted(k for k in backend if k not in COMMON_BACKEND_KEYS)
+    if dropped:
+        logging.getLogger("hpcml").warning("note: running on %s; ignoring the spec's %s options: %s", new_name,
+                                           backend.get("name", "local"), ", ".join(dropped))
+        raw["backend"] = {k: v for k, v in backend.items() if k in COMMON_BACKEND_KEYS}
+
+
 def load_job(source: str | Path | dict, **overrides: Any) -> Job:
     """Load and validate a spec from a YAML path or a mapping; ``overrides`` are dotted fields."""
     raw = copy.deepcopy(source) if isinstance(source, dict) else read_spec_file(source)
     if not isinstance(raw, dict):
         raise SpecError.one("job", raw, "the spec must be a mapping of fields")
+    _drop_other_backend_options(raw, overrides.get("backend.name"))
     for dotted, value in overrides.items():
         if value is None:
             continue

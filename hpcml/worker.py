@@ -24,6 +24,9 @@ from hpcml.plans import Task, plan_tasks, task_rng
 log = logging.getLogger("hpcml.worker")
 
 
+TOO_LATE = "backend.deadline_s passed while this task was running (its result came too late to be kept)"
+
+
 @dataclass(frozen=True)
 class WorkOrder:
     job_json: str
@@ -32,6 +35,9 @@ class WorkOrder:
     attempt: int = 0
     # False where workers cannot see the run directory: records travel back to the driver.
     write: bool = True
+    # Wall-clock time after which the chunk file must not appear: the driver has consolidated
+    # the run by then (MPI's deadline_s); the chunk's tasks count as cut off instead.
+    write_until: float | None = None
 
 
 @dataclass
@@ -165,7 +171,12 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
                 records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
                                 "seconds": time.perf_counter() - t0, **outputs})
     if order.write:
-        result.path = str(write_chunk_records(order.run_dir, order.chunk, records))
+        path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
+        if path is None:
+            result.ok = []
+            result.failed = {i: TOO_LATE for i in order.chunk.indices}
+        else:
+            result.path = str(path)
     else:
         result.records = records
     result.seconds = time.perf_counter() - start_chunk

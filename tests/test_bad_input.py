@@ -93,6 +93,15 @@ CASES = [
     ("timeout-negative", lambda s, t: _set(s, "timeout_s", -5), "timeout_s", "-5"),
     ("retries-negative", lambda s, t: _set(s, "retries", -1), "retries", "-1"),
     ("data-wrong-type", lambda s, t: _set(s, "data", "diabetes.csv"), "data", "'diabetes.csv'"),
+    ("name-300-chars", lambda s, t: _set(s, "name", "n" * 300), "name", "nnnn"),
+    ("features-empty", lambda s, t: _set(s, "model.features", []), "model.features", "[]"),
+    ("grid-empty", lambda s, t: _set(s, "plan", {"sweep": {"grid": {}}}), "plan.sweep.grid", "{}"),
+    ("timeout-inf", lambda s, t: _set(s, "timeout_s", float("inf")), "timeout_s", "inf"),
+    ("replicates-bool", lambda s, t: _set(s, "plan", {"bootstrap": {"replicates": True}}), "plan.bootstrap.replicates", "True"),
+    ("output-is-a-file", lambda s, t: (t.joinpath("f.txt").write_text("x"), _set(s, "output", str(t / "f.txt"))),
+     "output", "f.txt"),
+    ("output-under-proc", lambda s, t: _set(s, "output", "/proc/hpcml-run"), "output", "/proc/hpcml-run"),
+    ("output-nul-byte", lambda s, t: _set(s, "output", str(t / "a\x00b")), "output", "\\x00"),
 ]
 
 
@@ -122,6 +131,22 @@ def test_invalid_yaml_and_missing_spec(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("error: spec:") and "not valid YAML" in result.output
     result = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "missing.yaml" in result.output and "file not found" in result.output
+
+
+@pytest.mark.parametrize("content,says", [
+    (bytes(range(256)) * 4, "not"),
+    (b"name: a\nname: b\n", "duplicate key 'name'"),
+    (b"a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+     b"d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "aliases"),
+], ids=["binary", "duplicate-key", "alias-bomb"])
+def test_spec_files_that_are_not_plain_yaml_are_one_line(tmp_path, content, says):
+    path = tmp_path / "job.yaml"
+    path.write_bytes(content)
+    for command in ("validate", "run"):
+        result = runner.invoke(app, [command, str(path)])
+        lines = [l for l in result.output.splitlines() if l.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: spec:"), result.output
+        assert says in lines[0], lines[0]
 
 
 def test_spec_not_a_mapping(tmp_path):

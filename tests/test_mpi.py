@@ -459,6 +459,24 @@ def test_bad_input_under_mpirun_is_one_line_exit_2(tmp_path):
 
 @pytest.mark.timeout(180)
 @real_mpi
+def test_results_agree_with_chunk_files_when_a_rank_finishes_after_rank_0_gave_up(tmp_path):
+    """Every rank is mid-task when rank 0 stops waiting (deadline_s + dead_after_s) and
+    consolidates: a late rank's result must not land after that, on a busy machine too."""
+    for mode in ("static", "dynamic"):
+        run = tmp_path / mode
+        spec = {"name": "t-late", "data": {"source": "sklearn:iris"},
+                "model": {"kind": "sleep", "ms": 3200, "busy": False}, "plan": {"replicate": {"n": 4}},
+                "backend": {"name": "mpi", "mode": mode, "chunk_size": 1, "deadline_s": 2,
+                            "heartbeat_s": 0.4, "dead_after_s": 1}, "output": str(run)}
+        proc = mpirun(2, "scripts/pack_tasks.py", str(write_spec(tmp_path / f"{mode}.yaml", spec)), "-q")
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        time.sleep(4)  # anything a late rank would still write has landed by now
+        results = pd.read_parquet(run / "results.parquet")
+        assert sorted(results["task_index"]) == list(range(4))
+        assert sorted(ok_records(run)["task_index"]) == sorted(results.loc[results["status"] == "ok", "task_index"])
+
+
+@real_mpi
 def test_deadline_stops_new_work_records_the_rest_and_resume_finishes(tmp_path):
     """deadline_s: nothing new starts after it, the summary is consistent with the chunk files
     on disk (every task ok or failed, none silently missing), and --resume finishes the rest."""

@@ -7,7 +7,8 @@
 #' @param backend Backend name ("local", "dask", "mpi", "spark"); NULL keeps the spec's.
 #' @param workers Number of workers; NULL keeps the spec's.
 #' @param out Run directory; NULL keeps the spec's.
-#' @param overwrite Replace an existing run directory.
+#' @param overwrite Replace an existing hpcml run in \code{out} (only a directory holding an
+#'   hpcml run is ever deleted; never the working directory or a parent of it).
 #' @param resume Rerun only the tasks without an ok result in the run directory.
 #' @param plots Draw the run's PNG plots into its run directory (about a second per run).
 #' @param ... Other backend options (e.g. \code{start_method = "spawn"}).
@@ -21,7 +22,7 @@
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
 #' res$table
 #' }
-hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = TRUE,
+hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = FALSE,
                       resume = FALSE, plots = TRUE, ...) {
   m <- py_modules()
   if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {

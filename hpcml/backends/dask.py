@@ -28,9 +28,11 @@ from pydantic import Field, model_validator
 from hpcml.errors import SpecError
 from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from hpcml.backends.base import Backend
+from hpcml.backends.lifeline import ignore_interrupts
 from hpcml.backends.jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
 
 log = logging.getLogger("hpcml.dask")
+LOOPBACK = "127.0.0.1"
 
 # Options that only mean something for a batch-scheduler cluster.
 _BATCH_ONLY = set(JobResources.model_fields) - {"local_directory"}
@@ -75,10 +77,13 @@ class _WarmData(WorkerPlugin):
 
     name = "hpcml-warm-data"
 
-    def __init__(self, job_json: str):
+    def __init__(self, job_json: str, ours: bool):
         self.job_json = job_json
+        self.ours = ours  # workers this run started (not a shared scheduler's)
 
     async def setup(self, worker) -> None:
+        if self.ours:  # Ctrl-C is the driver's (they already exit when their nanny goes)
+            ignore_interrupts()
         # Off the event loop: a slow load must not stall the worker's heartbeats.
         await asyncio.get_running_loop().run_in_executor(None, warm_cache, self.job_json)
 
@@ -147,10 +152,14 @@ class DaskBackend(Backend):
                 self.client = _connect(opts)
                 expect = 1
             elif opts.cluster == "local":
+                # The scheduler and nannies live in this process: their INFO chatter is not ours.
+                logging.getLogger("distributed").setLevel(logging.WARNING)
+                # The scheduler's HTTP server (dashboard or not) listens where the scheduler does,
+                # on a free port: never 0.0.0.0, never a fixed 8787 that other clusters take.
                 self.cluster = LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=":0" if opts.dashboard else None, local_directory=opts.local_directory,
-                    silence_logs=logging.ERROR)
+                    n_workers=self.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
+                    dashboard_address=f"{LOOPBACK}:0", scheduler_kwargs={"dashboard": opts.dashboard},
+                    local_directory=opts.local_directory, silence_logs=logging.ERROR)
                 expect = self.workers
             else:
                 logs = opts.log_directory or str((log_dir / "dask").resolve())
@@ -159,7 +168,8 @@ class DaskBackend(Backend):
                 expect = opts.startup_workers()
             if self.client is None:
                 self.client = Client(self.cluster)
-        self.client.register_plugin(_WarmData(job_json), name=_WarmData.name)
+        self.client.register_plugin(_WarmData(job_json, ours=opts.cluster == "local" and not opts.address),
+                                   name=_WarmData.name)
         if expect:
             self._wait_for_workers(expect)
 

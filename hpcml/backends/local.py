@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from hpcml.backends.base import Backend
+from hpcml.backends.lifeline import die_with, ignore_interrupts
 
 
 class LocalOptions(BaseModel):
@@ -68,6 +69,13 @@ def _shutdown_warm() -> None:
 atexit.register(_shutdown_warm)
 
 
+def start_worker(job_json: str, driver_pid: int) -> None:
+    """Pool initializer: die with the driver, leave Ctrl-C to it, load the data once."""
+    die_with(driver_pid)
+    ignore_interrupts()
+    warm_cache(job_json)
+
+
 class LocalBackend(Backend):
     name = "local"
     Options = LocalOptions
@@ -99,8 +107,8 @@ class LocalBackend(Backend):
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["hpcml.worker", "hpcml.data", "hpcml.spec"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=warm_cache,
-                                   initargs=(self._job_json,))
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=start_worker,
+                                   initargs=(self._job_json, os.getpid()))
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         assert self._pool is not None, "start() first"

@@ -175,6 +175,8 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
         finish(job, store, time.perf_counter() - t0)
         return record
     finally:
+        if info.rank == 0:
+            store.release()
         dist.destroy_process_group()
 
 

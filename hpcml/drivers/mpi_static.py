@@ -3,6 +3,7 @@
 run at the end; every rank writes its own chunk files."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -71,7 +72,7 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
             if session.deadline is not None and time.monotonic() > session.deadline:
                 log.error("rank %d: backend.deadline_s passed; leaving the rest of its share undone", rank)
                 return
-            yield from in_this_process([order])
+            yield from in_this_process([dataclasses.replace(order, write_until=session.write_until)])
 
     try:
         run_attempts(job, store, share, chunk_size, until_deadline, progress=bar)
@@ -79,11 +80,14 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
         bar.close()
     if rank != 0:
         session.outbox.send(None, 0, TAG_DONE)  # rank 0 learns who finished; the barrier alone cannot say
-    late = _wait_for_all(session)
-    if rank != 0:
-        return None
-    _record_missing(job, store, todo, size, opts.layout, session.live.dead)
-    result = finish(job, store, time.perf_counter() - t0)
+    try:
+        late = _wait_for_all(session)
+        if rank != 0:
+            return None
+        _record_missing(job, store, todo, size, opts.layout, session.live.dead)
+        result = finish(job, store, time.perf_counter() - t0)
+    finally:
+        store.release()
     if session.live.dead or late:
         why = (f"MPI rank(s) {', '.join(map(str, sorted(session.live.dead)))} lost" if session.live.dead else
                f"backend.deadline_s passed with rank(s) {', '.join(map(str, sorted(late)))} still working")

@@ -2,7 +2,6 @@
 a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver."""
 from __future__ import annotations
 
-import shutil
 import time
 
 from hpcml.backends import make_backend
@@ -11,6 +10,7 @@ from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish
 from hpcml.errors import SpecError
 from hpcml.progress import Progress
+from hpcml.rundir import check_output, remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
@@ -19,6 +19,7 @@ def check_job(job: Job) -> None:
     """Everything that can be known wrong before a run directory exists."""
     from hpcml.data import load_dataset
 
+    check_output(job.output)
     data = load_dataset(job, lazy=False)
     # A sweep checks each grid point (the base alone may lack the grid's arguments).
     problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
@@ -44,23 +45,34 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     store = RunStore(job.output)
+    fresh = not (resume and store.exists())
     store.prepare(job, resume=resume, overwrite=overwrite)
+    try:
+        _run_missing(job, store, backend, resume, progress, fresh)
+        return finish(job, store, time.perf_counter() - t0, plots=plots)
+    finally:
+        store.release()
+
+
+def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool) -> None:
+    spec = job.spec
     done = store.completed() if resume else set()
     todo = [i for i in range(job.n_tasks) if i not in done]
-    if todo:
-        bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
-        try:
-            backend.start(job.to_json(), store.log_dir)
-        except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
-            bar.close()
-            if not resume:
-                shutil.rmtree(store.path, ignore_errors=True)
-            raise
-        try:
-            chunk_size = chunk_size_for(job, len(todo), backend.workers)
-            run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
-                         progress=bar)
-        finally:
-            bar.close()
-            backend.stop()
-    return finish(job, store, time.perf_counter() - t0, plots=plots)
+    if not todo:
+        return
+    bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
+    try:
+        backend.start(job.to_json(), store.log_dir)
+    except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
+        bar.close()
+        if fresh:
+            store.release()
+            remove_new_run(store.path)
+        raise
+    try:
+        chunk_size = chunk_size_for(job, len(todo), backend.workers)
+        run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
+                     progress=bar)
+    finally:
+        bar.close()
+        backend.stop()

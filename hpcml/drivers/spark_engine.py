@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import logging
 import math
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from hpcml.errors import SpecError
 from hpcml.chunks import Chunk
+from hpcml.rundir import remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore, write_chunk_records
 
@@ -270,6 +270,16 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
     store = RunStore(job.output)
     fresh = not (resume and store.exists())
     store.prepare(job, resume=resume, overwrite=overwrite)
+    try:
+        return _fit_and_finish(job, store, fresh, t0)
+    finally:
+        store.release()
+
+
+def _fit_and_finish(job: Job, store: RunStore, fresh: bool, t0: float):
+    from hpcml.backends.spark import spark_session
+    from hpcml.drivers.finish import finish
+
     if 0 in store.completed():
         log.info("%s: the fit is already in %s", job.spec.name, store.path)
         return finish(job, store, time.perf_counter() - t0)
@@ -282,7 +292,8 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
             if fresh:  # bad input leaves no partial run directory behind
                 handle.stop()
                 handle = None
-                shutil.rmtree(store.path, ignore_errors=True)
+                store.release()
+                remove_new_run(store.path)
             raise
         record = _fit_record(job, data, features, facts)
         data.unpersist()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcml.errors import SpecError
 from hpcml.launchers import launch
+from hpcml.rundir import remove_new_run
 
 MAIN_SCRIPT = "hpcml.sbatch"
 COLLECT_SCRIPT = "collect.sbatch"
@@ -185,8 +186,10 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
         for jid in done.job_ids.values():  # all or nothing: no orphan array without its collect job
             subprocess.run(["scancel", jid], capture_output=True, timeout=60)
         if fresh:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_new_run(run_dir)
         raise
+    finally:
+        store.release()  # the batch jobs write their own chunk files; the lock guarded the preparation
     (run_dir / "submit" / "jobs.json").write_text(json.dumps(done.job_ids, indent=2) + "\n")
     return done
 
@@ -196,12 +199,10 @@ def collect(run_dir: Path):
     import time
 
     from hpcml.drivers.finish import finish
-    from hpcml.spec import Job
+    from hpcml.status import run_job
     from hpcml.store import RunStore
 
     store = RunStore(run_dir)
-    if not store.exists():
-        raise SpecError.one("run_dir", str(run_dir), "no run here (spec.json missing)")
-    job = Job.from_json(store.spec_path.read_text())
+    job = run_job(store)
     # Wall time since submission (when the run directory was prepared), queue wait included.
     return finish(job, store, time.time() - store.spec_path.stat().st_mtime)

@@ -22,7 +22,7 @@ LEVEL = 0.95
 
 
 class BootstrapOptions(PlanOptions):
-    replicates: int = Field(gt=0)
+    replicates: int = Field(gt=0, strict=True)
 
 
 def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ SPLIT_KEY = 0x5EEE  # spawn key of the validation-split seed every task shares
 
 
 class SweepOptions(PlanOptions):
-    grid: dict[str, list[Any]] = Field(description="model parameter -> list of values; tasks = product x repeats")
+    grid: dict[str, list[Any]] = Field(min_length=1, description="model parameter -> list of values; tasks = product x repeats")
     repeats: int = Field(1, gt=0)
     holdout: float = Field(0.25, gt=0, lt=1, description="fraction of rows held out for scoring")
 

@@ -146,5 +146,6 @@ def serve_rank(session: Session) -> int:
             job_json = payload
             continue
         indices, attempt, run_dir, write = payload
-        result = execute_chunk(WorkOrder(job_json, run_dir, Chunk(tuple(indices)), attempt, write))
+        result = execute_chunk(WorkOrder(job_json, run_dir, Chunk(tuple(indices)), attempt, write,
+                                         write_until=session.write_until))
         outbox.send(result, 0, TAG_READY)

@@ -27,6 +27,13 @@ class Session:
         self.live = Liveness(MPI.COMM_WORLD, options.heartbeat_s, options.dead_after_s)
         self.outbox = Outbox(self.comm)
         self.deadline = time.monotonic() + options.deadline_s if options.deadline_s else None
+        # Rank 0 consolidates dead_after_s after the deadline, whoever is still working; the
+        # other ranks keep no chunk file that would land after half of that (rank 0's clock).
+        self.write_until = None
+        if options.deadline_s:
+            cutoff = time.time() + options.deadline_s + options.dead_after_s / 2 if self.rank == 0 else None
+            cutoff = self.comm.bcast(cutoff, root=0)
+            self.write_until = cutoff if self.rank != 0 else None
 
     def abort_at_exit(self, code: int, complete: bool, why: str | None = None) -> None:
         # A lost rank never reaches MPI_Finalize, and the others would wait for it there:

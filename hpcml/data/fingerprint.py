@@ -1,0 +1,70 @@
+"""A fingerprint of the job's data files, so ``--resume`` never mixes fits of two data sets.
+
+A run records, per file of its data source, the size, the modification time and a SHA-256 of
+the content (``data.json`` in the run directory). A resume compares: a different size or
+content is refused, naming the file; a file only touched (same size and content, new mtime)
+is the same data. An in-memory frame is stored under a name made from its content
+(``frames.py``), so its fingerprint is that of its file. Generated and scikit-learn sets are
+decided by the spec itself and have no files.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from hpcml.errors import SpecError
+
+_BLOCK = 1 << 20
+
+
+def source_files(source: str) -> list[Path]:
+    """The files a data source reads (empty for generated data)."""
+    if source == "none" or source.startswith(("sklearn:", "synthetic:")):
+        return []
+    if source.startswith("idx:"):
+        root = Path(source[4:])
+        return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    path = Path(source)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    if glob.has_magic(source):
+        return sorted(Path(p) for p in glob.glob(source) if Path(p).is_file())
+    return [path] if path.is_file() else []
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(source: str) -> dict[str, Any]:
+    files = {}
+    for p in source_files(source):
+        st = p.stat()
+        files[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_digest(p)}
+    return {"source": source, "files": files}
+
+
+def check_same_data(old: dict[str, Any], source: str) -> None:
+    """SpecError naming the first file whose content differs from the run's record."""
+    old_files: dict[str, dict] = old.get("files", {})
+    now = [str(p) for p in source_files(source)]
+    gone, new = sorted(set(old_files) - set(now)), sorted(set(now) - set(old_files))
+    if gone:
+        raise SpecError.one("data.source", gone[0], "this file of the run's data is gone; a resume needs the same "
+                            "data (start a new run with another --out)")
+    if new:
+        raise SpecError.one("data.source", new[0], "this file was not part of the run's data; a resume needs the "
+                            "same data (start a new run with another --out)")
+    for name in now:
+        rec, st = old_files[name], Path(name).stat()
+        if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
+            continue  # untouched: no need to read it again
+        if st.st_size != rec["size"] or file_digest(Path(name)) != rec["sha256"]:
+            raise SpecError.one("data.source", name, "the data file changed since the run started; a resume would mix "
+                                "results of two data sets: start a new run with another --out (or restore the file)")
