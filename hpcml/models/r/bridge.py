@@ -124,6 +124,11 @@ def to_r(value: Any) -> Any:
         return ro.StrVector(list(value))
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "biuf":
+        # A plain R vector: numpy2ri would add a `dim` attribute (a 1-d array), and ordinary R
+        # such as cov.wt(x, wt = weights) then fails with "non-conformable arrays".
+        vector = {"b": ro.BoolVector, "i": ro.IntVector, "u": ro.IntVector}.get(value.dtype.kind, ro.FloatVector)
+        return vector(value.tolist())
     with _LOCK, localconverter(ro.default_converter + pandas2ri.converter + numpy2ri.converter):
         return ro.conversion.get_conversion().py2rpy(value)
 

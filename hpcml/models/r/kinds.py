@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
@@ -30,12 +32,20 @@ class RParams(ModelParams):
     code: str | None = Field(None, description="R code that evaluates to a function (or defines `function`)")
     file: str | None = Field(None, description="an R file to source; `function` names the function to call")
     function: str | None = Field(None, description="name of the function defined by `code` or `file`")
-    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function")
+    rds: str | None = Field(None, description="an RDS file holding the R function with its environment "
+                                              "(written by the R package: foreach loops, hpcml_lapply, hpcml_boot)")
+    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function; "
+                                                                    "a sweep's grid sets them")
+    result: Literal["outputs", "object"] = Field(
+        "outputs", description="outputs: named numbers, one column each; object: any R value, kept serialized "
+                               "(R's serialize) in column `result`")
+    metric: str = Field("value", description="the output a sweep ranks by")
+    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
 
     @model_validator(mode="after")
     def _one_source(self) -> "RParams":
-        if (self.code is None) == (self.file is None):
-            raise ValueError("give exactly one of `code` or `file`")
+        if sum(v is not None for v in (self.code, self.file, self.rds)) != 1:
+            raise ValueError("give exactly one of `code`, `file` or `rds`")
         if self.file is not None and not self.function:
             raise ValueError("`file` needs `function`: the name of the function to call")
         return self
@@ -49,10 +59,12 @@ def _function(params: RParams):
     """The R function of a spec, evaluated once per process in an environment of its own."""
     from hpcml.models.r import bridge
 
-    key = (params.code, params.file, params.function)
+    key = (params.code, params.file, params.rds, params.function)
     if key not in _FUNCTIONS:
         env = bridge.evaluate("new.env(parent = globalenv())")
-        if params.file is not None:
+        if params.rds is not None:  # read once per process: the loop body and everything it exports
+            value = bridge.call(bridge.r().r["readRDS"], params.rds)
+        elif params.file is not None:
             bridge.call(bridge.r().r["sys.source"], params.file, envir=env)
             value = None
         else:
@@ -86,14 +98,25 @@ class RFunctionKind(RKindBase):
     name = "r"
     Params = RParams
     primary_metric = "value"
+    open_grid = True  # a sweep's grid names the function's own arguments (model.args)
 
     def check(self, params: RParams, data: Dataset) -> list[tuple[str, Any, str]]:
         if data.target is not None:
             return [("data.target", data.target, "the r kind passes every column to the R function; "
                      "remove data.target and use the column in R")]
-        if params.file is not None and not Path(params.file).is_file():
-            return [("model.file", params.file, "file not found")]
+        for name in ("file", "rds"):
+            path = getattr(params, name)
+            if path is not None and not Path(path).is_file():
+                return [(f"model.{name}", path, "file not found")]
         return []
+
+    def with_params(self, base: RParams, overrides: dict[str, Any]) -> RParams:
+        fields = {k: v for k, v in overrides.items() if k in RParams.model_fields}
+        args = {k: v for k, v in overrides.items() if k not in RParams.model_fields}
+        return RParams(**{**base.model_dump(), **fields, "args": {**base.args, **args}})
+
+    def sweep_metric(self, params: RParams) -> tuple[str, bool]:
+        return params.metric, params.greater_is_better
 
     def fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
         from hpcml.models.r import bridge
@@ -118,7 +141,10 @@ class RFunctionKind(RKindBase):
                   "seed": lambda: seed, "threads": lambda: int(ctx.threads)}
         kwargs = {a: values[a]() for a in wanted}
         kwargs.update({k: bridge.to_r(v) if isinstance(v, (dict, list)) else v for k, v in params.args.items()})
-        return bridge.scalars(bridge.call(fn, **kwargs), "the R function")
+        value = bridge.call(fn, **kwargs)
+        if params.result == "object":
+            return {"result": bytes(bridge.call(bridge.r().r["serialize"], value, bridge.r().NULL))}
+        return bridge.scalars(value, "the R function")
 
 
 class RScriptParams(ModelParams):
