@@ -70,6 +70,21 @@ make_dots_env <- function(...) {
   function() NULL
 }
 
+# The variables `expr` uses, found as foreach finds them, in `envir` and every enclosing
+# environment up to the global one: a loop inside a function (or a test) sees what a forked
+# doParallel worker sees. A name is taken from the innermost environment that has it.
+collect_exports <- function(expr, exportenv, envir, bad = character(0)) {
+  env <- envir
+  repeat {
+    if (identical(env, emptyenv()) || isNamespace(env) || identical(env, baseenv())) break
+    if (!identical(env, globalenv()) && !is.null(attr(env, "name"))) break  # an attached package
+    foreach::getexports(expr, exportenv, env, bad = union(bad, ls(exportenv, all.names = TRUE)))
+    if (identical(env, globalenv())) break
+    env <- parent.env(env)
+  }
+  invisible(exportenv)
+}
+
 doHpcml <- function(obj, expr, envir, data) {
   if (!inherits(obj, "foreach")) stop("obj must be a foreach object", call. = FALSE)
   opts <- obj$options$hpcml %||% list()
@@ -92,7 +107,7 @@ doHpcml <- function(obj, expr, envir, data) {
     args <- eval(quote(list(...)), envir)
     environment(do.call(dots, args))
   }, error = function(e) new.env(parent = globalenv()))
-  foreach::getexports(expr, exportenv, envir, bad = union(obj$noexport, obj$argnames))
+  collect_exports(expr, exportenv, envir, bad = union(obj$noexport, obj$argnames))
   for (sym in obj$export) {
     if (!exists(sym, envir, inherits = TRUE)) stop(sprintf("unable to find variable \"%s\"", sym), call. = FALSE)
     assign(sym, get(sym, envir, inherits = TRUE), pos = exportenv, inherits = FALSE)

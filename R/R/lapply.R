@@ -55,7 +55,7 @@ hpcml_lapply <- function(X, FUN, ..., backend = "local", workers = NULL, chunk_s
 with_globals <- function(FUN) {
   if (!identical(environment(FUN), globalenv())) return(FUN)
   env <- new.env(parent = globalenv())
-  foreach::getexports(body(FUN), env, globalenv(), bad = names(formals(FUN)))
+  collect_exports(body(FUN), env, globalenv(), bad = names(formals(FUN)))
   environment(FUN) <- env
   FUN
 }
