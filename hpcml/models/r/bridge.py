@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import warnings
@@ -33,6 +34,9 @@ def _r():
     # Dask starts R from a worker thread; rpy2 then warns that Ctrl-C cannot reach R. Workers
     # are stopped by their scheduler, never by Ctrl-C, so the warning is noise in every log.
     warnings.filterwarnings("ignore", message="R is not initialized by the main thread")
+    # rpy2 logs "cffi mode is CFFI_MODE.ANY" and the like at INFO; under MPI and Slurm, where
+    # hpcml's log goes to the terminal at INFO, those lines would reach every rank's output.
+    logging.getLogger("rpy2").setLevel(logging.WARNING)
     try:
         import rpy2.robjects as ro
         from rpy2.rinterface_lib import callbacks

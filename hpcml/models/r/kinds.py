@@ -25,7 +25,7 @@ from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
 from hpcml.models.r.common import RKindBase, r_seed
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
-R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads")
+R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
 
 
 class RParams(ModelParams):
@@ -91,6 +91,13 @@ def _frame(data: Dataset):
     return cached[1]
 
 
+def _scratch(ctx: FitContext) -> str:
+    """The task's artifact folder (created), for files R code keeps: draws, fitted objects."""
+    path = Path(ctx.scratch) if ctx.scratch is not None else Path(tempfile.mkdtemp(prefix="hpcml-r-scratch-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 @register_model
 class RFunctionKind(RKindBase):
     """Call an R function with the data (a data.frame) and the task; it returns named numbers."""
@@ -99,6 +106,7 @@ class RFunctionKind(RKindBase):
     Params = RParams
     primary_metric = "value"
     open_grid = True  # a sweep's grid names the function's own arguments (model.args)
+    forks_in_task = True  # threads_per_task > 1: doParallel forks R inside the task
 
     def check(self, params: RParams, data: Dataset) -> list[tuple[str, Any, str]]:
         if data.target is not None:
@@ -111,9 +119,12 @@ class RFunctionKind(RKindBase):
         return []
 
     def with_params(self, base: RParams, overrides: dict[str, Any]) -> RParams:
-        fields = {k: v for k, v in overrides.items() if k in RParams.model_fields}
-        args = {k: v for k, v in overrides.items() if k not in RParams.model_fields}
-        return RParams(**{**base.model_dump(), **fields, "args": {**base.args, **args}})
+        # A grid names the function's arguments one by one (`a: [1, 3]`) or as whole mappings
+        # (`args: [{a: 1}, {a: 3}]`); either way they are merged into the spec's `args`.
+        fields = {k: v for k, v in overrides.items() if k in RParams.model_fields and k != "args"}
+        args = {**base.args, **dict(overrides.get("args") or {}),
+                **{k: v for k, v in overrides.items() if k not in RParams.model_fields}}
+        return RParams(**{**base.model_dump(), **fields, "args": args})
 
     def sweep_metric(self, params: RParams) -> tuple[str, bool]:
         return params.metric, params.greater_is_better
@@ -138,7 +149,7 @@ class RFunctionKind(RKindBase):
         wanted = R_ARGS if "..." in formals else [a for a in R_ARGS if a in formals]
         values = {"data": lambda: _frame(data), "weights": lambda: bridge.to_r(weights),
                   "task": lambda: bridge.to_r(ctx.task_params), "task_index": lambda: int(ctx.task_index or 0),
-                  "seed": lambda: seed, "threads": lambda: int(ctx.threads)}
+                  "seed": lambda: seed, "threads": lambda: int(ctx.threads), "scratch": lambda: _scratch(ctx)}
         kwargs = {a: values[a]() for a in wanted}
         kwargs.update({k: bridge.to_r(v) if isinstance(v, (dict, list)) else v for k, v in params.args.items()})
         value = bridge.call(fn, **kwargs)
@@ -178,12 +189,13 @@ class RScriptKind(RKindBase):
         seed = r_seed(ctx)
         index = int(ctx.task_index or 0)
         with tempfile.TemporaryDirectory(prefix="hpcml-rscript-") as tmp:
+            scratch = _scratch(ctx) if ctx.scratch is not None else tmp  # exists before the script starts
             out = Path(tmp, "output.json")
             profile = Path(tmp, "seed.R")
             profile.write_text(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({seed}L)\n')
             env = {**os.environ, "HPCML_OUTPUT": str(out), "HPCML_SEED": str(seed), "HPCML_TASK_INDEX": str(index),
                    "HPCML_TASK_ID": ctx.task_id or "", "HPCML_THREADS": str(ctx.threads),
-                   "HPCML_SCRATCH": str(ctx.scratch or tmp), "R_PROFILE_USER": str(profile)}
+                   "HPCML_SCRATCH": scratch, "R_PROFILE_USER": str(profile)}
             proc = subprocess.run([params.rscript, params.file, str(index), *params.args], env=env,
                                   capture_output=True, text=True)
             if ctx.scratch is not None:
