@@ -77,7 +77,11 @@ def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[st
     # A unique suffix: a rerun of failed tasks never overwrites the file holding their old
     # failure next to tasks that succeeded.
     path = Path(run_dir, CHUNKS, f"chunk-{chunk.id}-{uuid.uuid4().hex[:8]}.parquet")
-    atomic_write_table(path, pa.Table.from_pylist(records))
+    # pyarrow takes the columns from the first record only: a chunk that starts with a failure
+    # record (no outputs) would drop the outputs of every ok record after it. Every record gets
+    # every column (None where it has none).
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    atomic_write_table(path, pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in records]))
     return path
 
 

@@ -320,3 +320,17 @@ def test_in_memory_frames_are_named_by_their_whole_content(tmp_path, monkeypatch
     assert len(paths) == 3
     assert frame_source(a.copy()) in paths  # the same table, the same file
     pd.testing.assert_frame_equal(pd.read_parquet(frame_source(b)), b)
+
+
+def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(tmp_path):
+    from hpcml.chunks import Chunk
+    from hpcml.store import RunStore, write_chunk_records
+
+    (tmp_path / "chunks").mkdir()
+    records = [{"task_id": "replicate/000000", "task_index": 0, "status": "failed", "attempt": 1, "error": "boom"},
+               {"task_id": "replicate/000001", "task_index": 1, "status": "ok", "attempt": 1, "value": 2.5,
+                "result": b"\x00\x01"}]
+    write_chunk_records(tmp_path, Chunk((0, 1)), records)
+    frame = RunStore(tmp_path).latest_records().set_index("task_index")
+    assert frame.loc[1, "value"] == 2.5 and frame.loc[1, "result"] == b"\x00\x01"
+    assert frame.loc[0, "error"] == "boom"
