@@ -92,7 +92,12 @@ def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[st
     # A unique suffix: a rerun of failed tasks never overwrites the file holding their old
     # failure next to tasks that succeeded.
     path = Path(run_dir, CHUNKS, f"chunk-{chunk.id}-{uuid.uuid4().hex[:8]}.parquet")
-    return path if atomic_write_bytes(path, parquet_bytes(pa.Table.from_pylist(records)), until) else None
+    # pyarrow takes the columns from the first record only: a chunk that starts with a failure
+    # record (no outputs) would drop the outputs of every ok record after it. Every record gets
+    # every column (None where it has none).
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in records])
+    return path if atomic_write_bytes(path, parquet_bytes(table), until) else None
 
 
 # Fields a resumed run may change: where and how it runs, and where it is tracked.

@@ -56,7 +56,7 @@ def test_r_function_reproducible_across_workers_and_chunks(tmp_path):
     assert_same_results(one.results, two.results)
     res = ok_results(one)
     assert res["index"].tolist() == list(range(6))
-    assert (res["rows"] == 442).all()  # the whole data.frame reached R
+    assert (res["output_rows"] == 442).all()  # the whole data.frame reached R (`rows` is hpcml's name)
     assert res["u"].nunique() == 6 and res["b_bmi"].nunique() == 6  # every task its own stream
     # The stream is L'Ecuyer-CMRG seeded with the task's own seed: reproduce task 4 by hand.
     seed = r_seed(FitContext(rng=task_rng(3, 4)))
@@ -128,6 +128,108 @@ def test_doparallel_inside_one_task_is_reproducible(tmp_path):
     cols = ["u_sum", "u_first"]
     pd.testing.assert_frame_equal(res[cols], ok_results(b)[cols], check_exact=True)
     assert res["u_sum"].nunique() == 2
+
+
+def test_weights_reach_r_as_a_plain_numeric_vector(tmp_path):
+    code = """function(data, weights) {
+      stopifnot(is.null(dim(weights)), is.numeric(weights), !is.matrix(data$bmi))
+      cw <- cov.wt(as.matrix(data[, c("bmi", "bp")]), wt = weights / sum(weights))
+      list(cov = cw$cov[1, 2], total = sum(weights))
+    }"""
+    res = run(r_spec(tmp_path, "wt", code, plan={"bootstrap": {"replicates": 3}}), progress=False)
+    assert res.ok, res.failures()[["task_id", "error"]]
+    assert (ok_results(res)["total"] == 442).all()
+
+
+SWEEP = """function(data, a, b = 0) {
+  list(score = -(a - 2)^2 + b, a_seen = a)
+}"""
+
+
+def test_sweep_over_an_r_functions_arguments_ranks_by_the_named_metric(tmp_path):
+    spec = r_spec(tmp_path, "sweep", SWEEP, plan={"sweep": {"grid": {"a": [1, 2, 3]}}},
+                  model={"kind": "r", "code": SWEEP, "args": {"a": 0}, "metric": "score"})
+    res = run(spec, progress=False)
+    assert res.ok, res.failures()[["task_id", "error"]]
+    assert sorted(ok_results(res)["a_seen"]) == [1.0, 2.0, 3.0]
+    assert res.summary["metric"] == "score"
+    assert res.summary["best"]["a"] == 2 and len(res.summary["table"]) == 3
+    # The arguments as whole mappings: one leaderboard row per mapping, smaller is better here.
+    spec = r_spec(tmp_path, "sweep2", SWEEP, plan={"sweep": {"grid": {"args": [{"a": 1}, {"a": 3, "b": 1}]}}},
+                  model={"kind": "r", "code": SWEEP, "metric": "score", "greater_is_better": False})
+    res = run(spec, progress=False)
+    assert res.ok and len(res.summary["table"]) == 2
+    assert json.loads(res.summary["best"]["args"]) == {"a": 1}
+
+
+def test_outputs_named_like_hpcml_columns_are_kept_under_their_own_name(tmp_path):
+    code = "function(task_index) list(rows = 7, shard = task_index, value = 1)"
+    res = run(r_spec(tmp_path, "names", code, n=2), progress=False)
+    assert res.ok
+    table = {row["output"] for row in res.summary["table"]}
+    assert {"output_rows", "output_shard", "value"} <= table
+    assert (ok_results(res)["output_rows"] == 7).all()
+
+
+def test_r_and_rscript_tasks_get_an_existing_scratch_folder(tmp_path):
+    code = """function(task_index, scratch) {
+      stopifnot(dir.exists(scratch))
+      saveRDS(list(draws = rnorm(5)), file.path(scratch, "fit.rds"))
+      list(ok = 1)
+    }"""
+    res = run(r_spec(tmp_path, "scr", code, n=2), progress=False)
+    assert res.ok, res.failures()[["task_id", "error"]]
+    assert len(list((tmp_path / "scr").glob("artifacts/*/fit.rds"))) == 2
+    script = tmp_path / "scr.R"
+    script.write_text('d <- Sys.getenv("HPCML_SCRATCH")\nstopifnot(dir.exists(d))\n'
+                      'writeLines("kept", file.path(d, "note.txt"))\ncat(\'{"ok": 1}\\n\')\n')
+    res = run({**r_spec(tmp_path, "scr2", None, n=2), "data": {"source": "none"},
+               "model": {"kind": "rscript", "file": str(script)}}, progress=False)
+    assert res.ok, res.failures()[["task_id", "error"]]
+    assert len(list((tmp_path / "scr2").glob("artifacts/*/note.txt"))) == 2
+
+
+def test_bootstrap_of_no_data_is_refused_before_any_task(tmp_path):
+    from hpcml.errors import SpecError
+
+    spec = {**r_spec(tmp_path, "none", "function(task_index) list(a = 1)", plan={"bootstrap": {"replicates": 3}}),
+            "data": {"source": "none"}}
+    with pytest.raises(SpecError, match="data.source: a bootstrap resamples the rows"):
+        run(spec, progress=False)
+    assert not (tmp_path / "none").exists()
+
+
+def test_rpy2_info_lines_are_silenced():
+    import logging
+
+    bridge.r()
+    assert logging.getLogger("rpy2").getEffectiveLevel() >= logging.WARNING
+
+
+def test_an_rds_closure_returns_any_r_value(tmp_path):
+    rds = tmp_path / "task.rds"
+    bridge.evaluate(f'local({{ big <- 1:10; f <- function(task_index) list(i = task_index, s = sum(big), '
+                    f'm = matrix(runif(4), 2)); saveRDS(f, "{rds}") }})')
+    spec = {**r_spec(tmp_path, "rds", None, n=3), "data": {"source": "none"},
+            "model": {"kind": "r", "rds": str(rds), "result": "object"}}
+    one = run(spec, workers=1, progress=False)
+    two = run({**spec, "output": str(tmp_path / "rds2")}, workers=2, chunk_size=1, progress=False)
+    assert one.ok and two.ok, one.failures()[["task_id", "error"]]
+    blobs = ok_results(one)["result"].tolist()
+    assert blobs == ok_results(two)["result"].tolist()  # the same draws for any worker count
+    value = bridge.call(bridge.r().r["unserialize"], bridge.r().vectors.ByteVector(blobs[2]))
+    assert list(value.rx2("i")) == [2] and list(value.rx2("s")) == [55]
+    assert list(bridge.r().r["dim"](value.rx2("m"))) == [2, 2]
+
+
+def test_doparallel_inside_a_task_is_refused_in_mpi_dynamic_mode(tmp_path):
+    pytest.importorskip("mpi4py")
+    from hpcml.errors import SpecError
+
+    spec = r_spec(tmp_path, "hybrid", "function(threads) list(t = threads)", n=2, threads_per_task=2,
+                  backend={"name": "mpi"})
+    with pytest.raises(SpecError, match="forks R processes inside a task.*--mode static"):
+        run(spec, progress=False)
 
 
 def test_rscript_tasks_seeded_per_task(tmp_path):

@@ -359,3 +359,16 @@ def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_
         got = res.loc[res["task_index"] == i, [f"coef_{n}" for n in ["(Intercept)", *data.features]]].to_numpy()[0]
         np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
 
+
+def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(tmp_path):
+    from hpcml.chunks import Chunk
+    from hpcml.store import RunStore, write_chunk_records
+
+    (tmp_path / "chunks").mkdir()
+    records = [{"task_id": "replicate/000000", "task_index": 0, "status": "failed", "attempt": 1, "error": "boom"},
+               {"task_id": "replicate/000001", "task_index": 1, "status": "ok", "attempt": 1, "value": 2.5,
+                "result": b"\x00\x01"}]
+    write_chunk_records(tmp_path, Chunk((0, 1)), records)
+    frame = RunStore(tmp_path).latest_records().set_index("task_index")
+    assert frame.loc[1, "value"] == 2.5 and frame.loc[1, "result"] == b"\x00\x01"
+    assert frame.loc[0, "error"] == "boom"

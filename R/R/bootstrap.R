@@ -36,14 +36,11 @@ hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "bin
   target <- make.unique(c(colnames(X), "response"))[ncol(X) + 1]
   frame <- data.frame(X, check.names = FALSE)
   frame[[target]] <- as.numeric(y)
-  path <- tempfile("hpcml-data-", fileext = ".parquet")
-  on.exit(unlink(path), add = TRUE)
-  write_parquet(frame, path)
   model <- list(kind = if (family == "gaussian") "ols" else "logistic", features = as.list(colnames(X)),
                 fit_intercept = intercept)
-  spec <- spec_list("r-bootstrap", path, target, model, list(bootstrap = list(replicates = as.integer(B))),
+  spec <- spec_list("r-bootstrap", target, model, list(bootstrap = list(replicates = as.integer(B))),
                     backend, workers, seed, out, chunk_size)
-  run <- hpcml_run(spec, plots = !is.null(out))  # plots only where the caller keeps the run
+  run <- hpcml_run(spec, plots = !is.null(out), data = frame)  # plots only where the caller keeps the run
   ok <- run$results[run$results$status == "ok", , drop = FALSE]
   ok <- ok[order(ok$task_index), , drop = FALSE]
   t <- ok[, paste0("coef_", coef_names), drop = FALSE]

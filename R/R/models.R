@@ -22,12 +22,10 @@
 hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, tol = 0, seed = 0L, backend = "local",
                          workers = 1) {
   x <- numeric_frame(x)
-  path <- tempfile("hpcml-data-", fileext = ".parquet")
-  on.exit(unlink(path), add = TRUE)
-  write_parquet(x, path)
   model <- list(kind = "kmeans", features = as.list(names(x)), k = as.integer(centers),
                 n_init = as.integer(nstart), max_iter = as.integer(iter.max), tol = as.numeric(tol))
-  run <- hpcml_run(spec_list("r-kmeans", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
+  run <- hpcml_run(spec_list("r-kmeans", NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL),
+                   plots = FALSE, data = x)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
   k <- as.integer(centers)
@@ -61,13 +59,11 @@ hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, tol = 0, s
 hpcml_pca <- function(x, n_components = NULL, method = "full", scale. = FALSE, seed = 0L, backend = "local",
                       workers = 1) {
   x <- numeric_frame(x)
-  path <- tempfile("hpcml-data-", fileext = ".parquet")
-  on.exit(unlink(path), add = TRUE)
-  write_parquet(x, path)
   model <- list(kind = "pca", features = as.list(names(x)), method = method, scale = isTRUE(scale.))
   # NULL means every component, as prcomp and hpcml's own default.
   if (!is.null(n_components)) model$n_components <- as.integer(n_components)
-  run <- hpcml_run(spec_list("r-pca", path, NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL), plots = FALSE)
+  run <- hpcml_run(spec_list("r-pca", NULL, model, list(fit = empty_dict()), backend, workers, seed, NULL),
+                   plots = FALSE, data = x)
   row <- run$results[1, ]
   if (!identical(row$status, "ok")) stop(row$error, call. = FALSE)
   k <- sum(grepl("^sv_[0-9]+$", names(row)))

@@ -18,15 +18,30 @@ import warnings
 warnings.filterwarnings('ignore', message='Index.format', category=FutureWarning)
 "
 
+# Calls into hpcml return (value, None), or (None, error) for bad input: hpcml.SpecError is
+# recognised by its class here, and its `lines()` become the R error (one line per problem).
+.spec_guard <- "
+import hpcml
+def _hpcml_r_call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs), None
+    except hpcml.SpecError as err:
+        return None, err
+"
+
 py_modules <- function() {
-  if (is.null(.hpcml$runner)) {
+  if (is.null(.hpcml$hpcml)) {
     python <- getOption("hpcml.python")
     if (!nzchar(Sys.getenv("RETICULATE_PYTHON")) && !is.null(python)) {
       reticulate::use_python(python, required = TRUE)
     }
-    .hpcml$runner <- py_call(reticulate::import, "hpcml")
+    hpcml <- tryCatch(reticulate::import("hpcml"), error = function(e) stop(py_message(e), call. = FALSE))
     reticulate::py_run_string(.fix_ld_path)
+    reticulate::py_run_string(.spec_guard)
+    .hpcml$guard <- reticulate::import_main(convert = FALSE)$`_hpcml_r_call`
     .hpcml$pandas <- reticulate::import("pandas")
+    .hpcml$numpy <- reticulate::import("numpy", convert = FALSE)
+    .hpcml$hpcml <- hpcml
   }
   .hpcml
 }
@@ -44,15 +59,21 @@ py_message <- function(e) {
   lines <- trimws(lines[nzchar(trimws(lines))])
   lines <- lines[!grepl("^(Run `reticulate::py_last_error|Detailed traceback|File \"|Traceback)", lines)]
   lines <- sub("^Error in py_call_impl\\(.*\\) *: *", "", lines)
-  if (length(lines) && startsWith(lines[1], "hpcml.errors.SpecError: ")) {
-    # Bad input: one "field: problem (got value)" per line in Python; all of them, on one line.
-    return(paste(sub("^hpcml.errors.SpecError: ", "", lines), collapse = "; "))
-  }
   if (length(lines)) lines[1] else conditionMessage(e)
 }
 
+# Call a function of hpcml: bad input (hpcml.SpecError) is an R error of class
+# "hpcml_spec_error" listing every problem on one line; other Python errors keep their type.
 py_call <- function(f, ...) {
-  tryCatch(f(...), error = function(e) stop(py_message(e), call. = FALSE))
+  m <- py_modules()
+  pair <- tryCatch(m$guard(f, ...), error = function(e) stop(py_message(e), call. = FALSE))
+  err <- reticulate::py_get_item(pair, 1L)
+  if (!inherits(err, "python.builtin.NoneType")) {
+    problems <- as.character(reticulate::py_to_r(err$lines()))
+    stop(structure(class = c("hpcml_spec_error", "error", "condition"),
+                   list(message = paste(problems, collapse = "; "), call = NULL, problems = problems)))
+  }
+  reticulate::py_get_item(pair, 0L)
 }
 
 # NULL (Python None) -> NA so that lists of records bind into data frames.
@@ -67,10 +88,8 @@ records_frame <- function(records) {
   do.call(rbind, rows)
 }
 
-# A data.frame / matrix written to a Parquet file through pandas (exact doubles, any column name).
-write_parquet <- function(frame, path) {
-  m <- py_modules()
-  pdf <- reticulate::r_to_py(as.data.frame(frame, optional = TRUE))
-  py_call(pdf$to_parquet, path, index = FALSE)
-  invisible(path)
+# A data.frame for hpcml.run(spec, data = frame): a pandas DataFrame (exact doubles, any column name).
+py_frame <- function(frame) {
+  py_modules()
+  reticulate::r_to_py(as.data.frame(frame, optional = TRUE))
 }

@@ -11,6 +11,8 @@
 #'   hpcml run is ever deleted; never the working directory or a parent of it).
 #' @param resume Rerun only the tasks without an ok result in the run directory.
 #' @param plots Draw the run's PNG plots into its run directory (about a second per run).
+#' @param data A data.frame (or numeric matrix) to use instead of the spec's \code{data.source}:
+#'   handed to Python once (\code{hpcml.run(spec, data = frame)}), stored once by content.
 #' @param ... Other backend options (e.g. \code{start_method = "spawn"}).
 #' @return A list of class \code{hpcml_run}: \code{results} (one row per task),
 #'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
@@ -23,7 +25,7 @@
 #' res$table
 #' }
 hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = FALSE,
-                      resume = FALSE, plots = TRUE, ...) {
+                      resume = FALSE, plots = TRUE, data = NULL, ...) {
   m <- py_modules()
   if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {
     stop(sprintf("spec: file not found (got '%s')", spec), call. = FALSE)
@@ -31,16 +33,17 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   if (is.list(spec)) spec <- reticulate::r_to_py(spec)
   if (!is.null(workers)) workers <- as.integer(workers)
   if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
-  res <- py_call(m$runner$run, spec, backend = backend, workers = workers, out = out,
+  if (!is.null(data)) data <- py_frame(data)
+  res <- py_call(m$hpcml$run, spec, backend = backend, workers = workers, out = out,
                  overwrite = overwrite, resume = resume, progress = FALSE,
-                 plots = isTRUE(plots), ...)
+                 plots = isTRUE(plots), data = data, ...)
   results <- as_r(res$results)
   if (!is.data.frame(results)) results <- as.data.frame(results)
   rownames(results) <- NULL
   summary <- as_r(res$summary)
   structure(list(results = results, summary = summary, table = records_frame(summary$table),
                  coefficients = coefficient_matrix(summary),
-                 run_dir = as.character(reticulate::py_str(res$run_dir)), ok = isTRUE(res$ok)),
+                 run_dir = as.character(reticulate::py_str(res$run_dir)), ok = isTRUE(as_r(res$ok))),
             class = "hpcml_run")
 }
 
@@ -68,13 +71,12 @@ print.hpcml_run <- function(x, ...) {
 
 as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
 
-# A job spec list for a data.frame already written to `path`.
-spec_list <- function(name, path, target, model, plan, backend, workers, seed, out, chunk_size = NULL) {
+# A job spec list for a data.frame handed over as hpcml_run(spec, data = frame).
+spec_list <- function(name, target, model, plan, backend, workers, seed, out, chunk_size = NULL) {
   be <- list(name = backend)
   if (!is.null(workers)) be$workers <- as.integer(workers)
   if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
-  data <- list(source = path)
-  if (!is.null(target)) data$target <- target
+  data <- if (is.null(target)) empty_dict() else list(target = target)
   list(name = name, seed = as.integer(seed), data = data, model = model, plan = plan, backend = be,
        output = out %||% tempfile("hpcml-run-"))
 }

@@ -258,9 +258,6 @@ FITTERS = {"ols": fit_ols, "logistic": fit_logistic, "kmeans": fit_kmeans, "pca"
 
 def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True):
     """Run an ``engine: spark`` job; returns the same RunResult as any run."""
-    from hpcml.backends.spark import spark_session
-    from hpcml.drivers.finish import finish
-
     t0 = time.perf_counter()
     static_problems(job)
     try:

@@ -153,6 +153,9 @@ class ModelKind(ABC):
 
     # Whether a sweep's grid may name keys that are not fields of Params (with_params places them).
     open_grid: ClassVar[bool] = False
+    # Whether a task forks processes when threads_per_task > 1 (the r kind's doParallel): a fork
+    # of a process that runs other threads can hang, so MPI's dynamic mode refuses such jobs.
+    forks_in_task: ClassVar[bool] = False
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.

@@ -82,6 +82,12 @@ class BootstrapPlan(Plan):
     def task_params(self, options: BootstrapOptions) -> list[dict[str, Any]]:
         return [{"replicate": i} for i in range(options.replicates)]
 
+    def check(self, job, data) -> list[tuple[str, Any, str]]:
+        if job.spec.data.source == "none":
+            return [("data.source", "none", "a bootstrap resamples the rows of the data; give a data source "
+                     "(or use plan replicate, whose tasks make their own data)")]
+        return []
+
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         _, outputs = fit_and_record(job, data, resample_counts(ctx.rng, data.n), ctx)
         return outputs

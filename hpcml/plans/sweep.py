@@ -53,7 +53,7 @@ class SweepPlan(Plan):
         holdout = shared["holdout"]
         ctx.split_seed = shared.get("split_seed")  # every configuration validates on the same rows
         fitted, outputs = fit_and_record(job, data, (~holdout).astype(np.float64), ctx, params)
-        return {"repeat": task.params["repeat"], **{f"param_{k}": v for k, v in task.params["params"].items()},
+        return {"repeat": task.params["repeat"], **{f"param_{k}": _column_value(v) for k, v in task.params["params"].items()},
                 **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
@@ -73,3 +73,13 @@ class SweepPlan(Plan):
         from hpcml.plots import leaderboard
 
         leaderboard(summary, plot_dir / "leaderboard.png")
+
+
+def _column_value(value: Any) -> Any:
+    """A grid value as one record column: mappings and lists as JSON text (hashable, so the
+    leaderboard can group by it), numbers and strings as they are."""
+    if isinstance(value, (dict, list, tuple)):
+        import json
+
+        return json.dumps(value, sort_keys=True, default=str)
+    return value

@@ -1,9 +1,3 @@
-write_tmp_parquet <- function(d) {
-  path <- tempfile("hpcml-data-", fileext = ".parquet")
-  hpcml:::write_parquet(d, path)
-  path
-}
-
 test_that("hpcml_pca gives prcomp's standard deviations", {
   p <- hpcml_pca(USArrests)
   ref <- prcomp(USArrests)
@@ -49,10 +43,10 @@ test_that("hpcml_kmeans centres are R's on the same partition, with tol", {
 
 test_that("a fit of ols returns coef(summary(lm)) with NA for aliased terms", {
   d <- transform(mtcars, wt2 = 2 * wt)
-  res <- hpcml_run(list(name = "r-coef", data = list(source = write_tmp_parquet(d), target = "mpg"),
+  res <- hpcml_run(list(name = "r-coef", data = list(target = "mpg"),
                         model = list(kind = "ols", features = list("wt", "hp", "wt2")),
                         plan = list(fit = reticulate::dict()), backend = list(name = "local", workers = 1L),
-                        output = tempfile("hpcml-run-")), plots = FALSE)
+                        output = tempfile("hpcml-run-")), plots = FALSE, data = d)
   ref <- coef(summary(lm(mpg ~ wt + hp + wt2, data = d)))
   cf <- res$coefficients
   expect_equal(rownames(cf), c("(Intercept)", "wt", "hp", "wt2"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import warnings
@@ -33,6 +34,9 @@ def _r():
     # Dask starts R from a worker thread; rpy2 then warns that Ctrl-C cannot reach R. Workers
     # are stopped by their scheduler, never by Ctrl-C, so the warning is noise in every log.
     warnings.filterwarnings("ignore", message="R is not initialized by the main thread")
+    # rpy2 logs "cffi mode is CFFI_MODE.ANY" and the like at INFO; under MPI and Slurm, where
+    # hpcml's log goes to the terminal at INFO, those lines would reach every rank's output.
+    logging.getLogger("rpy2").setLevel(logging.WARNING)
     try:
         import rpy2.robjects as ro
         from rpy2.rinterface_lib import callbacks
@@ -124,6 +128,11 @@ def to_r(value: Any) -> Any:
         return ro.StrVector(list(value))
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "biuf":
+        # A plain R vector: numpy2ri would add a `dim` attribute (a 1-d array), and ordinary R
+        # such as cov.wt(x, wt = weights) then fails with "non-conformable arrays".
+        vector = {"b": ro.BoolVector, "i": ro.IntVector, "u": ro.IntVector}.get(value.dtype.kind, ro.FloatVector)
+        return vector(value.tolist())
     with _LOCK, localconverter(ro.default_converter + pandas2ri.converter + numpy2ri.converter):
         return ro.conversion.get_conversion().py2rpy(value)
 

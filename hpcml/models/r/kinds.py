@@ -17,25 +17,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
 from hpcml.models.r.common import RKindBase, r_seed
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
-R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads")
+R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
 
 
 class RParams(ModelParams):
     code: str | None = Field(None, description="R code that evaluates to a function (or defines `function`)")
     file: str | None = Field(None, description="an R file to source; `function` names the function to call")
     function: str | None = Field(None, description="name of the function defined by `code` or `file`")
-    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function")
+    rds: str | None = Field(None, description="an RDS file holding the R function with its environment "
+                                              "(written by the R package: foreach loops, hpcml_lapply, hpcml_boot)")
+    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function; "
+                                                                    "a sweep's grid sets them")
+    result: Literal["outputs", "object"] = Field(
+        "outputs", description="outputs: named numbers, one column each; object: any R value, kept serialized "
+                               "(R's serialize) in column `result`")
+    metric: str = Field("value", description="the output a sweep ranks by")
+    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
 
     @model_validator(mode="after")
     def _one_source(self) -> "RParams":
-        if (self.code is None) == (self.file is None):
-            raise ValueError("give exactly one of `code` or `file`")
+        if sum(v is not None for v in (self.code, self.file, self.rds)) != 1:
+            raise ValueError("give exactly one of `code`, `file` or `rds`")
         if self.file is not None and not self.function:
             raise ValueError("`file` needs `function`: the name of the function to call")
         return self
@@ -49,10 +59,12 @@ def _function(params: RParams):
     """The R function of a spec, evaluated once per process in an environment of its own."""
     from hpcml.models.r import bridge
 
-    key = (params.code, params.file, params.function)
+    key = (params.code, params.file, params.rds, params.function)
     if key not in _FUNCTIONS:
         env = bridge.evaluate("new.env(parent = globalenv())")
-        if params.file is not None:
+        if params.rds is not None:  # read once per process: the loop body and everything it exports
+            value = bridge.call(bridge.r().r["readRDS"], params.rds)
+        elif params.file is not None:
             bridge.call(bridge.r().r["sys.source"], params.file, envir=env)
             value = None
         else:
@@ -79,6 +91,13 @@ def _frame(data: Dataset):
     return cached[1]
 
 
+def _scratch(ctx: FitContext) -> str:
+    """The task's artifact folder (created), for files R code keeps: draws, fitted objects."""
+    path = Path(ctx.scratch) if ctx.scratch is not None else Path(tempfile.mkdtemp(prefix="hpcml-r-scratch-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 @register_model
 class RFunctionKind(RKindBase):
     """Call an R function with the data (a data.frame) and the task; it returns named numbers."""
@@ -86,14 +105,29 @@ class RFunctionKind(RKindBase):
     name = "r"
     Params = RParams
     primary_metric = "value"
+    open_grid = True  # a sweep's grid names the function's own arguments (model.args)
+    forks_in_task = True  # threads_per_task > 1: doParallel forks R inside the task
 
     def check(self, params: RParams, data: Dataset) -> list[tuple[str, Any, str]]:
         if data.target is not None:
             return [("data.target", data.target, "the r kind passes every column to the R function; "
                      "remove data.target and use the column in R")]
-        if params.file is not None and not Path(params.file).is_file():
-            return [("model.file", params.file, "file not found")]
+        for name in ("file", "rds"):
+            path = getattr(params, name)
+            if path is not None and not Path(path).is_file():
+                return [(f"model.{name}", path, "file not found")]
         return []
+
+    def with_params(self, base: RParams, overrides: dict[str, Any]) -> RParams:
+        # A grid names the function's arguments one by one (`a: [1, 3]`) or as whole mappings
+        # (`args: [{a: 1}, {a: 3}]`); either way they are merged into the spec's `args`.
+        fields = {k: v for k, v in overrides.items() if k in RParams.model_fields and k != "args"}
+        args = {**base.args, **dict(overrides.get("args") or {}),
+                **{k: v for k, v in overrides.items() if k not in RParams.model_fields}}
+        return RParams(**{**base.model_dump(), **fields, "args": args})
+
+    def sweep_metric(self, params: RParams) -> tuple[str, bool]:
+        return params.metric, params.greater_is_better
 
     def fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
         from hpcml.models.r import bridge
@@ -115,10 +149,13 @@ class RFunctionKind(RKindBase):
         wanted = R_ARGS if "..." in formals else [a for a in R_ARGS if a in formals]
         values = {"data": lambda: _frame(data), "weights": lambda: bridge.to_r(weights),
                   "task": lambda: bridge.to_r(ctx.task_params), "task_index": lambda: int(ctx.task_index or 0),
-                  "seed": lambda: seed, "threads": lambda: int(ctx.threads)}
+                  "seed": lambda: seed, "threads": lambda: int(ctx.threads), "scratch": lambda: _scratch(ctx)}
         kwargs = {a: values[a]() for a in wanted}
         kwargs.update({k: bridge.to_r(v) if isinstance(v, (dict, list)) else v for k, v in params.args.items()})
-        return bridge.scalars(bridge.call(fn, **kwargs), "the R function")
+        value = bridge.call(fn, **kwargs)
+        if params.result == "object":
+            return {"result": bytes(bridge.call(bridge.r().r["serialize"], value, bridge.r().NULL))}
+        return bridge.scalars(value, "the R function")
 
 
 class RScriptParams(ModelParams):
@@ -152,12 +189,13 @@ class RScriptKind(RKindBase):
         seed = r_seed(ctx)
         index = int(ctx.task_index or 0)
         with tempfile.TemporaryDirectory(prefix="hpcml-rscript-") as tmp:
+            scratch = _scratch(ctx) if ctx.scratch is not None else tmp  # exists before the script starts
             out = Path(tmp, "output.json")
             profile = Path(tmp, "seed.R")
             profile.write_text(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({seed}L)\n')
             env = {**os.environ, "HPCML_OUTPUT": str(out), "HPCML_SEED": str(seed), "HPCML_TASK_INDEX": str(index),
                    "HPCML_TASK_ID": ctx.task_id or "", "HPCML_THREADS": str(ctx.threads),
-                   "HPCML_SCRATCH": str(ctx.scratch or tmp), "R_PROFILE_USER": str(profile)}
+                   "HPCML_SCRATCH": scratch, "R_PROFILE_USER": str(profile)}
             proc = subprocess.run([params.rscript, params.file, str(index), *params.args], env=env,
                                   capture_output=True, text=True)
             if ctx.scratch is not None:

@@ -1,0 +1,109 @@
+# The machinery under registerDoHpcml(), hpcml_lapply() and hpcml_boot(): an R closure saved
+# once (RDS, named by its content) and run as the tasks of an `r` job, one task per iteration.
+#
+# Every worker process reads the RDS once (the `r` kind caches it), so the loop body and
+# everything it exports are loaded once per worker, never once per iteration. Task i is called
+# as fun(task_index = i - 1) after R's generator is set to L'Ecuyer-CMRG and seeded from the
+# job's seed and i: each iteration has its own stream, the same on every backend and worker
+# count. Each value comes back serialized and is unserialized here, in order.
+
+# Where the RDS files of kept runs live: hpcml's cache directory, as for hpcml.map's inputs.
+hpcml_cache_dir <- function() {
+  dir <- Sys.getenv("HPCML_CACHE_DIR")
+  if (nzchar(dir)) return(dir)
+  base <- Sys.getenv("XDG_CACHE_HOME")
+  if (!nzchar(base)) base <- file.path(path.expand("~"), ".cache")
+  file.path(base, "hpcml")
+}
+
+# Save `fun` once, under a name made of its content; returns the path.
+save_task_function <- function(fun, dir) {
+  dir.create(dir, recursive = TRUE, showWarnings = FALSE)
+  tmp <- tempfile("hpcml-task-", tmpdir = dir, fileext = ".rds")
+  saveRDS(fun, tmp, compress = FALSE)
+  path <- file.path(dir, sprintf("rtask-%s.rds", unname(tools::md5sum(tmp))))
+  if (file.exists(path)) unlink(tmp) else file.rename(tmp, path)
+  normalizePath(path)
+}
+
+# A closure the worker can call: `body(task_index)` evaluated in an environment that holds
+# `objects` and whose parent is the global environment (never this package's namespace, so the
+# workers need not have the R package installed), after attaching `packages`.
+task_closure <- function(body, objects, packages = character(0)) {
+  state <- list2env(objects, parent = globalenv())
+  state$.hpcml_packages <- packages
+  state$.hpcml_body <- body
+  fun <- function(task_index) {
+    for (p in .hpcml_packages) {
+      suppressPackageStartupMessages(library(p, character.only = TRUE))
+    }
+    .hpcml_body(task_index + 1L)
+  }
+  environment(fun) <- state
+  environment(state$.hpcml_body) <- state
+  fun
+}
+
+# The seed of a call: given, else drawn from R's generator (set.seed() before the call makes
+# the whole call reproducible, as with doRNG).
+resolve_seed <- function(seed) {
+  if (!is.null(seed)) return(as.integer(seed))
+  sample.int(.Machine$integer.max - 1L, 1L)
+}
+
+# Run `n` calls of `fun` as hpcml tasks; a list of n entries, each list(ok, value, error).
+run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_size = NULL, out = NULL,
+                      resume = FALSE, seed = NULL, options = list()) {
+  m <- py_modules()
+  keep <- !is.null(out)
+  if (keep) {
+    out <- normalizePath(out, mustWork = FALSE)
+    inputs <- file.path(hpcml_cache_dir(), "inputs")
+  } else {
+    out <- tempfile("hpcml-run-")
+    inputs <- tempfile("hpcml-inputs-")
+    on.exit(unlink(c(out, inputs), recursive = TRUE), add = TRUE)
+  }
+  rds <- save_task_function(fun, inputs)
+  be <- c(list(name = backend), options)
+  if (!is.null(workers)) be$workers <- as.integer(workers)
+  if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
+  spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
+               model = list(kind = "r", rds = rds, result = "object"),
+               plan = list(replicate = list(n = as.integer(n))), backend = be, output = out)
+  res <- py_call(m$hpcml$run, reticulate::r_to_py(spec), resume = isTRUE(resume), overwrite = !isTRUE(resume),
+                 progress = FALSE, plots = FALSE)
+  if (is.null(res)) return(NULL)  # another MPI rank than 0: rank 0 has the results
+  task_values(res$results, n)
+}
+
+# The results frame (a pandas DataFrame, unconverted) -> a list of n list(ok, value, error).
+task_values <- function(frame, n) {
+  m <- py_modules()
+  frame <- frame$sort_values("task_index")
+  index <- as.integer(reticulate::py_to_r(frame$task_index$tolist()))
+  status <- as.character(reticulate::py_to_r(frame$status$tolist()))
+  errors <- if ("error" %in% reticulate::py_to_r(frame$columns$tolist())) {
+    reticulate::py_to_r(frame$error$tolist())
+  } else {
+    rep(list(NULL), length(index))
+  }
+  blobs <- if (any(status == "ok")) frame$result$tolist() else NULL
+  out <- rep(list(list(ok = FALSE, value = NULL, error = "no result")), n)
+  for (k in seq_along(index)) {
+    if (identical(status[k], "ok")) {
+      bytes <- reticulate::py_get_item(blobs, k - 1L)
+      raw <- as.raw(reticulate::py_to_r(m$numpy$frombuffer(bytes, dtype = "uint8")))
+      out[[index[k] + 1L]] <- list(ok = TRUE, value = unserialize(raw), error = NULL)
+    } else {
+      out[[index[k] + 1L]] <- list(ok = FALSE, value = NULL, error = task_error(errors[[k]]))
+    }
+  }
+  out
+}
+
+# "RError: message" -> "message": the R error as R printed it.
+task_error <- function(error) {
+  if (is.null(error) || (length(error) == 1 && is.na(error))) return("task failed")
+  sub("^RError: ", "", as.character(error)[1])
+}
