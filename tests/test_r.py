@@ -274,7 +274,7 @@ def test_bad_r_spec_is_one_line_exit_2(tmp_path):
     both = {**bad, "model": {"kind": "r", "code": "function() 1", "file": "x.R"}}
     path.write_text(yaml.safe_dump(both))
     proc = hpcml_cli("run", path)
-    assert proc.returncode == 2 and "model:" in proc.stderr and "exactly one of `code` or `file`" in proc.stderr
+    assert proc.returncode == 2 and "model:" in proc.stderr and "exactly one of `code`, `file` or `rds`" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
 
 

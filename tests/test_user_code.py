@@ -277,7 +277,7 @@ COMMAND_BAD = [
     ("argv-not-on-path", {"argv": ["no-such-program-xyz", "a"]}, None, "model.argv", "no-such-program-xyz"),
     ("command-not-on-path", {"command": "no-such-program-xyz --flag"}, None, "model.command", "no-such-program-xyz"),
     ("lines-count", {"commands": "LINES"}, {"replicate": {"n": 5}}, "plan.replicate.n", "5"),
-    ("lines-plan", {"commands": "LINES"}, {"bootstrap": {"replicates": 3}}, "plan", "bootstrap"),
+    ("lines-plan", {"commands": "LINES"}, {"fit": {}}, "plan", "fit"),
     ("lines-program", {"commands": "BADLINES"}, {"replicate": {"n": 2}}, "model.commands", "nope-xyz"),
     ("no-file", {"commands": "/nonexistent.txt"}, {"replicate": {"n": 2}}, "model.commands", "/nonexistent.txt"),
 ]
