@@ -360,3 +360,15 @@ def test_kill_9_of_the_driver_then_resume(tmp_path, csv):
     assert (records["status"] == "ok").sum() == 150 and records.loc[records["status"] == "ok", "task_index"].is_unique
     clean = run(spec(tmp_path, csv, "slow", plan={"replicate": {"n": 150}}, out="clean"))
     assert_same_results(clean.results, pd.read_parquet(tmp_path / "run" / "results.parquet"))
+
+
+def test_sweep_over_whole_argument_mappings(tmp_path, csv):
+    """`grid: {args: [{...}, {...}]}` sweeps the function's arguments as whole mappings."""
+    s = spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"args": [{"alpha": 0.0}, {"alpha": 1000.0}]}}},
+             metric="mse", greater_is_better=False)
+    by_name = run(spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"alpha": [0.0, 1000.0]}}},
+                       metric="mse", greater_is_better=False, out="by-name"))
+    res = run(s)
+    assert res.ok and by_name.ok
+    mse = sorted(r["mse_mean"] for r in res.summary["table"])
+    assert mse == sorted(r["mse_mean"] for r in by_name.summary["table"]) and mse[0] < mse[1]

@@ -163,6 +163,17 @@ class ModelKind(ABC):
     greater_is_better: ClassVar[bool] = True
 
 
+def with_function_args(base: ModelParams, overrides: dict[str, Any]) -> ModelParams:
+    """A sweep's grid point for kinds that call the user's function (python, r): the grid names
+    the function's arguments one by one (``a: [1, 3]``) or as whole mappings (``args: [{a: 1},
+    {a: 3}]``); either way they are merged into ``args``. Other keys are the kind's own fields."""
+    cls = type(base)
+    fields = {k: v for k, v in overrides.items() if k in cls.model_fields and k != "args"}
+    args = {**base.args, **dict(overrides.get("args") or {}),
+            **{k: v for k, v in overrides.items() if k not in cls.model_fields}}
+    return cls(**{**base.model_dump(), **fields, "args": args})
+
+
 MODEL_KINDS: dict[str, ModelKind] = {}
 
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from .base import Dataset, FitContext, ModelKind, ModelParams, register_model, with_function_args
 from .user_outputs import pickled, to_record
 
 # What a function may ask for by parameter name.
@@ -273,9 +273,7 @@ class PythonFunctionKind(ModelKind):
         return []
 
     def with_params(self, base: PythonParams, overrides: dict[str, Any]) -> PythonParams:
-        fields = {k: v for k, v in overrides.items() if k in PythonParams.model_fields}
-        args = {k: v for k, v in overrides.items() if k not in PythonParams.model_fields}
-        return PythonParams(**{**base.model_dump(), **fields, "args": {**base.args, **args}})
+        return with_function_args(base, overrides)
 
     def sweep_metric(self, params: PythonParams) -> tuple[str, bool]:
         return params.metric, params.greater_is_better

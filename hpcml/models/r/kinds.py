@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
+from hpcml.models.base import Dataset, FitContext, ModelParams, register_model, with_function_args
 from hpcml.models.r.common import RKindBase, r_seed
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
@@ -119,12 +119,7 @@ class RFunctionKind(RKindBase):
         return []
 
     def with_params(self, base: RParams, overrides: dict[str, Any]) -> RParams:
-        # A grid names the function's arguments one by one (`a: [1, 3]`) or as whole mappings
-        # (`args: [{a: 1}, {a: 3}]`); either way they are merged into the spec's `args`.
-        fields = {k: v for k, v in overrides.items() if k in RParams.model_fields and k != "args"}
-        args = {**base.args, **dict(overrides.get("args") or {}),
-                **{k: v for k, v in overrides.items() if k not in RParams.model_fields}}
-        return RParams(**{**base.model_dump(), **fields, "args": args})
+        return with_function_args(base, overrides)
 
     def sweep_metric(self, params: RParams) -> tuple[str, bool]:
         return params.metric, params.greater_is_better
