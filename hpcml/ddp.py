@@ -1,22 +1,9 @@
 """Data-parallel training of one ``cnn`` model across N ranks with torch DDP.
 
-Unlike every other plan (many independent tasks), this trains ONE model with N processes:
-
     torchrun --standalone --nproc_per_node=2 -m hpcml.ddp job.yaml
-    mpirun -n 2 python -m hpcml.ddp job.yaml          # Open MPI, MPICH, Intel MPI
-    srun -n 2 python -m hpcml.ddp job.yaml            # Slurm
-    ibrun python -m hpcml.ddp job.yaml                # TACC (PMI_RANK / PMI_SIZE)
+    mpirun -n 2 python -m hpcml.ddp job.yaml          # also srun, ibrun, or one process
 
-Rank and world size come from the launcher's environment (:func:`rank_from_env`); the
-rendezvous address from ``MASTER_ADDR``/``MASTER_PORT`` when set, else rank 0's host and
-a free port broadcast over MPI (mpi4py), else the first host of the Slurm step. gloo on
-the CPU, nccl when the model trains on CUDA (one GPU per local rank).
-
-The job is an ordinary spec with ``model.kind: cnn`` and ``plan: fit``; the run directory
-is an ordinary one (results.parquet, summary.json, artifacts) written by rank 0, with a
-``world_size`` column. How the N ranks split the work is in ``hpcml.models.cnn.train``: each
-global batch of ``batch_size`` rows is shared out, so N ranks take the steps one process
-would (same accuracy up to float rounding), in less time when the cores are free.
+The command line only; the run is :mod:`hpcml.drivers.ddp`'s (docs/cnn.md).
 """
 from __future__ import annotations
 

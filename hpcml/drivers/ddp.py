@@ -7,7 +7,7 @@ Unlike every other plan (many independent tasks), this trains ONE model with N p
     srun -n 2 python -m hpcml.ddp job.yaml            # Slurm
     ibrun python -m hpcml.ddp job.yaml                # TACC (PMI_RANK / PMI_SIZE)
 
-Rank and world size come from the launcher's environment (:func:`rank_from_env`); the
+Rank and world size come from the launcher's environment (``launchers.rank_from_env``); the
 rendezvous address from ``MASTER_ADDR``/``MASTER_PORT`` when set, else rank 0's host and
 a free port broadcast over MPI (mpi4py), else the first host of the Slurm step. gloo on
 the CPU, nccl when the model trains on CUDA (one GPU per local rank).

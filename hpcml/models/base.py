@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelParams(BaseModel):
@@ -163,7 +163,16 @@ class ModelKind(ABC):
     greater_is_better: ClassVar[bool] = True
 
 
-def with_function_args(base: ModelParams, overrides: dict[str, Any]) -> ModelParams:
+class FunctionParams(ModelParams):
+    """What every kind that calls the user's own function (python, r) takes besides it."""
+
+    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function; "
+                                                                    "a sweep's grid sets them")
+    metric: str = Field("value", description="the output a sweep ranks by")
+    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
+
+
+def with_function_args(base: FunctionParams, overrides: dict[str, Any]) -> ModelParams:
     """A sweep's grid point for kinds that call the user's function (python, r): the grid names
     the function's arguments one by one (``a: [1, 3]``) or as whole mappings (``args: [{a: 1},
     {a: 3}]``); either way they are merged into ``args``. Other keys are the kind's own fields."""

@@ -16,12 +16,8 @@ RCOND_MIN = 1e-6
 ALIAS_TOL = 1e-7
 
 
-def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """Solve G x = b for symmetric positive definite G, or None if G is ill-conditioned.
-
-    Equilibrating by the diagonal first makes the condition test (and the solve) insensitive
-    to the units of the columns.
-    """
+def _equilibrated_cholesky(G: np.ndarray):
+    """(Cholesky factor, lower, scale d, equilibrated G) of G scaled by its diagonal, or None."""
     d = np.sqrt(np.diag(G))
     if not np.all(d > 0):
         return None
@@ -30,9 +26,24 @@ def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
         c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
     except linalg.LinAlgError:
         return None
+    return c, lower, d, Gs
+
+
+def _well_conditioned(c: np.ndarray, Gs: np.ndarray) -> bool:
     rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
-    if info != 0 or not rcond >= RCOND_MIN:
+    return info == 0 and rcond >= RCOND_MIN
+
+
+def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Solve G x = b for symmetric positive definite G, or None if G is ill-conditioned.
+
+    Equilibrating by the diagonal first makes the condition test (and the solve) insensitive
+    to the units of the columns.
+    """
+    factored = _equilibrated_cholesky(G)
+    if factored is None or not _well_conditioned(factored[0], factored[3]):
         return None
+    c, lower, d, _ = factored
     return linalg.cho_solve((c, lower), b / d, check_finite=False) / d
 
 
@@ -44,18 +55,10 @@ def cholesky_full_rank(G: np.ndarray, b: np.ndarray, norms2: np.ndarray, tol: fl
     norm (``norms2``, squared, uncentred as R's QR sees it). The equilibrated condition test
     of :func:`solve_spd` guards the accuracy of the solve itself.
     """
-    d = np.sqrt(np.diag(G))
-    if not np.all(d > 0):
+    factored = _equilibrated_cholesky(G)
+    if factored is None:
         return None
-    Gs = G / np.outer(d, d)
-    try:
-        c, lower = linalg.cho_factor(Gs, lower=False, check_finite=False)
-    except linalg.LinAlgError:
-        return None
-    resid2 = (np.diag(c) * d) ** 2
-    if not np.all(resid2 >= tol**2 * norms2):
-        return None
-    rcond, info = lapack.dpocon(c, np.abs(Gs).sum(axis=0).max())
-    if info != 0 or not rcond >= RCOND_MIN:
+    c, lower, d, Gs = factored
+    if not np.all((np.diag(c) * d) ** 2 >= tol**2 * norms2) or not _well_conditioned(c, Gs):
         return None
     return linalg.cho_solve((c, lower), b / d, check_finite=False) / d

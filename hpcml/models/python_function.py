@@ -34,20 +34,19 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import Dataset, FitContext, ModelKind, ModelParams, register_model, with_function_args
+from .base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from .user_outputs import pickled, to_record
 
 # What a function may ask for by parameter name.
 INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")
 
 
-class PythonParams(ModelParams):
+class PythonParams(FunctionParams):
     function: str | None = Field(None, description="`package.module:name`, or the function's name in `file`")
     file: str | None = Field(None, description="a Python file that defines `function`")
     function_pickle: str | None = Field(
         None, description="a cloudpickle file of the function (written by the Python API for functions defined "
                           "in __main__, a notebook or a closure)")
-    args: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments; a sweep's grid sets them")
     resample: Literal["auto", "weights", "copy"] = Field(
         "auto", description="weights: pass row weights; copy: pass the resampled (or training) rows as `data`; "
                             "auto: weights if the function asks for `weights`, `train` or `test`, else copy")
@@ -57,8 +56,6 @@ class PythonParams(ModelParams):
     result: Literal["outputs", "object"] = Field(
         "outputs", description="outputs: numbers, one column each; object: any picklable value, kept pickled "
                                "in column `result` (hpcml.map)")
-    metric: str = Field("value", description="the output a sweep ranks by")
-    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
 
     @model_validator(mode="after")
     def _one_source(self) -> "PythonParams":

@@ -21,26 +21,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from hpcml.models.base import Dataset, FitContext, ModelParams, register_model, with_function_args
+from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelParams, register_model, with_function_args
 from hpcml.models.r.common import RKindBase, r_seed
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
 R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
 
 
-class RParams(ModelParams):
+class RParams(FunctionParams):
     code: str | None = Field(None, description="R code that evaluates to a function (or defines `function`)")
     file: str | None = Field(None, description="an R file to source; `function` names the function to call")
     function: str | None = Field(None, description="name of the function defined by `code` or `file`")
     rds: str | None = Field(None, description="an RDS file holding the R function with its environment "
                                               "(written by the R package: foreach loops, hpcml_lapply, hpcml_boot)")
-    args: dict[str, Any] = Field(default_factory=dict, description="extra named arguments for the function; "
-                                                                    "a sweep's grid sets them")
     result: Literal["outputs", "object"] = Field(
         "outputs", description="outputs: named numbers, one column each; object: any R value, kept serialized "
                                "(R's serialize) in column `result`")
-    metric: str = Field("value", description="the output a sweep ranks by")
-    greater_is_better: bool = Field(True, description="whether a larger `metric` is better")
 
     @model_validator(mode="after")
     def _one_source(self) -> "RParams":
