@@ -80,6 +80,14 @@ class _Parquet:
     def column(self, name: str) -> pd.DataFrame:
         return self.file.read(columns=[name], use_pandas_metadata=False).to_pandas()
 
+    def categorical(self, columns: list[str]) -> bool:
+        """Whether any of the columns is a factor (text, bool, dictionary), from the schema alone."""
+        import pyarrow as pa
+
+        schema = self.file.schema_arrow
+        return any(not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+                   for t in (schema.field(c).type for c in columns))
+
 
 class _Csv:
     def __init__(self, path: Path):
@@ -92,6 +100,10 @@ class _Csv:
 
     def column(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.path, usecols=[name])
+
+    def categorical(self, columns: list[str]) -> bool:
+        sample = pd.read_csv(self.path, nrows=1000, usecols=columns)
+        return any(is_categorical(sample[c]) for c in columns)
 
 
 class _Npy:
@@ -108,6 +120,9 @@ class _Npy:
 
     def column(self, name: str) -> pd.DataFrame:
         return pd.DataFrame({name: np.asarray(self.array[:, self.columns.index(name)])})
+
+    def categorical(self, columns: list[str]) -> bool:
+        return False  # a .npy array is numbers
 
 
 def _count_records(path: Path) -> int:
@@ -150,8 +165,7 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
     if any(f not in reader.columns for f in features) or (target is not None and target not in reader.columns):
         return None
     # Categorical features need their levels from every row: such data takes the full load.
-    sample = reader.read(0, min(reader.n, 1000), list(features))
-    if any(is_categorical(sample[f]) for f in features):
+    if reader.categorical(list(features)):
         return None
     y, classes = None, None
     if target is not None and needs_target:

@@ -38,6 +38,9 @@ def static_problems(job: Job) -> None:
         raise SpecError.one("model.kind", spec.model.kind, f"engine: spark supports {', '.join(MODELS)}")
     if spec.plan.kind != "fit":
         raise SpecError.one("plan", spec.plan.kind, "engine: spark runs one distributed fit; use plan: {fit: {}}")
+    if spec.model.kind == "pca" and job.params.scale:
+        raise SpecError.one("model.scale", True, "engine: spark fits PCA of the unscaled columns; scale them first "
+                            "or use engine: hpcml")
     source = spec.data.source
     if "://" in source:  # hdfs://, s3a://...: only Spark can look there
         return
@@ -218,11 +221,13 @@ def fit_kmeans(job: Job, data, features: list[str], facts: dict) -> dict[str, fl
     tol = math.sqrt(p.tol * (sum(facts["var_pop"]) / max(1, len(features))))
     model = KMeans(featuresCol=FEATURES, k=p.k, maxIter=p.max_iter, tol=tol, seed=job.spec.seed,
                    initMode="k-means||").fit(data)
-    centers = sorted(tuple(float(v) for v in c) for c in model.clusterCenters())  # lexicographic, as hpcml
+    # Centres in lexicographic order, as hpcml numbers them; each cluster's size with it.
+    clusters = sorted(zip((tuple(float(v) for v in c) for c in model.clusterCenters()), model.summary.clusterSizes))
     inertia = float(model.summary.trainingCost)
     out = {"inertia": inertia, "n_iter": float(model.summary.numIter)}
-    for j, c in enumerate(centers, start=1):
+    for j, (c, _) in enumerate(clusters, start=1):
         out.update({f"center_{j}_{f}": v for f, v in zip(features, c)})
+    out.update({f"size_{j}": float(size) for j, (_, size) in enumerate(clusters, start=1)})
     out["mean_sq_dist"] = inertia / facts["n"]
     return out
 
@@ -232,24 +237,26 @@ def fit_pca(job: Job, data, features: list[str], facts: dict) -> dict[str, float
     from pyspark.ml.feature import PCA
 
     p, n, n_feat = job.params, facts["n"], len(features)
-    # Spark's PCA eigendecomposes the distributed covariance matrix; its explained-variance
-    # ratios are relative to the full spectrum whatever k is, so the variance rule can pick k.
-    k = p.n_components or min(n, n_feat)
-    model = PCA(k=k, inputCol=FEATURES, outputCol="_pca").fit(data)
+    # Spark's PCA eigendecomposes the distributed covariance matrix. Every component is
+    # reported, as the single-node kind does (the scree and the k for 80/90/95 % need them);
+    # n_components says how many are kept: given, by the variance rule, or all.
+    model = PCA(k=min(n, n_feat), inputCol=FEATURES, outputCol="_pca").fit(data)
     ratio = np.asarray(model.explainedVariance.toArray(), dtype=float)
-    if p.n_components is None:
-        cum = np.cumsum(ratio)
-        k = int(min(np.searchsorted(cum, p.variance * (1 - 1e-12), side="left") + 1, ratio.size))
-        ratio = ratio[:k]
-    total_ss = sum(facts["var_pop"]) * n  # sum of squares of the centred data
     cum = np.cumsum(ratio)
+    if p.n_components is not None:
+        k = p.n_components
+    elif p.variance is not None:
+        k = int(min(np.searchsorted(cum, p.variance * (1 - 1e-12), side="left") + 1, ratio.size))
+    else:
+        k = ratio.size
+    total_ss = sum(facts["var_pop"]) * n  # sum of squares of the centred data
     out = {"n_components": float(k)}
-    for j in range(k):
+    for j in range(ratio.size):
         out[f"evr_{j + 1}"] = float(ratio[j])
         out[f"cum_evr_{j + 1}"] = float(cum[j])
         out[f"sv_{j + 1}"] = float(math.sqrt(max(ratio[j], 0.0) * total_ss))
-    # What the k components leave unexplained, per entry: the single-node reconstruction MSE.
-    out["reconstruction_mse"] = float(total_ss * max(0.0, 1.0 - cum[-1]) / (n * n_feat))
+    # What the k kept components leave unexplained, per entry: the single-node reconstruction MSE.
+    out["reconstruction_mse"] = float(total_ss * max(0.0, 1.0 - cum[k - 1]) / (n * n_feat))
     return out
 
 
