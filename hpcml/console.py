@@ -49,7 +49,7 @@ def print_table(rows: list[dict], title: str | None = None, limit: int = 40) -> 
     table = Table(title=title, show_lines=False)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     for c in columns:
-        table.add_column(c, justify="left" if c == "output" else "right")
+        table.add_column(c, justify="left" if c in ("output", "term", "parameter") else "right")
     for r in rows[:limit]:
         table.add_row(*(_fmt(r.get(c)) for c in columns))
     _console(False).print(table)
