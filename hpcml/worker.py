@@ -19,7 +19,7 @@ from typing import Any
 from hpcml.models.base import Dataset, FitContext
 from hpcml.chunks import Chunk
 from hpcml.deadlines import deadline
-from hpcml.plans import Task, plan_tasks, task_rng
+from hpcml.plans import Task, task_rng
 
 log = logging.getLogger("hpcml.worker")
 
@@ -55,12 +55,25 @@ class ChunkResult:
         return cls(chunk, failed={i: reason for i in chunk.indices})
 
 
+class TaskLookup:
+    """The job's tasks by index, each built when asked for (a worker holds none it does not run)."""
+
+    def __init__(self, job):
+        self.job, self.n = job, job.n_tasks
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Task:
+        return self.job.plan.task(self.job, index)
+
+
 @functools.lru_cache(maxsize=4)
 def _job_and_tasks(job_json: str):
     from hpcml.spec import Job
 
     job = Job.from_json(job_json)
-    return job, {t.index: t for t in plan_tasks(job)}
+    return job, TaskLookup(job)
 
 
 @functools.lru_cache(maxsize=8)

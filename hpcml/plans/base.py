@@ -84,6 +84,14 @@ class Plan(ABC):
     def task_id(self, index: int) -> str:
         return f"{self.name}/{index:06d}"
 
+    def params_at(self, options: PlanOptions, index: int) -> dict[str, Any]:
+        """The plan's parameters of one task; plans override it to avoid building them all."""
+        return self.task_params(options)[index]
+
+    def task(self, job, index: int) -> Task:
+        """One task, built on its own: a worker never builds the job's every task."""
+        return Task(index, self.task_id(index), self.params_at(job.spec.plan.options, index))
+
     def tasks(self, job) -> list[Task]:
         return [Task(i, self.task_id(i), p) for i, p in enumerate(self.task_params(job.spec.plan.options))]
 

@@ -79,6 +79,9 @@ class BootstrapPlan(Plan):
     def count(self, options: BootstrapOptions) -> int:
         return options.replicates
 
+    def params_at(self, options: BootstrapOptions, index: int) -> dict[str, Any]:
+        return {"replicate": index}
+
     def task_params(self, options: BootstrapOptions) -> list[dict[str, Any]]:
         return [{"replicate": i} for i in range(options.replicates)]
 

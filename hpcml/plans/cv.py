@@ -33,6 +33,10 @@ class CVPlan(Plan):
     name = "cv"
     Options = CVOptions
 
+    def params_at(self, options: CVOptions, index: int) -> dict[str, Any]:
+        repeat, fold = divmod(index, options.folds)
+        return {"repeat": repeat, "fold": fold}
+
     def task_params(self, options: CVOptions) -> list[dict[str, Any]]:
         return [{"repeat": r, "fold": f} for r in range(options.repeats) for f in range(options.folds)]
 

@@ -16,6 +16,9 @@ class FitPlan(Plan):
     name = "fit"
     Options = FitOptions
 
+    def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
+        return {}
+
     def task_params(self, options: FitOptions) -> list[dict[str, Any]]:
         return [{}]
 

@@ -22,6 +22,9 @@ class ReplicatePlan(Plan):
     def count(self, options: ReplicateOptions) -> int:
         return options.n
 
+    def params_at(self, options: ReplicateOptions, index: int) -> dict[str, Any]:
+        return {"replicate": index}
+
     def task_params(self, options: ReplicateOptions) -> list[dict[str, Any]]:
         return [{"replicate": i} for i in range(options.n)]
 

@@ -37,6 +37,9 @@ class ShardsPlan(Plan):
     def count(self, options: ShardsOptions) -> int:
         return options.n
 
+    def params_at(self, options: ShardsOptions, index: int) -> dict[str, Any]:
+        return {"shard": index, "n_shards": options.n}
+
     def task_params(self, options: ShardsOptions) -> list[dict[str, Any]]:
         return [{"shard": i, "n_shards": options.n} for i in range(options.n)]
 

@@ -34,6 +34,11 @@ class SweepPlan(Plan):
     name = "sweep"
     Options = SweepOptions
 
+    def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
+        combo, repeat = divmod(index, options.repeats)
+        values = [options.grid[k][j] for k, j in zip(options.grid, np.unravel_index(combo, [len(v) for v in options.grid.values()]))]
+        return {"repeat": repeat, "params": dict(zip(options.grid, values))}
+
     def task_params(self, options: SweepOptions) -> list[dict[str, Any]]:
         combos = [dict(zip(options.grid, values)) for values in itertools.product(*options.grid.values())]
         return [{"repeat": r, "params": c} for c in combos for r in range(options.repeats)]
