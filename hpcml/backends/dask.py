@@ -152,8 +152,6 @@ class DaskBackend(Backend):
                 self.client = _connect(opts)
                 expect = 1
             elif opts.cluster == "local":
-                # The scheduler and nannies live in this process: their INFO chatter is not ours.
-                logging.getLogger("distributed").setLevel(logging.WARNING)
                 # The scheduler's HTTP server (dashboard or not) listens where the scheduler does,
                 # on a free port: never 0.0.0.0, never a fixed 8787 that other clusters take.
                 self.cluster = LocalCluster(
