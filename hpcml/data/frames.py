@@ -9,23 +9,15 @@ it where the cache directory is on a shared file system (the home directory, by 
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from hpcml.data.cache import cache_dir
 from hpcml.data.sources import array_columns
 from hpcml.errors import SpecError
-
-
-def cache_dir() -> Path:
-    """``$HPCML_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpcml``, else ``~/.cache/hpcml``."""
-    if os.environ.get("HPCML_CACHE_DIR"):
-        return Path(os.environ["HPCML_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hpcml"
 
 
 def as_frame(data: Any) -> pd.DataFrame:

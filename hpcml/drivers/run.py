@@ -20,7 +20,8 @@ def check_job(job: Job) -> None:
     from hpcml.data import load_dataset
 
     check_output(job.output)
-    data = load_dataset(job, lazy=False)
+    # Not kept: the driver needs the data again only for the summary (then mapped again).
+    data = load_dataset(job, lazy=False, keep=False)
     # A sweep checks each grid point (the base alone may lack the grid's arguments).
     problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
     problems += job.model.check_plan(job.params, job.spec.plan) + job.plan.check(job, data)

@@ -1,0 +1,186 @@
+"""Data once per machine: the validated design matrix as a file every process maps.
+
+The first process that needs a data set (the driver's checks, usually) writes its float64
+design matrix ``X`` and target ``y`` as .npy files under ``<map dir>/<key>/``; every other
+process on the machine (local workers, Dask workers, MPI ranks) maps those files read-only
+(``np.load(mmap_mode="r")``), so the operating system keeps one copy in its page cache
+whatever the number of workers. The key is a fingerprint of the source's content (a file's
+bytes, or a generator's spec and library versions), the features and whether a target is
+needed: a changed file gets a new key, the same content at another path shares one.
+
+A lock file makes one process build while others wait; the entry appears by renaming a
+finished temporary directory, so a reader never sees a partial one. Data smaller than
+``$HPCML_MAP_MIN_BYTES`` (32 MiB by default) stays a private array in each process; the map
+directory is ``$HPCML_MAP_DIR``, else ``<cache dir>/mapped`` (point it at node-local disk on a
+cluster whose home directory is shared).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hpcml.data.cache import cache_dir
+from hpcml.models.base import Dataset
+
+FORMAT = 1
+log = logging.getLogger("hpcml.data")
+
+# What this process did for each data set it loaded: built the shared file, mapped one
+# another process built, or kept a private copy (small data, no writable map directory).
+_STATS = {"built": 0, "mapped": 0, "private": 0}
+
+
+def map_dir() -> Path:
+    return Path(os.environ.get("HPCML_MAP_DIR") or cache_dir() / "mapped")
+
+
+def min_bytes() -> int:
+    return int(os.environ.get("HPCML_MAP_MIN_BYTES", 32 << 20))
+
+
+def map_stats() -> dict[str, int]:
+    """How this process got its data sets: ``built``, ``mapped`` (shared), ``private`` (copied)."""
+    return dict(_STATS)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, computed once per version of the file on this machine (the
+    digest is remembered by path, inode, size and modification time)."""
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
+    memo = map_dir() / "digests" / hashlib.sha256(ident.encode()).hexdigest()[:32]
+    with contextlib.suppress(OSError):
+        return memo.read_text().strip()
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    with contextlib.suppress(OSError):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    return digest
+
+
+def dataset_key(spec, features: list[str] | None, needs_target: bool) -> str:
+    """The content fingerprint of one validated data set."""
+    described = spec.model_dump(mode="json")
+    path = Path(spec.source)
+    if ":" not in spec.source.split("/")[0] and path.is_file():
+        described["source"] = {"sha256": file_digest(path)}  # content, not name
+    else:  # generated data: the same spec and library versions give the same numbers
+        import pandas
+        import sklearn
+
+        described["versions"] = [np.__version__, pandas.__version__, sklearn.__version__]
+    text = json.dumps({"format": FORMAT, "data": described, "features": features, "target": needs_target},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): concurrent builders each rename; one wins
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_entry(entry: Path) -> Dataset | None:
+    """The data set stored at ``entry``, mapped read-only; None if there is none."""
+    try:
+        with open(entry / "dataset.pkl", "rb") as fh:
+            info = pickle.load(fh)
+        X = np.load(entry / "X.npy", mmap_mode="r")
+        y = np.load(entry / "y.npy", mmap_mode="r") if (entry / "y.npy").exists() else None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+        return None
+    info["meta"]["mapped"] = str(entry)
+    return Dataset(X=X, y=y, **info)
+
+
+def _allocator(tmp: Path) -> Callable[[tuple[int, int]], np.ndarray]:
+    def allocate(shape: tuple[int, int]) -> np.ndarray:
+        nbytes = 8 * shape[0] * shape[1]
+        if nbytes < min_bytes():
+            return np.empty(shape)
+        try:
+            tmp.mkdir(parents=True)
+            X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float64, shape=shape)
+            if hasattr(os, "posix_fallocate"):  # a full disk is an error now, not a crash while writing
+                with open(tmp / "X.npy", "r+b") as fh:
+                    os.posix_fallocate(fh.fileno(), 0, X.offset + nbytes)
+            return X
+        except OSError as err:
+            log.warning("cannot write the shared copy of the data under %s (%s); each process keeps its own", tmp, err)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return np.empty(shape)
+
+    return allocate
+
+
+def _publish(data: Dataset, tmp: Path, entry: Path) -> None:
+    data.X.flush()
+    if data.y is not None:
+        np.save(tmp / "y.npy", np.asarray(data.y, dtype=np.float64))
+    info = {"features": data.features, "target": data.target, "image_shape": data.image_shape,
+            "classes": data.classes, "meta": data.meta}
+    with open(tmp / "dataset.pkl", "wb") as fh:
+        pickle.dump(info, fh)
+    for name in os.listdir(tmp):
+        with open(tmp / name, "rb") as fh:
+            os.fsync(fh.fileno())
+    try:
+        os.rename(tmp, entry)
+    except OSError:  # another process published it first (no flock): keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
+    """The data set of ``key``: mapped if this machine has it, else built by ``build(allocate=)``
+    (shared when large enough, private otherwise)."""
+    root = map_dir()
+    entry = root / key
+    data = open_entry(entry) if entry.is_dir() else None
+    if data is not None:
+        _STATS["mapped"] += 1
+        return data
+    with contextlib.ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_locked(root / f"{key}.lock"))
+        except OSError:  # no writable map directory: a private copy, as before
+            _STATS["private"] += 1
+            return build(allocate=np.empty)
+        data = open_entry(entry) if entry.is_dir() else None  # built while this process waited
+        if data is not None:
+            _STATS["mapped"] += 1
+            return data
+        tmp = root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            data = build(allocate=_allocator(tmp))
+            if not isinstance(data.X, np.memmap):
+                _STATS["private"] += 1
+                return data
+            _publish(data, tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        del data  # unmap the writable matrix: from here on, only read-only maps of the file
+        _STATS["built"] += 1
+        return open_entry(entry) or build(allocate=np.empty)

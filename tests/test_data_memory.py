@@ -1,0 +1,131 @@
+"""Large data once per machine: every worker maps one read-only file instead of holding a
+copy, the file is keyed by the source's content, checks stream column by column, and the
+numbers are those of the in-memory path."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hpcml
+from hpcml.data.mapped import dataset_key, map_stats
+from hpcml.data.sources import full_load
+from hpcml.models.base import Dataset, FitContext, get_model
+from hpcml.spec import DataSpec
+from tests.conftest import assert_same_results, small_spec
+
+FEATURES = [f"x{j}" for j in range(6)]
+
+
+def _table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 6)), columns=FEATURES)
+    frame["y"] = frame.to_numpy() @ np.arange(1.0, 7.0) + rng.normal(size=n)
+    return frame
+
+
+@pytest.fixture
+def shared(tmp_path, monkeypatch):
+    """A Parquet file, and a map directory where every data set is shared however small."""
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPCML_MAP_MIN_BYTES", "0")
+    path = tmp_path / "d.parquet"
+    _table().to_parquet(path, row_group_size=1000)
+    return path
+
+
+def _run(tmp_path, path, name, **over):
+    # spawn, not reused: the workers see this test's environment (map directory, threshold)
+    backend = {"name": "local", "workers": 2, "chunk_size": 2, "start_method": "spawn", "reuse_workers": False}
+    spec = small_spec(tmp_path, data={"source": str(path), "target": "y"}, backend=backend, **over)
+    spec.setdefault("model", {})
+    if spec["model"].get("kind") == "ols":
+        spec["model"] = {"kind": "ols"}  # every column of the file but the target
+    return hpcml.run(spec, out=tmp_path / name, progress=False)
+
+
+def test_every_worker_maps_the_one_file_the_driver_built(tmp_path, shared):
+    before = map_stats()
+    res = _run(tmp_path, shared, "sleep", model={"kind": "sleep", "ms": 25, "report_loads": True},
+               plan={"replicate": {"n": 24}})
+    assert res.ok
+    assert map_stats()["built"] == before["built"] + 1  # the driver's checks wrote it
+    entries = [p for p in (tmp_path / "cache" / "mapped").iterdir() if p.is_dir() and p.name != "digests"]
+    assert len(entries) == 1
+    inode = os.stat(entries[0] / "X.npy").st_ino
+    per_worker = res.results.groupby("pid")[["data_mapped", "data_file_inode", "data_private_copies",
+                                             "data_builds", "data_loads"]].max()
+    assert 1 <= len(per_worker) <= 2
+    assert (per_worker["data_mapped"] == 1).all() and (per_worker["data_file_inode"] == inode).all(), per_worker
+    assert (per_worker[["data_private_copies", "data_builds"]] == 0).all().all() and (per_worker["data_loads"] == 1).all()
+
+
+def test_bootstrap_numbers_are_those_of_private_copies(tmp_path, shared, monkeypatch):
+    mapped = _run(tmp_path, shared, "mapped")
+    monkeypatch.setenv("HPCML_MAP_MIN_BYTES", str(1 << 40))  # nothing shared: each worker its own array
+    private = _run(tmp_path, shared, "private")
+    assert mapped.ok and private.ok
+    assert_same_results(mapped.results, private.results)
+
+
+def test_mapped_data_is_bit_identical_to_pandas_and_read_only(shared):
+    data = full_load(DataSpec(source=str(shared), target="y"), None, True)
+    frame = pd.read_parquet(shared)
+    assert isinstance(data.X, np.memmap) and not data.X.flags.writeable and data.X.flags.c_contiguous
+    assert data.X.tobytes() == frame[FEATURES].to_numpy(dtype=np.float64).tobytes()
+    assert np.asarray(data.y).tobytes() == frame["y"].to_numpy().tobytes()
+    assert data.features == FEATURES and np.shares_memory(np.ascontiguousarray(data.X), data.X)  # no copy
+
+
+def test_key_follows_the_content_not_the_name(tmp_path, shared):
+    spec = DataSpec(source=str(shared), target="y")
+    key = dataset_key(spec, None, True)
+    twin = tmp_path / "elsewhere.parquet"
+    twin.write_bytes(shared.read_bytes())
+    assert dataset_key(DataSpec(source=str(twin), target="y"), None, True) == key
+    assert dataset_key(spec, FEATURES[:3], True) != key
+    frame = _table()
+    frame.loc[17, "x2"] = 0.5
+    frame.to_parquet(shared, row_group_size=1000)
+    os.utime(shared, ns=(1, 1))  # even with an old timestamp the size/inode/mtime record changes
+    changed = dataset_key(spec, None, True)
+    assert changed != key
+    assert full_load(spec, None, True).X[17, 2] == 0.5
+
+
+def test_checks_stream_column_by_column(tmp_path, shared):
+    frame = _table(200)
+    frame.loc[[3, 5], "x1"] = np.nan
+    frame.loc[[7], "x4"] = np.nan
+    frame["g"] = np.where(np.arange(200) % 3 == 0, "b", "a")
+    path = tmp_path / "holes.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(hpcml.SpecError, match="column 'x1' has 2 missing/NaN values"):
+        full_load(DataSpec(source=str(path), target="y"), None, True)
+    data = full_load(DataSpec(source=str(path), target="y", dropna=True), None, True)
+    kept = frame.dropna()
+    assert data.X.shape == (197, 7) and data.features == FEATURES + ["gb"]
+    np.testing.assert_array_equal(data.X[:, :6], kept[FEATURES].to_numpy())
+    np.testing.assert_array_equal(data.X[:, 6], (kept["g"] == "b").to_numpy(dtype=float))
+    frame = _table(200)
+    frame.loc[9, "x3"] = np.inf
+    frame.to_parquet(path)
+    with pytest.raises(hpcml.SpecError, match="infinite values .got .x3."):
+        full_load(DataSpec(source=str(path), target="y"), None, True)
+
+
+@pytest.mark.parametrize("kind, params", [("ols", {}), ("logistic", {}), ("kmeans", {"k": 3}), ("pca", {}),
+                                          ("svd", {"k": 3})])
+def test_models_fit_read_only_data_without_changing_numbers(shared, kind, params):
+    data = full_load(DataSpec(source=str(shared), target="y"), None, True)
+    assert not data.X.flags.writeable
+    y = (np.asarray(data.y) > 0).astype(float) if kind == "logistic" else data.y
+    ro = Dataset(X=data.X, y=y, features=data.features)
+    rw = Dataset(X=np.array(data.X), y=np.array(y), features=data.features)
+    model = get_model(kind)
+    p = model.Params(**params)
+    w = np.bincount(np.random.default_rng(3).integers(0, ro.n, ro.n), minlength=ro.n).astype(float)
+    outs = [model.outputs(p, model.fit(p, d, w, FitContext(rng=np.random.default_rng(1))), d) for d in (ro, rw)]
+    assert outs[0] == outs[1]
