@@ -95,6 +95,28 @@ def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     save(fig, path)
 
 
+def biplot(scores, loadings, features: list[str], path: Path, evr=None) -> None:
+    """Rows on the first two principal components, with each feature's loading as an arrow
+    (R's ``biplot(prcomp(...))``): arrows scaled to the spread of the scores."""
+    import numpy as np
+
+    scores, loadings = np.asarray(scores, dtype=float), np.asarray(loadings, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(scores[:, 0], scores[:, 1], s=6, alpha=0.4, color="#4C72B0", label="rows (scores)")
+    reach = np.abs(scores[:, :2]).max(axis=0) if len(scores) else np.ones(2)
+    scale = 0.8 * float(np.min(reach / np.maximum(np.abs(loadings[:, :2]).max(axis=0), 1e-300)))
+    for name, (a, b) in zip(features, loadings[:, :2] * scale):
+        ax.annotate("", xy=(a, b), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": "#C44E52"})
+        ax.text(a * 1.08, b * 1.08, str(name), color="#C44E52", fontsize=8, ha="center", va="center")
+    labels = [f"PC{j + 1}" + (f" ({100 * evr[j]:.1f} %)" if evr is not None else "") for j in range(2)]
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_title("biplot: scores and loadings (arrows)")
+    save(fig, path)
+
+
 def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
     """Explained variance ratio of every component (the first ``kept`` marked) and its cumulative curve."""
     ks, ratios = list(ks), list(ratios)

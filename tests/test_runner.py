@@ -195,6 +195,10 @@ def test_fit_ols_equals_lstsq_and_pca_scree(tmp_path):
     cum = np.cumsum(evr / evr.sum())
     assert th["k_80"] == int(np.searchsorted(cum, 0.8) + 1) and th["k_95"] == int(np.searchsorted(cum, 0.95) + 1)
     assert (tmp_path / "pca" / "plots" / "scree.png").exists()
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(tmp_path / "pca" / "plots" / "biplot.png") as image:  # the first two components
+        assert image.size[0] > 300 and image.size[1] > 300
 
 
 def test_shards_plan_fits_each_block(tmp_path):

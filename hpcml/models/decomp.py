@@ -293,6 +293,17 @@ class PCAKind(ModelKind):
         if evr:
             ks, ratios = zip(*evr)
             scree(ks, ratios, plot_dir / "scree.png", int(row.get("n_components", len(ks))))
+        artifacts = Path(plot_dir).parent / "artifacts" / "fit-000000"
+        if job.plan_kind == "fit" and (artifacts / "loadings.parquet").exists():
+            import pandas as pd
+
+            from hpcml.plots import biplot
+
+            loadings = pd.read_parquet(artifacts / "loadings.parquet").set_index("feature")
+            if loadings.shape[1] >= 2:
+                scores = pd.read_parquet(artifacts / "scores.parquet")
+                biplot(scores.to_numpy()[:, :2], loadings.to_numpy()[:, :2], list(loadings.index),
+                       plot_dir / "biplot.png", [r for _, r in evr[:2]])
 
 
 def write_pca_artifacts(scratch: Path, fitted: PCAFit, data: Dataset) -> None:
