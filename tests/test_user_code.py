@@ -372,3 +372,29 @@ def test_sweep_over_whole_argument_mappings(tmp_path, csv):
     assert res.ok and by_name.ok
     mse = sorted(r["mse_mean"] for r in res.summary["table"])
     assert mse == sorted(r["mse_mean"] for r in by_name.summary["table"]) and mse[0] < mse[1]
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.spark
+@pytest.mark.timeout(600)
+def test_user_statistic_same_numbers_under_mpi_static_and_dynamic_and_spark(tmp_path, csv):
+    """A median of the user's own, bootstrapped: bit for bit the local numbers under real
+    mpirun (static and dynamic packing) and on Spark local[2]."""
+    from test_mpi import MPIRUN, mpirun
+
+    if MPIRUN is None:
+        pytest.skip("Open MPI not installed (make test installs it)")
+    pytest.importorskip("mpi4py")
+    local = run(spec(tmp_path, csv, "median", out="local"))
+    assert local.ok
+    path = write(tmp_path, spec(tmp_path, csv, "median", out="unused"))
+    for mode in ("static", "dynamic"):
+        out = tmp_path / f"mpi-{mode}"
+        proc = mpirun(2, "-m", "hpcml.pack", str(path), "--mode", mode, "--out", str(out), "-q", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert_same_results(local.results, pd.read_parquet(out / "results.parquet"))
+    pytest.importorskip("pyspark")
+    spark = run(spec(tmp_path, csv, "median", out="spark"), backend="spark", workers=2, chunk_size=7)
+    assert spark.ok
+    assert_same_results(local.results, spark.results)
