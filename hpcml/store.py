@@ -13,6 +13,7 @@ coordinator, and ``--resume`` reruns exactly the tasks with no ``ok`` record.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -278,7 +279,18 @@ class RunStore:
         atomic_write_json(self.path / "summary.json", summary)
 
 
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    return tuple(_scan_versions().items())
+
+
 def versions() -> dict[str, str]:
+    """Provenance: Python, host and the versions of the libraries that decide the numbers
+    (scanned once per process: a session running many jobs pays it once)."""
+    return dict(_versions())
+
+
+def _scan_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "host": platform.node(), "platform": platform.platform()}
