@@ -178,7 +178,7 @@ def test_bad_spec_is_reported_before_submitting(tmp_path):
 def test_collect_needs_a_run_directory(tmp_path):
     proc = hpcml_cli("collect", tmp_path / "nothing")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: run_dir: no run here (spec.json missing) (got '{tmp_path / 'nothing'}')"
+    assert proc.stderr.strip() == f"error: run_dir: not an hpcml run directory (no spec.json) (got '{tmp_path / 'nothing'}')"
 
 
 # ------------------------------------------------------------------ real Slurm
