@@ -88,6 +88,13 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     """
     options = MPIOptions(**(job.spec.backend.model_extra or {}))
     job = _with_threads(job, options)
+    if options.mode != "static" and job.model.forks_in_task and job.spec.threads_per_task > 1:
+        # Known before MPI starts: every rank raises, and the console prints it once.
+        raise SpecError.one("backend.mode", options.mode,
+                            f"model kind {job.model.name!r} forks R processes inside a task (doParallel with "
+                            f"threads_per_task {job.spec.threads_per_task}), and forking a rank that runs the "
+                            "dynamic scheduler's threads hangs; use --mode static (backend mode: static), or "
+                            "threads_per_task: 1")
     _pin_child_threads(job.spec.threads_per_task)
     try:
         world = mpi().COMM_WORLD
@@ -101,13 +108,6 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     try:
         if session.rank == 0:
             _check_binding(job.spec.threads_per_task)
-        if options.mode != "static" and job.model.forks_in_task and job.spec.threads_per_task > 1:
-            # Every rank raises; rank 0 names the problem, so it is printed once.
-            raise SpecError([] if session.rank else [(
-                "backend.mode", options.mode,
-                f"model kind {job.model.name!r} forks R processes inside a task (doParallel with "
-                f"threads_per_task {job.spec.threads_per_task}), and forking a rank that runs the dynamic "
-                "scheduler's threads hangs; use --mode static (backend mode: static), or threads_per_task: 1")])
         if options.mode == "static":
             return run_static(session, job, resume=resume, overwrite=overwrite, progress=progress)
         if session.rank != 0:
