@@ -102,6 +102,10 @@ CASES = [
      "output", "f.txt"),
     ("output-under-proc", lambda s, t: _set(s, "output", "/proc/hpcml-run"), "output", "/proc/hpcml-run"),
     ("output-nul-byte", lambda s, t: _set(s, "output", str(t / "a\x00b")), "output", "\\x00"),
+    ("ols-text-target", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,y\n1,no\n2,yes\n3,no\n4,yes\n"), "target": "y"}),
+                                      _del(s, "model.features")), "data.target", "'y'"),
+    ("csv-duplicate-column", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,a,y\n1,2,3\n4,5,6\n7,8,9\n"), "target": "y"}),
+                                           _del(s, "model.features")), "data.source", "appears twice"),
 ]
 
 

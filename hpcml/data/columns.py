@@ -57,6 +57,19 @@ class NpyColumns:
         return self.array.dtype.kind in "iuf"
 
 
+def _unique_header(path: Path) -> None:
+    """pandas renames a repeated CSV column (``a``, ``a.1``): say so instead of guessing."""
+    import csv
+
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise ValueError(f"column {name!r} appears twice in the header")
+        seen.add(name)
+
+
 def file_columns(path: Path):
     """The columns of a data file (raises on a file that cannot be read; the caller says why)."""
     suffix = path.suffix.lower()
@@ -65,6 +78,7 @@ def file_columns(path: Path):
     if suffix == ".npy":
         return NpyColumns(path)
     if suffix == ".csv":
+        _unique_header(path)
         return FrameColumns(pd.read_csv(path))
     return None
 

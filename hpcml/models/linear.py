@@ -280,8 +280,11 @@ class OLSKind(ModelKind):
         problems: list[tuple[str, Any, str]] = []
         if data.y is None:
             return [("data.target", data.target, "ols needs a target column")]
-        if not np.issubdtype(np.asarray(data.y).dtype, np.number):
-            problems.append(("data.target", data.target, "ols needs a numeric target"))
+        labels = data.classes is not None and not all(isinstance(c, (bool, np.bool_)) for c in data.classes)
+        if labels or not np.issubdtype(np.asarray(data.y).dtype, np.number):
+            # A text target is encoded as class codes for classifiers: not a quantity (a bool one,
+            # as R's lm takes it, is 0/1).
+            problems.append(("data.target", data.target, "ols needs a numeric target (this column holds labels)"))
         n_coef = data.X.shape[1] + int(params.fit_intercept)
         if data.n < n_coef:
             problems.append(("data", data.n, f"{data.n} rows cannot determine {n_coef} coefficients"))
