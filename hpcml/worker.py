@@ -113,14 +113,16 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
     return job.plan.run_task(job, data, task, task_context(job, task, run_dir), shared)
 
 
-def _run_groups(job, data, tasks: dict[int, Task], indices: tuple[int, ...], size: int, run_dir: str | None,
+def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
                 shared: dict[str, Any]) -> dict[int, tuple[dict[str, Any], float]]:
     """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
     index. A group that fails leaves its tasks out: they then run one by one, so each failure
     is recorded against its own task."""
+    groups: dict[int, set[int]] = {}
+    for i in indices:
+        groups.setdefault(i // size, set()).add(i)
     done: dict[int, tuple[dict[str, Any], float]] = {}
-    for g in sorted({i // size for i in indices}):
-        wanted = {i for i in indices if i // size == g}
+    for g, wanted in sorted(groups.items()):
         members = [tasks[i] for i in range(g * size, min((g + 1) * size, len(tasks)))]
         t0 = time.perf_counter()
         try:
