@@ -24,3 +24,19 @@ def test_one_task_equals_the_same_task_of_the_list(name):
     assert job.n_tasks == len(every) > 0
     assert [job.plan.task(job, i) for i in range(len(every))] == every
     assert len({t.id for t in every}) == len(every) and every[0].id == f"{name}/000000"
+
+
+def test_task_order_is_the_documented_one():
+    """Independent of the plans' code: a sweep walks the grid in itertools.product order with
+    each point's repeats in a row; CV walks folds within each repeat."""
+    import itertools
+
+    grid = {"k": [2, 3, 4], "n_init": [1, 2]}
+    job = load_job({"name": "x", "data": {"source": "sklearn:iris"}, "model": {"kind": "kmeans", "k": 2},
+                    "plan": {"sweep": {"grid": grid, "repeats": 2}}})
+    expected = [{"repeat": r, "params": dict(zip(grid, values))}
+                for values in itertools.product(*grid.values()) for r in range(2)]
+    assert [t.params for t in job.plan.tasks(job)] == expected
+    job = load_job({"name": "x", "data": {"source": "sklearn:iris"}, "model": {"kind": "kmeans", "k": 2},
+                    "plan": {"cv": {"folds": 3, "repeats": 2}}})
+    assert [t.params for t in job.plan.tasks(job)] == [{"repeat": r, "fold": f} for r in range(2) for f in range(3)]

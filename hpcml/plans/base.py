@@ -45,8 +45,16 @@ class Plan(ABC):
     Options: ClassVar[type[PlanOptions]]
 
     @abstractmethod
+    def count(self, options: PlanOptions) -> int:
+        """How many tasks (without building them)."""
+
+    @abstractmethod
+    def params_at(self, options: PlanOptions, index: int) -> dict[str, Any]:
+        """The plan's parameters of one task: a worker builds only the tasks it runs."""
+
     def task_params(self, options: PlanOptions) -> list[dict[str, Any]]:
         """The plan's parameters of each task, in task-index order."""
+        return [self.params_at(options, i) for i in range(self.count(options))]
 
     def group_size(self, job) -> int:
         """Tasks run together by ``run_group``, in groups fixed by task index (1: one by one)."""
@@ -77,16 +85,8 @@ class Plan(ABC):
     def plots(self, job, ok, summary: dict[str, Any], plot_dir: Path) -> None:
         """PNG figures of the ok records (none by default)."""
 
-    def count(self, options: PlanOptions) -> int:
-        """How many tasks (without building them)."""
-        return len(self.task_params(options))
-
     def task_id(self, index: int) -> str:
         return f"{self.name}/{index:06d}"
-
-    def params_at(self, options: PlanOptions, index: int) -> dict[str, Any]:
-        """The plan's parameters of one task; plans override it to avoid building them all."""
-        return self.task_params(options)[index]
 
     def task(self, job, index: int) -> Task:
         """One task, built on its own: a worker never builds the job's every task."""

@@ -82,9 +82,6 @@ class BootstrapPlan(Plan):
     def params_at(self, options: BootstrapOptions, index: int) -> dict[str, Any]:
         return {"replicate": index}
 
-    def task_params(self, options: BootstrapOptions) -> list[dict[str, Any]]:
-        return [{"replicate": i} for i in range(options.replicates)]
-
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         if job.spec.data.source == "none":
             return [("data.source", "none", "a bootstrap resamples the rows of the data; give a data source "

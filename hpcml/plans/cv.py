@@ -37,8 +37,8 @@ class CVPlan(Plan):
         repeat, fold = divmod(index, options.folds)
         return {"repeat": repeat, "fold": fold}
 
-    def task_params(self, options: CVOptions) -> list[dict[str, Any]]:
-        return [{"repeat": r, "fold": f} for r in range(options.repeats) for f in range(options.folds)]
+    def count(self, options: CVOptions) -> int:
+        return options.repeats * options.folds
 
     def shared(self, job, n: int) -> dict[str, Any]:
         cv = job.spec.plan.cv

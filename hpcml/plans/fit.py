@@ -19,8 +19,8 @@ class FitPlan(Plan):
     def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
         return {}
 
-    def task_params(self, options: FitOptions) -> list[dict[str, Any]]:
-        return [{}]
+    def count(self, options: FitOptions) -> int:
+        return 1
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         fitted = job.model.fit(job.params, data, None, ctx)

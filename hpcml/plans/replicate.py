@@ -25,9 +25,6 @@ class ReplicatePlan(Plan):
     def params_at(self, options: ReplicateOptions, index: int) -> dict[str, Any]:
         return {"replicate": index}
 
-    def task_params(self, options: ReplicateOptions) -> list[dict[str, Any]]:
-        return [{"replicate": i} for i in range(options.n)]
-
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         fitted = job.model.fit(job.params, data, None, ctx)
         return {"replicate": task.params["replicate"], **job.model.outputs(job.params, fitted, data),

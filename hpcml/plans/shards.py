@@ -8,19 +8,13 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
+from hpcml.chunks import block_share
 from hpcml.plans.base import Plan, PlanOptions
 from hpcml.plans.tables import json_number, ok_rows, output_columns
 
 
 class ShardsOptions(PlanOptions):
     n: int = Field(gt=0, description="number of data shards; task i fits shard i only")
-
-
-def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
-    """Contiguous block of rows for one shard (sizes differ by at most one)."""
-    base, extra = divmod(n_rows, n_shards)
-    start = shard * base + min(shard, extra)
-    return start, start + base + (1 if shard < extra else 0)
 
 
 def rows_of(data, start: int, stop: int):
@@ -40,15 +34,13 @@ class ShardsPlan(Plan):
     def params_at(self, options: ShardsOptions, index: int) -> dict[str, Any]:
         return {"shard": index, "n_shards": options.n}
 
-    def task_params(self, options: ShardsOptions) -> list[dict[str, Any]]:
-        return [{"shard": i, "n_shards": options.n} for i in range(options.n)]
-
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         n = job.spec.plan.shards.n
         return [("plan.shards.n", n, f"more shards than rows ({data.n})")] if n > data.n else []
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
-        start, stop = shard_bounds(data.n, task.params["shard"], task.params["n_shards"])
+        rows = block_share(data.n, task.params["shard"], task.params["n_shards"])
+        start, stop = rows.start, rows.stop
         part = rows_of(data, start, stop)
         fitted = job.model.fit(job.params, part, None, ctx)
         return {"shard": task.params["shard"], "rows": stop - start, **job.model.outputs(job.params, fitted, part),

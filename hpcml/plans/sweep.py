@@ -2,7 +2,7 @@
 is scored on the same held-out rows, and the summary is a leaderboard."""
 from __future__ import annotations
 
-import itertools
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,13 +35,14 @@ class SweepPlan(Plan):
     Options = SweepOptions
 
     def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
+        # Grid points in itertools.product order (the last parameter varies fastest), each
+        # repeated ``repeats`` times in a row.
         combo, repeat = divmod(index, options.repeats)
-        values = [options.grid[k][j] for k, j in zip(options.grid, np.unravel_index(combo, [len(v) for v in options.grid.values()]))]
-        return {"repeat": repeat, "params": dict(zip(options.grid, values))}
+        place = np.unravel_index(combo, [len(v) for v in options.grid.values()])
+        return {"repeat": repeat, "params": {k: options.grid[k][int(j)] for k, j in zip(options.grid, place)}}
 
-    def task_params(self, options: SweepOptions) -> list[dict[str, Any]]:
-        combos = [dict(zip(options.grid, values)) for values in itertools.product(*options.grid.values())]
-        return [{"repeat": r, "params": c} for c in combos for r in range(options.repeats)]
+    def count(self, options: SweepOptions) -> int:
+        return math.prod(len(v) for v in options.grid.values()) * options.repeats
 
     def shared(self, job, n: int) -> dict[str, Any]:
         split_seed = int(shared_rng(job.spec.seed, SPLIT_KEY, 0).integers(2 ** 63))
