@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcml.errors import SpecError
+from hpcml.memory import BYTES_PER_TASK, too_big
 from hpcml.models.base import ModelParams, get_model, model_names
 from hpcml.plans import PLANS, Plan
 
@@ -183,6 +184,10 @@ def validate_spec(raw: Any) -> Job:
     set_plans = [k for k in PLAN_KINDS if getattr(spec.plan, k) is not None]
     if len(set_plans) != 1:
         problems.append(("plan", raw.get("plan"), f"give exactly one of {', '.join(PLAN_KINDS)}"))
+    else:
+        problems += _count_problems(spec.plan)
+        if problems:  # a grid too large to hold is not walked point by point below
+            raise SpecError(problems)
     if spec.model.kind not in model_names():
         problems.append(("model.kind", spec.model.kind, f"unknown model; choose one of {', '.join(model_names())}"))
         raise SpecError(problems)
@@ -203,6 +208,22 @@ def validate_spec(raw: Any) -> Job:
     if problems:
         raise SpecError(problems)
     return Job(spec)
+
+
+def _count_problems(plan: PlanSpecBase) -> list[tuple[str, Any, str]]:
+    """A plan whose tasks' results alone would not fit in this machine's memory (counted
+    from its options: no task is built)."""
+    options = plan.options
+    n = PLANS[plan.kind].count(options)
+    why = too_big(n * BYTES_PER_TASK)
+    if why is None:
+        return []
+    counts = {k: v for k, v in options if isinstance(v, int) and not isinstance(v, bool)}
+    if plan.kind == "sweep":
+        counts["grid"] = n // options.repeats
+    name = max(counts, key=counts.get)
+    value = counts[name] if name != "grid" else f"{counts[name]} grid points"
+    return [(f"plan.{plan.kind}.{name}", value, f"{n:,} tasks: their results alone {why}")]
 
 
 def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str]]:

@@ -106,9 +106,29 @@ CASES = [
                                       _del(s, "model.features")), "data.target", "'y'"),
     ("csv-duplicate-column", lambda s, t: (_set(s, "data", {"source": _csv(t, "a,a,y\n1,2,3\n4,5,6\n7,8,9\n"), "target": "y"}),
                                            _del(s, "model.features")), "data.source", "appears twice"),
+    # Counts that would need more memory than any machine has: refused before anything is built.
+    ("replicates-1e12", lambda s, t: _set(s, "plan", {"bootstrap": {"replicates": 10**12}}),
+     "plan.bootstrap.replicates", "1000000000000"),
+    ("cv-repeats-1e12", lambda s, t: _set(s, "plan", {"cv": {"folds": 5, "repeats": 10**12}}), "plan.cv.repeats", "1000000000000"),
+    ("replicate-n-1e12", lambda s, t: _set(s, "plan", {"replicate": {"n": 10**12}}), "plan.replicate.n", "1000000000000"),
+    ("shards-n-1e12", lambda s, t: _set(s, "plan", {"shards": {"n": 10**12}}), "plan.shards.n", "1000000000000"),
+    ("sweep-grid-1e11", lambda s, t: (_set(s, "data", dict(IRIS)), _set(s, "model", {"kind": "kmeans", "features": IRIS_X}),
+                                      _set(s, "plan", {"sweep": {"repeats": 1000, "grid": {
+                                          "k": list(range(2, 102)), "n_init": list(range(1, 101)),
+                                          "max_iter": list(range(1, 101)), "tol": [i / 1000 for i in range(100)]}}})),
+     "plan.sweep.grid", "100000000 grid points"),
+    ("synthetic-n-samples-1e10", lambda s, t: (_set(s, "data", {"source": "synthetic:regression", "target": "y",
+                                                               "options": {"n_samples": 10**10, "n_features": 3}}),
+                                               _del(s, "model.features")), "data.options.n_samples", "10000000000"),
+    # Options of scikit-learn's functions are checked against their signatures.
+    ("synthetic-unknown-option", lambda s, t: (_set(s, "data", {"source": "synthetic:regression", "target": "y",
+                                                               "options": {"n_samplez": 100}}),
+                                               _del(s, "model.features")), "data.options.n_samplez", "allowed: seed, n_samples"),
+    ("sklearn-set-unknown-option", lambda s, t: _set(s, "data.options", {"scale": True}), "data.options.scale", "allowed: scaled"),
 ]
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("edit,field,shown", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_spec_one_line_exit_2_no_output(tmp_path, edit, field, shown):
     spec = small_spec(tmp_path)
@@ -181,6 +201,24 @@ def test_resume_with_a_different_spec_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(changed))
     result = runner.invoke(app, ["run", str(path), "--quiet", "--resume"])
     assert result.exit_code == 2 and "error: output:" in result.output and "seed" in result.output
+
+
+def test_a_large_count_that_fits_is_accepted(tmp_path):
+    # A million tasks is large but legal: only counts beyond the machine's memory are refused.
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(tmp_path, plan={"bootstrap": {"replicates": 10**6}})))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "1000000 bootstrap task(s)" in result.output, result.output
+
+
+def test_options_of_scikit_learn_functions_reach_them(tmp_path):
+    from hpcml.data.sources import open_table
+    from hpcml.spec import DataSpec
+
+    cols, _ = open_table(DataSpec(source="synthetic:blobs", options={"n_samples": 50, "centers": 4, "seed": 3}))
+    assert cols.n == 50 and sorted(set(cols.column("y"))) == [0, 1, 2, 3]
+    cols, _ = open_table(DataSpec(source="sklearn:digits", options={"n_class": 3}))
+    assert sorted(set(cols.column("target"))) == [0, 1, 2]
 
 
 def test_validate_ok_counts_tasks(tmp_path):

@@ -17,6 +17,7 @@ from hpcml.data.columns import array_columns, file_columns
 from hpcml.data.mapped import dataset_key, load_shared
 from hpcml.data.validate import Columns, FrameColumns, frame_to_dataset, is_categorical, to_dataset
 from hpcml.errors import SpecError
+from hpcml.memory import too_big
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
 
@@ -25,15 +26,44 @@ __all__ = ["array_columns", "build_dataset", "frame_to_dataset", "full_load", "i
            "open_table", "SKLEARN_SETS", "SYNTHETIC"]
 
 SKLEARN_SETS = ("diabetes", "iris", "breast_cancer", "wine", "digits", "linnerud")
-SYNTHETIC = ("regression", "classification", "blobs", "lowrank")
 
 
-def _sklearn_frame(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+# Generators: hpcml's name -> scikit-learn's function.
+GENERATORS = {"regression": "make_regression", "classification": "make_classification", "blobs": "make_blobs",
+              "lowrank": "make_low_rank_matrix"}
+SYNTHETIC = tuple(GENERATORS)
+# Set by hpcml (``seed`` is its random_state), or changing the shape of what the function
+# returns (hpcml's target is one column, `y`).
+_NOT_OPTIONS = {"random_state", "coef", "return_centers", "n_targets", "return_X_y", "as_frame", "data_home",
+                "download_if_missing", "n_retries", "delay"}
+# The generator's arrays, the frame made of them and the validated design matrix: about three
+# float64 copies of the data are alive at once while a synthetic set is made.
+_COPIES = 3
+
+
+def _check_options(function, options: dict[str, Any], own: tuple[str, ...] = ()) -> None:
+    """Every key of ``options`` is an argument of ``function`` (or one hpcml reads itself)."""
+    import inspect
+
+    allowed = [*own, *(p for p in inspect.signature(function).parameters if p not in _NOT_OPTIONS and p not in own)]
+    for key, value in options.items():
+        if key not in allowed:
+            choices = ", ".join(allowed) if allowed else "none"
+            raise SpecError.one(f"data.options.{key}", value, f"not an option of sklearn.datasets.{function.__name__}; "
+                                f"allowed: {choices}")
+
+
+def _sklearn_frame(name: str, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     import sklearn.datasets as skd
 
     if name not in SKLEARN_SETS:
         raise SpecError.one("data.source", f"sklearn:{name}", f"unknown sklearn data set; choose one of {', '.join(SKLEARN_SETS)}")
-    bunch = getattr(skd, f"load_{name}")(as_frame=True)
+    load = getattr(skd, f"load_{name}")
+    _check_options(load, options)
+    try:
+        bunch = load(as_frame=True, **options)
+    except (TypeError, ValueError) as err:
+        raise SpecError.one("data.options", options, str(err).splitlines()[0]) from None
     frame = bunch.frame.copy()
     meta: dict[str, Any] = {}
     if name == "digits":
@@ -45,27 +75,30 @@ def _sklearn_frame(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
 def _synthetic_frame(kind: str, options: dict[str, Any]) -> pd.DataFrame:
     import sklearn.datasets as skd
 
+    if kind not in GENERATORS:
+        raise SpecError.one("data.source", f"synthetic:{kind}", f"unknown generator; choose one of {', '.join(SYNTHETIC)}")
+    make = getattr(skd, GENERATORS[kind])
+    _check_options(make, options, own=("seed", "n_samples", "n_features"))
     opts = dict(options)
     seed = opts.pop("seed", 0)
     n = opts.pop("n_samples", 1000)
     p = opts.pop("n_features", 10)
     for field, value in (("n_samples", n), ("n_features", p)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SpecError.one(f"data.options.{field}", value, "must be a positive integer")
+    why = too_big(_COPIES * 8 * n * (p + 1))
+    if why is not None:
+        field, value = ("n_samples", n) if n >= p else ("n_features", p)
+        raise SpecError.one(f"data.options.{field}", value, f"{n:,} rows x {p:,} features: making the data {why}")
     try:
-        if kind == "regression":
-            X, y = skd.make_regression(n_samples=n, n_features=p, random_state=seed, noise=opts.pop("noise", 1.0), **opts)
-        elif kind == "classification":
-            X, y = skd.make_classification(n_samples=n, n_features=p, random_state=seed, **opts)
-        elif kind == "blobs":
-            X, y = skd.make_blobs(n_samples=n, n_features=p, random_state=seed, **opts)
-        elif kind == "lowrank":
-            X = skd.make_low_rank_matrix(n_samples=n, n_features=p, random_state=seed, **opts)
-            y = np.zeros(n)
+        if kind == "lowrank":
+            X, y = make(n_samples=n, n_features=p, random_state=seed, **opts), np.zeros(n)
         else:
-            raise SpecError.one("data.source", f"synthetic:{kind}", f"unknown generator; choose one of {', '.join(SYNTHETIC)}")
-    except TypeError as err:
-        raise SpecError.one("data.options", options, str(err)) from None
+            if kind == "regression":
+                opts.setdefault("noise", 1.0)
+            X, y = make(n_samples=n, n_features=p, random_state=seed, **opts)
+    except (TypeError, ValueError) as err:
+        raise SpecError.one("data.options", options, str(err).splitlines()[0]) from None
     frame = pd.DataFrame(X, columns=array_columns(X.shape[1]))
     frame["y"] = y
     return frame
@@ -77,7 +110,7 @@ def open_table(spec: DataSpec) -> tuple[Columns, dict[str, Any]]:
     if source == "none":  # kinds that make their own data (rscript, bayesm): one row, no columns
         return FrameColumns(pd.DataFrame(index=range(1))), {}
     if source.startswith("sklearn:"):
-        frame, meta = _sklearn_frame(source.split(":", 1)[1])
+        frame, meta = _sklearn_frame(source.split(":", 1)[1], spec.options)
         return FrameColumns(frame), meta
     if source.startswith("synthetic:"):
         return FrameColumns(_synthetic_frame(source.split(":", 1)[1], spec.options)), {}
