@@ -10,6 +10,9 @@ from pathlib import Path
 # the consolidated table in memory. Measured at about 400 bytes (100,000 tasks of `sleep`);
 # 100 is a floor.
 BYTES_PER_TASK = 100
+# The least a worker process costs: an interpreter with numpy, pandas and scikit-learn
+# imported (about 190 MiB resident measured; 50 MiB is a floor).
+BYTES_PER_WORKER = 50 << 20
 
 
 def machine_bytes() -> int:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcml.errors import SpecError
-from hpcml.memory import BYTES_PER_TASK, too_big
+from hpcml.memory import BYTES_PER_TASK, BYTES_PER_WORKER, too_big
 from hpcml.models.base import ModelParams, get_model, model_names
 from hpcml.plans import PLANS, Plan
 
@@ -166,9 +166,15 @@ def _backend_problems(backend: BackendSpec) -> list[tuple[str, Any, str]]:
         return [("backend.name", backend.name, f"unknown backend; choose one of {', '.join(backend_names())}")]
     options_model = get_backend_class(backend.name).Options
     try:
-        options_model(**(backend.model_extra or {}))
+        options = options_model(**(backend.model_extra or {}))
     except ValidationError as err:
         return pydantic_problems(err, "backend")
+    # Worker processes this machine starts (local, a Dask LocalCluster): each holds an
+    # interpreter with numpy, pandas and scikit-learn loaded before it holds any data.
+    here = backend.name == "local" or (backend.name == "dask" and options.address is None and options.cluster == "local")
+    why = too_big(backend.workers * BYTES_PER_WORKER) if here and backend.workers else None
+    if why is not None:
+        return [("backend.workers", backend.workers, f"{backend.workers:,} worker processes on this machine {why}")]
     return []
 
 
