@@ -45,7 +45,7 @@ def test_centers_canonical_and_labels_nearest():
 
 def test_chunking_does_not_change_result(monkeypatch):
     full = kmeans(BLOBS, 4, np.random.default_rng(5))
-    monkeypatch.setattr(cl, "_CHUNK_FLOATS", 40)  # 10 rows per chunk
+    monkeypatch.setattr(cl, "_CACHE_FLOATS", 40)  # 10 rows per block
     chunked = kmeans(BLOBS, 4, np.random.default_rng(5))
     np.testing.assert_array_equal(full.centers, chunked.centers)
     assert full.inertia == chunked.inertia
@@ -112,3 +112,17 @@ def test_centres_are_the_means_of_their_clusters(tol):
     for j in range(3):
         np.testing.assert_allclose(fit.centers[j], X[fit.labels == j].mean(axis=0), rtol=1e-12)
     assert fit.sizes.tolist() == np.bincount(fit.labels, minlength=3).tolist()
+
+
+def test_given_init_is_sklearn_lloyd_from_the_same_centres():
+    from sklearn.cluster import KMeans
+
+    X = np.vstack([BLOBS, BLOBS[::3] * 1.5 + 2.0])
+    init = X[[0, 7, 40, 90]]
+    ours = kmeans(X, 4, None, init=init)  # one run, no generator needed
+    sk = KMeans(4, init=init, n_init=1, tol=0.0, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.centers, sk.cluster_centers_[np.lexsort(sk.cluster_centers_.T[::-1])],
+                               rtol=1e-12, atol=1e-12)
+    assert ours.inertia == pytest.approx(sk.inertia_, rel=1e-12)
+    with pytest.raises(ValueError, match=r"init has shape \(2, 2\), expected \(4, 3\)"):
+        kmeans(X, 4, None, init=init[:2, :2])

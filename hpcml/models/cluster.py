@@ -1,7 +1,8 @@
 """Weighted k-means (k-means++ seeding, Lloyd iterations, best of n_init), and the ``kmeans`` kind.
 
-Distances use ||x||^2 - 2 x.c + ||c||^2 over row chunks, so memory stays at chunk * k floats
-whatever n is. All randomness comes from the caller's Generator: same state, same result.
+Nearest centers use ||c||^2 - 2 x.c over cache-sized row blocks, so memory stays at a
+block of k floats per row whatever n is; a Lloyd step needs no distances, and the inertia
+uses the exact ||x - c||^2 of each row to its center. All randomness comes from the caller's Generator: same state, same result.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from scipy import sparse
+from scipy.linalg import blas
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.weights import as_weights, keep_rows, row_mask
 
-_CHUNK_FLOATS = 1 << 22  # ~32 MB of distances per chunk
+_CACHE_FLOATS = 1 << 15  # 256 KB of distances per row block: they stay in cache
 
 
 @dataclass
@@ -30,22 +32,44 @@ class KMeansFit:
     sizes: np.ndarray | None = None  # (k,) weighted rows per cluster (counts: the resampled copy's)
 
 
-def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest center of each row and its squared distance, computed in row chunks."""
-    n, k = X.shape[0], centers.shape[0]
-    labels = np.empty(n, dtype=np.intp)
-    d2 = np.empty(n)
+def _nearest(xb: np.ndarray, centers_f: np.ndarray, c2: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest center: argmin of ||c||^2 - 2 x.c (||x||^2 is common)."""
+    # SciPy's dgemm with -2 folded in; xb' and centers_f are Fortran-ordered, so nothing is
+    # copied and (k, rows)' comes out C-ordered for the row-wise argmin.
+    dist = blas.dgemm(-2.0, centers_f, xb.T).T
+    dist += c2
+    return np.argmin(dist, axis=1)
+
+
+def _blocks(n: int, width: int):
+    """Row blocks whose (rows, width) temporaries stay in cache (~256 KB)."""
+    step = max(1, _CACHE_FLOATS // max(width, 1))
+    return ((s, s + step) for s in range(0, n, step))
+
+
+def labels_of(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Nearest center of each row (no distances), computed in cache-sized row blocks."""
+    labels = np.empty(X.shape[0], dtype=np.intp)
     c2 = np.einsum("ij,ij->i", centers, centers)
-    step = max(1, _CHUNK_FLOATS // max(k, 1))
-    for s in range(0, n, step):
-        xb = X[s : s + step]
-        dist = (xb @ centers.T) * -2.0
-        dist += c2
-        lab = np.argmin(dist, axis=1)
-        labels[s : s + step] = lab
-        # Exact distance to the chosen center: the expanded form cancels badly near zero.
-        d2[s : s + step] = np.einsum("ij,ij->i", xb - centers[lab], xb - centers[lab])
-    return labels, d2
+    centers_f = np.asfortranarray(centers)
+    for a, b in _blocks(X.shape[0], centers.shape[0]):
+        labels[a:b] = _nearest(X[a:b], centers_f, c2)
+    return labels
+
+
+def sq_dist_to(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Exact squared distance of each row to its center (the expanded form cancels near 0)."""
+    d2 = np.empty(X.shape[0])
+    for a, b in _blocks(X.shape[0], X.shape[1]):
+        diff = X[a:b] - centers[labels[a:b]]
+        d2[a:b] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest center of each row and its exact squared distance, computed in row chunks."""
+    labels = labels_of(X, centers)
+    return labels, sq_dist_to(X, centers, labels)
 
 
 def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,8 +85,10 @@ def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) ->
         return np.minimum(idx, n - 1)
 
     def sqdist(rows: np.ndarray) -> np.ndarray:  # (len(rows), n), clipped at 0
-        d = x2[rows][:, None] - 2.0 * (X[rows] @ X.T) + x2[None, :]
-        return np.maximum(d, 0.0)
+        d = blas.dgemm(-2.0, X.T, X[rows].T, trans_a=1).T  # X' Fortran-ordered: no copy
+        d += x2[rows][:, None]
+        d += x2[None, :]
+        return np.maximum(d, 0.0, out=d)
 
     first = draw(w, 1)[0]
     centers = [first]
@@ -77,33 +103,36 @@ def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) ->
 
 
 def _weighted_means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    onehot = sparse.csr_matrix((w, (labels, np.arange(X.shape[0]))), shape=(k, X.shape[0]))
+    # Column i holds w_i in row labels[i]: built as CSC directly, no conversion.
+    onehot = sparse.csc_matrix((w, labels, np.arange(X.shape[0] + 1)), shape=(k, X.shape[0]))
     sums = np.asarray(onehot @ X)
     mass = np.bincount(labels, weights=w, minlength=k)
     return sums, mass
 
 
-def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, int, bool]:
+def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """(centers, their labels if the run ended at a fixed point else None, iterations, converged)."""
     k = centers.shape[0]
     labels_old = None
     for it in range(1, max_iter + 1):
-        labels, d2 = assign(X, centers)
+        labels = labels_of(X, centers)
         if labels_old is not None and np.array_equal(labels, labels_old):
-            return centers, it - 1, True  # assignments stable: a fixed point
+            return centers, labels, it - 1, True  # assignments stable: a fixed point
         sums, mass = _weighted_means(X, w, labels, k)
         new = centers.copy()
         full = mass > 0
         new[full] = sums[full] / mass[full, None]
         # An empty cluster restarts at the (weighted) rows farthest from their centers.
         empty = np.flatnonzero(~full)
-        if empty.size:
+        if empty.size:  # (distances only then: a Lloyd step needs none)
+            d2 = sq_dist_to(X, centers, labels)
             far = np.argsort(-(d2 * (w > 0)), kind="stable")[: empty.size]
             new[empty] = X[far]
         shift = float(np.sum((new - centers) ** 2))
         centers, labels_old = new, labels
         if shift <= tol_abs:
-            return centers, it, True
-    return centers, max_iter, False
+            return centers, None, it, True
+    return centers, None, max_iter, False
 
 
 def kmeans(
@@ -114,6 +143,7 @@ def kmeans(
     n_init: int = 10,
     max_iter: int = 300,
     tol: float = 0.0,
+    init: Any = None,
 ) -> KMeansFit:
     """Weighted k-means; keeps the restart with the lowest inertia.
 
@@ -122,35 +152,38 @@ def kmeans(
     is relative, as in scikit-learn: Lloyd may stop once the summed squared center shift is
     below tol times the mean (weighted) per-feature variance of X; the centers are then
     recomputed once as the means of the final partition, so they are its means either way.
+    ``init`` (k x p starting centers) replaces k-means++ and makes it one run (n_init unused).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     w = as_weights(weights, X.shape[0])
     wk, Xk = keep_rows(w, X)
     if k > Xk.shape[0]:
         raise ValueError(f"k={k} exceeds the number of rows with positive weight ({Xk.shape[0]})")
+    if init is not None and np.shape(init) != (k, X.shape[1]):
+        raise ValueError(f"init has shape {np.shape(init)}, expected ({k}, {X.shape[1]})")
     mean = wk @ Xk / wk.sum()
     tol_abs = tol * float(np.mean(wk @ (Xk - mean) ** 2 / wk.sum()))
     best = None
-    for _ in range(n_init):
-        init = _kmeanspp(Xk, wk, k, rng)
-        centers, n_iter, conv = _lloyd(Xk, wk, init, max_iter, tol_abs)
-        _, d2 = assign(Xk, centers)
-        inertia = float(wk @ d2)
+    for _ in range(n_init if init is None else 1):
+        start = _kmeanspp(Xk, wk, k, rng) if init is None else np.array(init, dtype=np.float64)
+        centers, fixed, n_iter, conv = _lloyd(Xk, wk, start, max_iter, tol_abs)
+        lab = labels_of(Xk, centers) if fixed is None else fixed
+        inertia = float(wk @ sq_dist_to(Xk, centers, lab))
         if best is None or inertia < best[0]:  # strict: the first of equals wins
-            best = (inertia, centers, n_iter, conv)
-    inertia, centers, n_iter, conv = best
-    # The centers as the means of the partition they define (a no-op after a full
-    # convergence; after an early stop by tol, one more mean step).
-    lab, _ = assign(Xk, centers)
-    sums, mass = _weighted_means(Xk, wk, lab, k)
-    full = mass > 0
-    centers = centers.copy()
-    centers[full] = sums[full] / mass[full, None]
-    _, d2 = assign(Xk, centers)
-    inertia = float(wk @ d2)
+            best = (inertia, centers, lab, fixed is not None, n_iter, conv)
+    inertia, centers, lab, at_fixed_point, n_iter, conv = best
+    if not at_fixed_point:
+        # The centers as the means of the partition they define (after a fixed point they
+        # are already, bit for bit; after an early stop by tol, one more mean step).
+        sums, mass = _weighted_means(Xk, wk, lab, k)
+        full = mass > 0
+        centers = centers.copy()
+        centers[full] = sums[full] / mass[full, None]
+        lab = labels_of(Xk, centers)
+        inertia = float(wk @ sq_dist_to(Xk, centers, lab))
     # Canonical order (lexicographic in the coordinates) makes replicates comparable.
     centers = centers[np.lexsort(centers.T[::-1])]
-    labels, _ = assign(X, centers)
+    labels = labels_of(X, centers)
     sizes = np.bincount(labels, weights=w, minlength=k)
     return KMeansFit(centers, labels, inertia, n_iter, conv, sizes)
 

@@ -1,5 +1,9 @@
 """SVD (full, randomized, tall-skinny QR) and weighted PCA, and the ``svd`` and ``pca`` kinds.
 
+Every method first tries the Gram route on a tall matrix (``hpcml.models.gram``: one pass
+over the data, taken only where the conditioning keeps the result within 1e-10 relative);
+``method`` names the accurate route it falls back to.
+
 Signs are fixed so that the largest-|.| entry of each right singular vector is positive:
 results are reproducible and replicates comparable. A bootstrap weight vector w enters as
 sqrt(w) row scaling, which has the same Gram matrix (hence the same singular values and
@@ -16,6 +20,7 @@ from pydantic import Field, model_validator
 
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.gram import eigh_desc, gram, gram_ok, gram_svd
 from hpcml.models.weights import as_weights, keep_rows, row_mask
 
 Method = Literal["full", "randomized", "tsqr"]
@@ -26,12 +31,17 @@ class SVDResult:
     U: np.ndarray  # (n, k)
     s: np.ndarray  # (k,) descending
     Vt: np.ndarray  # (k, p)
+    route: str = "svd"  # "gram" where the Gram route was taken, else the method's own
 
 
-def _fix_signs(U: np.ndarray, s: np.ndarray, Vt: np.ndarray) -> SVDResult:
+def _signs(Vt: np.ndarray) -> np.ndarray:
     j = np.argmax(np.abs(Vt), axis=1)
-    sign = np.where(Vt[np.arange(Vt.shape[0]), j] < 0, -1.0, 1.0)
-    return SVDResult(U * sign, s, Vt * sign[:, None])
+    return np.where(Vt[np.arange(Vt.shape[0]), j] < 0, -1.0, 1.0)
+
+
+def _fix_signs(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, route: str = "svd") -> SVDResult:
+    sign = _signs(Vt)
+    return SVDResult(U * sign, s, Vt * sign[:, None], route)
 
 
 def _tsqr(A: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +84,8 @@ def svd(
 
     full: LAPACK gesdd. tsqr: exact, from row-block QRs (memory-friendly for tall X).
     randomized: approximate, for low-rank X and k << min(n, p); needs ``rng``.
+    A tall X (n >= 2p) whose leading k singular values the Gram route gets to 1e-10
+    takes that route whatever the method (``route`` says which ran).
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
@@ -83,23 +95,27 @@ def svd(
     k = r if k is None else int(k)
     if not 1 <= k <= r:
         raise ValueError(f"k={k} must be between 1 and min(n, p) = {r}")
+    if method not in ("full", "tsqr", "randomized"):
+        raise ValueError(f"unknown svd method {method!r}: full, randomized or tsqr")
+    if method == "randomized" and rng is None:
+        raise ValueError("method='randomized' needs rng (a numpy Generator)")
+    if n >= 2 * p:  # tall enough for the p x p eigenproblem to be small next to X
+        fast = gram_svd(np.ascontiguousarray(X), k)  # every returned value passes the check
+        if fast is not None:
+            return _fix_signs(fast[0][:, :k], fast[1][:k], fast[2][:k], "gram")
     if method == "full":
         U, s, Vt = np.linalg.svd(X, full_matrices=False)
     elif method == "tsqr":
         if n < p:  # TSQR wants tall input: factor X' and swap the roles of U and V
             t = svd(X.T, k, "tsqr", block_rows=block_rows)
-            U, s, Vt = t.Vt.T, t.s, t.U.T
+            U, s, Vt, method = t.Vt.T, t.s, t.U.T, t.route
         else:
             Q, R = _tsqr(X, max(2 * p, block_rows or 4096))
             Ur, s, Vt = np.linalg.svd(R)
             U = Q @ Ur
-    elif method == "randomized":
-        if rng is None:
-            raise ValueError("method='randomized' needs rng (a numpy Generator)")
-        U, s, Vt = _randomized(X, k, rng, n_oversamples, n_iter)
     else:
-        raise ValueError(f"unknown svd method {method!r}: full, randomized or tsqr")
-    return _fix_signs(U[:, :k], s[:k], Vt[:k])
+        U, s, Vt = _randomized(X, k, rng, n_oversamples, n_iter)
+    return _fix_signs(U[:, :k], s[:k], Vt[:k], method)
 
 
 @dataclass
@@ -115,6 +131,7 @@ class PCAFit:
     # the scree plot and the k reaching 80/90/95 % whatever was kept.
     all_singular_values: np.ndarray | None = None
     all_ratio: np.ndarray | None = None
+    route: str = "svd"  # "gram" where the Gram route was taken
 
     @property
     def n_components(self) -> int:
@@ -166,6 +183,14 @@ def pca(
     if n_eff <= 1:
         raise ValueError("pca needs total weight > 1")
     mean = wk @ Xk / n_eff
+    r = min(Xk.shape)
+    if n_components is not None and not 1 <= n_components <= r:
+        raise ValueError(f"n_components={n_components} must be between 1 and min(n, p) = {r}")
+    sw = None if np.all(wk == 1.0) else np.sqrt(wk)
+    if Xk.shape[0] >= 2 * Xk.shape[1]:
+        fit = _pca_gram(Xk, mean, sw, n_eff, scale, n_components, variance, method)
+        if fit is not None:
+            return fit
     A = (Xk - mean) * np.sqrt(wk)[:, None]
     sd = None
     if scale:
@@ -173,10 +198,7 @@ def pca(
         if not np.all(sd > 0):
             raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
         A = A / sd
-    r = min(A.shape)
     total = float(np.sum(A * A))  # total variance * (n_eff - 1), independent of the method
-    if n_components is not None and not 1 <= n_components <= r:
-        raise ValueError(f"n_components={n_components} must be between 1 and min(n, p) = {r}")
     if method == "randomized" and variance is not None:
         # Double k until the leading components explain enough; avoids a full SVD.
         k = min(10, r)
@@ -191,6 +213,30 @@ def pca(
     k = n_components or (_k_for_variance(ratio, variance) if variance is not None else res.s.size)
     s = res.s[:k]
     return PCAFit(mean, res.Vt[:k], s, s**2 / (n_eff - 1), ratio[:k], n_eff, sd, res.s, ratio)
+
+
+def _pca_gram(Xk, mean, sw, n_eff, scale, n_components, variance, method) -> PCAFit | None:
+    """PCA from the eigen-decomposition of the centred (weighted, scaled) Gram matrix, or
+    None where it would not be accurate to 1e-10 for every component returned (full and
+    tsqr return all of them, for the scree; randomized the kept ones)."""
+    G = gram(Xk, mean, sw)
+    sd = None
+    if scale:
+        sd = np.sqrt(np.diag(G) / (n_eff - 1))
+        if not np.all(sd > 0):
+            raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+        G = G / np.outer(sd, sd)
+    lam, V = eigh_desc(G)
+    total = float(np.trace(G))
+    ratio = lam / total if total > 0 else np.zeros_like(lam)
+    k = n_components or (_k_for_variance(ratio, variance) if variance is not None else lam.size)
+    computed = k if method == "randomized" else lam.size
+    if not gram_ok(lam, computed, lam.size):
+        return None
+    s_all = np.sqrt(lam[:computed])
+    Vt = V[:, :k].T
+    return PCAFit(mean, Vt * _signs(Vt)[:, None], s_all[:k], lam[:k] / (n_eff - 1), ratio[:k], n_eff, sd,
+                  s_all, ratio[:computed], "gram")
 
 
 def _recon_mse(X: np.ndarray, mean: np.ndarray | float, V: np.ndarray) -> float:

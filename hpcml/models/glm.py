@@ -14,7 +14,9 @@ from pydantic import Field
 from scipy import linalg
 from scipy.special import expit
 
+from hpcml.models.aliasing import kept_columns_gram
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.gram import gram
 from hpcml.models.linear import coef_outputs
 from hpcml.models.normal_equations import solve_spd
 from hpcml.models.weights import as_weights, keep_rows, row_mask
@@ -73,20 +75,26 @@ def _separated(eta: np.ndarray) -> bool:
 
 
 def _design(X: np.ndarray, w: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The design's columns (intercept first) and which of them are kept (not aliased).
+    """The design's kept columns (intercept first) and their indices among all of them.
 
     R's glm.fit decides aliasing by a QR of the weighted design with tolerance 1e-11; its
-    first iteration's working weights are all equal, so the prior weights decide.
+    first iteration's working weights are all equal, so the prior weights decide. Decided
+    once, from the Gram matrix where that is clear (``hpcml.models.aliasing``); IRLS then
+    iterates on the kept columns only.
     """
     from hpcml.models.linear import kept_columns
 
     p = X.shape[1]
-    sw = np.sqrt(w)
-    norms = np.sqrt(w @ (X * X))
     xm = w @ X / w.sum() if fit_intercept else np.zeros(p)
-    kept = kept_columns((X - xm) * sw[:, None], norms, GLM_ALIAS_TOL)
+    kept = kept_columns_gram(X, w, xm, GLM_ALIAS_TOL)  # one pass; None: a near miss
+    if kept is None:
+        sw = np.sqrt(w)
+        kept = kept_columns((X - xm) * sw[:, None], np.sqrt(w @ (X * X)), GLM_ALIAS_TOL)
     cols = np.concatenate([[0], kept + 1]) if fit_intercept else kept
-    A = np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
+    A = np.empty((X.shape[0], cols.size))  # the kept columns only, one copy
+    if fit_intercept:
+        A[:, 0] = 1.0
+    A[:, int(fit_intercept):] = X[:, kept]
     return A, cols
 
 
@@ -119,8 +127,7 @@ def fit_logistic(
     if wk.size < n_coef:
         raise ValueError(f"{wk.size} row{'s' if wk.size != 1 else ''} with positive weight cannot "
                          f"determine {n_coef} coefficients")
-    A_all, cols = _design(Xk, wk, fit_intercept)
-    A = A_all[:, cols]
+    A, cols = _design(Xk, wk, fit_intercept)
     beta = np.zeros(A.shape[1])
     if fit_intercept:  # start at the weighted base rate: one Newton step closer
         pbar = float(np.clip(wk @ yk / wk.sum(), 1e-8, 1 - 1e-8))
@@ -134,7 +141,7 @@ def fit_logistic(
         resid = np.where(yk > 0.5, p_neg, -p_pos)
         hw = wk * p_pos * p_neg
         grad = A.T @ (wk * resid)
-        step = solve_spd(A.T @ (A * hw[:, None]), grad)
+        step = solve_spd(gram(A, row_scale=np.sqrt(hw)), grad)  # A' diag(hw) A by dsyrk
         singular = step is None
         if singular:  # singular Hessian: separation or collinear columns
             sh = np.sqrt(hw)

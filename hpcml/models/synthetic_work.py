@@ -1,7 +1,7 @@
 """A model kind that only spends time: for benchmarks and for tests of scheduling and crashes.
 
 ``sleep`` busy-waits (``busy: true``, a CPU-bound task like real model code) or sleeps for
-``ms`` milliseconds; with ``sigma`` > 0 the duration is lognormal (median ``ms``), drawn from
+``ms`` milliseconds (``ms: 0`` returns at once, either way); with ``sigma`` > 0 the duration is lognormal (median ``ms``), drawn from
 the task's own generator so uneven workloads are reproducible too.
 """
 from __future__ import annotations
@@ -43,6 +43,8 @@ class SleepKind(ModelKind):
                 marker.touch()
                 raise RuntimeError(f"task {ctx.task_index} fails on its first attempt (flaky_dir)")
         ms = params.ms * float(np.exp(params.sigma * ctx.rng.standard_normal())) if params.sigma else params.ms
+        if ms <= 0:  # a no-op: no clock read, no kernel timer (time.sleep(0) still costs ~50 us)
+            return ms
         end = time.perf_counter() + ms / 1000.0
         if params.busy:
             while time.perf_counter() < end:
