@@ -41,7 +41,11 @@ def _centred(X: np.ndarray, y: np.ndarray, s: int, e: int, xm: np.ndarray, ym: f
 
 
 def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym: float) -> np.ndarray:
-    """For each row of W (G x n), sum_r w_r z_r z_r' as a (G, q, q) array, z = [1, x - xm, y - ym]."""
+    """For each row of W (G x n), sum_r w_r z_r z_r' as a (G, q, q) array, z = [1, x - xm, y - ym].
+
+    W may hold its counts in any numeric dtype (a bootstrap's are uint8): the numbers are the
+    same as with float64 weights, bit for bit, since each block is converted exactly.
+    """
     n, p = X.shape
     q = p + 2
     iu, ju = np.triu_indices(q)
@@ -51,13 +55,15 @@ def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym
         if hit is None or hit[0] is not X or hit[1] is not y:
             _CACHE.clear()  # one data set per worker at a time
             hit = _CACHE[key] = (X, y, xm.copy(), ym, _products(_centred(X, y, 0, n, xm, ym), iu, ju))
-        C = W @ hit[4]
+        # The whole product at once, as the cached products are: W as float64 (as small as they).
+        C = np.asarray(W, dtype=np.float64) @ hit[4]
     else:
         rows = max(256, BLOCK_BYTES // (8 * iu.size))
         C = np.zeros((W.shape[0], iu.size))
         for s in range(0, n, rows):
             e = min(n, s + rows)
-            C += np.ascontiguousarray(W[:, s:e]) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
+            # Counts may be held compact (uint8): only this block's columns become float64.
+            C += np.ascontiguousarray(W[:, s:e], dtype=np.float64) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
     M = np.zeros((W.shape[0], q, q))
     M[:, iu, ju] = C
     M[:, ju, iu] = C
