@@ -3,18 +3,22 @@ copy, the file is keyed by the source's content, checks stream column by column,
 numbers are those of the in-memory path."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import hpcml
 from hpcml.data.mapped import dataset_key, map_stats
 from hpcml.data.sources import full_load
 from hpcml.models.base import Dataset, FitContext, get_model
 from hpcml.spec import DataSpec
-from tests.conftest import assert_same_results, small_spec
+from tests.conftest import PYTHON, ROOT, assert_same_results, small_spec
 
 FEATURES = [f"x{j}" for j in range(6)]
 
@@ -46,20 +50,65 @@ def _run(tmp_path, path, name, **over):
     return hpcml.run(spec, out=tmp_path / name, progress=False)
 
 
-def test_every_worker_maps_the_one_file_the_driver_built(tmp_path, shared):
-    before = map_stats()
-    res = _run(tmp_path, shared, "sleep", model={"kind": "sleep", "ms": 25, "report_loads": True},
-               plan={"replicate": {"n": 24}})
-    assert res.ok
-    assert map_stats()["built"] == before["built"] + 1  # the driver's checks wrote it
+SLEEP = {"model": {"kind": "sleep", "ms": 25, "report_loads": True}, "plan": {"replicate": {"n": 24}}}
+
+
+def _per_process(tmp_path, results: pd.DataFrame) -> pd.DataFrame:
+    """What each process that ran tasks reports about its data, checked against the one file."""
     entries = [p for p in (tmp_path / "cache" / "mapped").iterdir() if p.is_dir() and p.name != "digests"]
     assert len(entries) == 1
     inode = os.stat(entries[0] / "X.npy").st_ino
-    per_worker = res.results.groupby("pid")[["data_mapped", "data_file_inode", "data_private_copies",
-                                             "data_builds", "data_loads"]].max()
-    assert 1 <= len(per_worker) <= 2
-    assert (per_worker["data_mapped"] == 1).all() and (per_worker["data_file_inode"] == inode).all(), per_worker
-    assert (per_worker[["data_private_copies", "data_builds"]] == 0).all().all() and (per_worker["data_loads"] == 1).all()
+    per = results.groupby("pid")[["data_mapped", "data_file_inode", "data_private_copies",
+                                  "data_builds", "data_loads"]].max()
+    assert (per["data_mapped"] == 1).all() and (per["data_file_inode"] == inode).all(), per
+    assert (per["data_private_copies"] == 0).all() and (per["data_loads"] == 1).all(), per
+    return per
+
+
+def test_every_worker_maps_the_one_file_the_driver_built(tmp_path, shared):
+    before = map_stats()
+    res = _run(tmp_path, shared, "sleep", **SLEEP)
+    assert res.ok
+    assert map_stats()["built"] == before["built"] + 1  # the driver's checks wrote it
+    per_worker = _per_process(tmp_path, res.results)
+    assert 1 <= len(per_worker) <= 2 and (per_worker["data_builds"] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_dask_workers_map_the_one_file(tmp_path, shared):
+    """A real LocalCluster on 127.0.0.1: its worker processes (which inherit this test's map
+    directory) map the file the driver built; none builds or copies it."""
+    pytest.importorskip("distributed")
+    before = map_stats()
+    spec = small_spec(tmp_path, data={"source": str(shared), "target": "y"},
+                      backend={"name": "dask", "workers": 2, "chunk_size": 2}, **SLEEP)
+    res = hpcml.run(spec, out=tmp_path / "dask", progress=False)
+    assert res.ok
+    assert map_stats()["built"] == before["built"] + 1
+    per_worker = _per_process(tmp_path, res.results)
+    assert len(per_worker) == 2 and os.getpid() not in per_worker.index
+    assert (per_worker["data_builds"] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="Open MPI or mpi4py not installed")
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_mpi_ranks_map_the_one_file(tmp_path, shared, mode):
+    """Real mpirun, 3 ranks on this node: one rank builds the file, every rank maps it."""
+    spec = small_spec(tmp_path, data={"source": str(shared), "target": "y"},
+                      backend={"name": "mpi", "mode": mode, "chunk_size": 2}, **SLEEP)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-n", "3", PYTHON,
+                           "-m", "hpcml.cli", "run", str(path), "-q"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=200, env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    per_rank = _per_process(tmp_path, pd.read_parquet(tmp_path / "run" / "results.parquet"))
+    assert len(per_rank) >= 2 and per_rank["data_builds"].sum() <= 1
 
 
 def test_bootstrap_numbers_are_those_of_private_copies(tmp_path, shared, monkeypatch):
