@@ -188,3 +188,16 @@ def test_leave_group_out_with_scattered_groups_and_an_aliased_one():
         ref = fit_ols(X[labels != g], y[labels != g]).coef
         np.testing.assert_allclose(got[g], ref, rtol=1e-8, atol=1e-8, equal_nan=True)
     assert np.isnan(got[3][3]) and not np.isnan(got[2]).any()
+
+
+def test_wide_designs_fit_each_replicate_on_its_own(monkeypatch):
+    """Past MAX_PRODUCTS column products a group is not batched (its blocks would be large):
+    every replicate is left to the ordinary fit."""
+    from hpcml.models import batched_ols
+
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((400, 5)), rng.standard_normal(400)
+    W = np.ones((3, 400), dtype=np.uint8)
+    assert all(c is not None for c in batched_ols.ols_coefs_batch(X, y, W))
+    monkeypatch.setattr(batched_ols, "MAX_PRODUCTS", 27)  # p = 5: 28 products per row
+    assert batched_ols.ols_coefs_batch(X, y, W) == [None, None, None]
