@@ -178,3 +178,39 @@ def test_models_fit_read_only_data_without_changing_numbers(shared, kind, params
     w = np.bincount(np.random.default_rng(3).integers(0, ro.n, ro.n), minlength=ro.n).astype(float)
     outs = [model.outputs(p, model.fit(p, d, w, FitContext(rng=np.random.default_rng(1))), d) for d in (ro, rw)]
     assert outs[0] == outs[1]
+
+
+def test_csv_streams_block_by_block_with_the_types_pandas_infers(tmp_path, monkeypatch):
+    """A CSV is streamed in blocks; a column whose later blocks do not fit the type of its first
+    (int then a fraction, numbers then text, empty then numbers, dates) is read as pandas reads it.
+    Values are parsed correctly rounded, as pandas' float_precision="round_trip" parses them."""
+    import tempfile
+
+    from hpcml.data.columns import csv_columns
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    rng = np.random.default_rng(0)
+    n = 5000
+    frame = pd.DataFrame({"a": rng.standard_normal(n) * 10.0 ** rng.integers(-5, 8, n), "i": rng.integers(0, 9, n),
+                          "s": rng.choice(["x", "y"], n), "b": rng.choice([True, False], n),
+                          "late_float": rng.integers(0, 5, n).astype(object), "late_text": rng.standard_normal(n).astype(object),
+                          "empty_first": np.nan, "when": "2024-01-02"})
+    frame.loc[n - 3, "late_float"], frame.loc[n - 2, "late_text"], frame.loc[n - 5:, "empty_first"] = 2.5, "oops", 1.25
+    frame.loc[5, "i"] = None
+    frame.loc[[7, 9], "s"] = ["NA", "None"]  # missing, as pandas reads them
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    ref = pd.read_csv(path, float_precision="round_trip")
+    cols = csv_columns(path, block_bytes=1 << 14)
+    assert cols.names == list(ref.columns) and cols.n == n
+    for name in cols.names:
+        got = cols.column(name)  # missing text is None (as pandas reads Parquet), NaN in read_csv
+        got = got.where(got.notna(), np.nan) if got.dtype == object else got
+        pd.testing.assert_series_equal(got, ref[name], check_names=False)
+    assert os.listdir(tmp_path / "tmp") == []  # the temporary Parquet file is unlinked once open
+    data = full_load(DataSpec(source=str(path), target="a", dropna=True), ["i", "late_float", "b"], True)
+    kept = ref.dropna(subset=["a", "i", "late_float", "b"])
+    assert data.X.shape == (n - 1, 3) and data.features == ["i", "late_float", "bTRUE"]
+    assert data.X.tobytes() == np.column_stack([kept["i"], kept["late_float"], kept["b"]]).astype(float).tobytes()
+    assert np.asarray(data.y).tobytes() == kept["a"].to_numpy().tobytes()
