@@ -10,6 +10,10 @@ page mapped by k processes counts 1/k in each, so shared data is counted once). 
 runs another checkout of hpcml (e.g. a worktree of an older commit) for a before/after table.
 
     python scripts/bench_memory.py [--rows 400000] [--cols 100] [--workers 2] [--replicates 20] [--repo .]
+
+Every worker runs (chunks of replicates / workers): a bootstrap's replicates are fitted in
+groups of 64, and a chunk holding part of a group fits the whole group, so with the default
+chunking 20 replicates would all go to one worker and the others would stay idle.
 """
 from __future__ import annotations
 
@@ -133,7 +137,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str) -> dict:
 RUN = """
 import hpcml, sys
 spec = {{"name": "bench-memory", "seed": 1, "data": {{"source": {src!r}, "target": "y"}}, "model": {{"kind": "ols"}},
-        "plan": {{"bootstrap": {{"replicates": {reps}}}}}, "backend": {{"name": "local", "workers": {workers}}},
+        "plan": {{"bootstrap": {{"replicates": {reps}}}}}, "backend": {{"name": "local", "workers": {workers}, "chunk_size": {chunk}}},
         "output": {out!r}}}
 r = hpcml.run(spec, progress=False, plots=False)
 print("ok" if r.ok else "failed", r.results.shape[0])
@@ -146,13 +150,18 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--replicates", type=int, default=20)
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="replicates per chunk (default: as many as the workers, so that every worker runs; "
+                         "each then fits its whole group of up to 64 replicates, as any worker does)")
     ap.add_argument("--repo", type=Path, default=ROOT, help="the hpcml checkout to measure")
     ap.add_argument("--label", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpcml-bench-memory-") as tmp:
         src = Path(tmp, "data.parquet")
         data_bytes = write_parquet(src, args.rows, args.cols)
-        code = RUN.format(src=str(src), reps=args.replicates, workers=args.workers, out=str(Path(tmp, "run")))
+        chunk = args.chunk_size or -(-args.replicates // args.workers)
+        code = RUN.format(src=str(src), reps=args.replicates, workers=args.workers, chunk=chunk,
+                          out=str(Path(tmp, "run")))
         env = {**os.environ, "PYTHONPATH": str(args.repo.resolve()), "HPCML_CACHE_DIR": str(Path(tmp, "cache"))}
         res = measure([sys.executable, "-c", code], env, tmp)
     x = data_bytes
@@ -160,7 +169,8 @@ def main() -> None:
     driver = next(p for p in res["processes"] if p["role"] == "driver")
     report = {
         "label": args.label or str(args.repo), "rows": args.rows, "cols": args.cols, "workers": args.workers,
-        "data_mb": round(x / MB), "seconds": round(res["seconds"], 1), "result": res["result"],
+        "data_mb": round(x / MB), "chunk_size": chunk,
+        "worker_peak_mb": [round(w["hwm"] / MB) for w in workers], "peak_total_pss_mb": round(res["peak_total_pss"] / MB), "seconds": round(res["seconds"], 1), "result": res["result"],
         "driver_peak_mb": round(driver["hwm"] / MB), "driver_peak_x": round(driver["hwm"] / x, 2),
         "driver_private_x": round(driver["anon"] / x, 2),
         "worker_peak_x": [round(w["hwm"] / x, 2) for w in workers],

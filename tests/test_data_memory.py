@@ -3,18 +3,22 @@ copy, the file is keyed by the source's content, checks stream column by column,
 numbers are those of the in-memory path."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import hpcml
 from hpcml.data.mapped import dataset_key, map_stats
 from hpcml.data.sources import full_load
 from hpcml.models.base import Dataset, FitContext, get_model
 from hpcml.spec import DataSpec
-from tests.conftest import assert_same_results, small_spec
+from tests.conftest import PYTHON, ROOT, assert_same_results, small_spec
 
 FEATURES = [f"x{j}" for j in range(6)]
 
@@ -46,20 +50,65 @@ def _run(tmp_path, path, name, **over):
     return hpcml.run(spec, out=tmp_path / name, progress=False)
 
 
-def test_every_worker_maps_the_one_file_the_driver_built(tmp_path, shared):
-    before = map_stats()
-    res = _run(tmp_path, shared, "sleep", model={"kind": "sleep", "ms": 25, "report_loads": True},
-               plan={"replicate": {"n": 24}})
-    assert res.ok
-    assert map_stats()["built"] == before["built"] + 1  # the driver's checks wrote it
+SLEEP = {"model": {"kind": "sleep", "ms": 25, "report_loads": True}, "plan": {"replicate": {"n": 24}}}
+
+
+def _per_process(tmp_path, results: pd.DataFrame) -> pd.DataFrame:
+    """What each process that ran tasks reports about its data, checked against the one file."""
     entries = [p for p in (tmp_path / "cache" / "mapped").iterdir() if p.is_dir() and p.name != "digests"]
     assert len(entries) == 1
     inode = os.stat(entries[0] / "X.npy").st_ino
-    per_worker = res.results.groupby("pid")[["data_mapped", "data_file_inode", "data_private_copies",
-                                             "data_builds", "data_loads"]].max()
-    assert 1 <= len(per_worker) <= 2
-    assert (per_worker["data_mapped"] == 1).all() and (per_worker["data_file_inode"] == inode).all(), per_worker
-    assert (per_worker[["data_private_copies", "data_builds"]] == 0).all().all() and (per_worker["data_loads"] == 1).all()
+    per = results.groupby("pid")[["data_mapped", "data_file_inode", "data_private_copies",
+                                  "data_builds", "data_loads"]].max()
+    assert (per["data_mapped"] == 1).all() and (per["data_file_inode"] == inode).all(), per
+    assert (per["data_private_copies"] == 0).all() and (per["data_loads"] == 1).all(), per
+    return per
+
+
+def test_every_worker_maps_the_one_file_the_driver_built(tmp_path, shared):
+    before = map_stats()
+    res = _run(tmp_path, shared, "sleep", **SLEEP)
+    assert res.ok
+    assert map_stats()["built"] == before["built"] + 1  # the driver's checks wrote it
+    per_worker = _per_process(tmp_path, res.results)
+    assert 1 <= len(per_worker) <= 2 and (per_worker["data_builds"] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_dask_workers_map_the_one_file(tmp_path, shared):
+    """A real LocalCluster on 127.0.0.1: its worker processes (which inherit this test's map
+    directory) map the file the driver built; none builds or copies it."""
+    pytest.importorskip("distributed")
+    before = map_stats()
+    spec = small_spec(tmp_path, data={"source": str(shared), "target": "y"},
+                      backend={"name": "dask", "workers": 2, "chunk_size": 2}, **SLEEP)
+    res = hpcml.run(spec, out=tmp_path / "dask", progress=False)
+    assert res.ok
+    assert map_stats()["built"] == before["built"] + 1
+    per_worker = _per_process(tmp_path, res.results)
+    assert len(per_worker) == 2 and os.getpid() not in per_worker.index
+    assert (per_worker["data_builds"] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="Open MPI or mpi4py not installed")
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_mpi_ranks_map_the_one_file(tmp_path, shared, mode):
+    """Real mpirun, 3 ranks on this node: one rank builds the file, every rank maps it."""
+    spec = small_spec(tmp_path, data={"source": str(shared), "target": "y"},
+                      backend={"name": "mpi", "mode": mode, "chunk_size": 2}, **SLEEP)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-n", "3", PYTHON,
+                           "-m", "hpcml.cli", "run", str(path), "-q"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=200, env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    per_rank = _per_process(tmp_path, pd.read_parquet(tmp_path / "run" / "results.parquet"))
+    assert len(per_rank) >= 2 and per_rank["data_builds"].sum() <= 1
 
 
 def test_bootstrap_numbers_are_those_of_private_copies(tmp_path, shared, monkeypatch):
@@ -129,3 +178,39 @@ def test_models_fit_read_only_data_without_changing_numbers(shared, kind, params
     w = np.bincount(np.random.default_rng(3).integers(0, ro.n, ro.n), minlength=ro.n).astype(float)
     outs = [model.outputs(p, model.fit(p, d, w, FitContext(rng=np.random.default_rng(1))), d) for d in (ro, rw)]
     assert outs[0] == outs[1]
+
+
+def test_csv_streams_block_by_block_with_the_types_pandas_infers(tmp_path, monkeypatch):
+    """A CSV is streamed in blocks; a column whose later blocks do not fit the type of its first
+    (int then a fraction, numbers then text, empty then numbers, dates) is read as pandas reads it.
+    Values are parsed correctly rounded, as pandas' float_precision="round_trip" parses them."""
+    import tempfile
+
+    from hpcml.data.columns import csv_columns
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    rng = np.random.default_rng(0)
+    n = 5000
+    frame = pd.DataFrame({"a": rng.standard_normal(n) * 10.0 ** rng.integers(-5, 8, n), "i": rng.integers(0, 9, n),
+                          "s": rng.choice(["x", "y"], n), "b": rng.choice([True, False], n),
+                          "late_float": rng.integers(0, 5, n).astype(object), "late_text": rng.standard_normal(n).astype(object),
+                          "empty_first": np.nan, "when": "2024-01-02"})
+    frame.loc[n - 3, "late_float"], frame.loc[n - 2, "late_text"], frame.loc[n - 5:, "empty_first"] = 2.5, "oops", 1.25
+    frame.loc[5, "i"] = None
+    frame.loc[[7, 9], "s"] = ["NA", "None"]  # missing, as pandas reads them
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    ref = pd.read_csv(path, float_precision="round_trip")
+    cols = csv_columns(path, block_bytes=1 << 14)
+    assert cols.names == list(ref.columns) and cols.n == n
+    for name in cols.names:
+        got = cols.column(name)  # missing text is None (as pandas reads Parquet), NaN in read_csv
+        got = got.where(got.notna(), np.nan) if got.dtype == object else got
+        pd.testing.assert_series_equal(got, ref[name], check_names=False)
+    assert os.listdir(tmp_path / "tmp") == []  # the temporary Parquet file is unlinked once open
+    data = full_load(DataSpec(source=str(path), target="a", dropna=True), ["i", "late_float", "b"], True)
+    kept = ref.dropna(subset=["a", "i", "late_float", "b"])
+    assert data.X.shape == (n - 1, 3) and data.features == ["i", "late_float", "bTRUE"]
+    assert data.X.tobytes() == np.column_stack([kept["i"], kept["late_float"], kept["b"]]).astype(float).tobytes()
+    assert np.asarray(data.y).tobytes() == kept["a"].to_numpy().tobytes()

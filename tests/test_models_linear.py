@@ -134,3 +134,70 @@ def test_leave_group_out_equals_refitting_each_group(fit_intercept, offset):
     for g in range(groups):
         ref = fit_ols(X[labels != g], y[labels != g], None, fit_intercept).coef
         np.testing.assert_allclose(got[g], ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_batched_bootstrap_on_compact_counts_is_bit_identical(cached, monkeypatch):
+    """A group's counts held as uint8 give exactly the numbers of float64 counts, on both
+    routes (cached column products, and products rebuilt block by block)."""
+    from hpcml.models import batched_ols
+    from hpcml.plans.bootstrap import resample_count_rows, resample_counts
+
+    if not cached:
+        monkeypatch.setattr(batched_ols, "CACHE_BYTES", 0)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3001, 6))
+    y = X @ np.arange(6.0) + rng.standard_normal(3001)
+    W = resample_count_rows([np.random.default_rng(i) for i in range(64)], len(y))
+    W64 = np.stack([resample_counts(np.random.default_rng(i), len(y)) for i in range(64)])
+    assert W.dtype == np.uint8 and np.array_equal(W, W64)
+    got = np.stack(batched_ols.ols_coefs_batch(X, y, W))
+    batched_ols._CACHE.clear()
+    assert np.array_equal(got, np.stack(batched_ols.ols_coefs_batch(X, y, W64)))
+    np.testing.assert_allclose(got[7], fit_ols(X, y, W64[7]).coef, rtol=1e-9)
+
+
+def test_compact_counts_widen_when_a_row_is_drawn_often():
+    """Counts above 255 (possible only for tiny data) are kept exactly, in a wider type."""
+    from hpcml.plans.bootstrap import resample_count_rows, resample_counts
+
+    W = resample_count_rows([np.random.default_rng(i) for i in range(3)], 1)
+    assert W.tolist() == [[1], [1], [1]]
+
+    class Many:  # a generator whose draws all land on row 0
+        def integers(self, low, high, size):
+            return np.zeros(size, dtype=np.int64)
+
+    W = resample_count_rows([Many(), np.random.default_rng(0)], 300)
+    assert W[0, 0] == 300 and W.dtype == np.uint16 and W[1].sum() == 300
+    assert np.array_equal(W[1], resample_counts(np.random.default_rng(0), 300))
+
+
+def test_leave_group_out_with_scattered_groups_and_an_aliased_one():
+    """Groups need not be contiguous; a group whose removal leaves a constant column is refitted."""
+    from hpcml.models.linear import leave_group_out_coefs
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((600, 3))
+    X[:, 2] = 0.0
+    labels = rng.permutation(np.arange(600) % 7)
+    X[labels == 3, 2] = rng.standard_normal(int(np.sum(labels == 3)))  # only group 3 varies column 2
+    y = X @ np.array([1.0, 2.0, 3.0]) + rng.standard_normal(600)
+    got = leave_group_out_coefs(X, y, labels, 7)
+    for g in range(7):
+        ref = fit_ols(X[labels != g], y[labels != g]).coef
+        np.testing.assert_allclose(got[g], ref, rtol=1e-8, atol=1e-8, equal_nan=True)
+    assert np.isnan(got[3][3]) and not np.isnan(got[2]).any()
+
+
+def test_wide_designs_fit_each_replicate_on_its_own(monkeypatch):
+    """Past MAX_PRODUCTS column products a group is not batched (its blocks would be large):
+    every replicate is left to the ordinary fit."""
+    from hpcml.models import batched_ols
+
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((400, 5)), rng.standard_normal(400)
+    W = np.ones((3, 400), dtype=np.uint8)
+    assert all(c is not None for c in batched_ols.ols_coefs_batch(X, y, W))
+    monkeypatch.setattr(batched_ols, "MAX_PRODUCTS", 27)  # p = 5: 28 products per row
+    assert batched_ols.ols_coefs_batch(X, y, W) == [None, None, None]

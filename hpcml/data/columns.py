@@ -1,12 +1,13 @@
 """Data files as tables read one column at a time (see ``validate.py``).
 
 Parquet: each column is read on its own (every row group's chunk of that column); .npy: a
-memory map whose columns are copied one at a time. A CSV file has no columnar layout, so it is
-parsed whole by pandas as before. Either way no full pandas copy of a Parquet or .npy file is
-ever made, and each column goes through the same pandas conversion a full read gives.
+memory map whose columns are copied one at a time; CSV: streamed by pyarrow, one block of rows
+at a time, into a temporary Parquet file read as above (``csv_columns``). No full pandas copy of
+the data is ever made, and each column goes through the same pandas conversion a full read gives.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ def array_columns(width: int) -> list[str]:
 
 
 class ParquetColumns:
-    def __init__(self, path: Path):
+    def __init__(self, source):  # a path, or an open file
         import pyarrow.parquet as pq
 
-        self.file = pq.ParquetFile(path)
+        self.file = pq.ParquetFile(source)
         pandas_meta = self.file.schema_arrow.pandas_metadata or {}
         index_cols = {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
         self.names = [c for c in self.file.schema_arrow.names if c not in index_cols]
@@ -57,6 +58,65 @@ class NpyColumns:
         return self.array.dtype.kind in "iuf"
 
 
+# pandas.read_csv's missing-value spellings (its default na_values), in text columns too.
+_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+       "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _widened(kind) -> "object":
+    """The next type to try for a column whose later rows do not fit the type its first block
+    suggested: int -> float (pandas' int column with a fractional value), else text."""
+    import pyarrow as pa
+
+    if pa.types.is_null(kind) or pa.types.is_integer(kind):
+        return pa.float64() if pa.types.is_integer(kind) else pa.int64()
+    return pa.string()
+
+
+def csv_columns(path: Path, block_bytes: int = 1 << 24):
+    """A CSV file, streamed block by block (``pyarrow.csv.open_csv``) into a temporary Parquet
+    file whose columns are then read one at a time. Column types are inferred from the first
+    block; a column whose later values do not fit is widened (empty -> int -> float -> text)
+    and the file streamed again."""
+    import re
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    types: dict[str, object] = {}
+    while True:
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block_bytes),
+                               convert_options=pcsv.ConvertOptions(column_types=types, null_values=_NA,
+                                                                   strings_can_be_null=True))
+        # Dates, times and decimals pandas.read_csv never infers: such a column is text, as there.
+        text = {f.name: pa.string() for f in reader.schema
+                if f.name not in types and (pa.types.is_temporal(f.type) or pa.types.is_decimal(f.type))}
+        if text:
+            types.update(text)
+            continue
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="hpcml-csv-")
+        os.close(fd)
+        try:
+            with pq.ParquetWriter(tmp, reader.schema) as out:
+                for batch in reader:
+                    out.write_batch(batch)
+            handle = open(tmp, "rb")
+        except pa.ArrowInvalid as err:
+            found = re.search(r"column #(\d+)", str(err))
+            if found is None:
+                raise
+            field = reader.schema.field(int(found.group(1)))
+            if pa.types.is_string(field.type):
+                raise
+            types[field.name] = _widened(field.type)
+            continue
+        finally:
+            os.unlink(tmp)  # the open handle keeps the file until its columns are read
+        return ParquetColumns(handle)
+
+
 def _unique_header(path: Path) -> None:
     """pandas renames a repeated CSV column (``a``, ``a.1``): say so instead of guessing."""
     import csv
@@ -79,7 +139,7 @@ def file_columns(path: Path):
         return NpyColumns(path)
     if suffix == ".csv":
         _unique_header(path)
-        return FrameColumns(pd.read_csv(path))
+        return csv_columns(path)
     return None
 
 

@@ -10,7 +10,9 @@ The product runs over row blocks of a fixed size, so a replicate's numbers depen
 the data and its own counts, and on which G replicates share its group: groups are fixed by
 task index, never by chunk, so they are the same on every backend and worker count.
 A replicate whose design is rank-deficient or ill-conditioned is left to the ordinary fit
-(``None``), which handles aliasing as R's lm does.
+(``None``), which handles aliasing as R's lm does; so is every replicate of a wide design
+(``MAX_PRODUCTS``). The counts may arrive compact (uint8): only one block of them at a time
+is float64, and the numbers are those of float64 counts, bit for bit.
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 CACHE_BYTES = 256 << 20
 # Rows per block of the rebuilt route: a block of column products stays within this many bytes.
 BLOCK_BYTES = 8 << 20
+
+# Column products per row beyond which a group is not batched (p > 253): a block of 256 rows
+# of them would pass 64 MB, and batching saves nothing there, a replicate costing about n p^2
+# either way. Each replicate is then fitted on its own (``None``), its rows read block by block.
+MAX_PRODUCTS = 1 << 15
 
 _CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]] = {}
 
@@ -41,7 +48,11 @@ def _centred(X: np.ndarray, y: np.ndarray, s: int, e: int, xm: np.ndarray, ym: f
 
 
 def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym: float) -> np.ndarray:
-    """For each row of W (G x n), sum_r w_r z_r z_r' as a (G, q, q) array, z = [1, x - xm, y - ym]."""
+    """For each row of W (G x n), sum_r w_r z_r z_r' as a (G, q, q) array, z = [1, x - xm, y - ym].
+
+    W may hold its counts in any numeric dtype (a bootstrap's are uint8): the numbers are the
+    same as with float64 weights, bit for bit, since each block is converted exactly.
+    """
     n, p = X.shape
     q = p + 2
     iu, ju = np.triu_indices(q)
@@ -51,13 +62,15 @@ def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym
         if hit is None or hit[0] is not X or hit[1] is not y:
             _CACHE.clear()  # one data set per worker at a time
             hit = _CACHE[key] = (X, y, xm.copy(), ym, _products(_centred(X, y, 0, n, xm, ym), iu, ju))
-        C = W @ hit[4]
+        # The whole product at once, as the cached products are: W as float64 (as small as they).
+        C = np.asarray(W, dtype=np.float64) @ hit[4]
     else:
         rows = max(256, BLOCK_BYTES // (8 * iu.size))
         C = np.zeros((W.shape[0], iu.size))
         for s in range(0, n, rows):
             e = min(n, s + rows)
-            C += np.ascontiguousarray(W[:, s:e]) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
+            # Counts may be held compact (uint8): only this block's columns become float64.
+            C += np.ascontiguousarray(W[:, s:e], dtype=np.float64) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
     M = np.zeros((W.shape[0], q, q))
     M[:, iu, ju] = C
     M[:, ju, iu] = C
@@ -70,6 +83,8 @@ def ols_coefs_batch(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> list[np.ndar
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     p = X.shape[1]
+    if (p + 2) * (p + 3) // 2 > MAX_PRODUCTS:
+        return [None] * W.shape[0]
     xm, ym = X.mean(axis=0), float(y.mean())
     M = batched_sums(X, y, W, xm, ym)
     out: list[np.ndarray | None] = []

@@ -15,7 +15,7 @@ from scipy import linalg
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.weights import as_weights, keep_rows, row_mask
-from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank, solve_spd
+from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 
 # Bootstrap replicates fitted together by one matrix product (see batched_ols).
 BOOTSTRAP_GROUP = 64
@@ -152,35 +152,75 @@ def fit_ols(X: Any, y: Any, weights: Any = None, fit_intercept: bool = True) -> 
     return OLSFit(coef, fit_intercept, sigma2, n_eff, rank_tot, method)
 
 
+# A downdated sum of squares smaller than this fraction of the full one has lost too many digits.
+DOWNDATE_KEEP = 1e-6
+
+
+def _group_rows(labels: np.ndarray, groups: int) -> list[np.ndarray | slice]:
+    """Each group's rows: a slice where they are contiguous (the jackknife's blocks), else indices."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=groups)[:groups])])
+    out: list[np.ndarray | slice] = []
+    for g in range(groups):
+        rows = order[bounds[g] : bounds[g + 1]]
+        contiguous = rows.size == 0 or rows[-1] - rows[0] + 1 == rows.size
+        out.append(slice(int(rows[0]), int(rows[-1]) + 1) if contiguous and rows.size else rows)
+    return out
+
+
+def _centred_sums(X: np.ndarray, y: np.ndarray, rows: np.ndarray | slice, mx: np.ndarray, my: float):
+    """Z'Z, Z'u, sum Z, sum u over ``rows`` for Z = X - mx, u = y - my, one block at a time."""
+    p = X.shape[1]
+    G, b, sx, sy = np.zeros((p, p)), np.zeros(p), np.zeros(p), 0.0
+    if isinstance(rows, slice):
+        blocks = [slice(s, min(s + BLOCK_ROWS, rows.stop)) for s in range(rows.start, rows.stop, BLOCK_ROWS)]
+    else:
+        blocks = [rows[s : s + BLOCK_ROWS] for s in range(0, rows.size, BLOCK_ROWS)]
+    for r in blocks:
+        Z, u = X[r] - mx, y[r] - my
+        G += Z.T @ Z
+        b += Z.T @ u
+        sx += Z.sum(axis=0)
+        sy += float(u.sum())
+    return G, b, sx, sy
+
+
 def leave_group_out_coefs(X: np.ndarray, y: np.ndarray, labels: np.ndarray, groups: int,
                           fit_intercept: bool = True) -> np.ndarray:
     """Coefficients of the fits that leave out each group of rows, shape (groups, n_coef).
 
     BCa's jackknife needs one refit per group; downdating the Gram matrix of the whole data
-    by each group's rows costs one pass over the data instead of ``groups`` passes. Rows are
-    centred by the overall means first, so the downdate does not cancel large offsets.
-    A group whose downdated system is ill-conditioned is refitted directly.
+    by each group's rows costs two passes over the data instead of ``groups`` passes, and
+    copies only a block of rows at a time (never the kept rows). Rows are centred by the
+    overall means first, so the downdate does not cancel large offsets. A group whose
+    downdated system is ill-conditioned is refitted directly, with 0/1 weights.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=np.intp)
     n, p = X.shape
     mx = X.mean(axis=0) if fit_intercept else np.zeros(p)
     my = float(y.mean()) if fit_intercept else 0.0
-    Xc, yc = X - mx, y - my
-    G, b, sx, sy = Xc.T @ Xc, Xc.T @ yc, Xc.sum(axis=0), float(yc.sum())
+    G, b, sx, sy = _centred_sums(X, y, slice(0, n), mx, my)
     out = np.empty((groups, p + int(fit_intercept)))
-    for g in range(groups):
-        rows = labels == g
-        Xg, yg = Xc[rows], yc[rows]
-        m = n - int(rows.sum())
-        Gm, bm = G - Xg.T @ Xg, b - Xg.T @ yg
-        if fit_intercept:
-            # The kept rows' means differ from the overall means by (dx, dy).
-            dx, dy = (sx - Xg.sum(axis=0)) / m, (sy - float(yg.sum())) / m
-            Gm, bm = Gm - m * np.outer(dx, dx), bm - m * dx * dy
-        beta = solve_spd(Gm, bm) if m > 0 else None
+    for g, rows in enumerate(_group_rows(labels, groups)):
+        Gg, bg, sxg, syg = _centred_sums(X, y, rows, mx, my)
+        m = n - (rows.stop - rows.start if isinstance(rows, slice) else rows.size)
+        Gm, bm, beta = G - Gg, b - bg, None
+        if m > 0:
+            if fit_intercept:
+                # The kept rows' means differ from the overall means by (dx, dy).
+                dx, dy = (sx - sxg) / m, (sy - syg) / m
+                Gm, bm = Gm - m * np.outer(dx, dx), bm - m * dx * dy
+            # R's rank test on the kept rows' columns (uncentred norms, as fit_ols), and a
+            # guard on cancellation: a column that loses all but 1e-6 of its sum of squares
+            # to the downdate has too few digits left, so that group is refitted directly.
+            means = mx + dx if fit_intercept else 0.0
+            norms2 = np.diag(Gm) + m * means**2
+            if np.all(np.diag(Gm) >= DOWNDATE_KEEP * np.diag(G)):
+                beta = cholesky_full_rank(Gm, bm, norms2, ALIAS_TOL)
         if beta is None:
-            out[g] = fit_ols(X[~rows], y[~rows], None, fit_intercept).coef
+            out[g] = fit_ols(X, y, (labels != g).astype(np.float64), fit_intercept).coef
         elif fit_intercept:
             out[g] = np.concatenate([[my + dy - (mx + dx) @ beta], beta])
         else:

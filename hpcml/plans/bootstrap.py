@@ -30,6 +30,21 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
 
+def resample_count_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
+    """One replicate's counts per row of a (len(rngs), n) matrix, in the smallest unsigned
+    type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
+    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512.
+    The counts are those of :func:`resample_counts`, drawn from each generator in turn."""
+    W = np.zeros((len(rngs), n), dtype=np.uint8)
+    for i, rng in enumerate(rngs):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        top = int(counts.max()) if n else 0
+        if top > np.iinfo(W.dtype).max:
+            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
+        W[i] = counts
+    return W
+
+
 def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Efron's bias-corrected and accelerated interval from replicates and jackknife values."""
     from scipy.stats import norm  # scipy.stats costs a second to import: only when summarizing
@@ -98,12 +113,13 @@ class BootstrapPlan(Plan):
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
         # Every member's counts enter the product, wanted or not: a replicate's numbers must
         # not depend on which of its group's tasks a chunk holds.
-        W = np.stack([resample_counts(ctx.rng, data.n) for ctx in ctxs])
+        W = resample_count_rows([ctx.rng for ctx in ctxs], data.n)
         batch = job.model.outputs_batch(job.params, data, W)
         out = {}
         for task, ctx, w, outputs in zip(tasks, ctxs, W, batch):
             if task.index in wanted:
-                out[task.index] = outputs if outputs is not None else fit_and_record(job, data, w, ctx)[1]
+                out[task.index] = outputs if outputs is not None else \
+                    fit_and_record(job, data, w.astype(np.float64), ctx)[1]
         return out
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any], level: float = LEVEL) -> dict[str, Any]:
