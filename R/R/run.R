@@ -3,7 +3,11 @@
 #' Runs a YAML job spec (or the same spec as an R list) on the chosen backend and returns
 #' its results. Keyword arguments override the spec, as on the command line.
 #'
-#' @param spec Path to a YAML job spec, or a named list with the same fields.
+#' @param spec Path to a YAML job spec, or a named list with the same fields. In a list, a model
+#'   of kind \code{"r"} may give an R function as \code{code}
+#'   (\code{model = list(kind = "r", code = my_function)}): the function and the variables it
+#'   uses (found as \pkg{foreach} finds a loop's, in its environment and every enclosing one up
+#'   to the global environment) are saved once per run and read once per worker process.
 #' @param backend Backend name ("local", "dask", "mpi", "spark"); NULL keeps the spec's.
 #' @param workers Number of workers; NULL keeps the spec's.
 #' @param out Run directory; NULL keeps the spec's.
@@ -30,7 +34,7 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {
     stop(sprintf("spec: file not found (got '%s')", spec), call. = FALSE)
   }
-  if (is.list(spec)) spec <- reticulate::r_to_py(spec)
+  if (is.list(spec)) spec <- reticulate::r_to_py(with_r_function(spec))
   if (!is.null(workers)) workers <- as.integer(workers)
   if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
   if (!is.null(data)) data <- py_frame(data)
@@ -67,6 +71,22 @@ print.hpcml_run <- function(x, ...) {
   print(x$table, row.names = FALSE)
   cat("run directory:", x$run_dir, "\n")
   invisible(x)
+}
+
+# `model = list(kind = "r", code = f)` with an R function `f`: the function and the variables it
+# uses (exported as foreach exports a loop's) are saved once, as an RDS named by its content in
+# hpcml's cache directory, and the spec names it (`rds:`); each worker process reads it once.
+with_r_function <- function(spec) {
+  code <- spec$model$code
+  if (!is.function(code)) return(spec)
+  kind <- spec$model$kind
+  if (!identical(kind, "r")) {
+    stop(sprintf("model.code: an R function is a model of kind 'r' (got kind '%s')",
+                 if (is.null(kind)) "" else paste(kind, collapse = " ")), call. = FALSE)
+  }
+  spec$model$code <- NULL
+  spec$model$rds <- save_task_function(with_globals(code), file.path(hpcml_cache_dir(), "inputs"))
+  spec
 }
 
 as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
