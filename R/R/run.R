@@ -22,7 +22,8 @@
 #'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
 #'   data.frame), \code{coefficients} (for a \code{fit} of \code{ols} or \code{logistic}: a
 #'   data.frame shaped like \code{coef(summary(lm))} / \code{coef(summary(glm))}, NA for
-#'   aliased coefficients; else NULL), \code{run_dir} and \code{ok}.
+#'   aliased coefficients; else NULL), \code{run_dir} and \code{ok}. With \code{backend = "mpi"}
+#'   under \code{mpirun} every rank runs the job; rank 0 gets the result, the other ranks NULL.
 #' @examples
 #' \dontrun{
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
@@ -38,9 +39,11 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   if (!is.null(workers)) workers <- as.integer(workers)
   if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
   if (!is.null(data)) data <- py_frame(data)
-  res <- py_call(m$hpcml$run, spec, backend = backend, workers = workers, out = out,
-                 overwrite = overwrite, resume = resume, progress = FALSE,
-                 plots = isTRUE(plots), data = data, ...)
+  res <- keep_r_state(py_call(m$hpcml$run, spec, backend = backend, workers = workers, out = out,
+                              overwrite = overwrite, resume = resume, progress = FALSE,
+                              plots = isTRUE(plots), data = data, ...))
+  finalize_mpi_at_exit()
+  if (py_none(res)) return(invisible(NULL))  # an MPI rank other than 0: rank 0 has the results
   results <- as_r(res$results)
   if (!is.data.frame(results)) results <- as.data.frame(results)
   rownames(results) <- NULL
