@@ -134,3 +134,30 @@ def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend()
     save(fig, path)
+
+
+def traces(chains: dict[str, pd.DataFrame], columns: list[str], title: str, path: Path, burnin: int = 0,
+           rhat: dict[str, float | None] | None = None) -> None:
+    """MCMC trace plots: one panel per parameter, one line per chain (its kept draws in order),
+    the burn-in shaded and the parameter's R-hat in the panel's title."""
+    columns = columns[:MAX_PANELS]
+    if not columns or not chains:
+        return
+    ncol = min(2, len(columns))
+    nrow = math.ceil(len(columns) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 2.4 * nrow), squeeze=False, layout="constrained")
+    handles = {}
+    for ax, c in zip(axes.flat, columns):
+        for label, frame in chains.items():
+            handles.setdefault(label, ax.plot(frame[c].to_numpy(), lw=0.7, alpha=0.8)[0])
+        if burnin > 0:
+            handles.setdefault("burn-in", ax.axvspan(0, burnin, color="0.85", zorder=0))
+        value = (rhat or {}).get(c)
+        ax.set_title(c if value is None else f"{c} (R-hat {value:.3f})", fontsize=8)
+        ax.set_xlabel("kept draw", fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(6, len(handles)), fontsize=8)
+    fig.suptitle(title)
+    save(fig, path)

@@ -334,8 +334,19 @@ def check_chains(res, chains: int) -> None:
     assert res.results["mu_1"].nunique() == chains
     table = {row["output"]: row for row in res.summary["table"]}  # what the CLI prints
     assert table["mu_1"]["rhat"] == rhat["mu_1"]["rhat"] and table["mean_loglike"]["rhat"] is not None
-    draws = pd.read_parquet(Path(res.run_dir, "artifacts", "replicate-000000", "draws.parquet"))
-    assert list(draws.columns) == ["mu_1", "mu_2", "mu_3", "loglike"] and len(draws) == 200
+    # Every chain keeps its own draws, and they are the draws the R-hat was computed from.
+    kept = [pd.read_parquet(Path(res.run_dir, "artifacts", f"replicate-{i:06d}", "draws.parquet"))
+            for i in range(chains)]
+    for draws in kept:
+        assert list(draws.columns) == ["mu_1", "mu_2", "mu_3", "loglike"] and len(draws) == 200
+    assert len({float(d["mu_1"].iloc[-1]) for d in kept}) == chains
+    recomputed = gelman_rubin(np.stack([d["mu_1"].to_numpy()[100:] for d in kept]))
+    assert abs(recomputed - rhat["mu_1"]["rhat"]) < 1e-12
+    # The per-chain trace plots: one panel per parameter, one line per chain.
+    import matplotlib.image
+
+    image = matplotlib.image.imread(Path(res.run_dir, "plots", "traces.png"))
+    assert image.shape[0] > 300 and image.shape[1] > 800
 
 
 @pytest.mark.slow

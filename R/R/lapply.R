@@ -4,7 +4,8 @@
 #' with the same numbers on every backend and worker count (call \emph{i} draws from its own
 #' L'Ecuyer-CMRG stream, seeded from \code{seed} and \emph{i}). \code{FUN}, \code{X} and
 #' \code{...} are serialized once and read once per worker process. Variables that \code{FUN}
-#' uses from the global environment travel with it, as \pkg{foreach} exports them.
+#' uses (from its environment and every enclosing one up to the global environment) travel
+#' with it, as \pkg{foreach} exports a loop's.
 #'
 #' @param X A vector or list.
 #' @param FUN The function to apply to each element.
@@ -49,13 +50,30 @@ hpcml_lapply <- function(X, FUN, ..., backend = "local", workers = NULL, chunk_s
   out
 }
 
-# A function defined in the global environment, with the global variables it uses copied into
-# an environment of its own (as foreach exports a loop's variables): workers have an empty
-# global environment. Functions from packages and closures keep their environment.
+# A function of the user's (defined at top level, or in a function defined there) with the
+# variables it uses (found as foreach finds a loop's, in its environment and every enclosing one
+# up to the global environment) copied into an environment of its own whose parent is the
+# global environment: workers have an empty global environment, and a closure made in a
+# function needs the globals it uses as much as its local variables. A function whose
+# environment leads to a package namespace (a package's function, or a closure one made) keeps
+# its environment: it finds what it needs in the package.
 with_globals <- function(FUN) {
-  if (!identical(environment(FUN), globalenv())) return(FUN)
-  env <- new.env(parent = globalenv())
-  collect_exports(body(FUN), env, globalenv(), bad = names(formals(FUN)))
-  environment(FUN) <- env
+  if (!user_environment(environment(FUN))) return(FUN)
+  exports <- new.env(parent = globalenv())
+  # Default values of the arguments may use variables too.
+  defaults <- Filter(function(x) !(is.name(x) && !nzchar(as.character(x))), as.list(formals(FUN)))
+  used <- as.call(c(as.name("{"), unname(defaults), list(body(FUN))))
+  collect_exports(used, exports, environment(FUN), bad = names(formals(FUN)))
+  environment(FUN) <- exports
   FUN
+}
+
+# Does `env` lead to the global environment without passing a namespace or an attached package?
+user_environment <- function(env) {
+  while (!is.null(env) && !identical(env, emptyenv())) {
+    if (identical(env, globalenv())) return(TRUE)
+    if (isNamespace(env) || identical(env, baseenv()) || !is.null(attr(env, "name"))) return(FALSE)
+    env <- parent.env(env)
+  }
+  FALSE
 }

@@ -3,7 +3,11 @@
 #' Runs a YAML job spec (or the same spec as an R list) on the chosen backend and returns
 #' its results. Keyword arguments override the spec, as on the command line.
 #'
-#' @param spec Path to a YAML job spec, or a named list with the same fields.
+#' @param spec Path to a YAML job spec, or a named list with the same fields. In a list, a model
+#'   of kind \code{"r"} may give an R function as \code{code}
+#'   (\code{model = list(kind = "r", code = my_function)}): the function and the variables it
+#'   uses (found as \pkg{foreach} finds a loop's, in its environment and every enclosing one up
+#'   to the global environment) are saved once per run and read once per worker process.
 #' @param backend Backend name ("local", "dask", "mpi", "spark"); NULL keeps the spec's.
 #' @param workers Number of workers; NULL keeps the spec's.
 #' @param out Run directory; NULL keeps the spec's.
@@ -18,7 +22,8 @@
 #'   \code{summary} (the plan's summary as a list), \code{table} (the summary table as a
 #'   data.frame), \code{coefficients} (for a \code{fit} of \code{ols} or \code{logistic}: a
 #'   data.frame shaped like \code{coef(summary(lm))} / \code{coef(summary(glm))}, NA for
-#'   aliased coefficients; else NULL), \code{run_dir} and \code{ok}.
+#'   aliased coefficients; else NULL), \code{run_dir} and \code{ok}. With \code{backend = "mpi"}
+#'   under \code{mpirun} every rank runs the job; rank 0 gets the result, the other ranks NULL.
 #' @examples
 #' \dontrun{
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
@@ -30,13 +35,15 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   if (is.character(spec) && length(spec) == 1 && !file.exists(spec)) {
     stop(sprintf("spec: file not found (got '%s')", spec), call. = FALSE)
   }
-  if (is.list(spec)) spec <- reticulate::r_to_py(spec)
+  if (is.list(spec)) spec <- reticulate::r_to_py(with_r_function(spec))
   if (!is.null(workers)) workers <- as.integer(workers)
   if (!is.null(out)) out <- normalizePath(out, mustWork = FALSE)
   if (!is.null(data)) data <- py_frame(data)
-  res <- py_call(m$hpcml$run, spec, backend = backend, workers = workers, out = out,
-                 overwrite = overwrite, resume = resume, progress = FALSE,
-                 plots = isTRUE(plots), data = data, ...)
+  res <- keep_r_state(py_call(m$hpcml$run, spec, backend = backend, workers = workers, out = out,
+                              overwrite = overwrite, resume = resume, progress = FALSE,
+                              plots = isTRUE(plots), data = data, ...))
+  finalize_mpi_at_exit()
+  if (py_none(res)) return(invisible(NULL))  # an MPI rank other than 0: rank 0 has the results
   results <- as_r(res$results)
   if (!is.data.frame(results)) results <- as.data.frame(results)
   rownames(results) <- NULL
@@ -67,6 +74,22 @@ print.hpcml_run <- function(x, ...) {
   print(x$table, row.names = FALSE)
   cat("run directory:", x$run_dir, "\n")
   invisible(x)
+}
+
+# `model = list(kind = "r", code = f)` with an R function `f`: the function and the variables it
+# uses (exported as foreach exports a loop's) are saved once, as an RDS named by its content in
+# hpcml's cache directory, and the spec names it (`rds:`); each worker process reads it once.
+with_r_function <- function(spec) {
+  code <- spec$model$code
+  if (!is.function(code)) return(spec)
+  kind <- spec$model$kind
+  if (!identical(kind, "r")) {
+    stop(sprintf("model.code: an R function is a model of kind 'r' (got kind '%s')",
+                 if (is.null(kind)) "" else paste(kind, collapse = " ")), call. = FALSE)
+  }
+  spec$model$code <- NULL
+  spec$model$rds <- save_task_function(with_globals(code), file.path(hpcml_cache_dir(), "inputs"))
+  spec
 }
 
 as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x

@@ -71,11 +71,55 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
   spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
                model = list(kind = "r", rds = rds, result = "object"),
                plan = list(replicate = list(n = as.integer(n))), backend = be, output = out)
-  res <- py_call(m$hpcml$run, reticulate::r_to_py(spec), resume = isTRUE(resume), overwrite = !isTRUE(resume),
-                 progress = FALSE, plots = FALSE)
-  if (is.null(res)) return(NULL)  # another MPI rank than 0: rank 0 has the results
+  res <- keep_r_state(py_call(m$hpcml$run, reticulate::r_to_py(spec), resume = isTRUE(resume),
+                              overwrite = !isTRUE(resume), progress = FALSE, plots = FALSE))
+  finalize_mpi_at_exit()
+  if (py_none(res)) return(NULL)  # another MPI rank than 0: rank 0 has the results
   task_values(res$results, n)
 }
+
+# Under mpirun, mpi4py finalizes MPI when Python exits, but the Python inside R never exits
+# (reticulate does not finalize it): without MPI_Finalize, mpirun reports every rank as ended
+# abnormally. So MPI is finalized when R quits, once the MPI backend has started it.
+.finalize_mpi <- "
+import sys
+_mpi = sys.modules.get('mpi4py.MPI')
+if _mpi is not None and _mpi.Is_initialized() and not _mpi.Is_finalized():
+    _mpi.Finalize()
+"
+
+finalize_mpi_at_exit <- function() {
+  m <- py_modules()
+  if (isTRUE(m$mpi_finalizer)) return(invisible(NULL))
+  m$mpi_finalizer <- TRUE
+  reg.finalizer(m, function(e) try(reticulate::py_run_string(.finalize_mpi), silent = TRUE), onexit = TRUE)
+  invisible(NULL)
+}
+
+# Evaluate `expr` (a run) and give the R session back as it was: under mpirun, rank 0 runs tasks
+# too, in this very R session (the embedded Python's R is this R), and an `r` task seeds R's
+# generator (L'Ecuyer-CMRG) and registers foreach's sequential backend for the task's own
+# %dopar%. Without this, the script's generator would change and its next %dopar% loop would
+# run on doSEQ instead of doHpcml.
+keep_r_state <- function(expr) {
+  seed <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) get(".Random.seed", envir = globalenv())
+  dopar <- if (requireNamespace("foreach", quietly = TRUE)) {
+    globals <- get(".foreachGlobals", envir = asNamespace("foreach"))
+    list(fun = globals$fun, data = globals$data, info = globals$info)
+  }
+  on.exit({
+    if (is.null(seed)) {
+      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv())
+    } else {
+      assign(".Random.seed", seed, envir = globalenv())
+    }
+    if (!is.null(dopar$fun)) foreach::setDoPar(dopar$fun, dopar$data, dopar$info)
+  }, add = TRUE)
+  expr
+}
+
+# hpcml.run returns None on the MPI ranks other than 0 (a Python None: calls are unconverted).
+py_none <- function(x) is.null(x) || inherits(x, "python.builtin.NoneType")
 
 # The results frame (a pandas DataFrame, unconverted) -> a list of n list(ok, value, error).
 task_values <- function(frame, n) {

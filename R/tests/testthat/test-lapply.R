@@ -8,6 +8,14 @@ test_that("hpcml_lapply is lapply: values, names, extra arguments, global variab
   expect_equal(hpcml_lapply(list(), identity), list())
 })
 
+test_that("a function made by another takes its own and the global variables it uses", {
+  assign("hpcml_test_offset", 10, envir = globalenv())
+  on.exit(rm("hpcml_test_offset", envir = globalenv()), add = TRUE)
+  make <- function(k) function(x) k * x + hpcml_test_offset
+  environment(make) <- globalenv()  # as if defined at the top level of a script
+  expect_equal(hpcml_lapply(1:3, make(2), workers = 2), list(12, 14, 16))
+})
+
 test_that("the same numbers with 1 and 2 workers", {
   draw <- function(n) mean(rnorm(n))
   one <- hpcml_lapply(rep(100, 6), draw, workers = 1, seed = 3)

@@ -62,3 +62,57 @@ test_that("every bad field is named in one R error line", {
 test_that("hpcml_available finds the Python package", {
   expect_true(hpcml_available())
 })
+
+closure_spec <- function(code, plan, workers = 2L) {
+  list(name = "r-closure", seed = 5L, data = list(source = "none"), model = list(kind = "r", code = code),
+       plan = plan, backend = list(name = "local", workers = as.integer(workers)), output = tempfile("hpcml-run-"))
+}
+
+test_that("an R function is a model of kind r, with the variables it uses", {
+  cache <- tempfile("hpcml-cache-")
+  old <- Sys.getenv("HPCML_CACHE_DIR", NA)
+  Sys.setenv(HPCML_CACHE_DIR = cache)
+  on.exit(if (is.na(old)) Sys.unsetenv("HPCML_CACHE_DIR") else Sys.setenv(HPCML_CACHE_DIR = old), add = TRUE)
+  # Free variables of the function: a formula, a helper function, and a variable the helper uses.
+  my_formula <- mpg ~ wt + hp
+  shift <- 100
+  shifted <- function(x) x + shift
+  fit_coef <- function(data, weights) {
+    f <- my_formula
+    environment(f) <- environment()  # lm looks up `weights` where the formula was made
+    fit <- lm(f, data = data, weights = weights)
+    c(coef(fit), shifted_wt = shifted(unname(coef(fit)["wt"])))
+  }
+  fit <- hpcml_run(closure_spec(fit_coef, list(fit = reticulate::dict())), data = mtcars)
+  expect_true(fit$ok)
+  reference <- coef(lm(mpg ~ wt + hp, data = mtcars))
+  expect_equal(unlist(fit$results[c("(Intercept)", "wt", "hp")]), reference, tolerance = 1e-10)
+  expect_equal(fit$results$shifted_wt, unname(reference["wt"]) + 100, tolerance = 1e-10)
+  # Saved once per run: one RDS, which the spec names instead of the code.
+  expect_length(list.files(file.path(cache, "inputs"), pattern = "^rtask-.*[.]rds$"), 1L)
+
+  # A bootstrap gives the same numbers with 1 and 2 workers, and the numbers are lm's on the
+  # weights R draws for the same seed.
+  boot_plan <- list(bootstrap = list(replicates = 6L))
+  one <- hpcml_run(closure_spec(fit_coef, boot_plan, workers = 1L), data = mtcars)
+  two <- hpcml_run(closure_spec(fit_coef, boot_plan, workers = 2L), data = mtcars)
+  expect_true(one$ok)
+  expect_identical(one$results[c("(Intercept)", "wt", "hp")], two$results[c("(Intercept)", "wt", "hp")])
+  expect_equal(length(unique(one$results$wt)), 6L)
+})
+
+test_that("an R function from a function factory takes its own and the global variables", {
+  assign("hpcml_test_power", 2, envir = globalenv())
+  on.exit(rm("hpcml_test_power", envir = globalenv()), add = TRUE)
+  make <- function(k) function(task_index) list(value = k * (task_index + 1)^hpcml_test_power)
+  environment(make) <- globalenv()  # as if defined at the top level of a script
+  res <- hpcml_run(closure_spec(make(3), list(replicate = list(n = 4L))))
+  expect_true(res$ok)
+  expect_equal(res$results$value[order(res$results$task_index)], 3 * (1:4)^2)
+})
+
+test_that("an R function as the code of another kind is refused by name", {
+  spec <- closure_spec(function(data) 1, list(replicate = list(n = 1L)))
+  spec$model$kind <- "ols"
+  expect_error(hpcml_run(spec), "model.code: an R function is a model of kind 'r' (got kind 'ols')", fixed = TRUE)
+})

@@ -105,11 +105,7 @@ class BayesmKind(RKindBase):
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
         """Gelman-Rubin R-hat of each parameter across the chains' stored draws."""
         ok = results.loc[results["status"] == "ok"] if "status" in results else results
-        chains = []
-        for task_id in ok["task_id"]:
-            path = Path(run_dir, "artifacts", str(task_id).replace("/", "-"), "draws.parquet")
-            if path.exists():
-                chains.append(read_draws(path))
+        chains = list(chain_draws(ok, Path(run_dir)).values())
         if not chains:
             return {"rhat": []}
         start = int(math.floor(job.params.burnin * len(chains[0])))
@@ -125,6 +121,29 @@ class BayesmKind(RKindBase):
         rhat = {("mean_loglike" if r["parameter"] == "loglike" else r["parameter"]): r["rhat"] for r in rows}
         table = [{**row, "rhat": rhat.get(row["output"])} for row in mean_sd_table(ok, output_columns(ok))]
         return {"rhat": rows, "table": table}
+
+    def plots(self, job, ok, summary, plot_dir) -> None:
+        """``traces.png``: every chain's kept draws of each parameter, burn-in shaded, R-hat in the titles."""
+        from hpcml.plots import traces
+
+        chains = chain_draws(ok, Path(plot_dir).parent)  # plots/ is in the run directory
+        if not chains:
+            return
+        first = next(iter(chains.values()))
+        burnin = int(math.floor(job.params.burnin * len(first)))
+        rhat = {r["parameter"]: r["rhat"] for r in summary.get("rhat", [])}
+        traces(chains, list(first.columns), f"{job.spec.name}: {len(chains)} chains", Path(plot_dir) / "traces.png",
+               burnin=burnin, rhat=rhat)
+
+
+def chain_draws(ok, run_dir: Path) -> dict[str, Any]:
+    """The stored draws of every ok chain, by task id (chains whose draws are missing are left out)."""
+    chains = {}
+    for task_id in ok["task_id"]:
+        path = Path(run_dir, "artifacts", str(task_id).replace("/", "-"), "draws.parquet")
+        if path.exists():
+            chains[str(task_id)] = read_draws(path)
+    return chains
 
 
 def write_draws(scratch: Path, draws: dict[str, np.ndarray]) -> Path:
