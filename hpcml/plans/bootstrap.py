@@ -23,6 +23,8 @@ LEVEL = 0.95
 
 class BootstrapOptions(PlanOptions):
     replicates: int = Field(gt=0, strict=True)
+    bca: bool = Field(True, description="BCa intervals in the summary (a jackknife of the full data); "
+                                        "false: SE and percentile intervals only")
 
 
 def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -32,7 +34,8 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Efron's bias-corrected and accelerated interval from replicates and jackknife values."""
-    from scipy.stats import norm  # scipy.stats costs a second to import: only when summarizing
+    # The normal cdf and quantile of scipy.stats.norm, without importing scipy.stats (seconds).
+    from scipy.special import ndtr, ndtri
 
     boot = boot[np.isfinite(boot)]
     if boot.size < 2 or not np.isfinite(theta_hat):
@@ -40,18 +43,20 @@ def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: fl
     prop = (np.sum(boot < theta_hat) + 0.5 * np.sum(boot == theta_hat)) / boot.size
     if prop <= 0 or prop >= 1:
         return (math.nan, math.nan)  # theta_hat outside the bootstrap distribution
-    z0 = norm.ppf(prop)
+    z0 = ndtri(prop)
     d = jack.mean() - jack
     denom = 6.0 * (np.sum(d**2) ** 1.5)
     a = float(np.sum(d**3) / denom) if denom > 0 else 0.0
     alpha = (1 - level) / 2
     out = []
-    for z in (norm.ppf(alpha), norm.ppf(1 - alpha)):
-        out.append(float(np.quantile(boot, norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))))))
+    for z in (ndtri(alpha), ndtri(1 - alpha)):
+        out.append(float(np.quantile(boot, ndtr(z0 + (z0 + z) / (1 - a * (z0 + z))))))
     return tuple(out)
 
 
-def full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def full_fit_and_jackknife(job, data, columns: list[str], jackknife: bool = True) \
+        -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The fit on all rows and, with ``jackknife``, the leave-group-out values BCa needs."""
     from hpcml.models.base import FitContext
 
     model, params = job.model, job.params
@@ -59,6 +64,8 @@ def full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, flo
     # reproducible as every task.
     ctx = lambda: FitContext(rng=task_rng(job.spec.seed, 2**31 - 1), threads=job.spec.threads_per_task)
     full = model.outputs(params, model.fit(params, data, None, ctx()), data)
+    if not jackknife:
+        return full, {}
     n = data.n
     groups = min(n, JACKKNIFE_GROUPS)
     labels = np.arange(n) * groups // n  # contiguous, near-equal blocks
@@ -96,9 +103,13 @@ class BootstrapPlan(Plan):
         return job.model.batch_size(job.params)
 
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
-        # Every member's counts enter the product, wanted or not: a replicate's numbers must
-        # not depend on which of its group's tasks a chunk holds.
-        W = np.stack([resample_counts(ctx.rng, data.n) for ctx in ctxs])
+        # The product always has the whole group's shape, so a replicate's numbers do not depend
+        # on which of its group's tasks a chunk holds. Members not wanted here are rows of zeros:
+        # each row of the product is summed on its own, so they change no other row's numbers.
+        W = np.zeros((len(ctxs), data.n))
+        for k, (task, ctx) in enumerate(zip(tasks, ctxs)):
+            if task.index in wanted:
+                W[k] = resample_counts(ctx.rng, data.n)
         batch = job.model.outputs_batch(job.params, data, W)
         out = {}
         for task, ctx, w, outputs in zip(tasks, ctxs, W, batch):
@@ -114,7 +125,7 @@ class BootstrapPlan(Plan):
         full, jack = {}, {}
         if job.model.cheap_refit and len(ok) >= 2:
             with threadpool_limits(limits=job.spec.threads_per_task):
-                full, jack = full_fit_and_jackknife(job, data(), columns)
+                full, jack = full_fit_and_jackknife(job, data(), columns, job.spec.plan.options.bca)
         rows = []
         alpha = (1 - level) / 2
         for c in columns:
