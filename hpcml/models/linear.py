@@ -169,10 +169,15 @@ def leave_group_out_coefs(X: np.ndarray, y: np.ndarray, labels: np.ndarray, grou
     Xc, yc = X - mx, y - my
     G, b, sx, sy = Xc.T @ Xc, Xc.T @ yc, Xc.sum(axis=0), float(yc.sum())
     out = np.empty((groups, p + int(fit_intercept)))
+    # Each group's rows in their order in the data, found once (a stable sort), not by a scan
+    # of every label per group; contiguous groups (the bootstrap's) are plain slices.
+    labels = np.asarray(labels)
+    order = None if np.all(labels[:-1] <= labels[1:]) else np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels if order is None else labels[order], np.arange(groups + 1))
     for g in range(groups):
-        rows = labels == g
-        Xg, yg = Xc[rows], yc[rows]
-        m = n - int(rows.sum())
+        at = slice(bounds[g], bounds[g + 1]) if order is None else order[bounds[g]:bounds[g + 1]]
+        Xg, yg = Xc[at], yc[at]
+        m = n - len(yg)
         Gm, bm = G - Xg.T @ Xg, b - Xg.T @ yg
         if fit_intercept:
             # The kept rows' means differ from the overall means by (dx, dy).
@@ -180,6 +185,7 @@ def leave_group_out_coefs(X: np.ndarray, y: np.ndarray, labels: np.ndarray, grou
             Gm, bm = Gm - m * np.outer(dx, dx), bm - m * dx * dy
         beta = solve_spd(Gm, bm) if m > 0 else None
         if beta is None:
+            rows = labels == g
             out[g] = fit_ols(X[~rows], y[~rows], None, fit_intercept).coef
         elif fit_intercept:
             out[g] = np.concatenate([[my + dy - (mx + dx) @ beta], beta])
