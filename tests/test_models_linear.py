@@ -121,8 +121,10 @@ def test_adapter_params_and_check():
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("offset", [0.0, 1e4])
-def test_leave_group_out_equals_refitting_each_group(fit_intercept, offset):
-    """The downdated jackknife (BCa) equals a direct fit without each group, even with large offsets."""
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_leave_group_out_equals_refitting_each_group(fit_intercept, offset, shuffled):
+    """The downdated jackknife (BCa) equals a direct fit without each group, even with large
+    offsets, for contiguous groups (the bootstrap's) and for groups scattered over the rows."""
     from hpcml.models.linear import leave_group_out_coefs
 
     rng = np.random.default_rng(3)
@@ -130,6 +132,8 @@ def test_leave_group_out_equals_refitting_each_group(fit_intercept, offset):
     y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + 7.0 + rng.standard_normal(1003)
     groups = 17
     labels = np.arange(len(y)) * groups // len(y)
+    if shuffled:
+        labels = rng.permutation(labels)
     got = leave_group_out_coefs(X, y, labels, groups, fit_intercept)
     for g in range(groups):
         ref = fit_ols(X[labels != g], y[labels != g], None, fit_intercept).coef

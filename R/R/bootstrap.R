@@ -13,10 +13,13 @@
 #' @param backend,workers,chunk_size Where and how to run (see \code{\link{hpcml_run}}).
 #' @param seed Root seed of the resampling.
 #' @param out Run directory, with its plots (default: a temporary folder, no plots).
+#' @param bca BCa limits in \code{table}: they need a jackknife of the full data (200
+#'   leave-group-out fits). \code{FALSE} skips it when only the SEs and percentile limits are
+#'   wanted; \code{t}, \code{t0} and \code{se} are the same either way.
 #' @return A list of class \code{hpcml_boot}: \code{t} (a data.frame, one row per replicate,
 #'   one column per coefficient), \code{t0} (coefficients of the fit on all rows), \code{se}
-#'   (bootstrap standard errors), \code{table} (estimate, mean, se, percentile and BCa limits),
-#'   \code{run}.
+#'   (bootstrap standard errors), \code{table} (estimate, mean, se, percentile and, with
+#'   \code{bca}, BCa limits), \code{run}.
 #' @examples
 #' \dontrun{
 #' data("HMDA", package = "AER")
@@ -24,7 +27,8 @@
 #' b$se
 #' }
 hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "binomial"),
-                            backend = "local", workers = NULL, seed = 0L, chunk_size = NULL, out = NULL) {
+                            backend = "local", workers = NULL, seed = 0L, chunk_size = NULL, out = NULL,
+                            bca = TRUE) {
   family <- match.arg(family)
   mf <- model.frame(formula, data)
   X <- model.matrix(formula, mf)
@@ -34,12 +38,11 @@ hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "bin
   X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
   coef_names <- c(if (intercept) "(Intercept)", colnames(X))
   target <- make.unique(c(colnames(X), "response"))[ncol(X) + 1]
-  frame <- data.frame(X, check.names = FALSE)
-  frame[[target]] <- as.numeric(y)
   model <- list(kind = if (family == "gaussian") "ols" else "logistic", features = as.list(colnames(X)),
                 fit_intercept = intercept)
-  spec <- spec_list("r-bootstrap", target, model, list(bootstrap = list(replicates = as.integer(B))),
-                    backend, workers, seed, out, chunk_size)
+  plan <- list(bootstrap = list(replicates = as.integer(B), bca = isTRUE(bca)))
+  spec <- spec_list("r-bootstrap", target, model, plan, backend, workers, seed, out, chunk_size)
+  frame <- py_matrix_frame(cbind(X, as.numeric(y)), c(colnames(X), target))
   run <- hpcml_run(spec, plots = !is.null(out), data = frame)  # plots only where the caller keeps the run
   ok <- run$results[run$results$status == "ok", , drop = FALSE]
   ok <- ok[order(ok$task_index), , drop = FALSE]
@@ -52,6 +55,15 @@ hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "bin
   se <- setNames(vapply(t, stats::sd, numeric(1)), coef_names)
   structure(list(t = t, t0 = t0, se = se, table = table, R = nrow(t), family = family, call = match.call(),
                  run = run), class = "hpcml_boot")
+}
+
+# A numeric matrix as a pandas DataFrame with these column names: handed over as one NumPy
+# array (no data.frame of R's, no row names), the same doubles as data.frame(X) would give.
+py_matrix_frame <- function(M, names) {
+  m <- py_modules()
+  storage.mode(M) <- "double"
+  dimnames(M) <- NULL
+  m$pandas_raw$DataFrame(reticulate::r_to_py(M), columns = reticulate::r_to_py(as.list(names)), copy = FALSE)
 }
 
 # glm's rule for a binomial response: a factor's first level is failure, others success.

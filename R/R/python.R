@@ -40,6 +40,7 @@ py_modules <- function() {
     reticulate::py_run_string(.spec_guard)
     .hpcml$guard <- reticulate::import_main(convert = FALSE)$`_hpcml_r_call`
     .hpcml$pandas <- reticulate::import("pandas")
+    .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE)
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE)
     .hpcml$hpcml <- hpcml
   }
@@ -91,5 +92,6 @@ records_frame <- function(records) {
 # A data.frame for hpcml.run(spec, data = frame): a pandas DataFrame (exact doubles, any column name).
 py_frame <- function(frame) {
   py_modules()
+  if (inherits(frame, "python.builtin.object")) return(frame)  # already a pandas frame
   reticulate::r_to_py(as.data.frame(frame, optional = TRUE))
 }

@@ -9,6 +9,7 @@ it where the cache directory is on a shared file system (the home directory, by 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -37,15 +38,35 @@ def as_frame(data: Any) -> pd.DataFrame:
     return frame.set_axis([str(c) for c in frame.columns], axis=1)
 
 
+def _numeric_digest(frame: pd.DataFrame) -> str | None:
+    """SHA-256 of a frame whose columns are all plain numbers (bool, integer, float): column
+    names, types and values, read from memory; None for any other frame (text, categories)."""
+    if not all(isinstance(t, np.dtype) and t.kind in "biuf" for t in frame.dtypes):
+        return None
+    h = hashlib.sha256(b"hpcml-numeric-frame-1\0")
+    h.update(json.dumps([[name, frame[name].dtype.str] for name in frame.columns]).encode())
+    for name in frame.columns:
+        h.update(memoryview(np.ascontiguousarray(frame[name].to_numpy())).cast("B"))
+    return h.hexdigest()
+
+
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
     from hpcml.store import atomic_write_bytes, parquet_bytes
 
-    # The name is the hash of the file itself: everything it holds (values, column names and
-    # types, categories) decides it, and writing the same table gives the same bytes.
-    payload = parquet_bytes(pa.Table.from_pandas(as_frame(data), preserve_index=False))
-    path = cache_dir() / "frames" / f"frame-{hashlib.sha256(payload).hexdigest()[:24]}.parquet"
+    frame = as_frame(data)
+    # The name is a hash of everything the table holds (values, column names and types,
+    # categories): of its numbers in memory when it holds only numbers, so a table already
+    # stored is not written again; else of its Parquet file (the same table, the same bytes).
+    digest = _numeric_digest(frame)
+    payload = None
+    if digest is None:
+        payload = parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
+        digest = hashlib.sha256(payload).hexdigest()
+    path = cache_dir() / "frames" / f"frame-{digest[:24]}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        if payload is None:
+            payload = parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
         atomic_write_bytes(path, payload)
     return str(path)

@@ -23,6 +23,8 @@ LEVEL = 0.95
 
 class BootstrapOptions(PlanOptions):
     replicates: int = Field(gt=0, strict=True)
+    bca: bool = Field(True, description="BCa intervals in the summary (a jackknife of the full data); "
+                                        "false: SE and percentile intervals only")
 
 
 def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -30,13 +32,16 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
 
-def resample_count_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
+def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.ndarray:
     """One replicate's counts per row of a (len(rngs), n) matrix, in the smallest unsigned
     type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
     vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512.
-    The counts are those of :func:`resample_counts`, drawn from each generator in turn."""
+    The counts are those of :func:`resample_counts`, drawn from each generator in turn; a
+    member without a generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
     for i, rng in enumerate(rngs):
+        if rng is None:
+            continue
         counts = np.bincount(rng.integers(0, n, n), minlength=n)
         top = int(counts.max()) if n else 0
         if top > np.iinfo(W.dtype).max:
@@ -47,7 +52,8 @@ def resample_count_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
 
 def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Efron's bias-corrected and accelerated interval from replicates and jackknife values."""
-    from scipy.stats import norm  # scipy.stats costs a second to import: only when summarizing
+    # The normal cdf and quantile of scipy.stats.norm, without importing scipy.stats (seconds).
+    from scipy.special import ndtr, ndtri
 
     boot = boot[np.isfinite(boot)]
     if boot.size < 2 or not np.isfinite(theta_hat):
@@ -55,18 +61,20 @@ def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: fl
     prop = (np.sum(boot < theta_hat) + 0.5 * np.sum(boot == theta_hat)) / boot.size
     if prop <= 0 or prop >= 1:
         return (math.nan, math.nan)  # theta_hat outside the bootstrap distribution
-    z0 = norm.ppf(prop)
+    z0 = ndtri(prop)
     d = jack.mean() - jack
     denom = 6.0 * (np.sum(d**2) ** 1.5)
     a = float(np.sum(d**3) / denom) if denom > 0 else 0.0
     alpha = (1 - level) / 2
     out = []
-    for z in (norm.ppf(alpha), norm.ppf(1 - alpha)):
-        out.append(float(np.quantile(boot, norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))))))
+    for z in (ndtri(alpha), ndtri(1 - alpha)):
+        out.append(float(np.quantile(boot, ndtr(z0 + (z0 + z) / (1 - a * (z0 + z))))))
     return tuple(out)
 
 
-def full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def full_fit_and_jackknife(job, data, columns: list[str], jackknife: bool = True) \
+        -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The fit on all rows and, with ``jackknife``, the leave-group-out values BCa needs."""
     from hpcml.models.base import FitContext
 
     model, params = job.model, job.params
@@ -74,6 +82,8 @@ def full_fit_and_jackknife(job, data, columns: list[str]) -> tuple[dict[str, flo
     # reproducible as every task.
     ctx = lambda: FitContext(rng=task_rng(job.spec.seed, 2**31 - 1), threads=job.spec.threads_per_task)
     full = model.outputs(params, model.fit(params, data, None, ctx()), data)
+    if not jackknife:
+        return full, {}
     n = data.n
     groups = min(n, JACKKNIFE_GROUPS)
     labels = np.arange(n) * groups // n  # contiguous, near-equal blocks
@@ -111,9 +121,10 @@ class BootstrapPlan(Plan):
         return job.model.batch_size(job.params)
 
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
-        # Every member's counts enter the product, wanted or not: a replicate's numbers must
-        # not depend on which of its group's tasks a chunk holds.
-        W = resample_count_rows([ctx.rng for ctx in ctxs], data.n)
+        # The product always has the whole group's shape, so a replicate's numbers do not depend
+        # on which of its group's tasks a chunk holds. Members not wanted here are rows of zeros
+        # (no draw): each row of the product is summed on its own, so they change no other row.
+        W = resample_count_rows([ctx.rng if task.index in wanted else None for task, ctx in zip(tasks, ctxs)], data.n)
         batch = job.model.outputs_batch(job.params, data, W)
         out = {}
         for task, ctx, w, outputs in zip(tasks, ctxs, W, batch):
@@ -130,7 +141,7 @@ class BootstrapPlan(Plan):
         full, jack = {}, {}
         if job.model.cheap_refit and len(ok) >= 2:
             with threadpool_limits(limits=job.spec.threads_per_task):
-                full, jack = full_fit_and_jackknife(job, data(), columns)
+                full, jack = full_fit_and_jackknife(job, data(), columns, job.spec.plan.options.bca)
         rows = []
         alpha = (1 - level) / 2
         for c in columns:

@@ -42,6 +42,22 @@ test_that("bootstrap replicates are the same for any worker count and chunking",
   expect_false(isTRUE(all.equal(a$t[1, ], a$t[2, ])))  # replicates differ from each other
 })
 
+test_that("bca = FALSE gives the same replicates, estimates and SEs, without the BCa limits", {
+  d <- hmda()
+  d$denied <- as.numeric(d$deny == "yes")
+  a <- hpcml_bootstrap(denied ~ afam + pirat + hirat, d, B = 70, workers = 2, seed = 4L)
+  b <- hpcml_bootstrap(denied ~ afam + pirat + hirat, d, B = 70, workers = 2, seed = 4L, bca = FALSE)
+  expect_identical(a$t, b$t)
+  expect_identical(a$t0, b$t0)
+  expect_identical(a$se, b$se)
+  expect_true(all(c("bca_low", "bca_high") %in% names(a$table)))
+  expect_false(any(c("bca_low", "bca_high") %in% names(b$table)))
+  expect_identical(b$table, a$table[, names(b$table)])
+  # The estimate is still the fit on all rows, as lm gives it.
+  ref <- lm(denied ~ afam + pirat + hirat, data = d)
+  expect_lt(max(abs(b$t0 - coef(ref))), 1e-8)
+})
+
 test_that("a non-binary response for binomial is an R error naming the problem", {
   d <- hmda()
   expect_error(hpcml_bootstrap(pirat ~ afam, d, B = 5, family = "binomial"), "0/1, logical or factor")
