@@ -2,7 +2,9 @@
 
 In a process's main thread (local, MPI, Spark's Python workers) an alarm interrupts the task
 wherever it is; in a worker thread (Dask) an asynchronous exception stops it at its next
-bytecode, or when a long call into C returns.
+bytecode, or when a long call into C returns. A task that stays in C past its limit (a sleep,
+a long BLAS call) is seen by a :class:`TaskWatch` from another thread, which gives up on it:
+the Dask backend records the timeout and restarts that worker.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import ctypes
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 
 class TaskTimeout(Exception):
@@ -89,3 +91,52 @@ def _thread_deadline(seconds: float):
         timer.cancel()
     if time.perf_counter() - start > seconds:
         raise TaskTimeout(message)  # ran past the limit inside C code and returned normally
+
+
+class Abandoned(BaseException):
+    """Raised in a chunk's thread when the task it ran was given up on: the thread records
+    nothing more (the watcher has recorded the chunk)."""
+
+
+class TaskWatch:
+    """What a chunk's thread is running and until when, for a watcher in another thread.
+
+    ``records`` is the chunk's list of records, appended by the chunk's thread between tasks;
+    ``give_up`` takes them, at most once, when a task is ``grace_s`` past its deadline.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self._lock = threading.Lock()
+        self._current: tuple[list[int], float] | None = None
+        self._abandoned = False
+
+    @contextmanager
+    def task(self, indices: list[int], seconds: float | None):
+        with self._lock:
+            if self._abandoned:
+                raise Abandoned
+            self._current = (list(indices), time.monotonic() + seconds) if seconds else None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._current = None
+                abandoned = self._abandoned
+            if abandoned:
+                raise Abandoned  # the watcher recorded this task: its late result is not kept
+
+    def give_up(self, grace_s: float) -> tuple[list[int], list[dict]] | None:
+        """(the stuck task's indices, the records made before it) once a task has run
+        ``grace_s`` past its deadline; None while every task keeps to its time."""
+        with self._lock:
+            current = self._current
+            if self._abandoned or current is None or time.monotonic() < current[1] + grace_s:
+                return None
+            self._abandoned = True
+            return current[0], list(self.records)
+
+
+def watched(watch: TaskWatch | None, indices: list[int], seconds: float | None):
+    """``watch.task(...)`` where there is a watch, else nothing."""
+    return watch.task(indices, seconds) if watch is not None else nullcontext()

@@ -18,7 +18,7 @@ from typing import Any
 
 from hpcml.models.base import Dataset, FitContext
 from hpcml.chunks import Chunk
-from hpcml.deadlines import deadline
+from hpcml.deadlines import TaskWatch, deadline, watched
 from hpcml.plans import Task, task_rng
 
 log = logging.getLogger("hpcml.worker")
@@ -48,6 +48,10 @@ class ChunkResult:
     records: list[dict[str, Any]] | None = None
     seconds: float = 0.0
     path: str | None = None
+    # Dask, a task stuck past timeout_s in C code: the tasks of the chunk that never started
+    # (the backend runs them as a chunk of their own) and the worker to restart.
+    unfinished: tuple[int, ...] = ()
+    restart_worker: str | None = None
 
     @classmethod
     def lost(cls, chunk: Chunk, reason: str) -> "ChunkResult":
@@ -114,7 +118,7 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
 
 
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
-                shared: dict[str, Any]) -> dict[int, tuple[dict[str, Any], float]]:
+                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float]]:
     """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
     index. A group that fails leaves its tasks out: they then run one by one, so each failure
     is recorded against its own task."""
@@ -127,7 +131,7 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
         t0 = time.perf_counter()
         try:
             limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
-            with deadline(limit):
+            with watched(watch, sorted(wanted), limit), deadline(limit):
                 records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
                                              shared, wanted)
         except Exception as err:
@@ -145,12 +149,17 @@ def _failure_line(err: BaseException) -> str:
 
 def execute_chunk(order: WorkOrder) -> ChunkResult:
     """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
-    from hpcml.data import load_dataset  # shards plans on a file: each task reads only its rows
-    from hpcml.store import write_chunk_records
-
     start_chunk = time.perf_counter()
+    return deliver(order, *run_chunk(order), start_chunk)
+
+
+def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkResult, list[dict[str, Any]]]:
+    """The chunk's result and records, not yet written. With ``watch``, each task runs under it
+    and its records go to ``watch.records`` as they are made (another thread may take them)."""
+    from hpcml.data import load_dataset  # shards plans on a file: each task reads only its rows
+
     result = ChunkResult(order.chunk)
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = watch.records if watch is not None else []
     try:
         job, tasks = _job_and_tasks(order.job_json)
         data = load_dataset(job)
@@ -163,7 +172,7 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
     else:
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
             group = job.plan.group_size(job)
-            grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared) \
+            grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
                 if group > 1 else {}
             for i in order.chunk.indices:
                 task = tasks[i]
@@ -175,7 +184,7 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
                     continue
                 t0 = time.perf_counter()
                 try:
-                    with deadline(job.spec.timeout_s):
+                    with watched(watch, [i], job.spec.timeout_s), deadline(job.spec.timeout_s):
                         outputs = run_task(job, data, task, order.run_dir, shared)
                 except Exception as err:
                     result.failed[i] = _failure_line(err)
@@ -185,6 +194,13 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
                 result.ok.append(i)
                 records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
                                 "seconds": time.perf_counter() - t0, **outputs})
+    return result, records
+
+
+def deliver(order: WorkOrder, result: ChunkResult, records: list[dict[str, Any]], start_chunk: float) -> ChunkResult:
+    """Write the chunk's file (``order.write``) or send its records back with the result."""
+    from hpcml.store import write_chunk_records
+
     if order.write:
         path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
         if path is None:

@@ -120,6 +120,8 @@ CASES = [
     ("synthetic-n-samples-1e10", lambda s, t: (_set(s, "data", {"source": "synthetic:regression", "target": "y",
                                                                "options": {"n_samples": 10**10, "n_features": 3}}),
                                                _del(s, "model.features")), "data.options.n_samples", "10000000000"),
+    ("empty-glob", lambda s, t: _set(s, "data.source", str(t / "big" / "*.parquet")), "data.source", "*.parquet"),
+    ("empty-directory", lambda s, t: (t.joinpath("big").mkdir(), _set(s, "data.source", str(t / "big"))), "data.source", "big"),
     ("workers-1e6", lambda s, t: _set(s, "backend.workers", 10**6), "backend.workers", "1000000"),
     ("dask-workers-1e6", lambda s, t: _set(s, "backend", {"name": "dask", "workers": 10**6}), "backend.workers", "1000000"),
     # Options of scikit-learn's functions are checked against their signatures.

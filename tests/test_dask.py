@@ -6,6 +6,7 @@ The real-Slurm tests (SLURMCluster, scancel of a worker job) are in test_slurm.p
 """
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -229,6 +230,33 @@ def test_task_timeouts_work_on_dask(tmp_path):
     result = run(spec, progress=False)
     assert result.n_failed == 4
     assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.1"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_task_stuck_in_c_past_its_timeout_is_stopped_and_resumed(tmp_path):
+    """A sleep of a minute, past timeout_s=1: the task fails with TaskTimeout soon after its
+    limit, its worker is restarted (the stuck thread ends with it), the chunk's other tasks and
+    the other chunks still run, and --resume reruns only the timed-out tasks."""
+    from hpcml import run
+
+    funcs = str(Path(__file__).with_name("user_code_funcs.py"))
+    marker = tmp_path / "unstick"
+    spec = small_spec(tmp_path, data={"source": "none"}, timeout_s=1,
+                      model={"kind": "python", "file": funcs, "function": "stuck_until", "args": {"marker": str(marker)}},
+                      plan={"replicate": {"n": 8}}, backend={"name": "dask", "workers": 2, "chunk_size": 4})
+    result = run(spec, progress=False)
+    res = result.results.set_index("task_index")
+    assert sorted(res.index[res["status"] == "failed"]) == [1, 4]
+    # Stopped, not waited for: a sleep that ran its minute would fail with the plain message.
+    assert (res.loc[[1, 4], "error"] == "TaskTimeout: task exceeded timeout_s=1 (stopped by restarting its dask "
+            "worker)").all(), res["error"]
+    assert sorted(res.index[res["status"] == "ok"]) == [0, 2, 3, 5, 6, 7]  # the tasks after 1 and 4 ran too
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["run"]["failed"] == 2
+    marker.write_text("")
+    again = run(spec, progress=False, resume=True)
+    assert again.ok and sorted(again.results["task_index"]) == list(range(8))
+    assert (again.results["status"] == "ok").all()
 
 
 @pytest.mark.timeout(180)

@@ -40,3 +40,31 @@ def test_task_order_is_the_documented_one():
     job = load_job({"name": "x", "data": {"source": "sklearn:iris"}, "model": {"kind": "kmeans", "k": 2},
                     "plan": {"cv": {"folds": 3, "repeats": 2}}})
     assert [t.params for t in job.plan.tasks(job)] == [{"repeat": r, "fold": f} for r in range(2) for f in range(3)]
+
+
+def test_what_tasks_share_is_not_built_per_repeat_or_task(monkeypatch):
+    """A CV of 100,000 repeats draws a repeat's fold labels when a task needs them (not
+    repeats x rows labels up front), and a sweep's check visits each grid point once, never
+    building its tasks."""
+    import tracemalloc
+    import types
+
+    from hpcml.plans.cv import cv_folds
+
+    job = load_job({"name": "x", "data": {"source": "sklearn:iris"}, "model": {"kind": "kmeans", "k": 2},
+                    "plan": {"cv": {"folds": 5, "repeats": 100_000}}, "seed": 3})
+    tracemalloc.start()
+    shared = job.plan.shared(job, 100)
+    labels = shared["folds"](99_999)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (labels == cv_folds(3, 100, 5, 99_999)).all()
+    assert peak < 1 << 20, peak  # 100,000 x 100 labels would be 80 MB
+
+    job = load_job({"name": "x", "data": {"source": "sklearn:iris"}, "model": {"kind": "kmeans", "k": 2},
+                    "plan": {"sweep": {"grid": {"k": [2, 3]}, "repeats": 10**6}}})
+    built = []
+    real = job.plan.params_at
+    monkeypatch.setattr(job.plan, "params_at", lambda options, index: built.append(index) or real(options, index))
+    assert job.plan.check(job, types.SimpleNamespace(n=150)) == []
+    assert built == [0, 10**6]  # the two grid points, not two million tasks

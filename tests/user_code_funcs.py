@@ -62,3 +62,12 @@ def needs_unknown(data, colour):
 
 def square(x):
     return x * x
+
+
+def stuck_until(task, marker, stuck=(1, 4)):
+    """Tasks ``stuck`` sit in C code (a sleep) for a minute until the file ``marker`` exists."""
+    import os
+
+    if task["index"] in stuck and not os.path.exists(marker):
+        time.sleep(60)
+    return {"i": float(task["index"])}

@@ -26,8 +26,10 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
 from hpcml.errors import SpecError
-from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
+from hpcml.chunks import Chunk
+from hpcml.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
+from hpcml.backends.dask_watch import watched_chunk
 from hpcml.backends.lifeline import ignore_interrupts
 from hpcml.backends.jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
 
@@ -183,24 +185,49 @@ class DaskBackend(Backend):
             raise SpecError.one("backend.start_timeout_s", opts.start_timeout_s,
                                 f"only {have} of {n} dask worker(s) on {where} came up in time{hint}") from None
 
+    def _submit(self, order: WorkOrder, futures: dict) -> object:
+        # Absolute: workers (batch jobs) need not share the driver's working directory.
+        order = dataclasses.replace(order, run_dir=str(Path(order.run_dir).resolve()))
+        key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}"
+        future = self.client.submit(watched_chunk, order, key=key, pure=False)
+        futures[future] = order
+        return future
+
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         from distributed import as_completed
 
         assert self.client is not None, "start() first"
-        futures = {}
+        futures: dict = {}
         for order in orders:
-            # Absolute: workers (batch jobs) need not share the driver's working directory.
-            order = dataclasses.replace(order, run_dir=str(Path(order.run_dir).resolve()))
-            key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}"
-            futures[self.client.submit(execute_chunk, order, key=key, pure=False)] = order
+            self._submit(order, futures)
         try:
-            for future in as_completed(futures):
+            pending = as_completed(list(futures))
+            for future in pending:
                 order = futures.pop(future)
-                yield _outcome(future, order)
+                result = _outcome(future, order)
                 future.release()
+                if result.unfinished:  # tasks after one stuck past timeout_s: a chunk of their own
+                    rest = dataclasses.replace(order, chunk=Chunk(result.unfinished))
+                    pending.add(self._submit(rest, futures))
+                if result.restart_worker:
+                    self._restart(result.restart_worker)
+                yield result
         finally:
             if futures:  # the caller stopped early: nothing may keep running for it
                 self.client.cancel(list(futures), force=True)
+
+    def _restart(self, address: str) -> None:
+        """Restart a worker whose task is stuck in C code past timeout_s (through its nanny: the
+        stuck thread ends with the process); one without a nanny is retired instead."""
+        try:
+            self.client.restart_workers([address], timeout=self.options.start_timeout_s)
+            return
+        except Exception as err:  # no nanny, or the restart did not come back in time
+            log.warning("could not restart dask worker %s after a task timed out (%s); retiring it", address, err)
+        try:
+            self.client.retire_workers([address], close_workers=True)
+        except Exception as err:
+            log.warning("could not retire dask worker %s either (%s); its stuck task keeps running", address, err)
 
     def _route_logs(self, directory: Path) -> None:
         """Dask's own log lines (scheduler, nannies, the dashboard address) into

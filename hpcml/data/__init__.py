@@ -1,6 +1,7 @@
 """The job's data: one ``load_dataset`` for every source and plan.
 
-- ``sources``: files (CSV, Parquet, .npy), scikit-learn sets, generators -> a validated
+- ``sources``: files (CSV, Parquet, .npy; a directory or glob of Parquet files: ``parts``),
+  scikit-learn sets, generators -> a validated
   :class:`~hpcml.models.base.Dataset`, loaded once per process and cached;
 - ``columns`` and ``validate``: a source read and checked one column at a time;
 - ``mapped``: large data written once per machine as a read-only file every process maps;

@@ -9,11 +9,11 @@ decided by the spec itself and have no files.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 from pathlib import Path
 from typing import Any
 
+from hpcml.data.parts import is_file_set, set_files
 from hpcml.errors import SpecError
 
 _BLOCK = 1 << 20
@@ -26,11 +26,9 @@ def source_files(source: str) -> list[Path]:
     if source.startswith("idx:"):
         root = Path(source[4:])
         return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if is_file_set(source):  # what a load reads (Spark also reads a directory of CSV parts)
+        return set_files(source, suffixes=(".parquet", ".csv"))
     path = Path(source)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
-    if glob.has_magic(source):
-        return sorted(Path(p) for p in glob.glob(source) if Path(p).is_file())
     return [path] if path.is_file() else []
 
 

@@ -6,7 +6,7 @@ process on the machine (local workers, Dask workers, MPI ranks) maps those files
 (``np.load(mmap_mode="r")``), so the operating system keeps one copy in its page cache
 whatever the number of workers. The key is a fingerprint of the source's content (a file's
 bytes, or a generator's spec and library versions), the features and whether a target is
-needed: a changed file gets a new key, the same content at another path shares one.
+needed (a set of Parquet files: every file's content): a changed file gets a new key, the same content at another path shares one.
 
 A lock file makes one process build while others wait; the entry appears by renaming a
 finished temporary directory, so a reader never sees a partial one. Data smaller than
@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from hpcml.data.cache import cache_dir
+from hpcml.data.parts import is_file_set, parquet_parts
 from hpcml.models.base import Dataset
 
 FORMAT = 1
@@ -75,7 +76,9 @@ def dataset_key(spec, features: list[str] | None, needs_target: bool) -> str:
     """The content fingerprint of one validated data set."""
     described = spec.model_dump(mode="json")
     path = Path(spec.source)
-    if ":" not in spec.source.split("/")[0] and path.is_file():
+    if is_file_set(spec.source):  # every file's content, in the order their rows are read
+        described["source"] = {"sha256": [file_digest(p) for p in parquet_parts(spec.source)]}
+    elif ":" not in spec.source.split("/")[0] and path.is_file():
         described["source"] = {"sha256": file_digest(path)}  # content, not name
     else:  # generated data: the same spec and library versions give the same numbers
         import pandas

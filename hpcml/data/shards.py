@@ -1,8 +1,9 @@
 """Per-shard reading for the ``shards`` plan: a task reads only its own rows of a data file.
 
-For a Parquet, CSV or .npy source the job's data is a lazy table: the row count comes from
-file metadata and rows are read only when a task slices its shard (Parquet: the row groups
-that overlap the shard; .npy: a memory map; CSV: skip to the first row, read ``nrows``).
+For a Parquet, CSV or .npy source (or a set of Parquet files: a directory, a glob) the job's
+data is a lazy table: the row count comes from file metadata and rows are read only when a
+task slices its shard (Parquet: the files and row groups that overlap the shard; .npy: a
+memory map; CSV: skip to the first row, read ``nrows``).
 The target column alone is read in full, so labels are encoded exactly as a full load
 encodes them. Rows go through the same pandas -> float64 conversion as ``data.py``, so a
 shard's numbers are bit-for-bit those of slicing the fully loaded data.
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from hpcml.data.parts import ParquetRows, is_file_set, parquet_parts
 from hpcml.data.sources import array_columns, frame_to_dataset, is_categorical
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
@@ -49,44 +51,11 @@ def _to_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     return np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64))
 
 
-def row_groups_for(row_counts: list[int], start: int, stop: int) -> tuple[list[int], int]:
-    """Parquet row groups overlapping rows [start, stop), and the first row of the first group."""
-    groups, first, offset = [], None, 0
-    for g, count in enumerate(row_counts):
-        if offset < stop and offset + count > start:
-            groups.append(g)
-            first = offset if first is None else first
-        offset += count
-    return groups, (start if first is None else first)
+class _Parquet(ParquetRows):
+    """One Parquet file, or a set of them (a directory, a glob): only a shard's row groups are read."""
 
-
-class _Parquet:
     def __init__(self, path: Path):
-        import pyarrow.parquet as pq
-
-        self.file = pq.ParquetFile(path)
-        meta = self.file.metadata
-        self.n = meta.num_rows
-        self.counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        pandas_meta = self.file.schema_arrow.pandas_metadata or {}
-        index_cols = {c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)}
-        self.columns = [c for c in self.file.schema_arrow.names if c not in index_cols]
-
-    def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
-        groups, first = row_groups_for(self.counts, start, stop)
-        table = self.file.read_row_groups(groups, columns=columns, use_pandas_metadata=False)
-        return table.slice(start - first, stop - start).to_pandas()
-
-    def column(self, name: str) -> pd.DataFrame:
-        return self.file.read(columns=[name], use_pandas_metadata=False).to_pandas()
-
-    def categorical(self, columns: list[str]) -> bool:
-        """Whether any of the columns is a factor (text, bool, dictionary), from the schema alone."""
-        import pyarrow as pa
-
-        schema = self.file.schema_arrow
-        return any(not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
-                   for t in (schema.field(c).type for c in columns))
+        super().__init__(parquet_parts(str(path)) if is_file_set(str(path)) else [path])
 
 
 class _Csv:
@@ -144,10 +113,11 @@ def _reader_for(spec: DataSpec):
     if spec.dropna or ":" in spec.source.split("/")[0]:
         return None
     path = Path(spec.source)
-    if path.suffix.lower() not in SUFFIXES or not path.is_file():
+    kind = ".parquet" if is_file_set(spec.source) else path.suffix.lower()
+    if kind not in SUFFIXES or not (path.is_file() or kind == ".parquet"):
         return None
     try:
-        return _READERS[path.suffix.lower()](path)
+        return _READERS[kind](path)
     except Exception:
         return None  # let the full load say what is wrong
 

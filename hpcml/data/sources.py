@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hpcml.data.columns import array_columns, file_columns
+from hpcml.data.parts import ParquetSetColumns, is_file_set, parquet_parts
 from hpcml.data.mapped import dataset_key, load_shared
 from hpcml.data.validate import Columns, FrameColumns, frame_to_dataset, is_categorical, to_dataset
 from hpcml.errors import SpecError
@@ -114,6 +115,9 @@ def open_table(spec: DataSpec) -> tuple[Columns, dict[str, Any]]:
         return FrameColumns(frame), meta
     if source.startswith("synthetic:"):
         return FrameColumns(_synthetic_frame(source.split(":", 1)[1], spec.options)), {}
+    if is_file_set(source):  # a directory or glob of Parquet files: one table
+        files = parquet_parts(source)
+        return _unreadable(Path(source), ParquetSetColumns, files), {}
     path = Path(source)
     if not path.exists():
         raise SpecError.one("data.source", str(path), "file not found")

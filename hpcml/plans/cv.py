@@ -3,6 +3,7 @@ the held-out fold. Fold labels are drawn once per repeat from the job seed, so e
 (on any worker) sees the same folds."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +43,9 @@ class CVPlan(Plan):
 
     def shared(self, job, n: int) -> dict[str, Any]:
         cv = job.spec.plan.cv
-        return {"folds": [cv_folds(job.spec.seed, n, cv.folds, r) for r in range(cv.repeats)]}
+        # Drawn per repeat when a task first needs it (a chunk's tasks are a repeat's folds in a
+        # row), not all at once: repeats x rows labels would not fit for a million repeats.
+        return {"folds": functools.lru_cache(maxsize=2)(functools.partial(cv_folds, job.spec.seed, n, cv.folds))}
 
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         folds = job.spec.plan.cv.folds
@@ -50,7 +53,7 @@ class CVPlan(Plan):
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         fold, repeat = task.params["fold"], task.params["repeat"]
-        test = shared["folds"][repeat] == fold
+        test = shared["folds"](repeat) == fold
         fitted, outputs = fit_and_record(job, data, (~test).astype(np.float64), ctx)
         model, params = job.model, job.params
         return {"repeat": repeat, "fold": fold,

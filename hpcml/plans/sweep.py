@@ -50,8 +50,9 @@ class SweepPlan(Plan):
 
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         problems = []
-        for params in self.task_params(job.spec.plan.sweep)[:: job.spec.plan.sweep.repeats]:
-            problems += job.model.check(job.params_with(params["params"]), data)
+        options = job.spec.plan.sweep
+        for point in range(0, self.count(options), options.repeats):  # each grid point once, no task built
+            problems += job.model.check(job.params_with(self.params_at(options, point)["params"]), data)
         return problems
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
