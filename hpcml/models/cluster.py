@@ -161,8 +161,10 @@ def kmeans(
         raise ValueError(f"k={k} exceeds the number of rows with positive weight ({Xk.shape[0]})")
     if init is not None and np.shape(init) != (k, X.shape[1]):
         raise ValueError(f"init has shape {np.shape(init)}, expected ({k}, {X.shape[1]})")
-    mean = wk @ Xk / wk.sum()
-    tol_abs = tol * float(np.mean(wk @ (Xk - mean) ** 2 / wk.sum()))
+    tol_abs = 0.0
+    if tol > 0:  # (a pass over the data that tol = 0 does not need)
+        mean = wk @ Xk / wk.sum()
+        tol_abs = tol * float(np.mean(wk @ (Xk - mean) ** 2 / wk.sum()))
     best = None
     for _ in range(n_init if init is None else 1):
         start = _kmeanspp(Xk, wk, k, rng) if init is None else np.array(init, dtype=np.float64)
