@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
 class Chunk:
-    indices: tuple[int, ...]
+    indices: Sequence[int]  # a tuple, or a range of consecutive tasks
 
     @property
     def id(self) -> str:
@@ -36,8 +37,11 @@ def chunk_size_for(job, n_todo: int, workers: int) -> int:
     return -(-size // group) * group
 
 
-def make_chunks(indices: list[int], chunk_size: int) -> list[Chunk]:
-    return [Chunk(tuple(indices[i : i + chunk_size])) for i in range(0, len(indices), chunk_size)]
+def make_chunks(indices: Sequence[int], chunk_size: int) -> list[Chunk]:
+    """Consecutive chunks of ``chunk_size`` tasks; a range of tasks gives chunks of ranges (a
+    fresh run of a million tasks holds no tuple of a million indices)."""
+    keep = (lambda part: part) if isinstance(indices, range) else tuple
+    return [Chunk(keep(indices[i : i + chunk_size])) for i in range(0, len(indices), chunk_size)]
 
 
 def block_share(n: int, part: int, parts: int) -> range:

@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from hpcml.console import print_spec_error, print_table, report, say, warn
-from hpcml.errors import SpecError
+# The command line is a driver: Arrow memory goes back to the system as soon as it is freed
+# (the system allocator, chosen before pyarrow is first imported), so consolidating a million
+# records leaves no retained pages behind for the summary and the plots. A user's setting wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+from hpcml.console import print_spec_error, print_table, report, say, warn  # noqa: E402
+from hpcml.errors import SpecError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Write a parallel analysis once; run it on a laptop, Dask, Slurm, MPI or Spark.")

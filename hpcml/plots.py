@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hpcml.store import atomic_write_bytes  # noqa: E402
@@ -39,7 +40,9 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
     percent = int(round(100 * (level or 0.95)))
     handles = {}
     for ax, c in zip(axes.flat, columns):
-        handles.setdefault("replicates", ax.hist(frame[c].dropna(), bins=30, color="#4C72B0")[2][0])
+        # the 30 counts first: matplotlib then draws 30 bars, not a copy of a million values
+        counts, edges = np.histogram(frame[c].dropna().to_numpy(dtype=float), bins=30)
+        handles.setdefault("replicates", ax.hist(edges[:-1], edges, weights=counts, color="#4C72B0")[2][0])
         row = bounds.get(c, {})
         for key in ("pct_low", "pct_high"):
             if row.get(key) is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hpcml.errors import SpecError
+from hpcml.records import counts
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
@@ -24,14 +25,16 @@ def run_job(store: RunStore) -> Job:
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
+    """Counts of done, failed and missing tasks, and each failure; read as Arrow columns (a
+    finished run's results.parquet alone), never as a Python object per task."""
     store = RunStore(run_dir)
     job = run_job(store)
     total = job.n_tasks
-    latest = store.latest_records()
-    done = int((latest["status"] == "ok").sum()) if not latest.empty else 0
-    failed = latest.loc[latest["status"] != "ok"] if not latest.empty else latest
-    return {"name": job.spec.name, "total": total, "done": done, "failed": len(failed),
-            "missing": total - done - len(failed),
-            "failures": [{"task_id": r.task_id, "attempt": int(r.attempt), "error": getattr(r, "error", "")}
-                         for r in failed.itertuples()]}
-
+    done, failed = counts(store.latest_table(["task_index", "status"]))
+    if failed.num_rows:  # the failures' ids and errors, read only when there are some
+        failed = counts(store.latest_table(["task_id", "task_index", "status", "attempt", "error"]))[1]
+    failures = failed.select([c for c in ("task_id", "attempt", "error") if c in failed.column_names]).to_pylist()
+    return {"name": job.spec.name, "total": total, "done": done, "failed": len(failures),
+            "missing": total - done - len(failures),
+            "failures": [{"task_id": r["task_id"], "attempt": int(r["attempt"]), "error": r.get("error") or ""}
+                         for r in failures]}

@@ -24,19 +24,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hpcml import rundir
+from hpcml import records, rundir
 from hpcml.chunks import Chunk
 from hpcml.data.fingerprint import check_same_data, fingerprint
 from hpcml.errors import SpecError
 from hpcml.runlock import LOCK_NAME, RunLock
 
 CHUNKS = "chunks"
+RESULTS = "results.parquet"
 DAMAGED = "damaged"  # chunk files that could not be read, kept for inspection
-REQUIRED = {"task_id", "task_index", "status", "attempt"}
 log = logging.getLogger("hpcml")
 
 
@@ -54,11 +55,15 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes, until: float | None = None) -> bool:
     """Write ``data`` to ``path`` all at once or not at all. ``until``: a wall-clock time
     after which the file must not appear (checked last, just before the rename); False then."""
+    return _atomic_write(path, lambda fh: fh.write(data), until)
+
+
+def _atomic_write(path: Path, write, until: float | None = None) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         if until is not None and time.time() > until:
@@ -84,7 +89,9 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
-    atomic_write_bytes(path, parquet_bytes(table))
+    """The Parquet file of ``table``, written atomically and streamed to disk (a big table's
+    file is never held in memory as well)."""
+    _atomic_write(path, lambda fh: pq.write_table(table, fh, row_group_size=1 << 16))
 
 
 def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]],
@@ -97,7 +104,7 @@ def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[st
     # record (no outputs) would drop the outputs of every ok record after it. Every record gets
     # every column (None where it has none).
     columns = list(dict.fromkeys(key for record in records for key in record))
-    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in records])
+    table = pa.table({c: [r.get(c) for r in records] for c in columns})  # by column: 2-3x faster than by row
     return path if atomic_write_bytes(path, parquet_bytes(table), until) else None
 
 
@@ -197,23 +204,15 @@ class RunStore:
     def chunk_files(self) -> list[Path]:
         return sorted(self.chunks_dir.glob("chunk-*.parquet")) if self.chunks_dir.exists() else []
 
-    def _read_chunk(self, f: Path, columns: list[str] | None) -> pd.DataFrame | None:
+    def _read_chunk(self, f: Path, columns: list[str] | None) -> pa.Table | None:
         """A chunk file's records, or None after setting a damaged file aside."""
         try:
-            table = pq.read_table(f, columns=columns) if columns else pq.read_table(f)
-            names = set(table.column_names)
-            if not REQUIRED <= names and not (columns and set(columns) <= names):
-                raise ValueError(f"not a chunk of records (columns: {', '.join(sorted(names)[:5])})")
-            frame = table.to_pandas()
-            if "task_index" in frame:
-                frame["task_index"] = frame["task_index"].astype(int)
+            return records.read_chunk_table(f, columns)
         except FileNotFoundError:  # set aside by another reader this instant
             return None
         except Exception as err:
             self._set_aside(f, err)
             return None
-        frame["_file_mtime"] = f.stat().st_mtime_ns
-        return frame
 
     def _set_aside(self, f: Path, err: Exception) -> None:
         target = self.path / DAMAGED / f.name
@@ -225,20 +224,41 @@ class RunStore:
         log.warning("damaged chunk file set aside: %s (%s); its tasks will run again on --resume",
                     target, f"{type(err).__name__}: {err}".splitlines()[0][:160])
 
-    def read_records(self, columns: list[str] | None = None) -> pd.DataFrame:
-        frames = []
+    def _read(self, columns: list[str] | None) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """Every chunk's records as one table; each file's row count and modification time."""
+        parts, batch, rows, times = [], [], [], []
         for f in self.chunk_files():
-            frame = self._read_chunk(f, columns)
-            if frame is not None:
-                frames.append(frame)
-        if not frames:
-            return pd.DataFrame(columns=["task_id", "task_index", "status", "attempt"])
-        frame = pd.concat(frames, ignore_index=True)
-        # Failure records lack the outputs, so concat widens integer outputs to float; remember
-        # the type the ok records wrote, to restore it once only ok records remain.
-        frame.attrs["ok_dtypes"] = {c: t for f in frames if "status" in f and f["status"].eq("ok").all()
-                                    for c, t in f.dtypes.items()}
-        return frame
+            table = self._read_chunk(f, columns)
+            if table is not None:
+                batch.append(table)
+                rows.append(table.num_rows)
+                times.append(f.stat().st_mtime_ns)
+            if len(batch) == 32:  # fewer, larger buffers: a million records take less memory
+                parts.append(records.concat(batch).combine_chunks())
+                batch = []
+        parts += batch
+        if not parts:
+            return records.empty(), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return records.concat(parts), np.array(rows, dtype=np.int64), np.array(times, dtype=np.int64)
+
+    def read_table(self, columns: list[str] | None = None) -> pa.Table:
+        """Every record of every chunk file (a task retried has several), as Arrow."""
+        return self._read(columns)[0]
+
+    def read_records(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.read_table(columns).to_pandas()
+
+    def latest_table(self, columns: list[str] | None = None) -> pa.Table:
+        """One record per task, as Arrow: an ``ok`` record if any exists, else its latest failure.
+
+        While a finished run's results.parquet holds exactly its chunk files, it is read
+        instead of every chunk file.
+        """
+        need = None if columns is None else list(dict.fromkeys([*columns, "task_index", "status"]))
+        table = self.consolidated(need)
+        if table is None:
+            table = records.tidy(records.latest(*self._read(need)))
+        return table if columns is None else table.select([c for c in columns if c in table.column_names])
 
     def latest_records(self, columns: list[str] | None = None) -> pd.DataFrame:
         """One row per task: an ``ok`` record if any exists, else its latest failure.
@@ -246,34 +266,44 @@ class RunStore:
         A run whose failures were all retried or resumed reads like a run without failures:
         no all-empty ``error``/``traceback`` columns, outputs in the type the tasks wrote.
         """
-        frame = self.read_records(columns)
-        if frame.empty:
-            return frame.drop(columns="_file_mtime", errors="ignore")
-        ok_dtypes = frame.attrs.pop("ok_dtypes", {})
-        frame["_ok"] = frame["status"].eq("ok")
-        frame = frame.sort_values(["task_index", "_ok", "_file_mtime"], kind="stable")
-        frame = frame.drop_duplicates("task_index", keep="last").drop(columns=["_ok", "_file_mtime"])
-        frame = frame.sort_values("task_index", kind="stable").reset_index(drop=True)
-        if frame["status"].eq("ok").all():
-            frame = frame.drop(columns=[c for c in ("error", "traceback") if c in frame and frame[c].isna().all()])
-            frame = frame.astype({c: t for c, t in ok_dtypes.items() if c in frame and frame[c].dtype != t})
-        return frame
+        return self.latest_table(columns).to_pandas()
 
     def completed(self) -> set[int]:
-        frame = self.read_records(["task_index", "status"])
-        return set(frame.loc[frame["status"] == "ok", "task_index"].astype(int))
+        return set(self.done_indices().tolist())
+
+    def done_indices(self) -> np.ndarray:
+        """The tasks with an ``ok`` record (sorted NumPy array; no Python object per task)."""
+        return records.ok_indices(self.latest_table(["task_index", "status"]))
+
+    def consolidated(self, columns: list[str] | None) -> pa.Table | None:
+        """results.parquet, if it was consolidated from exactly the chunk files there are now
+        (none added, none set aside since); else None."""
+        path = self.path / RESULTS
+        try:
+            meta = pq.read_schema(path).metadata or {}
+            stamp = path.stat().st_mtime_ns
+            files = self.chunk_files()
+            if meta.get(records.CHUNK_COUNT_KEY) != str(len(files)).encode() or \
+                    any(f.stat().st_mtime_ns >= stamp for f in files):
+                return None
+            return records.read_chunk_table(path, columns)
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
+    def consolidate_table(self) -> pa.Table:
+        """Write results.parquet from the chunk files (one row per task) and return it."""
+        table, rows, times = self._read(None)
+        table = records.tidy(records.latest(table, rows, times))
+        meta = dict(table.schema.metadata or {})
+        meta[records.CHUNK_COUNT_KEY] = str(len(rows)).encode()
+        atomic_write_table(self.path / RESULTS, table.replace_schema_metadata(meta))
+        return table
 
     def consolidate(self) -> pd.DataFrame:
-        frame = self.latest_records()
-        ordered = ["task_id", "task_index", "status", "attempt", "seconds"]
-        tail = [c for c in ("error", "traceback") if c in frame.columns]
-        rest = [c for c in frame.columns if c not in ordered and c not in tail]
-        frame = frame[[c for c in ordered if c in frame.columns] + rest + tail]
-        atomic_write_table(self.path / "results.parquet", pa.Table.from_pandas(frame, preserve_index=False))
-        return frame
+        return self.consolidate_table().to_pandas()
 
     def results(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "results.parquet")
+        return pd.read_parquet(self.path / RESULTS)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)

@@ -64,12 +64,13 @@ class TaskLookup:
 
     def __init__(self, job):
         self.job, self.n = job, job.n_tasks
+        self.plan, self.options = job.plan, job.spec.plan.options  # looked up once, not per task
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, index: int) -> Task:
-        return self.job.plan.task(self.job, index)
+        return Task(index, self.plan.task_id(index), self.plan.params_at(self.options, index))
 
 
 @functools.lru_cache(maxsize=4)
@@ -174,6 +175,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
             group = job.plan.group_size(job)
             grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
                 if group > 1 else {}
+            plan, timeout_s = job.plan, job.spec.timeout_s
             for i in order.chunk.indices:
                 task = tasks[i]
                 if i in grouped:
@@ -184,8 +186,11 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
                     continue
                 t0 = time.perf_counter()
                 try:
-                    with watched(watch, [i], job.spec.timeout_s), deadline(job.spec.timeout_s):
-                        outputs = run_task(job, data, task, order.run_dir, shared)
+                    if timeout_s:
+                        with watched(watch, [i], timeout_s), deadline(timeout_s):
+                            outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
+                    else:  # no deadline to arm, nothing for a watcher to give up on: no context manager per task
+                        outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
                 except Exception as err:
                     result.failed[i] = _failure_line(err)
                     records.append(failure_record(i, task.id, _failure_line(err), traceback.format_exc(),

@@ -81,10 +81,11 @@ def dataset_key(spec, features: list[str] | None, needs_target: bool) -> str:
     elif ":" not in spec.source.split("/")[0] and path.is_file():
         described["source"] = {"sha256": file_digest(path)}  # content, not name
     else:  # generated data: the same spec and library versions give the same numbers
-        import pandas
-        import sklearn
+        from importlib.metadata import version
 
-        described["versions"] = [np.__version__, pandas.__version__, sklearn.__version__]
+        # versions read from the installed metadata: no import of scikit-learn (a second or
+        # two) in a driver whose data needs none
+        described["versions"] = [np.__version__, version("pandas"), version("scikit-learn")]
     text = json.dumps({"format": FORMAT, "data": described, "features": features, "target": needs_target},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,26 +1,38 @@
 """The end of every run, however it was driven: consolidate the chunk files, summarize, plot."""
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hpcml.store import RunStore
 
 log = logging.getLogger("hpcml")
 
 
-@dataclass
 class RunResult:
-    run_dir: Path
-    results: pd.DataFrame
-    summary: dict[str, Any]
-    n_tasks: int
-    n_failed: int
-    seconds: float
+    """A finished run: its directory, one record per task (read from results.parquet on first
+    use when the run was not run here), its summary, counts and seconds."""
+
+    def __init__(self, run_dir: Path, results: pd.DataFrame | pa.Table | None, summary: dict[str, Any],
+                 n_tasks: int, n_failed: int, seconds: float):
+        self.run_dir, self._results, self.summary = Path(run_dir), results, summary
+        self.n_tasks, self.n_failed, self.seconds = n_tasks, n_failed, seconds
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per task (built on first use: a command line run of a million tasks that
+        only reports its summary never holds them as Python objects)."""
+        if self._results is None:
+            self._results = RunStore(self.run_dir).results()
+        elif isinstance(self._results, pa.Table):
+            self._results = self._results.to_pandas()
+        return self._results
 
     @property
     def ok(self) -> bool:
@@ -28,6 +40,16 @@ class RunResult:
 
     def failures(self) -> pd.DataFrame:
         return self.results.loc[self.results["status"] != "ok"]
+
+    def __repr__(self) -> str:
+        return (f"RunResult(run_dir={str(self.run_dir)!r}, n_tasks={self.n_tasks}, n_failed={self.n_failed}, "
+                f"seconds={self.seconds})")
+
+
+def summary_frame(table: pa.Table) -> pd.DataFrame:
+    """The records as the plans' summaries read them: text columns stay in Arrow's buffers
+    (a million task ids are not a million Python strings); numbers are NumPy columns."""
+    return table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
 
 
 def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
@@ -55,9 +77,10 @@ def write_plots(job, results: pd.DataFrame, summary: dict[str, Any], plot_dir: P
 
 def finish(job, store: RunStore, seconds: float, plots: bool = True) -> RunResult:
     """Consolidate, summarize, plot: the run directory's final state."""
-    results = store.consolidate()
+    table = store.consolidate_table()
+    results = summary_frame(table)
     n_tasks = job.n_tasks
-    n_failed = n_tasks - int((results["status"] == "ok").sum()) if not results.empty else n_tasks
+    n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
     summary = summarize(job, results, store.path)
     summary["run"] = {"tasks": n_tasks, "failed": n_failed, "seconds": round(seconds, 3),
                       "backend": job.spec.backend.name}
@@ -69,7 +92,22 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True) -> RunResul
             log.warning("plots skipped: %s", err)
     if job.spec.tracking is not None:
         _track(job, store.path, results, summary)
-    return RunResult(store.path, results, summary, n_tasks, n_failed, seconds)
+    return RunResult(store.path, table, summary, n_tasks, n_failed, seconds)
+
+
+def is_finished(job, store: RunStore) -> bool:
+    """Whether every task has an ok record, consolidated and summarized (read from
+    results.parquet's status column; no chunk file is read)."""
+    statuses = store.consolidated(["status"]) if (store.path / "summary.json").exists() else None
+    return statuses is not None and statuses.num_rows == job.n_tasks and \
+        statuses["status"].null_count == 0 and pc.all(pc.equal(statuses["status"], "ok")).as_py() is True
+
+
+def recorded(job, store: RunStore) -> RunResult:
+    """The finished run as it was recorded (its results are read when first asked for)."""
+    summary = json.loads((store.path / "summary.json").read_text())
+    seconds = float((summary.get("run") or {}).get("seconds", 0.0))
+    return RunResult(store.path, None, summary, job.n_tasks, 0, seconds)
 
 
 def _track(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) -> None:

@@ -2,18 +2,21 @@
 a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver."""
 from __future__ import annotations
 
+import logging
 import time
 
 from hpcml.backends import make_backend
 from hpcml.chunks import chunk_size_for
 from hpcml.drivers.attempts import run_attempts
-from hpcml.drivers.finish import RunResult, finish
+from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
 from hpcml.progress import Progress
+from hpcml.records import missing
 from hpcml.rundir import check_output, remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore
 
+log = logging.getLogger("hpcml")
 
 def check_job(job: Job) -> None:
     """Everything that can be known wrong before a run directory exists."""
@@ -42,10 +45,20 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
         from hpcml.drivers.spark_engine import execute_mllib
 
         return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
+    store = RunStore(job.output)
+    if resume and is_finished(job, store):
+        # Nothing to run: the spec and data checks of a resume, then the run as it was
+        # recorded (its summary and time are not rewritten).
+        store.prepare(job, resume=True)
+        try:
+            if is_finished(job, store):
+                log.info("%s: every task has a result; nothing to run", store.path)
+                return recorded(job, store)
+        finally:
+            store.release()
     check_job(job)
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
-    store = RunStore(job.output)
     fresh = not (resume and store.exists())
     store.prepare(job, resume=resume, overwrite=overwrite)
     try:
@@ -57,8 +70,7 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
 
 def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool) -> None:
     spec = job.spec
-    done = store.completed() if resume else set()
-    todo = [i for i in range(job.n_tasks) if i not in done]
+    todo = missing(job.n_tasks, store.done_indices() if resume else ())
     if not todo:
         return
     bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)

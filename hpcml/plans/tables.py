@@ -26,7 +26,10 @@ def output_columns(results: pd.DataFrame) -> list[str]:
 
 
 def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
-    return results.loc[results["status"] == "ok"] if "status" in results else results
+    if "status" not in results:
+        return results
+    ok = results["status"] == "ok"
+    return results if ok.all() else results.loc[ok]  # no copy of a run whose every task is ok
 
 
 def mean_sd_table(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
