@@ -73,7 +73,7 @@ def _widened(kind) -> "object":
     return pa.string()
 
 
-def csv_columns(path: Path, block_bytes: int = 1 << 24):
+def csv_columns(path: Path, block_bytes: int = 1 << 20):
     """A CSV file, streamed block by block (``pyarrow.csv.open_csv``) into a temporary Parquet
     file whose columns are then read one at a time. Column types are inferred from the first
     block; a column whose later values do not fit is widened (empty -> int -> float -> text)
