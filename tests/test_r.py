@@ -206,6 +206,31 @@ def test_rpy2_info_lines_are_silenced():
     assert logging.getLogger("rpy2").getEffectiveLevel() >= logging.WARNING
 
 
+def test_an_r_object_dropped_in_another_thread_waits_until_r_is_free():
+    # A Dask worker's profiler thread drops the frames (and the R objects in them) of R calls
+    # the task thread has finished; releasing them there while R runs could corrupt R.
+    import threading
+
+    from rpy2.rinterface_lib import _rinterface_capi as capi
+
+    with bridge.session() as ro:
+        box = [ro.r("new.env()")]  # kept alive by this Python object only
+        rid = capi.get_rid(box[0].__sexp__._cdata)
+        assert rid in capi._R_PRESERVED
+        other = threading.Thread(target=box.clear)  # the last reference goes in another thread
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive()  # that thread did not wait for R ...
+        assert rid in capi._R_PRESERVED  # ... nor release the object while this thread holds R
+    assert rid not in capi._R_PRESERVED  # released as soon as R was free
+    box.append(bridge.evaluate("new.env()"))  # with R free, another thread releases at once
+    rid = capi.get_rid(box[0].__sexp__._cdata)
+    other = threading.Thread(target=box.clear)
+    other.start()
+    other.join(timeout=30)
+    assert rid not in capi._R_PRESERVED
+
+
 def test_an_rds_closure_returns_any_r_value(tmp_path):
     rds = tmp_path / "task.rds"
     bridge.evaluate(f'local({{ big <- 1:10; f <- function(task_index) list(i = task_index, s = sum(big), '

@@ -19,6 +19,9 @@ import pandas as pd
 
 # rpy2's embedded R is one per process and not thread-safe: calls are serialized.
 _LOCK = threading.RLock()
+# R objects whose last Python reference another thread dropped while R was busy (see _guard_releases).
+_PENDING: list[Any] = []
+_RELEASE: list[Any] = []  # rpy2's own release function, once guarded
 
 
 class RError(RuntimeError):
@@ -50,7 +53,48 @@ def _r():
     # R's console output would interleave with progress bars; warnings stay visible in the log.
     callbacks.consolewrite_print = lambda text: None
     callbacks.consolewrite_warnerror = lambda text: None
+    _guard_releases()
     return ro
+
+
+def _guard_releases() -> None:
+    """Release R objects only while no other thread runs R.
+
+    rpy2 releases an R object (``R_ReleaseObject``, and its own count of references) in
+    whichever thread drops the last Python reference to it, with the GIL released, and
+    nothing stops that from happening while another thread is inside R. In a Dask worker that
+    thread exists: for Dask's profiler, the worker's event loop takes the task thread's frames
+    every 10 ms (``Worker.trigger_profile``) and drops them when it is done, so the locals of
+    an R call that returned meanwhile (an R function, a data.frame) are released in the event
+    loop's thread while the task thread may already be inside R again; the garbage collector
+    can do the same from any thread. Two threads changing R's list of protected
+    objects at once can corrupt it, and a corrupted list can make R loop forever. So a
+    release asked for while another thread holds R waits in ``_PENDING`` and is done when
+    that thread lets R go.
+    """
+    from rpy2.rinterface_lib import _rinterface_capi as capi
+
+    if _RELEASE:
+        return
+    release = capi._release
+    _RELEASE.append(release)
+
+    def guarded(cdata) -> None:
+        if _LOCK.acquire(blocking=False):  # this thread holds R already, or nobody does
+            try:
+                release(cdata)
+            finally:
+                _LOCK.release()
+        else:
+            _PENDING.append(cdata)
+
+    capi._release = guarded  # SexpCapsule.__del__ looks the name up in its module at each call
+
+
+def _release_pending() -> None:
+    """Do the releases other threads asked for while R was busy (the caller holds R)."""
+    while _PENDING:
+        _RELEASE[0](_PENDING.pop())
 
 
 def r():
@@ -72,7 +116,10 @@ def session():
     from rpy2.robjects.conversion import localconverter
 
     with _LOCK, localconverter(ro.default_converter):
-        yield ro
+        try:
+            yield ro
+        finally:
+            _release_pending()
 
 
 def _message(err: Exception) -> str:
