@@ -27,6 +27,13 @@ def _hpcml_r_call(fn, *args, **kwargs):
         return fn(*args, **kwargs), None
     except hpcml.SpecError as err:
         return None, err
+
+# Serialized R values (bytes, one per task) as one uint8 array and their lengths: one
+# conversion to R instead of one per task.
+def _hpcml_r_blobs(values):
+    import numpy
+    blobs = [v if isinstance(v, (bytes, bytearray)) else b'' for v in values]
+    return numpy.frombuffer(b''.join(blobs) or b'\\0', dtype='uint8'), [len(b) for b in blobs]
 "
 
 py_modules <- function() {
@@ -39,6 +46,7 @@ py_modules <- function() {
     reticulate::py_run_string(.fix_ld_path)
     reticulate::py_run_string(.spec_guard)
     .hpcml$guard <- reticulate::import_main(convert = FALSE)$`_hpcml_r_call`
+    .hpcml$blobs <- reticulate::import_main(convert = FALSE)$`_hpcml_r_blobs`
     .hpcml$pandas <- reticulate::import("pandas")
     .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE)
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE)

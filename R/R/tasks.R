@@ -132,13 +132,16 @@ task_values <- function(frame, n) {
   } else {
     rep(list(NULL), length(index))
   }
-  blobs <- if (any(status == "ok")) frame$result$tolist() else NULL
+  if (any(status == "ok")) {  # every value's bytes in one conversion, then cut apart here
+    pair <- m$blobs(frame$result$tolist())
+    raw <- as.raw(reticulate::py_to_r(reticulate::py_get_item(pair, 0L)))
+    ends <- cumsum(as.integer(reticulate::py_to_r(reticulate::py_get_item(pair, 1L))))
+  }
   out <- rep(list(list(ok = FALSE, value = NULL, error = "no result")), n)
   for (k in seq_along(index)) {
     if (identical(status[k], "ok")) {
-      bytes <- reticulate::py_get_item(blobs, k - 1L)
-      raw <- as.raw(reticulate::py_to_r(m$numpy$frombuffer(bytes, dtype = "uint8")))
-      out[[index[k] + 1L]] <- list(ok = TRUE, value = unserialize(raw), error = NULL)
+      start <- if (k == 1L) 1L else ends[k - 1L] + 1L
+      out[[index[k] + 1L]] <- list(ok = TRUE, value = unserialize(raw[start:ends[k]]), error = NULL)
     } else {
       out[[index[k] + 1L]] <- list(ok = FALSE, value = NULL, error = task_error(errors[[k]]))
     }

@@ -113,13 +113,25 @@ def session():
     whole fit inside this.
     """
     ro = r()
-    from rpy2.robjects.conversion import localconverter
+    from rpy2.robjects import conversion
 
-    with _LOCK, localconverter(ro.default_converter):
+    # What rpy2's localconverter(default_converter) does, without copying every rule into a
+    # new Converter each time (a millisecond per call, several calls per task): the rules
+    # are copied once per process and only set for this thread while it holds R.
+    with _LOCK:
+        token = conversion.converter_ctx.set(_default_rules())
         try:
             yield ro
         finally:
+            conversion.converter_ctx.reset(token)
             _release_pending()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_rules():
+    from rpy2.robjects.conversion import Converter
+
+    return Converter("hpcml-default", template=r().default_converter)
 
 
 def _message(err: Exception) -> str:
@@ -134,13 +146,35 @@ def _message(err: Exception) -> str:
 
 
 def evaluate(code: str) -> Any:
-    """Evaluate R code in R's global environment; R errors -> :class:`RError`."""
+    """Evaluate R code in R's global environment; R errors -> :class:`RError`.
+
+    What ``ro.r(code)`` does, with the parsed code kept for the next call of the same code
+    (kinds evaluate the same few lines for every task)."""
     ro = r()
     from rpy2.rinterface_lib.embedded import RRuntimeError
 
     with session():
         try:
-            return ro.r(code)
+            return function("eval")(_parsed(code))
+        except RRuntimeError as err:
+            raise RError(_message(err)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def function(name: str) -> Any:
+    """A function of R's base package (``serialize``, ``eval``), looked up once per process:
+    rpy2 builds a Python wrapper for every lookup (milliseconds)."""
+    return r().baseenv[name]
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(code: str) -> Any:
+    import rpy2.rinterface as ri
+    from rpy2.rinterface_lib.embedded import RRuntimeError
+
+    with _LOCK:
+        try:
+            return ri.parse(code)
         except RRuntimeError as err:
             raise RError(_message(err)) from None
 
@@ -158,7 +192,17 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def seed(value: int) -> None:
     """Seed R's generator: L'Ecuyer-CMRG, whose streams doParallel's workers also derive from."""
-    evaluate(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({int(value)}L)')
+    call(_seeder(), int(value))
+
+
+@functools.lru_cache(maxsize=1)
+def _seeder() -> Any:
+    return evaluate('function(seed) { RNGkind("L\'Ecuyer-CMRG"); set.seed(seed) }')
+
+
+def raw_bytes(value: Any) -> bytes:
+    """An R raw vector (e.g. what ``serialize`` returns) as bytes, copied at once, not byte by byte."""
+    return np.asarray(value, dtype=np.uint8).tobytes()
 
 
 def to_r(value: Any) -> Any:

@@ -145,7 +145,7 @@ class RFunctionKind(RKindBase):
         kwargs.update({k: bridge.to_r(v) if isinstance(v, (dict, list)) else v for k, v in params.args.items()})
         value = bridge.call(fn, **kwargs)
         if params.result == "object":
-            return {"result": bytes(bridge.call(bridge.r().r["serialize"], value, bridge.r().NULL))}
+            return {"result": bridge.raw_bytes(bridge.call(bridge.function("serialize"), value, bridge.r().NULL))}
         return bridge.scalars(value, "the R function")
 
 
