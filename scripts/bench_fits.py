@@ -158,9 +158,6 @@ def main() -> None:
     from threadpoolctl import threadpool_info
 
     print(f"load average before: {os.getloadavg()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
-    for pool in threadpool_info():  # which kernel each BLAS runs (NumPy's and SciPy's differ)
-        print(f"  {pool['internal_api']} {pool.get('version')} {pool.get('architecture', '')} "
-              f"threads={pool['num_threads']} ({os.path.basename(pool['filepath'])})")
     rows = []
     if "pca" in args.only:
         rows += bench_pca(*args.pca, args.repeats)
@@ -170,6 +167,9 @@ def main() -> None:
         rows += bench_logistic(*args.logistic, args.repeats)
     table(rows)
     print(f"load average after: {os.getloadavg()}")
+    for pool in threadpool_info():  # which kernel each BLAS ran (NumPy's and SciPy's differ)
+        print(f"  {pool['internal_api']} {pool.get('version')} {pool.get('architecture', '')} "
+              f"threads={pool['num_threads']} ({os.path.basename(pool['filepath'])})")
 
 
 if __name__ == "__main__":

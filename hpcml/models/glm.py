@@ -94,7 +94,7 @@ def _design(X: np.ndarray, w: np.ndarray, fit_intercept: bool) -> tuple[np.ndarr
     A = np.empty((X.shape[0], cols.size))  # the kept columns only, one copy
     if fit_intercept:
         A[:, 0] = 1.0
-    A[:, int(fit_intercept):] = X[:, kept]
+    A[:, int(fit_intercept):] = X if kept.size == X.shape[1] else X[:, kept]
     return A, cols
 
 
