@@ -115,11 +115,14 @@ def test_shards_of_a_set_read_only_their_own_row_groups(tmp_path, files, monkeyp
 
 
 def test_the_fingerprint_covers_every_file_of_the_set(tmp_path, files, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # relative paths: the refusal's line shows the file's name whole
+    # Relative paths, so the refusal's line shows the file's name whole; fresh workers, which
+    # start in this directory.
+    monkeypatch.chdir(tmp_path)
     plan = {"bootstrap": {"replicates": 2}}
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(small_spec(tmp_path, data={"source": "big", "target": "y"}, model={"kind": "ols"},
-                                              plan=plan, output="run", backend={"name": "local", "workers": 1})))
+                                              plan=plan, output="run",
+                                              backend={"name": "local", "workers": 1, "reuse_workers": False})))
     assert CliRunner().invoke(app, ["run", str(spec), "--quiet"]).exit_code == 0
     key = dataset_key(DataSpec(source="big", target="y"), None, True)
     changed = _table()
