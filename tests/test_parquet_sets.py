@@ -16,6 +16,7 @@ from hpcml.cli import app
 from hpcml.data.mapped import dataset_key
 from hpcml.data.shards import lazy_rows
 from hpcml.data.sources import full_load
+from hpcml.errors import SpecError
 from hpcml.spec import DataSpec
 from tests.conftest import assert_same_results, small_spec
 
@@ -114,22 +115,28 @@ def test_shards_of_a_set_read_only_their_own_row_groups(tmp_path, files, monkeyp
     assert_same_results(_run(tmp_path, one, "one", plan).results, _run(tmp_path, parts, "set", plan).results)
 
 
-def test_the_fingerprint_covers_every_file_of_the_set(tmp_path, files, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # relative paths: the refusal's line shows the file's name whole
+def test_the_fingerprint_covers_every_file_of_the_set(tmp_path, files):
+    one, parts = files
     plan = {"bootstrap": {"replicates": 2}}
-    spec = tmp_path / "job.yaml"
-    spec.write_text(yaml.safe_dump(small_spec(tmp_path, data={"source": "big", "target": "y"}, model={"kind": "ols"},
-                                              plan=plan, output="run", backend={"name": "local", "workers": 1})))
-    assert CliRunner().invoke(app, ["run", str(spec), "--quiet"]).exit_code == 0
-    key = dataset_key(DataSpec(source="big", target="y"), None, True)
+    assert _run(tmp_path, parts, "run", plan).ok
+    key = dataset_key(DataSpec(source=str(parts), target="y"), None, True)
     changed = _table()
     changed.loc[1000, "x1"] = 0.5  # a row of the middle file
-    changed.iloc[700:1500].to_parquet("big/part-00001.parquet", row_group_size=200)
-    assert dataset_key(DataSpec(source="big", target="y"), None, True) != key  # no stale shared copy
-    result = CliRunner().invoke(app, ["run", str(spec), "--resume", "--quiet"])
-    assert result.exit_code == 2 and result.output.startswith("error: data.source: the data file changed") \
-        and "big/part-00001.parquet" in result.output, result.output
+    changed.iloc[700:1500].to_parquet(parts / "part-00001.parquet", row_group_size=200)
+    assert dataset_key(DataSpec(source=str(parts), target="y"), None, True) != key  # no stale shared copy
+    with pytest.raises(SpecError) as refused:
+        _run(tmp_path, parts, "run", plan, resume=True)
+    [(field, value, message)] = refused.value.problems
+    assert (field, value) == ("data.source", str(parts / "part-00001.parquet")) and "changed" in message
     # A file added to the set is refused too.
-    _table().iloc[:10].to_parquet("big/part-00003.parquet")
+    _table().iloc[:10].to_parquet(parts / "part-00003.parquet")
+    with pytest.raises(SpecError) as refused:
+        _run(tmp_path, parts, "run", plan, resume=True)
+    assert refused.value.problems[0][:2] == ("data.source", str(parts / "part-00003.parquet"))
+    # On the command line: one line, exit 2.
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(tmp_path, data={"source": str(parts), "target": "y"},
+                                              model={"kind": "ols"}, plan=plan, output=str(tmp_path / "run"))))
     result = CliRunner().invoke(app, ["run", str(spec), "--resume", "--quiet"])
-    assert result.exit_code == 2 and "big/part-00003.parquet" in result.output, result.output
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: data.source: this file was not part of the run's data"), result.output

@@ -1,7 +1,8 @@
 """Dask: a LocalCluster on this machine, an existing scheduler, or batch jobs via dask-jobqueue.
 
-One dask task per chunk (``execute_chunk`` on a :class:`WorkOrder`), results streamed with
-``distributed.as_completed``. Workers load the job's data once per process: a worker plugin
+One dask task per chunk (``execute_chunk`` on a :class:`WorkOrder`; with ``timeout_s``, watched
+by ``dask_watch.watched_chunk`` so a task stuck in C code is given up on and its worker
+restarted), results streamed with ``distributed.as_completed``. Workers load the job's data once per process: a worker plugin
 warms the per-process cache when a worker joins, so data never travels inside a task.
 
 A worker that dies mid-chunk is handled twice over: Dask itself reruns the chunk on another
