@@ -349,3 +349,26 @@ def test_another_backend_on_the_command_line_drops_the_specs_backend_options(tmp
     assert job.spec.backend.name == "local" and not job.spec.backend.model_extra
     assert any("ignoring the spec's spark options: spark_master" in r.getMessage() for r in caplog.records)
     assert _run(path, "--backend", "local").exit_code == 0
+
+
+@pytest.mark.timeout(300)
+def test_warm_workers_follow_the_drivers_directory(tmp_path, monkeypatch):
+    """Two jobs in one process, started from two directories, each with its own data.csv: the
+    relative data path means each directory's file, never the file the warm workers saw first."""
+    import hpcml
+
+    rng = np.random.default_rng(3)
+    spec = {"name": "cwd", "seed": 1, "data": {"source": "data.csv", "target": "y"},
+            "model": {"kind": "ols"}, "plan": {"bootstrap": {"replicates": 4}},
+            "backend": {"name": "local", "workers": 2, "reuse_workers": True}}
+    results = {}
+    for name, slope in (("a", 1.0), ("b", -5.0)):
+        (tmp_path / name).mkdir()
+        x = rng.normal(size=50)
+        pd.DataFrame({"x": x, "y": slope * x + rng.normal(scale=0.01, size=50)}).to_csv(tmp_path / name / "data.csv", index=False)
+        monkeypatch.chdir(tmp_path / name)
+        result = hpcml.run(spec, out="run", progress=False, plots=False)
+        assert result.ok and (tmp_path / name / "run" / "results.parquet").exists()
+        results[name] = result.results
+    assert np.allclose(results["a"]["coef_x"], 1.0, atol=0.05)
+    assert np.allclose(results["b"]["coef_x"], -5.0, atol=0.05)

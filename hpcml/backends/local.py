@@ -57,7 +57,7 @@ def _healthy(pool: ProcessPoolExecutor) -> bool:
 
 
 # Pools kept for the next job of this process, by (workers, start method).
-_WARM: dict[tuple[int, str], ProcessPoolExecutor] = {}
+_WARM: dict[tuple[int, str, str], ProcessPoolExecutor] = {}
 
 
 def _shutdown_warm() -> None:
@@ -69,10 +69,13 @@ def _shutdown_warm() -> None:
 atexit.register(_shutdown_warm)
 
 
-def start_worker(job_json: str, driver_pid: int) -> None:
-    """Pool initializer: die with the driver, leave Ctrl-C to it, load the data once."""
+def start_worker(job_json: str, driver_pid: int, driver_dir: str) -> None:
+    """Pool initializer: die with the driver, leave Ctrl-C to it, work in the driver's
+    directory (relative data, code and output paths mean what they mean to the driver),
+    load the data once."""
     die_with(driver_pid)
     ignore_interrupts()
+    os.chdir(driver_dir)
     warm_cache(job_json)
 
 
@@ -99,8 +102,10 @@ class LocalBackend(Backend):
             method = "fork"
         return method
 
-    def _key(self) -> tuple[int, str]:
-        return self.workers, self._method()
+    def _key(self) -> tuple[int, str, str]:
+        # A warm pool serves only a job started from the same directory: its workers resolved
+        # (and cached) relative paths there.
+        return self.workers, self._method(), os.getcwd()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         method = self._method()
@@ -108,7 +113,7 @@ class LocalBackend(Backend):
         if method == "forkserver":
             ctx.set_forkserver_preload(["hpcml.worker", "hpcml.data", "hpcml.spec"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=start_worker,
-                                   initargs=(self._job_json, os.getpid()))
+                                   initargs=(self._job_json, os.getpid(), os.getcwd()))
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         assert self._pool is not None, "start() first"
