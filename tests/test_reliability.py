@@ -352,9 +352,10 @@ def test_another_backend_on_the_command_line_drops_the_specs_backend_options(tmp
 
 
 @pytest.mark.timeout(300)
-def test_warm_workers_follow_the_drivers_directory(tmp_path, monkeypatch):
+def test_warm_workers_follow_the_drivers_directory_and_changed_files(tmp_path, monkeypatch):
     """Two jobs in one process, started from two directories, each with its own data.csv: the
-    relative data path means each directory's file, never the file the warm workers saw first."""
+    relative data path means each directory's file, never the file the warm workers saw first;
+    and a file rewritten between two jobs is read anew."""
     import hpcml
 
     rng = np.random.default_rng(3)
@@ -372,3 +373,8 @@ def test_warm_workers_follow_the_drivers_directory(tmp_path, monkeypatch):
         results[name] = result.results
     assert np.allclose(results["a"]["coef_x"], 1.0, atol=0.05)
     assert np.allclose(results["b"]["coef_x"], -5.0, atol=0.05)
+    # The same path rewritten between two jobs of the process: the new contents, not the cached ones.
+    x = rng.normal(size=50)
+    pd.DataFrame({"x": x, "y": 3.0 * x + rng.normal(scale=0.01, size=50)}).to_csv(tmp_path / "b" / "data.csv", index=False)
+    result = hpcml.run(spec, out="run2", progress=False, plots=False)
+    assert result.ok and np.allclose(result.results["coef_x"], 3.0, atol=0.05)

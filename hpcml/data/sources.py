@@ -160,8 +160,22 @@ def _load(spec_json: str, features_json: str, needs_target: bool) -> Dataset:
                        functools.partial(build_dataset, spec, features, needs_target))
 
 
+def _source_stamp(source: str) -> tuple | None:
+    """Where the data's files are and how they stand (absolute path, size, mtime): part of the
+    per-process cache key, so a process that runs several jobs (warm workers, an R session)
+    never serves a file's old contents after it changed, nor another directory's file of the
+    same relative name."""
+    if ":" in source.split("/")[0]:
+        return None  # sklearn:, synthetic:, idx:, frame sources named by their content
+    try:
+        files = parquet_parts(source) if is_file_set(source) else [Path(source)]
+        return tuple((str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+    except (OSError, SpecError):
+        return None  # the load itself says what is wrong
+
+
 @functools.lru_cache(maxsize=4)
-def _load_cached(spec_json: str, features_json: str, needs_target: bool) -> Dataset:
+def _load_stamped(spec_json: str, features_json: str, needs_target: bool, stamp: tuple | None) -> Dataset:
     _LOADS[spec_json] = _LOADS.get(spec_json, 0) + 1
     data = _load(spec_json, features_json, needs_target)
     # How often this process has loaded this source: a worker kept for several jobs
@@ -178,10 +192,10 @@ def full_load(spec: DataSpec, features: list[str] | None, needs_target: bool, *,
     checks: it needs the data again only for the summary, and maps it again then)."""
     if not keep:
         return _load(spec.model_dump_json(), json.dumps(features), needs_target)
-    return _load_cached(spec.model_dump_json(), json.dumps(features), needs_target)
+    return _load_stamped(spec.model_dump_json(), json.dumps(features), needs_target, _source_stamp(spec.source))
 
 
 def load_stats() -> tuple[int, int]:
     """(full loads, cache reuses) of this process: proof that a worker loads its data once."""
-    info = _load_cached.cache_info()
+    info = _load_stamped.cache_info()
     return info.misses, info.hits
