@@ -257,6 +257,35 @@ def test_doparallel_inside_a_task_is_refused_in_mpi_dynamic_mode(tmp_path):
         run(spec, progress=False)
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_the_notes_hybrid_pattern_under_mpirun(tmp_path):
+    """r-doparallel.yaml (one rank, doParallel on 2 cores inside each task) under real mpirun:
+    static mode runs it with the local backend's numbers; dynamic mode is one line and exit 2,
+    at once and with nothing written, instead of a forked R child waiting forever."""
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        pytest.skip("Open MPI not installed (make test installs it)")
+    pytest.importorskip("mpi4py")
+    pack = [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", "1", PYTHON, "-m",
+            "hpcml.pack", str(EXAMPLES / "r-doparallel.yaml"), "--threads-per-rank", "2", "--quiet"]
+    static = subprocess.run(pack + ["--mode", "static", "--out", str(tmp_path / "static")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=240)
+    assert static.returncode == 0, static.stdout + static.stderr
+    results = pd.read_parquet(tmp_path / "static" / "results.parquet")
+    assert len(results) == 4 and (results["status"] == "ok").all() and (results["cores"] == 2).all()
+    spec = yaml.safe_load((EXAMPLES / "r-doparallel.yaml").read_text())
+    local = run({**spec, "output": str(tmp_path / "local")}, progress=False)
+    assert_same_results(local.results, results)
+    dynamic = subprocess.run(pack + ["--mode", "dynamic", "--out", str(tmp_path / "dynamic")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert dynamic.returncode == 2  # mpirun passes the rank's exit status on
+    errors = [line for line in dynamic.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "backend.mode" in errors[0] and "--mode static" in errors[0], dynamic.stderr
+    assert "Traceback" not in dynamic.stderr and not (tmp_path / "dynamic").exists()
+
+
 def test_rscript_tasks_seeded_per_task(tmp_path):
     spec = yaml.safe_load((EXAMPLES / "rscript-packing.yaml").read_text())
     spec["model"]["file"] = str(EXAMPLES / "packing.R")

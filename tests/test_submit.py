@@ -231,3 +231,41 @@ def test_real_submit_array_and_collect(slurm_cluster, tmp_path, local_reference)
     assert "40/40 tasks ok" in (run_dir / "logs" / f"slurm-collect-{collect_id}.out").read_text()
     assert_same_results(local_reference, pd.read_parquet(run_dir / "results.parquet"))
     assert json.loads((run_dir / "summary.json").read_text())["run"]["failed"] == 0
+
+
+R_HYBRID = Path(__file__).parent.parent / "docs" / "examples" / "r-doparallel.yaml"
+
+
+def test_the_notes_hybrid_pattern_in_dynamic_mode_is_refused_before_submitting(tmp_path):
+    """doParallel inside each task in a dynamic pack would hang on the compute node until its
+    walltime: refused here, in one line, with nothing written and nothing submitted."""
+    proc = hpcml_cli("submit", R_HYBRID, "--ntasks", "1", "--cpus-per-task", "2", "--pack-mode", "dynamic",
+                     "--out", tmp_path / "run", "--walltime-min", "5", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --pack-mode:") and "--pack-mode static" in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_real_submit_of_the_notes_hybrid_pattern(slurm_cluster, tmp_path):
+    """One rank with doParallel on 2 cores inside each task, under srun in static mode: every
+    task ends, with the local backend's numbers, and the job leaves Slurm COMPLETED."""
+    pytest.importorskip("rpy2")
+    from hpcml import run
+
+    proc = hpcml_cli("submit", R_HYBRID, "--ntasks", "1", "--cpus-per-task", "2", "--pack-mode", "static",
+                     "--out", tmp_path / "run", "--walltime-min", "5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = (tmp_path / "run").resolve()
+    ids = [w for w in proc.stdout.split() if w.isdigit()]
+    states = wait_done(ids[0], timeout=240, logs=run_dir / "logs")
+    assert states == ["COMPLETED"], f"{states}\n{read_logs(run_dir / 'logs')}"
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert len(results) == 4 and (results["status"] == "ok").all() and (results["cores"] == 2).all()
+    spec = yaml.safe_load(R_HYBRID.read_text())
+    local = run({**spec, "output": str(tmp_path / "local")}, progress=False)
+    assert_same_results(local.results, results)

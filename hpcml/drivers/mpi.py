@@ -21,7 +21,7 @@ import threading
 from hpcml.backends import missing_extra
 from hpcml.backends.mpi.backend import MPIBackend
 from hpcml.backends.mpi.liveness import RankLost, mpi
-from hpcml.backends.mpi.options import MPIOptions
+from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
 from hpcml.backends.mpi.scheduler import serve_rank
 from hpcml.backends.mpi.session import TAG_STOP, Session
 from hpcml.drivers.mpi_static import run_static
@@ -88,13 +88,7 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     """
     options = MPIOptions(**(job.spec.backend.model_extra or {}))
     job = _with_threads(job, options)
-    if options.mode != "static" and job.model.forks_in_task and job.spec.threads_per_task > 1:
-        # Known before MPI starts: every rank raises, and the console prints it once.
-        raise SpecError.one("backend.mode", options.mode,
-                            f"model kind {job.model.name!r} forks R processes inside a task (doParallel with "
-                            f"threads_per_task {job.spec.threads_per_task}), and forking a rank that runs the "
-                            "dynamic scheduler's threads hangs; use --mode static (backend mode: static), or "
-                            "threads_per_task: 1")
+    check_fork_safety(job, options.mode)  # known before MPI starts: every rank raises, printed once
     _pin_child_threads(job.spec.threads_per_task)
     try:
         world = mpi().COMM_WORLD

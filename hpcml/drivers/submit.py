@@ -164,6 +164,12 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
     from hpcml.store import RunStore
 
     check_job(job)  # spec and data errors surface before anything is written
+    if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
+        from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
+
+        spec_mode = MPIOptions(**(job.spec.backend.model_extra or {})).mode if job.spec.backend.name == "mpi" \
+            else "dynamic"
+        check_fork_safety(job, opts.pack_mode or spec_mode, "--pack-mode" if opts.pack_mode else "backend.mode")
     run_dir = job.output.resolve()
     scripts = render(job, opts, run_dir, workdir)
     exe = shutil.which(sbatch)

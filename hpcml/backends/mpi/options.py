@@ -23,3 +23,17 @@ class MPIOptions(BaseModel):
         if beat is not None and value < 2 * beat:
             raise ValueError(f"must be at least twice heartbeat_s ({beat:g})")
         return value
+
+
+def check_fork_safety(job, mode: str, field: str = "backend.mode") -> None:
+    """Refuse, before any MPI start or submission, a job whose tasks fork R (doParallel with
+    ``threads_per_task`` > 1) in dynamic mode: a forked child of a rank that runs the dynamic
+    scheduler's threads can wait forever on a lock one of those threads held."""
+    if mode != "static" and job.model.forks_in_task and job.spec.threads_per_task > 1:
+        from hpcml.errors import SpecError
+
+        raise SpecError.one(field, mode,
+                            f"model kind {job.model.name!r} forks R processes inside a task (doParallel with "
+                            f"threads_per_task {job.spec.threads_per_task}), and forking a rank that runs the "
+                            "dynamic scheduler's threads hangs; use static mode (hpcml.pack --mode static, hpcml submit "
+                            "--pack-mode static, or backend mode: static), or threads_per_task: 1")
