@@ -78,7 +78,7 @@ def test_user_statistic_same_numbers_on_1_and_2_workers(tmp_path, csv, function)
 def test_copy_and_weights_give_the_replicate_of_the_resample(tmp_path, csv):
     """A replicate sees exactly the rows np.repeat(rows, bootstrap counts) of the task's generator."""
     res = run(spec(tmp_path, csv, "median"))
-    x = pd.read_csv(csv)["x0"].to_numpy()
+    x = pd.read_csv(csv, float_precision="round_trip")["x0"].to_numpy()
     for _, row in res.results.iterrows():
         counts = np.bincount(task_rng(11, int(row["task_index"])).integers(0, x.size, x.size), minlength=x.size)
         assert row["value"] == np.median(np.repeat(x, counts))
@@ -86,7 +86,7 @@ def test_copy_and_weights_give_the_replicate_of_the_resample(tmp_path, csv):
     assert full["estimate"] == np.median(x)
     # The weights form of a correlation gets whole data + counts; the BCa refits work with weights.
     corr = run(spec(tmp_path, csv, "weighted_correlation", out="corr"))
-    frame = pd.read_csv(csv)
+    frame = pd.read_csv(csv, float_precision="round_trip")
     assert {r["output"]: r for r in corr.summary["table"]}["corr"]["estimate"] == pytest.approx(
         np.corrcoef(frame["x0"], frame["x1"])[0, 1], rel=1e-12)
 
