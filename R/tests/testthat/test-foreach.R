@@ -108,7 +108,7 @@ test_that("out and resume: a second run reruns only the iterations without a res
   flag <- file.path(marks, "fail")
   file.create(flag)
   body <- quote({
-    file.create(file.path(marks, paste0("ran-", i, "-", length(list.files(marks)))))
+    file.create(tempfile(paste0("ran-", i, "-"), tmpdir = marks))  # a new name at every run of i
     if (i == 3 && file.exists(flag)) stop("crash in 3")
     runif(1)
   })
