@@ -207,8 +207,9 @@ def test_rpy2_info_lines_are_silenced():
 
 
 def test_an_r_object_dropped_in_another_thread_waits_until_r_is_free():
-    # A Dask worker's profiler thread drops the frames (and the R objects in them) of R calls
-    # the task thread has finished; releasing them there while R runs could corrupt R.
+    # A Dask worker's event loop drops the frames it sampled for the profiler (and the R
+    # objects in them) of R calls the task thread has finished; releasing them there while R
+    # runs could corrupt R.
     import threading
 
     from rpy2.rinterface_lib import _rinterface_capi as capi
@@ -229,6 +230,27 @@ def test_an_r_object_dropped_in_another_thread_waits_until_r_is_free():
     other.start()
     other.join(timeout=30)
     assert rid not in capi._R_PRESERVED
+
+
+def test_a_process_keeps_only_the_latest_rds_function(tmp_path):
+    # Under MPI a rank serves every loop of an R script: each loop's function (with the data
+    # it exports) is read once, and the previous loop's is let go.
+    from hpcml.models.r import kinds
+
+    paths = []
+    for k in (1, 2, 3):
+        path = tmp_path / f"f{k}.rds"
+        bridge.evaluate(f'saveRDS(local({{ big <- numeric(1e5) + {k}; function(task_index) big[1] }}), "{path}")')
+        paths.append(str(path))
+    code = kinds.RParams(code="function(task_index) 0")
+    with bridge.session():
+        kinds._function(code)
+        for path in paths:
+            fn, _ = kinds._function(kinds.RParams(rds=path, result="object"))
+            assert fn()[0] == float(path[-5])
+    rds_keys = [key for key in kinds._FUNCTIONS if key[2] is not None]
+    assert rds_keys == [(None, None, paths[-1], None)]
+    assert (code.code, None, None, None) in kinds._FUNCTIONS  # functions given as code stay
 
 
 def test_an_rds_closure_returns_any_r_value(tmp_path):

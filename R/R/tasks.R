@@ -16,11 +16,12 @@ hpcml_cache_dir <- function() {
   file.path(base, "hpcml")
 }
 
-# Save `fun` once, under a name made of its content; returns the path.
-save_task_function <- function(fun, dir) {
+# Save `fun` once, under a name made of its content (`named`) or a new one; returns the path.
+save_task_function <- function(fun, dir, named = TRUE) {
   dir.create(dir, recursive = TRUE, showWarnings = FALSE)
   tmp <- tempfile("hpcml-task-", tmpdir = dir, fileext = ".rds")
   saveRDS(fun, tmp, compress = FALSE)
+  if (!named) return(normalizePath(tmp))
   path <- file.path(dir, sprintf("rtask-%s.rds", unname(tools::md5sum(tmp))))
   if (file.exists(path)) unlink(tmp) else file.rename(tmp, path)
   normalizePath(path)
@@ -56,15 +57,20 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
                       resume = FALSE, seed = NULL, options = list()) {
   m <- py_modules()
   keep <- !is.null(out)
+  # Workers of other backends may run on other nodes, whose temporary folder is not this one's:
+  # they read the function and write their results in hpcml's cache directory instead (on
+  # clusters, in the home directory every node sees). A kept run's function is named by its
+  # content (a resume finds it again); any other is this call's own file, removed afterwards.
+  shared <- keep || !identical(backend, "local")
+  base <- if (shared) hpcml_cache_dir() else tempdir()
   if (keep) {
     out <- normalizePath(out, mustWork = FALSE)
-    inputs <- file.path(hpcml_cache_dir(), "inputs")
+    rds <- save_task_function(fun, file.path(base, "inputs"))
   } else {
-    out <- tempfile("hpcml-run-")
-    inputs <- tempfile("hpcml-inputs-")
-    on.exit(unlink(c(out, inputs), recursive = TRUE), add = TRUE)
+    out <- tempfile("hpcml-run-", tmpdir = file.path(base, "runs"))
+    rds <- save_task_function(fun, file.path(base, "inputs"), named = FALSE)
+    on.exit(unlink(c(out, rds), recursive = TRUE), add = TRUE)
   }
-  rds <- save_task_function(fun, inputs)
   be <- c(list(name = backend), options)
   if (!is.null(workers)) be$workers <- as.integer(workers)
   if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)

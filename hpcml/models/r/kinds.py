@@ -57,6 +57,11 @@ def _function(params: RParams):
 
     key = (params.code, params.file, params.rds, params.function)
     if key not in _FUNCTIONS:
+        if params.rds is not None:
+            # An RDS is one R loop's function with the data it exports; a process that serves
+            # loop after loop (an MPI rank of an R script) keeps only the latest.
+            for old in [k for k in _FUNCTIONS if k[2] is not None]:
+                del _FUNCTIONS[old]
         env = bridge.evaluate("new.env(parent = globalenv())")
         if params.rds is not None:  # read once per process: the loop body and everything it exports
             value = bridge.call(bridge.r().r["readRDS"], params.rds)
