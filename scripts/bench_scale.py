@@ -7,6 +7,7 @@
    from /proc until it exits).
 2. On that finished run: ``hpcml status`` and a no-op ``hpcml run --resume``.
 3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
+4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
 
     python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
     PYTHONPATH=/path/to/other/checkout python scripts/bench_scale.py   # the same, for another version
@@ -53,6 +54,30 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     return time.perf_counter() - t0, peak / 1024, proc.returncode
 
 
+def warm_second_job(rounds: int = 5) -> dict[str, float]:
+    """``hpcml.run`` of a one-task fit again in the same process (warm workers): wall seconds
+    against the task's own compute, medians of ``rounds``."""
+    import hpcml
+
+    spec = {"name": "fit", "data": {"source": "sklearn:diabetes", "target": "target"}, "model": {"kind": "ols"},
+            "plan": {"fit": {}}, "backend": {"name": "local", "workers": 2}}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        hpcml.run(spec, out=f"{tmp}/first", progress=False)
+        first = time.perf_counter() - t0
+        walls, compute, bare = [], [], []
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            res = hpcml.run(spec, out=f"{tmp}/again{i}", progress=False)
+            walls.append(time.perf_counter() - t0)
+            compute.append(float(res.results["seconds"].sum()))
+            t0 = time.perf_counter()
+            hpcml.run(spec, out=f"{tmp}/bare{i}", progress=False, plots=False)
+            bare.append(time.perf_counter() - t0)
+    return {"first_job_s": first, "second_job_s": statistics.median(walls), "second_job_no_plots_s": statistics.median(bare),
+            "task_compute_s": statistics.median(compute)}
+
+
 def hpcml_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "hpcml.cli", *args]
 
@@ -63,7 +88,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--warm-only", action="store_true", help="only the second job in one process (4.)")
     args = ap.parse_args()
+    if args.warm_only:
+        warm = warm_second_job()
+        print(f"load average {os.getloadavg()[0]:.1f}; " + ", ".join(f"{k} {v:.4f}" for k, v in warm.items()))
+        return
     n, w = args.tasks, args.workers
     rows: dict[str, list[tuple[float, float]]] = {}
     kept: list[bool] = []  # whether the no-op resume left the run's recorded time alone
