@@ -20,6 +20,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -112,7 +113,10 @@ class _Run:
 
     def __exit__(self, *exc) -> None:
         if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
+            # Removed while the caller goes on with the results (a tenth of a second per call
+            # of a small map); the thread is not a daemon, so the interpreter waits for it.
+            threading.Thread(target=shutil.rmtree, args=(self.temp,), kwargs={"ignore_errors": True},
+                             name="hpcml-remove-temp-run").start()
 
 
 def _backend(backend: str, workers: int | None, chunk_size: int | None, options: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ cluster whose home directory is shared).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -72,6 +73,15 @@ def file_digest(path: Path) -> str:
     return digest
 
 
+@functools.lru_cache(maxsize=1)
+def _generator_versions() -> list[str]:
+    """NumPy's, pandas' and scikit-learn's versions, read once per process from the installed
+    metadata: no import of scikit-learn (a second or two) in a driver whose data needs none."""
+    from importlib.metadata import version
+
+    return [np.__version__, version("pandas"), version("scikit-learn")]
+
+
 def dataset_key(spec, features: list[str] | None, needs_target: bool) -> str:
     """The content fingerprint of one validated data set."""
     described = spec.model_dump(mode="json")
@@ -81,11 +91,7 @@ def dataset_key(spec, features: list[str] | None, needs_target: bool) -> str:
     elif ":" not in spec.source.split("/")[0] and path.is_file():
         described["source"] = {"sha256": file_digest(path)}  # content, not name
     else:  # generated data: the same spec and library versions give the same numbers
-        from importlib.metadata import version
-
-        # versions read from the installed metadata: no import of scikit-learn (a second or
-        # two) in a driver whose data needs none
-        described["versions"] = [np.__version__, version("pandas"), version("scikit-learn")]
+        described["versions"] = _generator_versions()
     text = json.dumps({"format": FORMAT, "data": described, "features": features, "target": needs_target},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Scale and start-up, each side by side with its peer in one run (results: docs/benchmarks.md).
+
+1. A million no-op tasks (the ``sleep`` kind with ms 0, a ``replicate`` plan, 2 workers):
+   ``hpcml run`` end to end vs ``joblib.Parallel`` over range(n) of a no-op, each in its own
+   process; wall time and the driver's peak RSS (VmHWM of the driver's own process, sampled
+   from /proc until it exits).
+2. On that finished run: ``hpcml status`` and a no-op ``hpcml run --resume``.
+3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
+4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
+
+    python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
+    PYTHONPATH=/path/to/other/checkout python scripts/bench_scale.py   # the same, for another version
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+JOBLIB = """
+import sys
+from joblib import Parallel, delayed
+def noop(i):
+    return i
+out = Parallel(n_jobs=int(sys.argv[2]))(delayed(noop)(i) for i in range(int(sys.argv[1])))
+assert len(out) == int(sys.argv[1])
+"""
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """(wall seconds, the process's own peak RSS in MB, exit status). Run outside the checkout,
+    so PYTHONPATH decides which hpcml is measured (another checkout's, for a before/after)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    return time.perf_counter() - t0, peak / 1024, proc.returncode
+
+
+def warm_second_job(rounds: int = 5) -> dict[str, float]:
+    """``hpcml.run`` of a one-task fit again in the same process (warm workers): wall seconds
+    against the task's own compute, medians of ``rounds``."""
+    import hpcml
+
+    spec = {"name": "fit", "data": {"source": "sklearn:diabetes", "target": "target"}, "model": {"kind": "ols"},
+            "plan": {"fit": {}}, "backend": {"name": "local", "workers": 2}}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        hpcml.run(spec, out=f"{tmp}/first", progress=False)
+        first = time.perf_counter() - t0
+        walls, compute, bare = [], [], []
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            res = hpcml.run(spec, out=f"{tmp}/again{i}", progress=False)
+            walls.append(time.perf_counter() - t0)
+            compute.append(float(res.results["seconds"].sum()))
+            t0 = time.perf_counter()
+            hpcml.run(spec, out=f"{tmp}/bare{i}", progress=False, plots=False)
+            bare.append(time.perf_counter() - t0)
+    return {"first_job_s": first, "second_job_s": statistics.median(walls), "second_job_no_plots_s": statistics.median(bare),
+            "task_compute_s": statistics.median(compute)}
+
+
+def hpcml_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hpcml.cli", *args]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--warm-only", action="store_true", help="only the second job in one process (4.)")
+    args = ap.parse_args()
+    if args.warm_only:
+        warm = warm_second_job()
+        print(f"load average {os.getloadavg()[0]:.1f}; " + ", ".join(f"{k} {v:.4f}" for k, v in warm.items()))
+        return
+    n, w = args.tasks, args.workers
+    rows: dict[str, list[tuple[float, float]]] = {}
+    kept: list[bool] = []  # whether the no-op resume left the run's recorded time alone
+
+    def add(name: str, result: tuple[float, float, int]) -> None:
+        assert result[2] in (0,), f"{name} exited {result[2]}"
+        rows.setdefault(name, []).append(result[:2])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        noop = Path(tmp, "noop.yaml")
+        noop.write_text(yaml.safe_dump({"name": "noop", "data": {"source": "none"}, "model": {"kind": "sleep", "ms": 0},
+                                        "plan": {"replicate": {"n": n}}, "backend": {"name": "local", "workers": w}}))
+        fit = Path(tmp, "fit.yaml")
+        fit.write_text(yaml.safe_dump({"name": "fit", "data": {"source": "sklearn:diabetes", "target": "target"},
+                                       "model": {"kind": "ols"}, "plan": {"fit": {}},
+                                       "backend": {"name": "local", "workers": w}}))
+        for r in range(args.repeats):
+            run = f"{tmp}/run{r}"
+            add(f"hpcml run, {n:,} no-op tasks (plots included)", timed(hpcml_cmd("run", str(noop), "-q", "-o", run)))
+            add(f"joblib.Parallel, {n:,} no-op calls", timed([sys.executable, "-c", JOBLIB, str(n), str(w)]))
+            add("hpcml status of that run", timed(hpcml_cmd("status", run)))
+            before = json.loads(Path(run, "summary.json").read_text())["run"]["seconds"]
+            add("hpcml run --resume of that run (nothing to do)", timed(hpcml_cmd("run", str(noop), "-q", "-o", run,
+                                                                                    "--resume")))
+            kept.append(json.loads(Path(run, "summary.json").read_text())["run"]["seconds"] == before)
+            add("hpcml run, one-task fit (OLS, diabetes)", timed(hpcml_cmd("run", str(fit), "-q", "-o", f"{tmp}/fit{r}")))
+            add('python -c "import numpy, sklearn"', timed([sys.executable, "-c", "import numpy, sklearn"]))
+    table = {name: {"seconds": statistics.median(s for s, _ in v), "seconds_range": [min(s for s, _ in v), max(s for s, _ in v)],
+                    "peak_rss_mb": statistics.median(m for _, m in v)} for name, v in rows.items()}
+    load = os.getloadavg()
+    which = subprocess.run([sys.executable, "-c", "import hpcml; print(hpcml.__file__)"], cwd=tempfile.gettempdir(),
+                           capture_output=True, text=True).stdout.strip()
+    print(f"hpcml measured: {which}")
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; median of {args.repeats} interleaved runs\n")
+    print("| what | seconds (range) | driver peak RSS (MB) |")
+    print("|---|---:|---:|")
+    for name, t in table.items():
+        lo, hi = t["seconds_range"]
+        print(f"| {name} | {t['seconds']:.2f} ({lo:.2f}-{hi:.2f}) | {t['peak_rss_mb']:.0f} |")
+    names = list(table)
+    print(f"\nper no-op task end to end: hpcml {1000 * table[names[0]]['seconds'] / n:.4f} ms, "
+          f"joblib {1000 * table[names[1]]['seconds'] / n:.4f} ms")
+    print(f"no-op resume kept the recorded run time: {all(kept)}")
+    print(f"one-task fit / import numpy, sklearn: {table[names[4]]['seconds'] / table[names[5]]['seconds']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"load": load, "hpcml": which, "resume_kept_time": all(kept), **table}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
