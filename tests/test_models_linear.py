@@ -161,20 +161,28 @@ def test_batched_bootstrap_on_compact_counts_is_bit_identical(cached, monkeypatc
     np.testing.assert_allclose(got[7], fit_ols(X, y, W64[7]).coef, rtol=1e-9)
 
 
-def test_compact_counts_widen_when_a_row_is_drawn_often():
-    """Counts above 255 (possible only for tiny data) are kept exactly, in a wider type."""
+def test_compact_counts_widen_when_a_row_is_drawn_often(monkeypatch):
+    """Counts are drawn in chunks (the same draws as one call); counts above 255 (possible only
+    for tiny data) are kept exactly, in a wider type."""
+    from types import SimpleNamespace
+
+    from hpcml.plans import bootstrap
     from hpcml.plans.bootstrap import resample_count_rows, resample_counts
 
-    W = resample_count_rows([np.random.default_rng(i) for i in range(3)], 1)
-    assert W.tolist() == [[1], [1], [1]]
+    monkeypatch.setattr(bootstrap, "DRAW_CHUNK", 97)
+    W = resample_count_rows([np.random.default_rng(i) for i in range(3)], 1000)
+    assert W.dtype == np.uint8 and np.array_equal(W[2], resample_counts(np.random.default_rng(2), 1000))
+    assert resample_count_rows([np.random.default_rng(0)], 1).tolist() == [[1]]
 
     class Many:  # a generator whose draws all land on row 0
+        bit_generator = SimpleNamespace(state=None)
+
         def integers(self, low, high, size):
             return np.zeros(size, dtype=np.int64)
 
-    W = resample_count_rows([Many(), np.random.default_rng(0)], 300)
-    assert W[0, 0] == 300 and W.dtype == np.uint16 and W[1].sum() == 300
-    assert np.array_equal(W[1], resample_counts(np.random.default_rng(0), 300))
+    W = resample_count_rows([np.random.default_rng(0), Many()], 300)
+    assert W[1, 0] == 300 and W.dtype == np.uint16 and W[0].sum() == 300
+    assert np.array_equal(W[0], resample_counts(np.random.default_rng(0), 300))
 
 
 def test_leave_group_out_with_scattered_groups_and_an_aliased_one():

@@ -32,21 +32,37 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
 
+# Draws counted per chunk: one replicate's draw never holds more than this many indices.
+DRAW_CHUNK = 1 << 16
+
+
+def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
+    """Add one replicate's n draws to ``row``, chunk by chunk (the same draws as one call:
+    the generator's stream does not depend on how it is split); False if a count overflowed."""
+    for start in range(0, n, DRAW_CHUNK):
+        idx = np.sort(rng.integers(0, n, min(DRAW_CHUNK, n - start)))
+        first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
+        row[idx[first]] += np.diff(np.append(first, idx.size)).astype(row.dtype)  # may wrap: checked below
+    return int(row.sum(dtype=np.int64)) == n  # a wrapped count loses a multiple of 256
+
+
 def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.ndarray:
     """One replicate's counts per row of a (len(rngs), n) matrix, in the smallest unsigned
     type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
-    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512.
-    The counts are those of :func:`resample_counts`, drawn from each generator in turn; a
-    member without a generator (``None``) is a row of zeros."""
+    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512, and
+    a replicate's draws are counted in chunks, never n at once. The counts are those of
+    :func:`resample_counts`, drawn from each generator in turn; a member without a
+    generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
     for i, rng in enumerate(rngs):
         if rng is None:
             continue
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        top = int(counts.max()) if n else 0
-        if top > np.iinfo(W.dtype).max:
-            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
-        W[i] = counts
+        state = rng.bit_generator.state
+        if not _count_draws(W[i], rng, n):  # drawn again, counted whole, in a wider type
+            rng.bit_generator.state = state
+            counts = np.bincount(rng.integers(0, n, n), minlength=n)
+            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(int(counts.max()))))
+            W[i] = counts
     return W
 
 
