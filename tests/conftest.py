@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,6 +33,14 @@ def small_spec(tmp_path: Path, **over) -> dict:
     for key, value in over.items():
         spec[key] = value
     return spec
+
+
+def linear_frame(n: int, features: list[str], seed: int = 0) -> pd.DataFrame:
+    """Normal features and y = X @ (1, 2, ...) + noise: the data of the memory and Parquet-set tests."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, len(features))), columns=features)
+    frame["y"] = frame.to_numpy() @ np.arange(1.0, len(features) + 1.0) + rng.normal(size=n)
+    return frame
 
 
 def assert_same_results(a: pd.DataFrame, b: pd.DataFrame) -> None:

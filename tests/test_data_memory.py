@@ -18,16 +18,13 @@ from hpcml.data.mapped import dataset_key, map_stats
 from hpcml.data.sources import full_load
 from hpcml.models.base import Dataset, FitContext, get_model
 from hpcml.spec import DataSpec
-from tests.conftest import PYTHON, ROOT, assert_same_results, small_spec
+from tests.conftest import linear_frame, PYTHON, ROOT, assert_same_results, small_spec
 
 FEATURES = [f"x{j}" for j in range(6)]
 
 
 def _table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(rng.normal(size=(n, 6)), columns=FEATURES)
-    frame["y"] = frame.to_numpy() @ np.arange(1.0, 7.0) + rng.normal(size=n)
-    return frame
+    return linear_frame(n, FEATURES, seed)
 
 
 @pytest.fixture

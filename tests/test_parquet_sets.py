@@ -18,17 +18,14 @@ from hpcml.data.shards import lazy_rows
 from hpcml.data.sources import full_load
 from hpcml.errors import SpecError
 from hpcml.spec import DataSpec
-from tests.conftest import assert_same_results, small_spec
+from tests.conftest import linear_frame, assert_same_results, small_spec
 
 FEATURES = [f"x{j}" for j in range(4)]
 CUTS = [(0, 700), (700, 1500), (1500, 2400)]  # three files, 200-row groups (the last one short)
 
 
 def _table(n: int = 2400, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=FEATURES)
-    frame["y"] = frame.to_numpy() @ np.arange(1.0, 5.0) + rng.normal(size=n)
-    return frame
+    return linear_frame(n, FEATURES, seed)
 
 
 @pytest.fixture
