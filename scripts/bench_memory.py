@@ -9,7 +9,7 @@ private (anonymous) pages, and the peak of the whole tree's proportional set siz
 page mapped by k processes counts 1/k in each, so shared data is counted once). ``--repo``
 runs another checkout of hpcml (e.g. a worktree of an older commit) for a before/after table.
 
-    python scripts/bench_memory.py [--rows 400000] [--cols 100] [--workers 2] [--replicates 20] [--repo .]
+    python scripts/bench_memory.py [--rows 400000] [--cols 100] [--workers 2] [--replicates 20] [--no-bca] [--repo .]
 
 Every worker runs (chunks of replicates / workers): a bootstrap's replicates are fitted in
 groups of 64, and a chunk holding part of a group fits the whole group, so with the default
@@ -137,7 +137,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str) -> dict:
 RUN = """
 import hpcml, sys
 spec = {{"name": "bench-memory", "seed": 1, "data": {{"source": {src!r}, "target": "y"}}, "model": {{"kind": "ols"}},
-        "plan": {{"bootstrap": {{"replicates": {reps}}}}}, "backend": {{"name": "local", "workers": {workers}, "chunk_size": {chunk}}},
+        "plan": {{"bootstrap": {{"replicates": {reps}, "bca": {bca}}}}}, "backend": {{"name": "local", "workers": {workers}, "chunk_size": {chunk}}},
         "output": {out!r}}}
 r = hpcml.run(spec, progress=False, plots=False)
 print("ok" if r.ok else "failed", r.results.shape[0])
@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="replicates per chunk (default: as many as the workers, so that every worker runs; "
                          "each then fits its whole group of up to 64 replicates, as any worker does)")
+    ap.add_argument("--no-bca", action="store_true",
+                    help="percentile intervals only: no jackknife in the summary (wide data: p x p work per group)")
     ap.add_argument("--repo", type=Path, default=ROOT, help="the hpcml checkout to measure")
     ap.add_argument("--label", default=None)
     args = ap.parse_args()
@@ -160,7 +162,7 @@ def main() -> None:
         src = Path(tmp, "data.parquet")
         data_bytes = write_parquet(src, args.rows, args.cols)
         chunk = args.chunk_size or -(-args.replicates // args.workers)
-        code = RUN.format(src=str(src), reps=args.replicates, workers=args.workers, chunk=chunk,
+        code = RUN.format(src=str(src), reps=args.replicates, bca=not args.no_bca, workers=args.workers, chunk=chunk,
                           out=str(Path(tmp, "run")))
         env = {**os.environ, "PYTHONPATH": str(args.repo.resolve()), "HPCML_CACHE_DIR": str(Path(tmp, "cache"))}
         res = measure([sys.executable, "-c", code], env, tmp)
