@@ -126,3 +126,33 @@ def test_given_init_is_sklearn_lloyd_from_the_same_centres():
     assert ours.inertia == pytest.approx(sk.inertia_, rel=1e-12)
     with pytest.raises(ValueError, match=r"init has shape \(2, 2\), expected \(4, 3\)"):
         kmeans(X, 4, None, init=init[:2, :2])
+
+
+def test_iterations_and_max_iter_as_the_numpy_loop():
+    """tol 0 runs scikit-learn's passes; iterations count mean updates, as hpcml's own loop."""
+    from sklearn.cluster import KMeans
+
+    X = np.vstack([BLOBS, BLOBS[::3] * 1.5 + 2.0])
+    init, w = X[[0, 7, 40, 90]], np.ones(len(X))
+    full = kmeans(X, 4, None, init=init)
+    assert full.converged and full.n_iter >= 3
+    assert full.n_iter == KMeans(4, init=init, n_init=1, tol=0.0, algorithm="lloyd").fit(X).n_iter_ - 1
+    for max_iter in (full.n_iter - 1, full.n_iter, full.n_iter + 1):
+        ours = kmeans(X, 4, None, init=init, max_iter=max_iter)
+        centers, fixed, n_iter, conv = cl._lloyd(X, w, init.copy(), max_iter, 0.0)
+        assert (ours.n_iter, ours.converged) == (n_iter, conv)
+        if fixed is None:  # stopped by max_iter: one more mean step, as kmeans() takes
+            sums, mass = cl._weighted_means(X, w, cl.labels_of(X, centers), 4)
+            centers = sums / mass[:, None]
+        np.testing.assert_allclose(ours.centers, centers[np.lexsort(centers.T[::-1])], rtol=1e-12)
+
+
+def test_worker_thread_limits_see_sklearn_openmp():
+    """Loading the kind brings scikit-learn's OpenMP pool in, so threads_per_task limits it too."""
+    import subprocess
+    import sys
+
+    code = ("import hpcml.models.cluster; from threadpoolctl import threadpool_info; "
+            "print(sorted({p['internal_api'] for p in threadpool_info()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "openmp" in out

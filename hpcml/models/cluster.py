@@ -2,18 +2,23 @@
 
 Nearest centers use ||c||^2 - 2 x.c over cache-sized row blocks, so memory stays at a
 block of k floats per row whatever n is; a Lloyd step needs no distances, and the inertia
-uses the exact ||x - c||^2 of each row to its center. All randomness comes from the caller's Generator: same state, same result.
+uses the exact ||x - c||^2 of each row to its center. With tol 0 the Lloyd passes are
+scikit-learn's (distances, argmin and sums in one compiled, OpenMP pass). All randomness comes from the caller's Generator: same state, same result.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+import warnings
 
 import numpy as np
 from pydantic import Field
 from scipy import sparse
 from scipy.linalg import blas
+# Imported with the kind, so the workers' thread limits (threads_per_task) also cover the
+# OpenMP pool of scikit-learn's k-means.
+from sklearn.cluster import KMeans
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
@@ -135,6 +140,29 @@ def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, np.ndarray | N
     return centers, None, max_iter, False
 
 
+def _lloyd_sklearn(X, w, centers, max_iter) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Lloyd with tol 0 by scikit-learn's compiled pass: (centers, their labels, iterations, converged).
+
+    scikit-learn stops when the labels repeat and counts that pass; hpcml counts the mean
+    updates, so it runs one pass more than ``max_iter``: stopping after that pass means no
+    fixed point within ``max_iter``, and its last mean step is ``_lloyd``'s final one. At a
+    fixed point the centers are recomputed as the means of the partition, so they do not
+    depend on scikit-learn's thread count. An empty cluster restarts at the row farthest
+    from its center, which leaves its old cluster (scikit-learn's rule).
+    """
+    with warnings.catch_warnings():  # fewer distinct rows than k: the caller's data, not an error
+        warnings.simplefilter("ignore")
+        fit = KMeans(centers.shape[0], init=centers, n_init=1, max_iter=max_iter + 1, tol=0.0,
+                     algorithm="lloyd").fit(X, sample_weight=w)
+    labels, centers = fit.labels_.astype(np.intp), fit.cluster_centers_
+    if fit.n_iter_ > max_iter:
+        return centers, labels, max_iter, False
+    sums, mass = _weighted_means(X, w, labels, centers.shape[0])
+    full = mass > 0
+    centers[full] = sums[full] / mass[full, None]
+    return centers, labels, fit.n_iter_ - 1, True
+
+
 def kmeans(
     X: Any,
     k: int,
@@ -168,7 +196,10 @@ def kmeans(
     best = None
     for _ in range(n_init if init is None else 1):
         start = _kmeanspp(Xk, wk, k, rng) if init is None else np.array(init, dtype=np.float64)
-        centers, fixed, n_iter, conv = _lloyd(Xk, wk, start, max_iter, tol_abs)
+        if tol > 0:
+            centers, fixed, n_iter, conv = _lloyd(Xk, wk, start, max_iter, tol_abs)
+        else:  # (the labels always come with their centers: no mean step is left)
+            centers, fixed, n_iter, conv = _lloyd_sklearn(Xk, wk, start, max_iter)
         lab = labels_of(Xk, centers) if fixed is None else fixed
         inertia = float(wk @ sq_dist_to(Xk, centers, lab))
         if best is None or inertia < best[0]:  # strict: the first of equals wins
