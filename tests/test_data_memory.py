@@ -211,3 +211,27 @@ def test_csv_streams_block_by_block_with_the_types_pandas_infers(tmp_path, monke
     assert data.X.shape == (n - 1, 3) and data.features == ["i", "late_float", "bTRUE"]
     assert data.X.tobytes() == np.column_stack([kept["i"], kept["late_float"], kept["b"]]).astype(float).tobytes()
     assert np.asarray(data.y).tobytes() == kept["a"].to_numpy().tobytes()
+
+
+@pytest.mark.timeout(120)
+def test_small_data_loads_while_another_process_holds_the_map_lock(tmp_path, monkeypatch):
+    """A process stopped while it holds a data set's lock (a SIGSTOPped MPI rank) must not
+    block the other processes: data too small to share is built without the lock."""
+    import fcntl
+
+    from hpcml.data.mapped import map_dir
+
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "small.parquet"
+    _table(200).to_parquet(path)
+    spec = DataSpec(source=str(path), target="y")
+    key = dataset_key(spec, None, True)
+    map_dir().mkdir(parents=True, exist_ok=True)
+    with open(map_dir() / f"{key}.lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the stopped holder
+        code = ("from hpcml.data.sources import full_load; from hpcml.spec import DataSpec; "
+                f"d = full_load(DataSpec(source={str(path)!r}, target='y'), None, True); print(d.X.shape)")
+        proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=90,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(200, 6)"

@@ -162,29 +162,47 @@ def _publish(data: Dataset, tmp: Path, entry: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _BuiltMeanwhile(BaseException):
+    """Raised out of a build once the lock shows another process has published the data."""
+
+
 def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
     """The data set of ``key``: mapped if this machine has it, else built by ``build(allocate=)``
-    (shared when large enough, private otherwise)."""
+    (shared when large enough, private otherwise).
+
+    The machine-wide lock is taken only once ``build`` asks for a shared matrix: data too small
+    to share is built privately without it, so a process that hangs or is stopped while it
+    holds the lock (a SIGSTOPped MPI rank) never blocks the other processes' small loads."""
     root = map_dir()
     entry = root / key
     data = open_entry(entry) if entry.is_dir() else None
     if data is not None:
         _STATS["mapped"] += 1
         return data
+    tmp = root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    shared = _allocator(tmp)
     with contextlib.ExitStack() as stack:
+        def allocate(shape: tuple[int, int]) -> np.ndarray:
+            if 8 * shape[0] * shape[1] < min_bytes():
+                return np.empty(shape)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(_locked(root / f"{key}.lock"))
+            except OSError:  # no writable map directory: a private copy, as before
+                return np.empty(shape)
+            if entry.is_dir():  # built while this process waited for the lock
+                raise _BuiltMeanwhile
+            return shared(shape)
+
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(_locked(root / f"{key}.lock"))
-        except OSError:  # no writable map directory: a private copy, as before
-            _STATS["private"] += 1
-            return build(allocate=np.empty)
-        data = open_entry(entry) if entry.is_dir() else None  # built while this process waited
-        if data is not None:
-            _STATS["mapped"] += 1
-            return data
-        tmp = root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            data = build(allocate=allocate)
+        except _BuiltMeanwhile:
+            data = open_entry(entry)
+            if data is not None:
+                _STATS["mapped"] += 1
+                return data
+            data = build(allocate=np.empty)
         try:
-            data = build(allocate=_allocator(tmp))
             if not isinstance(data.X, np.memmap):
                 _STATS["private"] += 1
                 return data
