@@ -1,6 +1,6 @@
 """A job of one chunk of a built-in kind runs in the driver process (local backend, ``in_driver``):
 the same results and run directory as a worker's run, with its deadlines, retries, Ctrl-C and
-resume; other kinds, and ``in_driver: false``, use workers."""
+resume; other kinds, and ``in_driver: false``, use workers. Its plots are drawn without pyplot."""
 from __future__ import annotations
 
 import json
@@ -221,3 +221,23 @@ def test_ctrl_c_of_a_task_in_the_driver_exits_130_and_resume_finishes(tmp_path):
     assert not (run_dir / LOCK_NAME).exists() and not list((run_dir / "chunks").glob("chunk-*"))
     resumed = run(spec, resume=True)
     assert resumed.ok and len(resumed.results) == 1
+
+
+PLOTS = """
+import sys
+import matplotlib
+matplotlib.use("svg")  # the caller's own choice (a notebook's inline backend, say)
+import hpcml
+res = hpcml.run({"name": "p", "data": {"source": "sklearn:digits"}, "model": {"kind": "pca"}, "plan": {"fit": {}}},
+                out=sys.argv[1], progress=False)
+print(sorted(p.name for p in (res.run_dir / "plots").glob("*.png")), "matplotlib.pyplot" in sys.modules,
+      matplotlib.get_backend())
+"""
+
+
+def test_plots_are_drawn_without_pyplot_or_touching_the_callers_backend(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", PLOTS, str(tmp_path / "run")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['biplot.png',", "'scree.png']", "False", "svg"]
