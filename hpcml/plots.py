@@ -1,28 +1,38 @@
-"""PNG drawing primitives (matplotlib, Agg: batch nodes have no display), used by plans and
-model kinds for their figures. Files are written atomically."""
+"""PNG drawing primitives used by plans and model kinds for their figures. Files are written
+atomically.
+
+Figures are ``matplotlib.figure.Figure`` objects on the Agg canvas (batch nodes have no
+display): pyplot is never imported, so drawing a run's plots neither switches the backend of
+the process that called ``hpcml.run`` (a notebook) nor registers figures in pyplot's state.
+This module is imported only when a run draws its plots."""
 from __future__ import annotations
 
 import io
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from hpcml.store import atomic_write_bytes  # noqa: E402
+from hpcml.store import atomic_write_bytes
 
 MAX_PANELS = 16
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], squeeze: bool = True,
+             layout: str | None = None):
+    """A figure on the Agg canvas and its axes, as ``pyplot.subplots`` makes them."""
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -35,7 +45,7 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
         return
     ncol = min(4, len(columns))
     nrow = math.ceil(len(columns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
+    fig, axes = subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
     bounds = {r["output"]: r for r in (table or [])}
     percent = int(round(100 * (level or 0.95)))
     handles = {}
@@ -63,7 +73,7 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
 def boxplots(frame: pd.DataFrame, columns: list[str], title: str, path: Path) -> None:
     if not columns:
         return
-    fig, ax = plt.subplots(figsize=(1.5 * len(columns) + 2, 3.5))
+    fig, ax = subplots(figsize=(1.5 * len(columns) + 2, 3.5))
     ax.boxplot([frame[m].dropna() for m in columns])
     ax.set_xticks(range(1, len(columns) + 1), columns, rotation=30, fontsize=8)
     ax.set_title(title)
@@ -80,7 +90,7 @@ def leaderboard(summary: dict, path: Path) -> None:
     labels = [", ".join(f"{k}={v}" for k, v in r.items()
                         if (k in grid if grid is not None else not k.startswith(metric) and k != "repeats"))
               for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    fig, ax = subplots(figsize=(7, 0.3 * len(rows) + 1.2))
     ax.barh(range(len(rows)), [r.get(f"{metric}_mean", r.get(metric)) for r in rows],
             xerr=[r.get(f"{metric}_sd") or 0 for r in rows], color="#55A868")
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
@@ -90,7 +100,7 @@ def leaderboard(summary: dict, path: Path) -> None:
 
 
 def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = subplots(figsize=(5, 3.5))
     ax.plot(x, y, "o-")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -101,10 +111,8 @@ def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
 def biplot(scores, loadings, features: list[str], path: Path, evr=None) -> None:
     """Rows on the first two principal components, with each feature's loading as an arrow
     (R's ``biplot(prcomp(...))``): arrows scaled to the spread of the scores."""
-    import numpy as np
-
     scores, loadings = np.asarray(scores, dtype=float), np.asarray(loadings, dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     ax.scatter(scores[:, 0], scores[:, 1], s=6, alpha=0.4, color="#4C72B0", label="rows (scores)")
     reach = np.abs(scores[:, :2]).max(axis=0) if len(scores) else np.ones(2)
     scale = 0.8 * float(np.min(reach / np.maximum(np.abs(loadings[:, :2]).max(axis=0), 1e-300)))
@@ -125,7 +133,7 @@ def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
     ks, ratios = list(ks), list(ratios)
     kept = len(ks) if kept is None else kept
     cum = pd.Series(ratios).cumsum()
-    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(ks)), 3.5))
+    fig, ax = subplots(figsize=(max(6, 0.25 * len(ks)), 3.5))
     ax.bar(ks[:kept], ratios[:kept], color="#4C72B0", label=f"explained variance ratio (kept: {kept})")
     if kept < len(ks):
         ax.bar(ks[kept:], ratios[kept:], color="#B0B0B0", label="not kept")
@@ -134,7 +142,7 @@ def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
         ax.axhline(level, ls="--", color="grey", lw=0.8)
     ax.set_xlabel("component")
     ax.set_xlim(0.4, len(ks) + 0.6)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     save(fig, path)
 
@@ -148,7 +156,7 @@ def traces(chains: dict[str, pd.DataFrame], columns: list[str], title: str, path
         return
     ncol = min(2, len(columns))
     nrow = math.ceil(len(columns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 2.4 * nrow), squeeze=False, layout="constrained")
+    fig, axes = subplots(nrow, ncol, figsize=(5.5 * ncol, 2.4 * nrow), squeeze=False, layout="constrained")
     handles = {}
     for ax, c in zip(axes.flat, columns):
         for label, frame in chains.items():

@@ -165,6 +165,8 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
         job, tasks = _job_and_tasks(order.job_json)
         data = load_dataset(job)
         shared = _shared(order.job_json, data.n)
+    except KeyboardInterrupt:  # Ctrl-C of a chunk run in the driver ends the run, as anywhere else
+        raise
     except BaseException as err:  # the whole chunk fails the same way
         tb = traceback.format_exc()
         for i in order.chunk.indices:

@@ -8,8 +8,12 @@
 2. On that finished run: ``hpcml status`` and a no-op ``hpcml run --resume``.
 3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
 4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
+5. (``--startup-only``) 3. alone, more rounds, beside the same fit in workers (``in_driver:
+   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS fit
+   of another checkout (its ``PYTHONPATH``), all interleaved in one run.
 
     python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
+    python scripts/bench_scale.py --startup-only --repeats 7 [--before /path/to/older/checkout]
     PYTHONPATH=/path/to/other/checkout python scripts/bench_scale.py   # the same, for another version
 """
 from __future__ import annotations
@@ -82,6 +86,42 @@ def hpcml_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "hpcml.cli", *args]
 
 
+def fit_spec(path: Path, workers: int, *, kind: str = "ols", **backend) -> Path:
+    data = {"source": "sklearn:diabetes", "target": "target"} if kind == "ols" else {"source": "sklearn:digits"}
+    path.write_text(yaml.safe_dump({"name": "fit", "data": data, "model": {"kind": kind}, "plan": {"fit": {}},
+                                    "backend": {"name": "local", "workers": workers, **backend}}))
+    return path
+
+
+def startup(args) -> None:
+    """One-task fits end to end against ``import numpy, sklearn``, interleaved (5.)."""
+    rows: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ols, pca = fit_spec(Path(tmp, "ols.yaml"), args.workers), fit_spec(Path(tmp, "pca.yaml"), args.workers, kind="pca")
+        forced = fit_spec(Path(tmp, "workers.yaml"), args.workers, in_driver=False)
+        cases = [("hpcml run, one-task fit (OLS, diabetes)", hpcml_cmd("run", str(ols), "-q", "-o"), None),
+                 ("the same, in_driver: false (a worker process)", hpcml_cmd("run", str(forced), "-q", "-o"), None),
+                 ("hpcml run, one-task fit (PCA, digits, 2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"), None),
+                 ('python -c "import numpy, sklearn"', [sys.executable, "-c", "import numpy, sklearn"], None)]
+        if args.before:  # the other checkout's hpcml: a driver-only option would be bad input there
+            cases.append((f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
+                          {"PYTHONPATH": args.before}))
+        for r in range(args.repeats + 1):  # round 0 warms the file cache and is not counted
+            for i, (name, cmd, env) in enumerate(cases):
+                wall, _, code = timed(cmd + [f"{tmp}/run{i}-{r}"] if cmd[-1] == "-o" else cmd, env)
+                assert code == 0, f"{name} exited {code}"
+                if r:
+                    rows.setdefault(name, []).append(wall)
+    base = statistics.median(rows['python -c "import numpy, sklearn"'])
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; median of {args.repeats} interleaved rounds\n")
+    print("| what | seconds, median (range) | ratio to import numpy, sklearn |")
+    print("|---|---:|---:|")
+    for name, walls in rows.items():
+        med = statistics.median(walls)
+        print(f"| {name} | {med:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {med / base:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=1_000_000)
@@ -89,7 +129,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the numbers here")
     ap.add_argument("--warm-only", action="store_true", help="only the second job in one process (4.)")
+    ap.add_argument("--startup-only", action="store_true", help="only the one-task fits against the imports (5.)")
+    ap.add_argument("--before", help="with --startup-only: another checkout whose OLS fit runs alongside")
     args = ap.parse_args()
+    if args.startup_only:
+        startup(args)
+        return
     if args.warm_only:
         warm = warm_second_job()
         print(f"load average {os.getloadavg()[0]:.1f}; " + ", ".join(f"{k} {v:.4f}" for k, v in warm.items()))

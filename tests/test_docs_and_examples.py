@@ -39,6 +39,14 @@ def test_every_core_model_parameter_is_in_job_spec_md(kind):
     assert not missing, f"{kind}: undocumented parameters {missing}"
 
 
+def test_every_local_backend_option_is_in_job_spec_md():
+    from hpcml.backends.local import LocalOptions
+
+    text = (DOCS / "job-spec.md").read_text()
+    missing = [o for o in LocalOptions.model_fields if not _documented(text, o)]
+    assert not missing, f"job-spec.md: undocumented local backend options {missing}"
+
+
 @pytest.mark.parametrize("name", ["dask", "mpi", "spark"])
 def test_every_backend_option_is_documented(name):
     from hpcml.backends import get_backend_class

@@ -48,6 +48,11 @@ class Backend(ABC):
     def stop(self) -> None:
         """Release workers and anything ``start`` created."""
 
+    def may_run_in_driver(self) -> bool:
+        """Whether a job of one chunk, of a model kind that allows it, may run in the driver
+        process instead of on this backend's workers (one chunk gains nothing from them)."""
+        return False
+
     def describe(self) -> str:
         return f"{self.name} ({self.workers} workers)"
 

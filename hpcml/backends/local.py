@@ -28,6 +28,8 @@ class LocalOptions(BaseModel):
     # forkserver: fast worker start without forking a driver that may hold threads (torch, BLAS).
     start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
     reuse_workers: bool = Field(True, description="keep the worker pool for the next job in this process")
+    in_driver: bool = Field(True, description="run a job of one chunk of a built-in kind (ols, logistic, kmeans, "
+                                              "pca, svd) in the driver process, starting no worker")
 
 
 log = logging.getLogger("hpcml")
@@ -94,6 +96,9 @@ class LocalBackend(Backend):
         warm = _WARM.pop(self._key(), None) if self.options.reuse_workers else None
         self._pool = warm if warm is not None and _healthy(warm) else self._new_pool()
         self._clean = False
+
+    def may_run_in_driver(self) -> bool:
+        return self.options.in_driver
 
     def _method(self) -> str:
         method = self.options.start_method

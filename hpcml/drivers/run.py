@@ -3,11 +3,12 @@ a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from hpcml.backends import make_backend
 from hpcml.chunks import chunk_size_for
-from hpcml.drivers.attempts import run_attempts
+from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
 from hpcml.progress import Progress
@@ -18,13 +19,14 @@ from hpcml.store import RunStore
 
 log = logging.getLogger("hpcml")
 
-def check_job(job: Job) -> None:
-    """Everything that can be known wrong before a run directory exists."""
+def check_job(job: Job, *, keep: bool = False) -> None:
+    """Everything that can be known wrong before a run directory exists. ``keep``: the data
+    stays in this process's cache (a job run in the driver loads it once)."""
     from hpcml.data import load_dataset
 
     check_output(job.output)
-    # Not kept: the driver needs the data again only for the summary (then mapped again).
-    data = load_dataset(job, lazy=False, keep=False)
+    # Not kept by default: the driver needs the data again only for the summary (then mapped again).
+    data = load_dataset(job, lazy=False, keep=keep)
     # A sweep checks each grid point (the base alone may lack the grid's arguments).
     problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
     problems += job.model.check_plan(job.params, job.spec.plan) + job.plan.check(job, data)
@@ -56,22 +58,42 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
                 return recorded(job, store)
         finally:
             store.release()
-    check_job(job)
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
+    here = may_run_in_driver(job, backend)
+    check_job(job, keep=here and job.plan_kind != "shards")  # a shards plan's tasks read their own rows
     fresh = not (resume and store.exists())
     store.prepare(job, resume=resume, overwrite=overwrite)
     try:
-        _run_missing(job, store, backend, resume, progress, fresh)
+        _run_missing(job, store, backend, resume, progress, fresh, here)
         return finish(job, store, time.perf_counter() - t0, plots=plots)
     finally:
         store.release()
 
 
-def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool) -> None:
+def may_run_in_driver(job: Job, backend) -> bool:
+    """Whether the job's tasks may run in this process when they make one chunk: the backend
+    allows it (local, ``in_driver``), the model kind is built-in code that cannot take the
+    process down, and a ``timeout_s`` can be armed here as in a worker (an alarm: main thread)."""
+    return backend.may_run_in_driver() and job.model.runs_in_driver and \
+        (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
+
+
+def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool,
+                 here: bool = False) -> None:
     spec = job.spec
     todo = missing(job.n_tasks, store.done_indices() if resume else ())
     if not todo:
+        return
+    chunk_size = chunk_size_for(job, len(todo), backend.workers)
+    if here and len(todo) <= chunk_size:
+        # One chunk gains nothing from a worker: run it here, as a worker would (same chunk
+        # file, deadlines, retries), without starting a process that imports and loads it all again.
+        bar = Progress(len(todo), f"{spec.name} [in the driver]", enabled=progress)
+        try:
+            run_attempts(job, store, todo, chunk_size, in_this_process, progress=bar)
+        finally:
+            bar.close()
         return
     bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
     try:
@@ -83,7 +105,6 @@ def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: boo
             remove_new_run(store.path)
         raise
     try:
-        chunk_size = chunk_size_for(job, len(todo), backend.workers)
         run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
                      progress=bar)
     finally:

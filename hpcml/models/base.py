@@ -156,6 +156,10 @@ class ModelKind(ABC):
     # Whether a task forks processes when threads_per_task > 1 (the r kind's doParallel): a fork
     # of a process that runs other threads can hang, so MPI's dynamic mode refuses such jobs.
     forks_in_task: ClassVar[bool] = False
+    # Whether a job of one chunk may run in the driver process instead of a worker (the local
+    # backend's `in_driver`): built-in code that cannot take the process down, as user code,
+    # R, torch or a subprocess could. Third-party kinds run in workers.
+    runs_in_driver: ClassVar[bool] = False
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.

@@ -232,6 +232,7 @@ class KMeansParams(ModelParams):
 class KMeansKind(ModelKind):
     name = "kmeans"
     Params = KMeansParams
+    runs_in_driver = True
     needs_target = False
     task_type = "clustering"
     primary_metric = "inertia"

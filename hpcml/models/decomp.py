@@ -276,6 +276,7 @@ def _too_many(field: str, value: int | None, data: Dataset) -> list[tuple[str, A
 class PCAKind(ModelKind):
     name = "pca"
     Params = PCAParams
+    runs_in_driver = True
     needs_target = False
     task_type = "decomposition"
     primary_metric = "reconstruction_mse"
@@ -374,6 +375,7 @@ def variance_thresholds(row) -> dict[str, int | None]:
 class SVDKind(ModelKind):
     name = "svd"
     Params = SVDParams
+    runs_in_driver = True
     needs_target = False
     task_type = "decomposition"
     primary_metric = "reconstruction_mse"

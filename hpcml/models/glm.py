@@ -257,6 +257,7 @@ class LogisticParams(ModelParams):
 class LogisticKind(ModelKind):
     name = "logistic"
     Params = LogisticParams
+    runs_in_driver = True
     needs_target = True
     task_type = "classification"
     primary_metric = "accuracy"

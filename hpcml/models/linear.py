@@ -311,6 +311,7 @@ class OLSParams(ModelParams):
 class OLSKind(ModelKind):
     name = "ols"
     Params = OLSParams
+    runs_in_driver = True
     needs_target = True
     task_type = "regression"
     primary_metric = "r2"
