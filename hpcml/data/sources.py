@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hpcml.data.columns import array_columns, file_columns
+from hpcml.data.fingerprint import source_files
 from hpcml.data.parts import ParquetSetColumns, is_file_set, parquet_parts
 from hpcml.data.mapped import dataset_key, load_shared
 from hpcml.data.validate import Columns, FrameColumns, frame_to_dataset, is_categorical, to_dataset
@@ -160,22 +161,19 @@ def _load(spec_json: str, features_json: str, needs_target: bool) -> Dataset:
                        functools.partial(build_dataset, spec, features, needs_target))
 
 
-def _source_stamp(source: str) -> tuple | None:
+def _source_stamp(source: str) -> tuple:
     """Where the data's files are and how they stand (absolute path, size, mtime): part of the
     per-process cache key, so a process that runs several jobs (warm workers, an R session)
     never serves a file's old contents after it changed, nor another directory's file of the
-    same relative name."""
-    if ":" in source.split("/")[0]:
-        return None  # sklearn:, synthetic:, idx:, frame sources named by their content
+    same relative name. Generated data has no files: its spec is its key."""
     try:
-        files = parquet_parts(source) if is_file_set(source) else [Path(source)]
-        return tuple((str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+        return tuple((str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns) for f in source_files(source))
     except (OSError, SpecError):
-        return None  # the load itself says what is wrong
+        return ()  # the load itself says what is wrong
 
 
 @functools.lru_cache(maxsize=4)
-def _load_stamped(spec_json: str, features_json: str, needs_target: bool, stamp: tuple | None) -> Dataset:
+def _load_stamped(spec_json: str, features_json: str, needs_target: bool, stamp: tuple) -> Dataset:
     _LOADS[spec_json] = _LOADS.get(spec_json, 0) + 1
     data = _load(spec_json, features_json, needs_target)
     # How often this process has loaded this source: a worker kept for several jobs
