@@ -32,13 +32,23 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
 
-# Draws counted per chunk: one replicate's draw never holds more than this many indices.
+# Up to this many rows a replicate's n draws are counted at once by np.bincount (fast; for a
+# moment 16 bytes a row, at most 64 MiB); above it, DRAW_CHUNK indices at a time by sorting
+# (slower, about 3x, but never more than a chunk of indices however large the data).
+WHOLE_DRAW = 1 << 22
 DRAW_CHUNK = 1 << 16
 
 
 def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
-    """Add one replicate's n draws to ``row``, chunk by chunk (the same draws as one call:
-    the generator's stream does not depend on how it is split); False if a count overflowed."""
+    """Add one replicate's n draws to ``row`` (all zeros), at once or chunk by chunk (the same
+    draws either way: the generator's stream does not depend on how it is split); False if a
+    count does not fit ``row``'s type."""
+    if n <= WHOLE_DRAW:
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        if counts.max(initial=0) > np.iinfo(row.dtype).max:
+            return False
+        row[:] = counts
+        return True
     for start in range(0, n, DRAW_CHUNK):
         idx = np.sort(rng.integers(0, n, min(DRAW_CHUNK, n - start)))
         first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
