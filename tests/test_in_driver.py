@@ -241,3 +241,41 @@ def test_plots_are_drawn_without_pyplot_or_touching_the_callers_backend(tmp_path
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["['biplot.png',", "'scree.png']", "False", "svg"]
+
+
+def _count_driver_chunks(monkeypatch, pause: float = 0.0) -> list:
+    """Chunks the driver runs itself (each after ``pause`` seconds), as a list of their sizes."""
+    import hpcml.drivers.run as driver_run
+
+    ran, real = [], driver_run.execute_chunk
+
+    def here(order):
+        time.sleep(pause)
+        ran.append(len(order.chunk.indices))
+        return real(order)
+
+    monkeypatch.setattr(driver_run, "execute_chunk", here)
+    return ran
+
+
+def test_the_driver_runs_chunks_while_a_fresh_pool_starts_then_hands_over(tmp_path, monkeypatch):
+    """A fresh pool's workers take a second or more to start: the driver runs chunks meanwhile,
+    one at a time, and the workers take the rest once one answers. The numbers are those of a
+    run on workers alone."""
+    spec = small_spec(tmp_path, plan={"bootstrap": {"replicates": 60}})
+    workers = run(spec, out=tmp_path / "workers", chunk_size=1, in_driver=False)
+    ran = _count_driver_chunks(monkeypatch, pause=0.5)  # 30 s of driver work at most
+    helped = run(spec, out=tmp_path / "helped", chunk_size=1, reuse_workers=False)
+    assert helped.ok and 1 <= len(ran) < 60, ran  # the first chunk here; the workers came up before the last
+    assert_same_results(workers.results, helped.results)
+    assert workers.summary["table"] == helped.summary["table"]
+
+
+def test_a_warm_pool_runs_every_chunk_and_a_forked_kind_never_runs_in_the_driver(tmp_path, monkeypatch):
+    spec = small_spec(tmp_path, plan={"bootstrap": {"replicates": 8}})
+    run(spec, out=tmp_path / "first", chunk_size=2)  # leaves the pool warm for the next job
+    ran = _count_driver_chunks(monkeypatch)
+    assert run(spec, out=tmp_path / "second", chunk_size=2).ok and ran == []
+    sleep = small_spec(tmp_path, data={"source": "none"}, model={"kind": "sleep", "ms": 0},
+                       plan={"replicate": {"n": 8}})
+    assert run(sleep, out=tmp_path / "sleep", chunk_size=2, reuse_workers=False).ok and ran == []

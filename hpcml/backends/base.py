@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,6 +47,12 @@ class Backend(ABC):
 
     def stop(self) -> None:
         """Release workers and anything ``start`` created."""
+
+    def run_helped(self, orders: Iterable[WorkOrder],
+                   run_here: Callable[[WorkOrder], ChunkResult]) -> Iterator[ChunkResult]:
+        """``run``, where the driver may run chunks itself (``run_here``) while this backend's
+        workers are still starting. Backends that cannot tell run every chunk on workers."""
+        return self.run(orders)
 
     def may_run_in_driver(self) -> bool:
         """Whether a job of one chunk, of a model kind that allows it, may run in the driver

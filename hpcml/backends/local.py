@@ -7,6 +7,7 @@ does, and shuts the pool down when it exits. ``reuse_workers: false`` starts a f
 from __future__ import annotations
 
 import atexit
+from collections import deque
 import logging
 import multiprocessing as mp
 import os
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterable, Iterator, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,11 +91,13 @@ class LocalBackend(Backend):
         self._pool: ProcessPoolExecutor | None = None
         self._job_json: str | None = None
         self._clean = False  # the last run() ended with nothing left running in the pool
+        self._starting = False  # the pool is new and none of its workers has answered yet
 
     def start(self, job_json: str, log_dir: Path) -> None:
         self._job_json = job_json
         warm = _WARM.pop(self._key(), None) if self.options.reuse_workers else None
-        self._pool = warm if warm is not None and _healthy(warm) else self._new_pool()
+        self._starting = warm is None or not _healthy(warm)  # a fresh pool: its workers are still starting
+        self._pool = self._new_pool() if self._starting else warm
         self._clean = False
 
     def may_run_in_driver(self) -> bool:
@@ -144,6 +147,26 @@ class LocalBackend(Backend):
                 except Exception as err:  # unpicklable result and the like
                     yield ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
         self._clean = True
+
+    def run_helped(self, orders: Iterable[WorkOrder],
+                   run_here: Callable[[WorkOrder], ChunkResult]) -> Iterator[ChunkResult]:
+        """While a fresh pool's workers start (each a process that imports the libraries and
+        loads the data: a second or more), the driver runs chunks itself, one at a time; the
+        rest go to the workers once one of them answers. A small job is then done before any
+        worker is up, and the pool stays warm for the process's next job. Who runs a chunk
+        does not change its numbers."""
+        if not self._starting:
+            yield from self.run(orders)
+            return
+        queue = deque(orders)
+        ready = [self._pool.submit(os.getpid) for _ in range(self.workers)]
+        while queue and not any(f.done() for f in ready):
+            yield run_here(queue.popleft())
+        self._starting = False
+        if queue:
+            yield from self.run(queue)
+        else:
+            self._clean = True
 
     def stop(self) -> None:
         if self._pool is None:

@@ -16,6 +16,7 @@ from hpcml.records import missing
 from hpcml.rundir import check_output, remove_new_run
 from hpcml.spec import Job
 from hpcml.store import RunStore
+from hpcml.worker import execute_chunk
 
 log = logging.getLogger("hpcml")
 
@@ -105,7 +106,9 @@ def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: boo
             remove_new_run(store.path)
         raise
     try:
-        run_attempts(job, store, todo, chunk_size, backend.run, writes_own_files=backend.shares_filesystem,
+        # A built-in kind may also run in the driver: it runs chunks while the workers start.
+        run_orders = (lambda orders: backend.run_helped(orders, execute_chunk)) if here else backend.run
+        run_attempts(job, store, todo, chunk_size, run_orders, writes_own_files=backend.shares_filesystem,
                      progress=bar)
     finally:
         bar.close()
