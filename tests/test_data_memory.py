@@ -125,6 +125,23 @@ def test_mapped_data_is_bit_identical_to_pandas_and_read_only(shared):
     assert data.features == FEATURES and np.shares_memory(np.ascontiguousarray(data.X), data.X)  # no copy
 
 
+@pytest.mark.parametrize("gather_bytes", [1, 3000 * 8 * 3, 1 << 30])
+def test_columns_gathered_into_the_mapped_file_are_bit_identical(tmp_path, shared, monkeypatch, gather_bytes):
+    """Numeric columns are written to the mapped matrix in groups (one at a time, three, all),
+    around a categorical column's dummies: the same matrix as pandas makes."""
+    from hpcml.data import validate
+
+    monkeypatch.setattr(validate, "GATHER_BYTES", gather_bytes)
+    frame = _table()
+    frame.insert(2, "colour", pd.Categorical(np.array(["red", "green", "blue"])[np.arange(len(frame)) % 3]))
+    path = tmp_path / f"mixed-{gather_bytes}.parquet"
+    frame.to_parquet(path)
+    data = full_load(DataSpec(source=str(path), target="y"), None, True)
+    ref = pd.get_dummies(frame.drop(columns="y"), columns=["colour"], prefix_sep="", drop_first=True, dtype=np.float64)
+    ref = ref[data.features]  # the dummies where the factor stood, as R's model.matrix puts them
+    assert isinstance(data.X, np.memmap) and data.X.tobytes() == ref.to_numpy(dtype=np.float64).tobytes()
+
+
 def test_key_follows_the_content_not_the_name(tmp_path, shared):
     spec = DataSpec(source=str(shared), target="y")
     key = dataset_key(spec, None, True)
