@@ -103,10 +103,8 @@ def nap(x):
 
 
 def test_timeout_fails_the_call_that_overran(temp):
-    t0 = time.perf_counter()
     with pytest.raises(RunFailed, match=r"^1 of 6 calls failed; first: replicate/000003: .*timeout_s=1$"):
         hpcml.map(nap, range(6), workers=2, timeout_s=1)
-    assert time.perf_counter() - t0 < 25
     assert leftovers(temp) == []
 
 
