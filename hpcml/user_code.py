@@ -8,8 +8,8 @@ Both build a job of the ``python`` kind and run it like any other: the same seed
 numbers on every backend, retries, timeouts, and resume when ``out`` names a run directory.
 Without ``out`` nothing would be kept, so nothing durable is written: the records come back
 to this process (``drivers/memory.py``), with no run directory, provenance or
-results.parquet; the function and items files live in a temporary directory removed before
-returning. The function travels by reference when importable, else by value: cloudpickled
+results.parquet; the function and items files live in a temporary directory, removed in the
+background as the call returns. The function travels by reference when importable, else by value: cloudpickled
 once into a file named by its content. ``map``'s items are pickled once into a file the same
 way; each worker process loads both once, never once per task.
 """
@@ -22,6 +22,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -124,6 +125,10 @@ def _check(result, what: str) -> None:
                         result.run_dir)
 
 
+# The name of the thread that removes a call's temporary directory.
+REMOVER = "hpcml-remove-temp-run"
+
+
 class _Run:
     """Where a call's files go: ``out`` (a run directory, kept and resumable; the function and
     items in the shared cache) or, without it, a temporary directory removed on exit that holds
@@ -140,7 +145,11 @@ class _Run:
 
     def __exit__(self, *exc) -> None:
         if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
+            # Removed while the caller goes on with the results: on a busy file system removing
+            # even a few files can take longer than the whole map. The thread is not a daemon,
+            # so the interpreter waits for it.
+            threading.Thread(target=shutil.rmtree, args=(self.temp,), kwargs={"ignore_errors": True},
+                             name=REMOVER).start()
 
 
 def _backend(backend: str, workers: int | None, chunk_size: int | None, options: dict[str, Any]) -> dict[str, Any]:
