@@ -201,6 +201,10 @@ class RunStore:
         """Let another process use the run directory (also done at exit)."""
         self.lock.release()
 
+    def write_records(self, chunk: Chunk, records: list[dict[str, Any]]) -> None:
+        """A chunk file of records that came back from a worker (or were made here)."""
+        write_chunk_records(self.path, chunk, records)
+
     def chunk_files(self) -> list[Path]:
         return sorted(self.chunks_dir.glob("chunk-*.parquet")) if self.chunks_dir.exists() else []
 

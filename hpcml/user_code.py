@@ -5,11 +5,13 @@
     >>> boot.estimate, boot.se, boot.percentile, boot.bca
 
 Both build a job of the ``python`` kind and run it like any other: the same seeds, the same
-numbers on every backend, retries, timeouts, and resume when ``out`` names a run directory
-(without ``out`` the run lives in a temporary directory, removed afterwards). The function
-travels by reference when importable, else by value: cloudpickled once into a file named by
-its content. ``map``'s items are pickled once into a file the same way; each worker process
-loads both once, never once per task.
+numbers on every backend, retries, timeouts, and resume when ``out`` names a run directory.
+Without ``out`` nothing would be kept, so nothing durable is written: the records come back
+to this process (``drivers/memory.py``), with no run directory, provenance or
+results.parquet; the function and items files live in a temporary directory, removed in the
+background as the call returns. The function travels by reference when importable, else by value: cloudpickled
+once into a file named by its content. ``map``'s items are pickled once into a file the same
+way; each worker process loads both once, never once per task.
 """
 from __future__ import annotations
 
@@ -32,12 +34,18 @@ from .errors import RunFailed, SpecError
 from .models.python_function import INJECTED
 
 
-def _write_once(directory: Path, prefix: str, payload: bytes) -> str:
+def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
+    """The file of ``payload``, named by its content; ``durable``: written atomically and fsynced
+    (a temporary directory, removed within the call, needs neither)."""
     from .store import atomic_write_bytes
 
     path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
-    if not path.exists():
-        atomic_write_bytes(path, payload)
+    if durable:
+        if not path.exists():
+            atomic_write_bytes(path, payload)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
     return str(path)
 
 
@@ -55,8 +63,9 @@ def _importable_name(func: Callable) -> str | None:
     return f"{module}:{qualname}" if obj is func else None
 
 
-def function_fields(func: Callable, directory: Path) -> dict[str, str]:
-    """The ``model`` fields that name ``func``: by reference, or a cloudpickle file by value."""
+def function_fields(func: Callable, directory: Path, durable: bool = True) -> dict[str, str]:
+    """The ``model`` fields that name ``func``: by reference, or a cloudpickle file by value
+    (in ``directory``; ``durable``: fsynced, for a directory that outlives the call)."""
     import cloudpickle
 
     if not callable(func):
@@ -69,7 +78,7 @@ def function_fields(func: Callable, directory: Path) -> dict[str, str]:
     except Exception as err:
         raise SpecError.one("function", getattr(func, "__qualname__", repr(func)),
                             f"cannot be pickled by value: {type(err).__name__}: {err}") from None
-    return {"function_pickle": _write_once(directory / "functions", "function", payload)}
+    return {"function_pickle": _write_once(directory / "functions", "function", payload, durable)}
 
 
 def _inputs_dir(out: Path | None, temp: Path | None) -> Path:
@@ -85,38 +94,62 @@ def _job_name(prefix: str, func: Callable) -> str:
     return f"{prefix}-{name}".strip("_") or prefix
 
 
-def _execute(spec: dict, resume: bool, progress: bool):
-    from .drivers.run import execute
+def _execute(spec: dict, out: str | Path | None, progress: bool):
+    """The run of ``spec``: in a run directory that later calls resume (``out``), else in memory
+    (then its :class:`MemoryRecords`)."""
     from .spec import load_job
 
-    return execute(load_job(spec), resume=resume, overwrite=False, progress=progress, plots=False)
+    job = load_job(spec)
+    if out is None:
+        from .drivers.memory import execute_in_memory
+
+        return job, execute_in_memory(job, progress=progress)
+    from .drivers.run import execute
+
+    return job, execute(job, resume=True, overwrite=False, progress=progress, plots=False)
 
 
-def _raise_failures(result, what: str, keep: bool) -> None:
+def _raise_failures(n_failed: int, n_tasks: int, first, what: str, run_dir: Path | None) -> None:
+    """RunFailed naming the first failed task (``first``: its record, a mapping)."""
+    if n_failed:
+        named = f"; first: {first['task_id']}: {first.get('error')}" if first is not None else ""
+        where = f" (records in {run_dir})" if run_dir is not None else ""
+        raise RunFailed(f"{n_failed} of {n_tasks} {what} failed{named}{where}")
+
+
+def _check(result, what: str) -> None:
+    """A run directory's result: RunFailed if a task failed."""
     if result.n_failed:
         failures = result.failures()
-        first = f"; first: {failures.iloc[0]['task_id']}: {failures.iloc[0].get('error')}" if len(failures) else ""
-        where = f" (records in {result.run_dir})" if keep else ""
-        raise RunFailed(f"{result.n_failed} of {result.n_tasks} {what} failed{first}{where}")
+        _raise_failures(result.n_failed, result.n_tasks, failures.iloc[0] if len(failures) else None, what,
+                        result.run_dir)
+
+
+# The name of the thread that removes a call's temporary directory.
+REMOVER = "hpcml-remove-temp-run"
 
 
 class _Run:
-    """A run directory: ``out`` (kept, resumable) or a temporary one (removed on exit)."""
+    """Where a call's files go: ``out`` (a run directory, kept and resumable; the function and
+    items in the shared cache) or, without it, a temporary directory removed on exit that holds
+    the function and items files and any ``scratch`` a task asks for."""
 
     def __init__(self, out: str | Path | None):
         self.temp = Path(tempfile.mkdtemp(prefix="hpcml-")) if out is None else None
         self.out = Path(out) if out is not None else self.temp / "run"
         self.inputs = _inputs_dir(self.out, self.temp)
+        self.durable = out is not None
 
     def __enter__(self) -> "_Run":
         return self
 
     def __exit__(self, *exc) -> None:
         if self.temp is not None:
-            # Removed while the caller goes on with the results (a tenth of a second per call
-            # of a small map); the thread is not a daemon, so the interpreter waits for it.
+            # Removed while the caller goes on with the results: on a busy file system removing
+            # even a few files can take longer than the whole map. The thread is not a daemon,
+            # so the interpreter waits for it.
             threading.Thread(target=shutil.rmtree, args=(self.temp,), kwargs={"ignore_errors": True},
-                             name="hpcml-remove-temp-run").start()
+                             name=REMOVER).start()
 
 
 def _backend(backend: str, workers: int | None, chunk_size: int | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -143,13 +176,20 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
     with _Run(out) as run:
         spec = {
             "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},
-            "model": {"kind": "python", **function_fields(func, run.inputs),
-                      "items": _write_once(run.inputs / "items", "items", _pickle_items(items)), "result": "object"},
+            "model": {"kind": "python", **function_fields(func, run.inputs, run.durable),
+                      "items": _write_once(run.inputs / "items", "items", _pickle_items(items), run.durable),
+                      "result": "object"},
             "plan": {"replicate": {"n": len(items)}}, "backend": _backend(backend, workers, chunk_size, backend_options),
             "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
         }
-        result = _execute(spec, resume=out is not None, progress=progress)
-        _raise_failures(result, "calls", keep=out is not None)
+        _, result = _execute(spec, out, progress)
+        if out is None:  # the records themselves, in task order: no table is built
+            records = result.ordered()
+            if result.n_failed:
+                first = next((r for r in records if r["status"] != "ok"), None)
+                _raise_failures(result.n_failed, result.n_tasks, first, "calls", None)
+            return [pickle.loads(r["result"]) for r in records]
+        _check(result, "calls")
         frame = result.results.sort_values("task_index")
         return [pickle.loads(b) for b in frame["result"]]
 
@@ -252,20 +292,21 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
         spec = {
             "name": _job_name("bootstrap", statistic), "seed": seed,
             "data": {"source": frame_source(table)},
-            "model": {"kind": "python", **function_fields(fn, run.inputs), "resample": resample, "data_as": data_as},
+            "model": {"kind": "python", **function_fields(fn, run.inputs, run.durable), "resample": resample,
+                      "data_as": data_as},
             "plan": {"bootstrap": {"replicates": replicates}},
             "backend": _backend(backend, workers, chunk_size, backend_options),
             "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
         }
         from .data import load_dataset
-        from .spec import load_job
 
-        result = _execute(spec, resume=out is not None, progress=progress)
-        _raise_failures(result, "replicates", keep=out is not None)
+        job, result = _execute(spec, out, progress)
+        if out is None:
+            result = result.result(job)
+        _check(result, "replicates")
         summary = result.summary
         if level != summary.get("level", 0.95):
-            job = load_job(spec)
-            summary = job.plan.summarize(job, result.results, result.run_dir, lambda: load_dataset(job), level=level)
+            summary = job.plan.summarize(job, result.results, run.out, lambda: load_dataset(job), level=level)
         ok = result.results.loc[result.results["status"] == "ok"].sort_values("task_index")
     rows = pd.DataFrame(summary["table"]).set_index("output")
     reps = ok[list(rows.index)].reset_index(drop=True)

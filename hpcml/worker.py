@@ -65,12 +65,13 @@ class TaskLookup:
     def __init__(self, job):
         self.job, self.n = job, job.n_tasks
         self.plan, self.options = job.plan, job.spec.plan.options  # looked up once, not per task
+        self._task_id, self._params_at = self.plan.task_id, self.plan.params_at
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, index: int) -> Task:
-        return Task(index, self.plan.task_id(index), self.plan.params_at(self.options, index))
+        return Task(index, self._task_id(index), self._params_at(self.options, index))
 
 
 @functools.lru_cache(maxsize=4)

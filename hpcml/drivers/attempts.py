@@ -8,7 +8,7 @@ import logging
 from typing import Callable, Iterable, Iterator
 
 from hpcml.chunks import make_chunks
-from hpcml.store import RunStore, write_chunk_records
+from hpcml.store import RunStore
 from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, failure_record
 
 log = logging.getLogger("hpcml")
@@ -26,6 +26,9 @@ def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_ord
                  writes_own_files: bool = True, progress=None) -> list[int]:
     """Run ``todo`` with up to ``job.spec.retries`` retries; the task indices still failing.
 
+    ``store``: the run directory, or what stands for it (``drivers/memory.py``): where records
+    that came back go (``write_records``) and which tasks are done (``completed``).
+
     ``writes_own_files``: the workers see the run directory and write their chunk files;
     otherwise their records come back and are written here, so every attempt leaves a trace.
     """
@@ -38,7 +41,7 @@ def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_ord
             if result.path is None:  # records came back, or the worker was lost: write them here
                 records = result.records or [failure_record(i, job.task_id(i), msg, "", attempt)
                                              for i, msg in result.failed.items()]
-                write_chunk_records(store.path, result.chunk, records)
+                store.write_records(result.chunk, records)
             failed += sorted(result.failed)
             if progress is not None:
                 progress.advance(len(result.ok), len(result.failed) if attempt == retries else 0)

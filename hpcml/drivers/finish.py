@@ -16,12 +16,13 @@ log = logging.getLogger("hpcml")
 
 
 class RunResult:
-    """A finished run: its directory, one record per task (read from results.parquet on first
-    use when the run was not run here), its summary, counts and seconds."""
+    """A finished run: its directory (None for a run kept in memory), one record per task (read
+    from results.parquet on first use when the run was not run here), its summary, counts and seconds."""
 
-    def __init__(self, run_dir: Path, results: pd.DataFrame | pa.Table | None, summary: dict[str, Any],
+    def __init__(self, run_dir: Path | None, results: pd.DataFrame | pa.Table | None, summary: dict[str, Any],
                  n_tasks: int, n_failed: int, seconds: float):
-        self.run_dir, self._results, self.summary = Path(run_dir), results, summary
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._results, self.summary = results, summary
         self.n_tasks, self.n_failed, self.seconds = n_tasks, n_failed, seconds
 
     @property

@@ -52,6 +52,10 @@ class FitContext:
     as much as the rest of a task's bookkeeping, and many tasks never draw a number.
     """
 
+    # One is built per task: slots make that, and reading its fields, cheaper.
+    __slots__ = ("_rng", "_rng_factory", "_scratch", "_scratch_factory", "threads", "log", "task_id", "task_index",
+                 "task_params", "seed", "split_seed")
+
     def __init__(self, rng: np.random.Generator | None = None, threads: int = 1, scratch: Any = None,
                  log: Any = None, task_id: str | None = None, task_index: int | None = None,
                  task_params: dict[str, Any] | None = None, seed: int | None = None, *,
