@@ -174,6 +174,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
             result.failed[i] = _failure_line(err)
             records.append(failure_record(i, f"{_plan_name(order)}/{i:06d}", _failure_line(err), tb, order.attempt))
     else:
+        _warm_model(job)
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
             group = job.plan.group_size(job)
             grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
@@ -234,7 +235,16 @@ def warm_cache(job_json: str) -> None:
         job, _ = _job_and_tasks(job_json)
         load_dataset(job)
     except Exception:
-        pass  # the chunk itself reports the error as task failures
+        return  # the chunk itself reports the error as task failures
+    _warm_model(job)
+
+
+def _warm_model(job) -> None:
+    """The model kind's code (a user's function, its items) loaded before any task's deadline."""
+    try:
+        job.model.warm(job.params)
+    except Exception:
+        pass  # each task reports the error in its own record, as it would have
 
 
 def _plan_name(order: WorkOrder) -> str:

@@ -398,3 +398,24 @@ def test_user_statistic_same_numbers_under_mpi_static_and_dynamic_and_spark(tmp_
     spark = run(spec(tmp_path, csv, "median", out="spark"), backend="spark", workers=2, chunk_size=7)
     assert spark.ok
     assert_same_results(local.results, spark.results)
+
+
+SLOW_IMPORT = '''
+import time
+time.sleep(3)  # a heavy import (torch, a large module) takes seconds
+
+
+def double(x):
+    return 2 * x
+'''
+
+
+def test_loading_the_users_code_is_not_charged_to_a_tasks_timeout(tmp_path, monkeypatch):
+    """Each worker loads the function before arming a task's deadline: a module that takes 3 s
+    to import does not fail the first task of each worker under timeout_s=2."""
+    (tmp_path / "slow_module.py").write_text(SLOW_IMPORT)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_module
+
+    assert hpcml.map(slow_module.double, range(6), workers=2, timeout_s=2, reuse_workers=False) == [0, 2, 4, 6, 8, 10]

@@ -164,6 +164,10 @@ class ModelKind(ABC):
     # backend's `in_driver`): built-in code that cannot take the process down, as user code,
     # R, torch or a subprocess could. Third-party kinds run in workers.
     runs_in_driver: ClassVar[bool] = False
+
+    def warm(self, params: Any) -> None:
+        """Load, once per process, what every task of the kind needs (user code): workers call
+        it before a task's ``timeout_s`` is armed, so the import is not charged to one task."""
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.

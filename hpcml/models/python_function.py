@@ -272,6 +272,11 @@ class PythonFunctionKind(ModelKind):
     def with_params(self, base: PythonParams, overrides: dict[str, Any]) -> PythonParams:
         return with_function_args(base, overrides)
 
+    def warm(self, params: PythonParams) -> None:
+        load_function(params)
+        if params.items is not None:
+            load_items(params.items)
+
     def sweep_metric(self, params: PythonParams) -> tuple[str, bool]:
         return params.metric, params.greater_is_better
 
