@@ -33,9 +33,10 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 # Up to this many rows a replicate's n draws are counted at once by np.bincount (fast; for a
-# moment 16 bytes a row, at most 64 MiB); above it, DRAW_CHUNK indices at a time by sorting
-# (slower, about 3x, but never more than a chunk of indices however large the data).
-WHOLE_DRAW = 1 << 22
+# moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by sorting
+# (about 3x slower, but never more than a chunk of indices however large the data: there a
+# replicate's fit, n x p work, costs far more than its draw).
+WHOLE_DRAW = 1 << 20
 DRAW_CHUNK = 1 << 16
 
 
