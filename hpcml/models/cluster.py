@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
+from hpcml.models.gram import row_blocks
 from hpcml.models.weights import as_weights, keep_rows, row_mask
 
 _CACHE_FLOATS = 1 << 15  # 256 KB of distances per row block: they stay in cache
@@ -270,9 +271,11 @@ class KMeansKind(ModelKind):
 
     def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
-        _, d2 = assign(np.ascontiguousarray(data.X[m], dtype=np.float64), fitted.centers)
-        inertia = float(d2.sum())
-        return {"inertia": inertia, "mean_sq_dist": inertia / d2.size if d2.size else float("nan")}
+        rows = None if m.all() else np.flatnonzero(m)
+        inertia, count = 0.0, data.n if rows is None else rows.size
+        for _, _, B in row_blocks(np.asarray(data.X, dtype=np.float64), rows):  # no copy of X[m]
+            inertia += float(assign(np.ascontiguousarray(B), fitted.centers)[1].sum())
+        return {"inertia": inertia, "mean_sq_dist": inertia / count if count else float("nan")}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         if job.plan_kind != "sweep" or "param_k" not in ok or "inertia" not in ok:
