@@ -20,7 +20,7 @@ from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, regis
 from hpcml.models.gram import block_rows, row_blocks
 from hpcml.models.linear import coef_outputs
 from hpcml.models.normal_equations import solve_spd
-from hpcml.models.weights import as_weights, keep_rows, positive_rows, row_mask
+from hpcml.models.weights import as_weights, positive_rows, row_mask
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
@@ -262,15 +262,16 @@ def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weig
         X = X[:, None]
     y01 = (np.asarray(y).ravel() == fit.classes[1]).astype(np.float64)
     w = as_weights(weights, X.shape[0])
-    wk, Xk, yk = keep_rows(w, X, y01)
-    A = np.column_stack([np.ones(Xk.shape[0]), Xk]) if fit.fit_intercept else Xk
+    rows = positive_rows(w)
+    wk, yk = (w, y01) if rows is None else (w[rows], y01[rows])
     cols = np.flatnonzero(~fit.aliased)
-    Ak = A[:, cols]
-    eta = Ak @ fit.coef[cols]
+    icpt = int(fit.fit_intercept)
+    D = _Design(X, rows, cols[cols >= icpt] - icpt, fit.fit_intercept)  # no copy of the design
+    eta = D.times(fit.coef[cols])
     hw = wk * expit(eta) * expit(-eta)
     var = np.full(fit.coef.size, np.nan)
     if cols.size:
-        R = np.linalg.qr(Ak * np.sqrt(hw)[:, None], mode="r")
+        R = D.r_factor(np.sqrt(hw))  # QR of the weighted design, one row block at a time
         with np.errstate(divide="ignore", invalid="ignore"):
             Rinv = linalg.solve_triangular(R, np.eye(cols.size), check_finite=False)
         var[cols] = np.sum(Rinv * Rinv, axis=1)
