@@ -2,14 +2,17 @@
 """Peak memory of every process of a run (driver and workers) on a large Parquet file
 (docs/benchmarks.md, "Memory: data once per machine").
 
-Writes an n x p float64 Parquet file (target ``y``), runs a bootstrap of ``ols`` on the local
-backend in a fresh Python process, and samples every process of its tree (driver, forkserver,
+Writes an n x p float64 Parquet file (target ``y``: a linear response; for ``logistic`` a 0/1
+draw with probability expit(response / 2)), runs a bootstrap of the model ``--kind`` (``ols``,
+``logistic``, ``kmeans``, ``pca``; ``--plan cv`` for a 5-fold CV instead) on the local backend
+in a fresh Python process, and samples every process of its tree (driver, forkserver,
 workers) every 0.1 s from /proc: VmHWM (the kernel's own peak resident set), the peak of its
 private (anonymous) pages, and the peak of the whole tree's proportional set size (PSS: a
 page mapped by k processes counts 1/k in each, so shared data is counted once). ``--repo``
 runs another checkout of hpcml (e.g. a worktree of an older commit) for a before/after table.
 
-    python scripts/bench_memory.py [--rows 400000] [--cols 100] [--workers 2] [--replicates 20] [--no-bca] [--repo .]
+    python scripts/bench_memory.py [--kind ols] [--plan bootstrap] [--rows 400000] [--cols 100] [--workers 2]
+                                   [--replicates 20] [--no-bca] [--repo .]
 
 Every worker runs (chunks of replicates / workers): a bootstrap's replicates are fitted in
 groups of 64, and a chunk holding part of a group fits the whole group, so with the default
@@ -31,7 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MB = 1 << 20
 
 
-def write_parquet(path: Path, rows: int, cols: int, block: int = 50_000) -> int:
+# Each kind's model section: kmeans with one k-means++ start per replicate keeps runs short.
+MODELS = {"ols": {"kind": "ols"}, "logistic": {"kind": "logistic"}, "kmeans": {"kind": "kmeans", "k": 5, "n_init": 1},
+          "pca": {"kind": "pca"}}
+
+
+def write_parquet(path: Path, rows: int, cols: int, block: int = 50_000, binary: bool = False) -> int:
     """The data, written block by block (row groups of ``block`` rows); returns its bytes as float64."""
     import numpy as np
     import pyarrow as pa
@@ -44,6 +52,8 @@ def write_parquet(path: Path, rows: int, cols: int, block: int = 50_000) -> int:
         for start in range(0, rows, block):
             X = rng.standard_normal((min(block, rows - start), cols))
             y = X @ beta + rng.standard_normal(len(X))
+            if binary:  # a logistic response: P(y = 1) = expit(x'beta / 2)
+                y = (rng.random(len(X)) < 1 / (1 + np.exp(-y / 2))).astype(np.float64)
             out.write_table(pa.table(dict(zip(names, [*X.T, y]))))
     return rows * (cols + 1) * 8
 
@@ -136,8 +146,8 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str) -> dict:
 
 RUN = """
 import hpcml, sys
-spec = {{"name": "bench-memory", "seed": 1, "data": {{"source": {src!r}, "target": "y"}}, "model": {{"kind": "ols"}},
-        "plan": {{"bootstrap": {{"replicates": {reps}, "bca": {bca}}}}}, "backend": {{"name": "local", "workers": {workers}, "chunk_size": {chunk}}},
+spec = {{"name": "bench-memory", "seed": 1, "data": {{"source": {src!r}, "target": "y"}}, "model": {model!r},
+        "plan": {plan!r}, "backend": {{"name": "local", "workers": {workers}, "chunk_size": {chunk}}},
         "output": {out!r}}}
 r = hpcml.run(spec, progress=False, plots=False)
 print("ok" if r.ok else "failed", r.results.shape[0])
@@ -146,6 +156,9 @@ print("ok" if r.ok else "failed", r.results.shape[0])
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", choices=sorted(MODELS), default="ols")
+    ap.add_argument("--plan", choices=["bootstrap", "cv"], default="bootstrap",
+                    help="cv: one 5-fold CV (5 tasks; --replicates unused)")
     ap.add_argument("--rows", type=int, default=400_000)
     ap.add_argument("--cols", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
@@ -160,9 +173,12 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpcml-bench-memory-") as tmp:
         src = Path(tmp, "data.parquet")
-        data_bytes = write_parquet(src, args.rows, args.cols)
-        chunk = args.chunk_size or -(-args.replicates // args.workers)
-        code = RUN.format(src=str(src), reps=args.replicates, bca=not args.no_bca, workers=args.workers, chunk=chunk,
+        data_bytes = write_parquet(src, args.rows, args.cols, binary=args.kind == "logistic")
+        tasks = args.replicates if args.plan == "bootstrap" else 5
+        chunk = args.chunk_size or -(-tasks // args.workers)
+        plan = {"bootstrap": {"replicates": args.replicates, "bca": not args.no_bca}} if args.plan == "bootstrap" \
+            else {"cv": {"folds": 5}}
+        code = RUN.format(src=str(src), model=MODELS[args.kind], plan=plan, workers=args.workers, chunk=chunk,
                           out=str(Path(tmp, "run")))
         env = {**os.environ, "PYTHONPATH": str(args.repo.resolve()), "HPCML_CACHE_DIR": str(Path(tmp, "cache"))}
         res = measure([sys.executable, "-c", code], env, tmp)
@@ -170,7 +186,7 @@ def main() -> None:
     workers = [p for p in res["processes"] if p["role"] == "worker"]
     driver = next(p for p in res["processes"] if p["role"] == "driver")
     report = {
-        "label": args.label or str(args.repo), "rows": args.rows, "cols": args.cols, "workers": args.workers,
+        "label": args.label or str(args.repo), "kind": args.kind, "plan": args.plan, "rows": args.rows, "cols": args.cols, "workers": args.workers,
         "data_mb": round(x / MB), "chunk_size": chunk,
         "worker_peak_mb": [round(w["hwm"] / MB) for w in workers], "peak_total_pss_mb": round(res["peak_total_pss"] / MB), "seconds": round(res["seconds"], 1), "result": res["result"],
         "driver_peak_mb": round(driver["hwm"] / MB), "driver_peak_x": round(driver["hwm"] / x, 2),

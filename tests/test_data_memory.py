@@ -252,3 +252,80 @@ def test_small_data_loads_while_another_process_holds_the_map_lock(tmp_path, mon
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(200, 6)"
+
+
+def _traced_peak(fn) -> tuple[object, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kind, params", [("logistic", {}), ("pca", {}), ("pca", {"scale": True}), ("svd", {})])
+def test_weighted_fits_and_scores_make_no_copy_of_the_rows(monkeypatch, kind, params):
+    """A bootstrap replicate (counts, a third of them 0) and a CV fold's scores on a read-only
+    n x p array: rows are skipped, centred and weighted block by block, so the fit allocates
+    a quarter of the array at most (vectors of n floats; a resampled, centred or intercept copy would be 0.6x-1x),
+    and the numbers are those of the fit on the resampled copy."""
+    import hpcml.models.gram as gram_module
+
+    monkeypatch.setattr(gram_module, "_BLOCK_BYTES", 1 << 18)  # 256 KB row blocks
+    rng = np.random.default_rng(5)
+    n, p = 30_000, 80  # 19 MB; a vector of n floats is 1/80 of it
+    X = rng.standard_normal((n, p)) * np.linspace(1, 2, p) + 0.5  # well conditioned: the Gram route
+    y = (X @ np.linspace(-1, 1, p) / 10 + rng.standard_normal(n) > 0).astype(float) if kind == "logistic" else None
+    X.flags.writeable = False
+    data = Dataset(X=X, y=y, features=[f"x{j}" for j in range(p)])
+    model = get_model(kind)
+    prm = model.Params(**params)
+    idx = rng.integers(0, n, n)
+    w = np.bincount(idx, minlength=n).astype(float)
+    ctx = lambda: FitContext(rng=np.random.default_rng(1))  # noqa: E731
+    fitted, peak = _traced_peak(lambda: model.fit(prm, data, w, ctx()))
+    assert peak < 0.25 * X.nbytes, (peak, X.nbytes)
+    test = np.arange(n) % 5 == 0
+    model.score(prm, fitted, data, test)  # (imports, e.g. scikit-learn's metrics, are not the fit's)
+    _, peak = _traced_peak(lambda: (model.score(prm, fitted, data, test), model.score(prm, fitted, data, ~test)))
+    assert peak < 0.25 * X.nbytes, (peak, X.nbytes)
+    copy = Dataset(X=X[idx], y=None if y is None else y[idx], features=data.features)
+    want = model.outputs(prm, model.fit(prm, copy, None, ctx()), copy)
+    got = model.outputs(prm, fitted, data)
+    assert list(got) == list(want)
+    np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-9, atol=1e-12)
+    if kind == "svd":  # and NumPy's SVD of the resampled copy
+        np.testing.assert_allclose(list(got.values()), np.linalg.svd(X[idx], compute_uv=False), rtol=1e-10)
+
+
+def test_kmeans_copies_the_rows_once_for_scikit_learn_and_scores_none(monkeypatch):
+    """scikit-learn's KMeans centres its input in place: a weighted fit hands it one copy of
+    the rows with positive weight (about 0.63x for a replicate) and reads X itself for the
+    rest, instead of a resampled copy plus scikit-learn's own copy of it (1.26x); scores
+    read row blocks."""
+    import hpcml.models.gram as gram_module
+
+    monkeypatch.setattr(gram_module, "_BLOCK_BYTES", 1 << 18)  # 256 KB row blocks
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((60_000, 30)) + np.repeat(np.eye(3, 30) * 4, 20_000, axis=0)
+    X.flags.writeable = False
+    data = Dataset(X=X, y=None, features=[f"x{j}" for j in range(30)])
+    model = get_model("kmeans")
+    prm = model.Params(k=3, n_init=2)
+    idx = rng.integers(0, X.shape[0], X.shape[0])
+    w = np.bincount(idx, minlength=X.shape[0]).astype(float)
+    fitted, peak = _traced_peak(lambda: model.fit(prm, data, w, FitContext(rng=np.random.default_rng(1))))
+    kept = np.count_nonzero(w) / w.size
+    assert peak < (kept + 0.35) * X.nbytes, (peak, kept, X.nbytes)  # + k-means++ draws: (2 + log k) x n
+    copy = Dataset(X=X[w > 0], y=None, features=data.features)  # the same rows, counts as weights
+    ref = model.fit(prm, copy, w[w > 0], FitContext(rng=np.random.default_rng(1)))
+    np.testing.assert_allclose(fitted.centers, ref.centers, rtol=1e-12, atol=1e-13)  # sums by row blocks
+    assert fitted.inertia == pytest.approx(ref.inertia, rel=1e-12)
+    fitted = model.fit(prm, data, None, FitContext(rng=np.random.default_rng(1)))
+    test = np.arange(X.shape[0]) % 5 == 0
+    got, peak = _traced_peak(lambda: model.score(prm, fitted, data, ~test))
+    assert peak < 0.25 * X.nbytes, (peak, X.nbytes)
+    d2 = ((X[~test][:, None, :] - fitted.centers[None]) ** 2).sum(axis=2).min(axis=1)
+    assert got["inertia"] == pytest.approx(d2.sum(), rel=1e-12)

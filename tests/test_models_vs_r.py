@@ -197,3 +197,21 @@ def test_kmeans_centres_and_sizes_are_r_kmeans(tmp_path):
     np.testing.assert_allclose(ours, want, rtol=1e-6)
     assert res.summary["sizes"] == [ref["size"][mapping[j] - 1] for j in (1, 2, 3)]
     assert row["inertia"] == pytest.approx(ref["tot"][0], rel=1e-9)
+
+
+def test_logistic_bootstrap_weights_are_glm_on_the_resampled_copy(tmp_path, hmda):
+    """A replicate's counts, fitted block by block on read-only data without copying the rows,
+    give R's glm on the resampled copy."""
+    from hpcml.models.glm import fit_logistic
+
+    frame = pd.read_parquet(hmda)
+    X = frame[["pirat", "hirat", "lvrat"]].to_numpy(dtype=float)
+    X.flags.writeable = False
+    idx = np.random.default_rng(11).integers(0, len(frame), len(frame))
+    fit = fit_logistic(X, frame["deny"].to_numpy(), np.bincount(idx, minlength=len(frame)), tol=1e-14)
+    rows = tmp_path / "rows.txt"  # the resampled rows, 1-based
+    rows.write_text("\n".join(str(i + 1) for i in idx))
+    ref = rscript(f"{HMDA_R}; d <- d[scan('{rows}', quiet = TRUE), ]; "
+                  "m <- glm(deny ~ pirat + hirat + lvrat, data = d, family = binomial, "
+                  "control = glm.control(epsilon = 1e-14, maxit = 100)); list(coef = unname(coef(m)))")
+    np.testing.assert_allclose(fit.coef, ref["coef"], rtol=1e-8)

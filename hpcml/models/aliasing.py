@@ -21,19 +21,24 @@ from hpcml.models.gram import gram
 CLEAR = 1e-4
 
 
-def _residual_norm(X, center, sw, kept, j, R) -> float:
-    """||z_j - Z_k c|| from the data, c the refined least-squares fit (z = (x - center) * sw)."""
-    def z_times(c_kept):  # Z_k c, as a length-n vector
+def _residual_norm(X, center, sw, kept, j, R, rows=None) -> float:
+    """||z_j - Z_k c|| from the data, c the refined least-squares fit (z = (x[rows] - center) * sw)."""
+    def z_times(c_kept):  # Z_k c, one entry per row taken
         c = np.zeros(X.shape[1])
         c[kept] = c_kept
         out = X @ c - center @ c
+        out = out if rows is None else out[rows]
         return out * sw if sw is not None else out
 
     def zt(v):  # Z_k' v
         u = v * sw if sw is not None else v
+        if rows is not None:  # the rows left out get 0: X' u without a copy of X[rows]
+            u_all = np.zeros(X.shape[0])
+            u_all[rows] = u
+            u = u_all
         return (X.T @ u - center * u.sum())[kept]
 
-    zj = X[:, j] - center[j]
+    zj = (X[:, j] if rows is None else X[rows, j]) - center[j]
     if sw is not None:
         zj = zj * sw
     v = zj - z_times(linalg.cho_solve((R, False), zt(zj), check_finite=False))
@@ -41,18 +46,20 @@ def _residual_norm(X, center, sw, kept, j, R) -> float:
     return float(np.linalg.norm(v))
 
 
-def kept_columns_gram(X: np.ndarray, w: np.ndarray, center: np.ndarray, tol: float) -> np.ndarray | None:
+def kept_columns_gram(X: np.ndarray, w: np.ndarray, center: np.ndarray, tol: float,
+                      rows: np.ndarray | None = None) -> np.ndarray | None:
     """Indices of the columns of ``(X - center) * sqrt(w)`` that R's QR keeps at ``tol``, or
     None when some column is a near miss (kept, with a relative residual between ``tol``
     and ``CLEAR``): then only a QR of the data decides the columns after it reliably.
 
     ``center`` is the weighted column mean when the design has an intercept (which R takes
     first and always keeps), else zeros. A column's norm for the test is its norm in the
-    design as given (uncentred), as R's.
+    design as given (uncentred), as R's. ``rows``: the rows taken (``w`` has one weight per
+    row taken), None all of them; X[rows] is never copied.
     """
-    n, p = X.shape
+    n, p = X.shape if rows is None else (rows.size, X.shape[1])
     sw = None if np.all(w == 1.0) else np.sqrt(w)
-    G = gram(X, center, sw)
+    G = gram(X, center, sw, rows)
     norms2 = np.diag(G) + float(w.sum()) * center**2  # sum w x^2: a sum of positive terms
     kept: list[int] = []
     R = np.zeros((0, 0))
@@ -62,7 +69,7 @@ def kept_columns_gram(X: np.ndarray, w: np.ndarray, center: np.ndarray, tol: flo
         r = linalg.solve_triangular(R, G[kept, j], trans="T", check_finite=False) if kept else np.zeros(0)
         res2 = G[j, j] - float(r @ r)
         if not res2 >= CLEAR**2 * norms2[j]:  # not clearly kept: decide from the data
-            res2 = _residual_norm(X, center, sw, kept, j, R) ** 2 if kept else G[j, j]
+            res2 = _residual_norm(X, center, sw, kept, j, R, rows) ** 2 if kept else G[j, j]
             if res2 > 0 and res2 >= tol**2 * norms2[j]:
                 return None  # a near miss, kept: let the QR decide
             continue  # aliased

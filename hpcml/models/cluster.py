@@ -3,7 +3,10 @@
 Nearest centers use ||c||^2 - 2 x.c over cache-sized row blocks, so memory stays at a
 block of k floats per row whatever n is; a Lloyd step needs no distances, and the inertia
 uses the exact ||x - c||^2 of each row to its center. With tol 0 the Lloyd passes are
-scikit-learn's (distances, argmin and sums in one compiled, OpenMP pass). All randomness comes from the caller's Generator: same state, same result.
+scikit-learn's (distances, argmin and sums in one compiled, OpenMP pass). scikit-learn centres
+its input in place, so each restart hands it one copy of the rows with positive weight (its
+own copy is skipped: ``copy_x=False``); seeding, means, labels and inertia read the data
+itself, block by block, never a resampled copy. All randomness comes from the caller's Generator: same state, same result.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from sklearn.cluster import KMeans
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
-from hpcml.models.weights import as_weights, keep_rows, row_mask
+from hpcml.models.gram import row_blocks
+from hpcml.models.weights import as_weights, positive_rows, row_mask
 
 _CACHE_FLOATS = 1 << 15  # 256 KB of distances per row block: they stay in cache
 
@@ -107,12 +111,37 @@ def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) ->
     return X[np.array(centers)].copy()
 
 
-def _weighted_means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    # Column i holds w_i in row labels[i]: built as CSC directly, no conversion.
-    onehot = sparse.csc_matrix((w, labels, np.arange(X.shape[0] + 1)), shape=(k, X.shape[0]))
-    sums = np.asarray(onehot @ X)
+def _weighted_means(X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int,
+                    rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted sums and masses of the clusters of X[rows] (``w``, ``labels``: one per row
+    taken; rows None: all), the listed rows gathered one block at a time."""
+    def onehot_sums(B, wb, lb):  # column i holds w_i in row labels[i]: built as CSC directly
+        return np.asarray(sparse.csc_matrix((wb, lb, np.arange(B.shape[0] + 1)), shape=(k, B.shape[0])) @ B)
+
+    if rows is None:
+        sums = onehot_sums(X, w, labels)
+    else:
+        sums = np.zeros((k, X.shape[1]))
+        for a, b, B in row_blocks(X, rows):
+            sums += onehot_sums(B, w[a:b], labels[a:b])
     mass = np.bincount(labels, weights=w, minlength=k)
     return sums, mass
+
+
+def _rows_labels_d2(X: np.ndarray, rows: np.ndarray | None, centers: np.ndarray,
+                    labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (the nearest centers, unless given) and exact squared distances of X[rows],
+    the listed rows gathered one block at a time."""
+    if rows is None:
+        labels = labels_of(X, centers) if labels is None else labels
+        return labels, sq_dist_to(X, centers, labels)
+    d2 = np.empty(rows.size)
+    out = np.empty(rows.size, dtype=np.intp) if labels is None else labels
+    for a, b, B in row_blocks(X, rows):
+        if labels is None:
+            out[a:b] = labels_of(B, centers)
+        d2[a:b] = sq_dist_to(B, centers, out[a:b])
+    return out, d2
 
 
 def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
@@ -140,7 +169,7 @@ def _lloyd(X, w, centers, max_iter, tol_abs) -> tuple[np.ndarray, np.ndarray | N
     return centers, None, max_iter, False
 
 
-def _lloyd_sklearn(X, w, centers, max_iter) -> tuple[np.ndarray, np.ndarray, int, bool]:
+def _lloyd_sklearn(X, w, centers, max_iter, data, rows) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Lloyd with tol 0 by scikit-learn's compiled pass: (centers, their labels, iterations, converged).
 
     scikit-learn stops when the labels repeat and counts that pass; hpcml counts the mean
@@ -149,15 +178,19 @@ def _lloyd_sklearn(X, w, centers, max_iter) -> tuple[np.ndarray, np.ndarray, int
     fixed point the centers are recomputed as the means of the partition, so they do not
     depend on scikit-learn's thread count. An empty cluster restarts at the row farthest
     from its center, which leaves its old cluster (scikit-learn's rule).
+
+    ``X`` is the caller's private copy of ``data[rows]``: scikit-learn centres it in place
+    (``copy_x=False``; it would otherwise make a copy of its own) and adds the mean back,
+    so X's last bits may change; the means are taken from ``data`` itself.
     """
     with warnings.catch_warnings():  # fewer distinct rows than k: the caller's data, not an error
         warnings.simplefilter("ignore")
         fit = KMeans(centers.shape[0], init=centers, n_init=1, max_iter=max_iter + 1, tol=0.0,
-                     algorithm="lloyd").fit(X, sample_weight=w)
+                     algorithm="lloyd", copy_x=False).fit(X, sample_weight=w)
     labels, centers = fit.labels_.astype(np.intp), fit.cluster_centers_
     if fit.n_iter_ > max_iter:
         return centers, labels, max_iter, False
-    sums, mass = _weighted_means(X, w, labels, centers.shape[0])
+    sums, mass = _weighted_means(data, w, labels, centers.shape[0], rows)
     full = mass > 0
     centers[full] = sums[full] / mass[full, None]
     return centers, labels, fit.n_iter_ - 1, True
@@ -182,38 +215,44 @@ def kmeans(
     recomputed once as the means of the final partition, so they are its means either way.
     ``init`` (k x p starting centers) replaces k-means++ and makes it one run (n_init unused).
     """
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64)  # float64 C-ordered (a mapped file): no copy
     w = as_weights(weights, X.shape[0])
-    wk, Xk = keep_rows(w, X)
-    if k > Xk.shape[0]:
-        raise ValueError(f"k={k} exceeds the number of rows with positive weight ({Xk.shape[0]})")
+    rows = positive_rows(w)  # rows of weight 0 are left out
+    wk = w if rows is None else w[rows]
+    if k > wk.size:
+        raise ValueError(f"k={k} exceeds the number of rows with positive weight ({wk.size})")
     if init is not None and np.shape(init) != (k, X.shape[1]):
         raise ValueError(f"init has shape {np.shape(init)}, expected ({k}, {X.shape[1]})")
     tol_abs = 0.0
-    if tol > 0:  # (a pass over the data that tol = 0 does not need)
-        mean = wk @ Xk / wk.sum()
-        tol_abs = tol * float(np.mean(wk @ (Xk - mean) ** 2 / wk.sum()))
+    if tol > 0:  # (a pass over the data that tol = 0 does not need), block by block
+        mean = w @ X / wk.sum()
+        ss = sum(wk[a:b] @ (B - mean) ** 2 for a, b, B in row_blocks(X, rows))
+        tol_abs = tol * float(np.mean(ss / wk.sum()))
     best = None
     for _ in range(n_init if init is None else 1):
+        # One restart's copy of the rows taken, which scikit-learn centres in place (it would
+        # copy them itself otherwise); freed before the next restart. Everything else reads X.
+        Xk = np.array(X) if rows is None else X[rows]
         start = _kmeanspp(Xk, wk, k, rng) if init is None else np.array(init, dtype=np.float64)
         if tol > 0:
             centers, fixed, n_iter, conv = _lloyd(Xk, wk, start, max_iter, tol_abs)
         else:  # (the labels always come with their centers: no mean step is left)
-            centers, fixed, n_iter, conv = _lloyd_sklearn(Xk, wk, start, max_iter)
-        lab = labels_of(Xk, centers) if fixed is None else fixed
-        inertia = float(wk @ sq_dist_to(Xk, centers, lab))
+            centers, fixed, n_iter, conv = _lloyd_sklearn(Xk, wk, start, max_iter, X, rows)
+        del Xk
+        lab, d2 = _rows_labels_d2(X, rows, centers, fixed)
+        inertia = float(wk @ d2)
         if best is None or inertia < best[0]:  # strict: the first of equals wins
             best = (inertia, centers, lab, fixed is not None, n_iter, conv)
     inertia, centers, lab, at_fixed_point, n_iter, conv = best
     if not at_fixed_point:
         # The centers as the means of the partition they define (after a fixed point they
         # are already, bit for bit; after an early stop by tol, one more mean step).
-        sums, mass = _weighted_means(Xk, wk, lab, k)
+        sums, mass = _weighted_means(X, wk, lab, k, rows)
         full = mass > 0
         centers = centers.copy()
         centers[full] = sums[full] / mass[full, None]
-        lab = labels_of(Xk, centers)
-        inertia = float(wk @ sq_dist_to(Xk, centers, lab))
+        lab, d2 = _rows_labels_d2(X, rows, centers)
+        inertia = float(wk @ d2)
     # Canonical order (lexicographic in the coordinates) makes replicates comparable.
     centers = centers[np.lexsort(centers.T[::-1])]
     labels = labels_of(X, centers)
@@ -270,9 +309,11 @@ class KMeansKind(ModelKind):
 
     def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
-        _, d2 = assign(np.ascontiguousarray(data.X[m], dtype=np.float64), fitted.centers)
-        inertia = float(d2.sum())
-        return {"inertia": inertia, "mean_sq_dist": inertia / d2.size if d2.size else float("nan")}
+        rows = None if m.all() else np.flatnonzero(m)
+        inertia, count = 0.0, data.n if rows is None else rows.size
+        for _, _, B in row_blocks(np.asarray(data.X, dtype=np.float64), rows):  # no copy of X[m]
+            inertia += float(assign(np.ascontiguousarray(B), fitted.centers)[1].sum())
+        return {"inertia": inertia, "mean_sq_dist": inertia / count if count else float("nan")}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         if job.plan_kind != "sweep" or "param_k" not in ok or "inertia" not in ok:

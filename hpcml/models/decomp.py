@@ -1,8 +1,10 @@
-"""SVD (full, randomized, tall-skinny QR) and weighted PCA, and the ``svd`` and ``pca`` kinds.
+"""Weighted PCA, and the ``svd`` and ``pca`` kinds (the SVD itself: ``hpcml.models.thin_svd``).
 
 Every method first tries the Gram route on a tall matrix (``hpcml.models.gram``: one pass
 over the data, taken only where the conditioning keeps the result within 1e-10 relative);
-``method`` names the accurate route it falls back to.
+``method`` names the accurate route it falls back to. On the Gram route the rows are centred,
+weighted and (for zero weights) skipped block by block, so a bootstrap or CV fit makes no
+copy of the data; the fallback routes centre and weight a copy.
 
 Signs are fixed so that the largest-|.| entry of each right singular vector is positive:
 results are reproducible and replicates comparable. A bootstrap weight vector w enters as
@@ -20,102 +22,11 @@ from pydantic import Field, model_validator
 
 from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.gram import eigh_desc, gram, gram_ok, gram_svd
-from hpcml.models.weights import as_weights, keep_rows, row_mask
+from hpcml.models.gram import eigh_desc, gram, gram_ok, row_blocks
+from hpcml.models.thin_svd import SVDResult, signs, svd, weighted_svd_gram
+from hpcml.models.weights import as_weights, keep_rows, positive_rows, row_mask
 
 Method = Literal["full", "randomized", "tsqr"]
-
-
-@dataclass
-class SVDResult:
-    U: np.ndarray  # (n, k)
-    s: np.ndarray  # (k,) descending
-    Vt: np.ndarray  # (k, p)
-    route: str = "svd"  # "gram" where the Gram route was taken, else the method's own
-
-
-def _signs(Vt: np.ndarray) -> np.ndarray:
-    j = np.argmax(np.abs(Vt), axis=1)
-    return np.where(Vt[np.arange(Vt.shape[0]), j] < 0, -1.0, 1.0)
-
-
-def _fix_signs(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, route: str = "svd") -> SVDResult:
-    sign = _signs(Vt)
-    return SVDResult(U * sign, s, Vt * sign[:, None], route)
-
-
-def _tsqr(A: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Q, R of a tall A (n >= p) from QRs of row blocks, then a QR of the stacked Rs."""
-    n, p = A.shape
-    if n <= block_rows:
-        return np.linalg.qr(A)
-    blocks = [np.linalg.qr(A[s : s + block_rows]) for s in range(0, n, block_rows)]
-    Rs = np.vstack([r for _, r in blocks])  # each block r is (min(rows, p), p)
-    Q2, R = _tsqr(Rs, block_rows)
-    out, off = [], 0
-    for q, r in blocks:
-        out.append(q @ Q2[off : off + r.shape[0]])
-        off += r.shape[0]
-    return np.vstack(out), R
-
-
-def _randomized(X, k, rng, n_oversamples, n_iter):
-    # Halko, Martinsson & Tropp (2011), alg. 4.4: subspace iteration with QR re-orthonormalisation.
-    n, p = X.shape
-    ell = min(k + n_oversamples, n, p)
-    Q = np.linalg.qr(X @ rng.standard_normal((p, ell)))[0]
-    for _ in range(n_iter):
-        Q = np.linalg.qr(X.T @ Q)[0]
-        Q = np.linalg.qr(X @ Q)[0]
-    Ub, s, Vt = np.linalg.svd(Q.T @ X, full_matrices=False)
-    return Q @ Ub, s, Vt
-
-
-def svd(
-    X: Any,
-    k: int | None = None,
-    method: str = "full",
-    rng: np.random.Generator | None = None,
-    n_oversamples: int = 10,
-    n_iter: int = 4,
-    block_rows: int | None = None,
-) -> SVDResult:
-    """Thin SVD of X truncated to k (None = min(n, p)) components, signs fixed.
-
-    full: LAPACK gesdd. tsqr: exact, from row-block QRs (memory-friendly for tall X).
-    randomized: approximate, for low-rank X and k << min(n, p); needs ``rng``.
-    A tall X (n >= 2p) whose leading k singular values the Gram route gets to 1e-10
-    takes that route whatever the method (``route`` says which ran).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError("svd needs a 2-D array")
-    n, p = X.shape
-    r = min(n, p)
-    k = r if k is None else int(k)
-    if not 1 <= k <= r:
-        raise ValueError(f"k={k} must be between 1 and min(n, p) = {r}")
-    if method not in ("full", "tsqr", "randomized"):
-        raise ValueError(f"unknown svd method {method!r}: full, randomized or tsqr")
-    if method == "randomized" and rng is None:
-        raise ValueError("method='randomized' needs rng (a numpy Generator)")
-    if n >= 2 * p:  # tall enough for the p x p eigenproblem to be small next to X
-        fast = gram_svd(np.ascontiguousarray(X), k)  # every returned value passes the check
-        if fast is not None:
-            return _fix_signs(fast[0][:, :k], fast[1][:k], fast[2][:k], "gram")
-    if method == "full":
-        U, s, Vt = np.linalg.svd(X, full_matrices=False)
-    elif method == "tsqr":
-        if n < p:  # TSQR wants tall input: factor X' and swap the roles of U and V
-            t = svd(X.T, k, "tsqr", block_rows=block_rows)
-            U, s, Vt, method = t.Vt.T, t.s, t.U.T, t.route
-        else:
-            Q, R = _tsqr(X, max(2 * p, block_rows or 4096))
-            Ur, s, Vt = np.linalg.svd(R)
-            U = Q @ Ur
-    else:
-        U, s, Vt = _randomized(X, k, rng, n_oversamples, n_iter)
-    return _fix_signs(U[:, :k], s[:k], Vt[:k], method)
 
 
 @dataclass
@@ -176,21 +87,25 @@ def pca(
     reproduce PCA of the resampled copy."""
     if n_components is not None and variance is not None:
         raise ValueError("give n_components or variance, not both")
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)  # float64 data (a mapped file): no copy
     w = as_weights(weights, X.shape[0])
-    wk, Xk = keep_rows(w, X)
+    rows = positive_rows(w)  # the rows taken, block by block: X[rows] is not copied
+    wk = w if rows is None else w[rows]
     n_eff = float(wk.sum())
     if n_eff <= 1:
         raise ValueError("pca needs total weight > 1")
-    mean = wk @ Xk / n_eff
-    r = min(Xk.shape)
+    mean = w @ X / n_eff  # zero weights add nothing
+    nk, p = wk.size, X.shape[1]
+    r = min(nk, p)
     if n_components is not None and not 1 <= n_components <= r:
         raise ValueError(f"n_components={n_components} must be between 1 and min(n, p) = {r}")
     sw = None if np.all(wk == 1.0) else np.sqrt(wk)
-    if Xk.shape[0] >= 2 * Xk.shape[1]:
-        fit = _pca_gram(Xk, mean, sw, n_eff, scale, n_components, variance, method)
+    if nk >= 2 * p:
+        fit = _pca_gram(X, rows, mean, sw, n_eff, scale, n_components, variance, method)
         if fit is not None:
             return fit
+    # The Gram route would not be accurate: SVD of the centred, weighted rows (a copy).
+    Xk = X if rows is None else X[rows]
     A = (Xk - mean) * np.sqrt(wk)[:, None]
     sd = None
     if scale:
@@ -215,11 +130,12 @@ def pca(
     return PCAFit(mean, res.Vt[:k], s, s**2 / (n_eff - 1), ratio[:k], n_eff, sd, res.s, ratio)
 
 
-def _pca_gram(Xk, mean, sw, n_eff, scale, n_components, variance, method) -> PCAFit | None:
-    """PCA from the eigen-decomposition of the centred (weighted, scaled) Gram matrix, or
-    None where it would not be accurate to 1e-10 for every component returned (full and
-    tsqr return all of them, for the scree; randomized the kept ones)."""
-    G = gram(Xk, mean, sw)
+def _pca_gram(X, rows, mean, sw, n_eff, scale, n_components, variance, method) -> PCAFit | None:
+    """PCA from the eigen-decomposition of the centred (weighted, scaled) Gram matrix of
+    X[rows] (centred and weighted block by block), or None where it would not be accurate to
+    1e-10 for every component returned (full and tsqr return all of them, for the scree;
+    randomized the kept ones)."""
+    G = gram(X, mean, sw, rows)
     sd = None
     if scale:
         sd = np.sqrt(np.diag(G) / (n_eff - 1))
@@ -235,15 +151,26 @@ def _pca_gram(Xk, mean, sw, n_eff, scale, n_components, variance, method) -> PCA
         return None
     s_all = np.sqrt(lam[:computed])
     Vt = V[:, :k].T
-    return PCAFit(mean, Vt * _signs(Vt)[:, None], s_all[:k], lam[:k] / (n_eff - 1), ratio[:k], n_eff, sd,
+    return PCAFit(mean, Vt * signs(Vt)[:, None], s_all[:k], lam[:k] / (n_eff - 1), ratio[:k], n_eff, sd,
                   s_all, ratio[:computed], "gram")
 
 
-def _recon_mse(X: np.ndarray, mean: np.ndarray | float, V: np.ndarray) -> float:
-    if X.size == 0:
+def _recon_mse(X: np.ndarray, mask: np.ndarray, mean: np.ndarray | float, V: np.ndarray,
+               scale: np.ndarray | None = None) -> float:
+    """Mean squared error of the rank-k reconstruction of X[mask] (standardised when ``scale``),
+    row block by row block: neither X[mask] nor its centred copy is stored."""
+    rows = None if mask.all() else np.flatnonzero(mask)
+    count = X.shape[0] if rows is None else rows.size
+    if count == 0 or X.shape[1] == 0:
         return float("nan")
-    Xc = X - mean
-    return float(np.mean((Xc - (Xc @ V.T) @ V) ** 2))
+    total = 0.0
+    for _, _, B in row_blocks(X, rows):
+        Bc = B - mean
+        if scale is not None:
+            Bc /= scale
+        Bc -= (Bc @ V.T) @ V
+        total += float(np.einsum("ij,ij->", Bc, Bc))
+    return total / (count * X.shape[1])
 
 
 class PCAParams(ModelParams):
@@ -306,9 +233,7 @@ class PCAKind(ModelKind):
 
     def score(self, params: PCAParams, fitted: PCAFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
-        Xm = fitted._standardise(data.X[m]) if fitted.scale is not None else data.X[m]
-        return {"reconstruction_mse": _recon_mse(Xm, 0.0 if fitted.scale is not None else fitted.mean,
-                                                 fitted.components)}
+        return {"reconstruction_mse": _recon_mse(data.X, m, fitted.mean, fitted.components, fitted.scale)}
 
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
         """k for 80/90/95 % explained variance; for a ``fit`` plan also prcomp's sdev and
@@ -387,7 +312,11 @@ class SVDKind(ModelKind):
     def fit(self, params: SVDParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> SVDResult:
         X = data.X
         if weights is not None:  # sqrt(w) rows: same singular values as the resampled copy
-            w, X = keep_rows(as_weights(weights, data.n), X)
+            w = as_weights(weights, data.n)
+            fast = weighted_svd_gram(np.asarray(X, dtype=np.float64), w, params.k)
+            if fast is not None:
+                return fast
+            w, X = keep_rows(w, X)  # ill-conditioned for the Gram route: a scaled copy
             X = X * np.sqrt(w)[:, None]
         return svd(X, params.k, params.method, ctx.rng)
 
@@ -396,4 +325,4 @@ class SVDKind(ModelKind):
 
     def score(self, params: SVDParams, fitted: SVDResult, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
-        return {"reconstruction_mse": _recon_mse(data.X[m], 0.0, fitted.Vt)}
+        return {"reconstruction_mse": _recon_mse(data.X, m, 0.0, fitted.Vt)}

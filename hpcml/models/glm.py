@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from scipy import linalg
+from scipy.linalg import blas
 from scipy.special import expit
 
 from hpcml.models.aliasing import kept_columns_gram
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.gram import gram
+from hpcml.models.gram import block_rows, row_blocks
 from hpcml.models.linear import coef_outputs
 from hpcml.models.normal_equations import solve_spd
-from hpcml.models.weights import as_weights, keep_rows, row_mask
+from hpcml.models.weights import as_weights, positive_rows, row_mask
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
@@ -74,8 +75,59 @@ def _separated(eta: np.ndarray) -> bool:
     return bool(eta.size) and bool(np.any(expit(-np.abs(eta)) < _PROB_EPS))
 
 
-def _design(X: np.ndarray, w: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The design's kept columns (intercept first) and their indices among all of them.
+class _Design:
+    """The IRLS design [1, X[rows][:, kept]] without storing it: every product runs over row
+    blocks of X (a view, or one block's rows with positive weight gathered), so neither a
+    resampled copy of X nor a copy with an intercept column is made."""
+
+    def __init__(self, X: np.ndarray, rows: np.ndarray | None, kept: np.ndarray, fit_intercept: bool):
+        self.X, self.rows, self.kept, self.icpt = X, rows, kept, int(fit_intercept)
+        self.all_cols = kept.size == X.shape[1]
+        self.m = self.icpt + kept.size  # coefficients
+        self.n = X.shape[0] if rows is None else rows.size  # rows taken
+
+    def blocks(self):
+        """(start, stop, block of the design's rows) with the intercept column and kept columns."""
+        for s, e, B in row_blocks(self.X, self.rows, block_rows(self.X.shape[1] + 1)):
+            A = np.empty((e - s, self.m))
+            if self.icpt:
+                A[:, 0] = 1.0
+            A[:, self.icpt:] = B if self.all_cols else B[:, self.kept]
+            yield s, e, A
+
+    def times(self, beta: np.ndarray) -> np.ndarray:
+        """The design times beta (the linear predictor), one entry per row taken."""
+        b = np.zeros(self.X.shape[1])
+        b[self.kept] = beta[self.icpt:]
+        eta = self.X @ b  # a product with X, no copy of it
+        if self.rows is not None:
+            eta = eta[self.rows]
+        return eta + beta[0] if self.icpt else eta
+
+    def grad_hessian(self, v: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A'v and A' diag(sh^2) A (by dsyrk), in one pass over the row blocks."""
+        g, H = np.zeros(self.m), np.zeros((self.m, self.m), order="F")
+        for s, e, A in self.blocks():
+            g += A.T @ v[s:e]
+            A *= sh[s:e, None]
+            H = blas.dsyrk(1.0, A.T, beta=1.0, c=H, trans=0, overwrite_c=1)
+        upper = np.triu(H)
+        return g, upper + np.triu(upper, 1).T
+
+    def r_factor(self, sh: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        """R of the QR of [A * sh[:, None], b] (b omitted when None), one row block at a time:
+        the singular values and least-squares solutions of A * sh without storing it."""
+        R = np.zeros((0, self.m + (b is not None)))
+        for s, e, A in self.blocks():
+            A *= sh[s:e, None]
+            if b is not None:
+                A = np.column_stack([A, b[s:e]])
+            R = np.linalg.qr(np.vstack([R, A]), mode="r")
+        return R
+
+
+def _design(X: np.ndarray, rows: np.ndarray | None, w: np.ndarray, fit_intercept: bool) -> _Design:
+    """The design's kept columns (intercept first), X[rows] taken with weights w.
 
     R's glm.fit decides aliasing by a QR of the weighted design with tolerance 1e-11; its
     first iteration's working weights are all equal, so the prior weights decide. Decided
@@ -85,17 +137,29 @@ def _design(X: np.ndarray, w: np.ndarray, fit_intercept: bool) -> tuple[np.ndarr
     from hpcml.models.linear import kept_columns
 
     p = X.shape[1]
-    xm = w @ X / w.sum() if fit_intercept else np.zeros(p)
-    kept = kept_columns_gram(X, w, xm, GLM_ALIAS_TOL)  # one pass; None: a near miss
-    if kept is None:
+    w_all = w if rows is None else np.zeros(X.shape[0])
+    if rows is not None:
+        w_all[rows] = w
+    xm = w_all @ X / w.sum() if fit_intercept else np.zeros(p)
+    kept = kept_columns_gram(X, w, xm, GLM_ALIAS_TOL, rows)  # one pass; None: a near miss
+    if kept is None:  # a near miss: a QR of the centred, weighted rows (a copy) decides
+        Xk = X if rows is None else X[rows]
         sw = np.sqrt(w)
-        kept = kept_columns((X - xm) * sw[:, None], np.sqrt(w @ (X * X)), GLM_ALIAS_TOL)
-    cols = np.concatenate([[0], kept + 1]) if fit_intercept else kept
-    A = np.empty((X.shape[0], cols.size))  # the kept columns only, one copy
-    if fit_intercept:
-        A[:, 0] = 1.0
-    A[:, int(fit_intercept):] = X if kept.size == X.shape[1] else X[:, kept]
-    return A, cols
+        kept = kept_columns((Xk - xm) * sw[:, None], np.sqrt(w @ (Xk * Xk)), GLM_ALIAS_TOL)
+    return _Design(X, rows, kept, fit_intercept)
+
+
+def _rank(D: _Design) -> int:
+    """Rank of the design (numpy's matrix_rank rule), from its R factor."""
+    sv = np.linalg.svd(D.r_factor(np.ones(D.n)), compute_uv=False)
+    return int(np.sum(sv > sv.max(initial=0.0) * max(D.n, D.m) * np.finfo(np.float64).eps))
+
+
+def _min_norm_step(D: _Design, sh: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """numpy.linalg.lstsq(A * sh, rhs)'s minimum-norm solution from the R factor of the
+    augmented [A * sh, rhs] (Q'rhs is its last column), with lstsq's own cutoff."""
+    R = D.r_factor(sh, rhs)
+    return np.linalg.lstsq(R[: D.m, : D.m], R[: D.m, D.m], rcond=np.finfo(np.float64).eps * max(D.n, D.m))[0]
 
 
 def fit_logistic(
@@ -114,6 +178,8 @@ def fit_logistic(
     (quasi-)perfect separation the MLE does not exist: the fit stops where the deviance
     settles and carries a ``warning`` (R's glm warns the same way). Raises ValueError on
     non-convergence and when fewer rows than coefficients have positive weight.
+    Rows of weight 0 are skipped, block by block: X (float64, e.g. a mapped file) is never
+    copied.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
@@ -122,17 +188,19 @@ def fit_logistic(
     if y01.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, y has {y01.shape[0]}")
     w = as_weights(weights, X.shape[0])
-    wk, Xk, yk = keep_rows(w, X, y01)
+    rows = positive_rows(w)
+    wk, yk = (w, y01) if rows is None else (w[rows], y01[rows])
     n_coef = X.shape[1] + int(fit_intercept)
     if wk.size < n_coef:
         raise ValueError(f"{wk.size} row{'s' if wk.size != 1 else ''} with positive weight cannot "
                          f"determine {n_coef} coefficients")
-    A, cols = _design(Xk, wk, fit_intercept)
-    beta = np.zeros(A.shape[1])
+    D = _design(X, rows, wk, fit_intercept)
+    cols = np.concatenate([[0], D.kept + 1]) if fit_intercept else D.kept
+    beta = np.zeros(D.m)
     if fit_intercept:  # start at the weighted base rate: one Newton step closer
         pbar = float(np.clip(wk @ yk / wk.sum(), 1e-8, 1 - 1e-8))
         beta[0] = np.log(pbar / (1 - pbar))
-    eta = A @ beta
+    eta = D.times(beta)
     dev = _deviance(eta, yk, wk)
     dev_flat, singular, converged = False, False, False
     for it in range(1, max_iter + 1):
@@ -140,15 +208,15 @@ def fit_logistic(
         p_pos, p_neg = expit(eta), expit(-eta)
         resid = np.where(yk > 0.5, p_neg, -p_pos)
         hw = wk * p_pos * p_neg
-        grad = A.T @ (wk * resid)
-        step = solve_spd(gram(A, row_scale=np.sqrt(hw)), grad)  # A' diag(hw) A by dsyrk
+        grad, hess = D.grad_hessian(wk * resid, np.sqrt(hw))  # A' diag(hw) A by dsyrk
+        step = solve_spd(hess, grad)
         singular = step is None
         if singular:  # singular Hessian: separation or collinear columns
             sh = np.sqrt(hw)
-            step = np.linalg.lstsq(A * sh[:, None], wk * resid / np.where(sh > 0, sh, 1.0), rcond=None)[0]
+            step = _min_norm_step(D, sh, wk * resid / np.where(sh > 0, sh, 1.0))
         # Step halving (as glm.fit) keeps the deviance from increasing.
         for _ in range(_MAX_HALVINGS):
-            eta_new = A @ (beta + step)
+            eta_new = D.times(beta + step)
             dev_new = _deviance(eta_new, yk, wk)
             if np.isfinite(dev_new) and dev_new <= dev * (1 + 1e-12) + 1e-12:
                 break
@@ -172,7 +240,7 @@ def fit_logistic(
     # (Fitted probabilities near 0 or 1 alone are no sign of it: a converged fit may have them.)
     warning = None
     if not converged or np.max(np.abs(eta), initial=0.0) > _ETA_MAX or \
-            (singular and np.linalg.matrix_rank(A) == A.shape[1]):
+            (singular and _rank(D) == D.m):
         warning = SEPARATION_WARNING
     coef = np.full(n_coef, np.nan)
     coef[cols] = beta
@@ -194,15 +262,16 @@ def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weig
         X = X[:, None]
     y01 = (np.asarray(y).ravel() == fit.classes[1]).astype(np.float64)
     w = as_weights(weights, X.shape[0])
-    wk, Xk, yk = keep_rows(w, X, y01)
-    A = np.column_stack([np.ones(Xk.shape[0]), Xk]) if fit.fit_intercept else Xk
+    rows = positive_rows(w)
+    wk, yk = (w, y01) if rows is None else (w[rows], y01[rows])
     cols = np.flatnonzero(~fit.aliased)
-    Ak = A[:, cols]
-    eta = Ak @ fit.coef[cols]
+    icpt = int(fit.fit_intercept)
+    D = _Design(X, rows, cols[cols >= icpt] - icpt, fit.fit_intercept)  # no copy of the design
+    eta = D.times(fit.coef[cols])
     hw = wk * expit(eta) * expit(-eta)
     var = np.full(fit.coef.size, np.nan)
     if cols.size:
-        R = np.linalg.qr(Ak * np.sqrt(hw)[:, None], mode="r")
+        R = D.r_factor(np.sqrt(hw))  # QR of the weighted design, one row block at a time
         with np.errstate(divide="ignore", invalid="ignore"):
             Rinv = linalg.solve_triangular(R, np.eye(cols.size), check_finite=False)
         var[cols] = np.sum(Rinv * Rinv, axis=1)
@@ -301,4 +370,5 @@ class LogisticKind(ModelKind):
     ) -> dict[str, float]:
         m = row_mask(mask, data.n)
         y01 = (np.asarray(data.y)[m] == fitted.classes[1]).astype(np.float64)
-        return classification_metrics(y01, predict_proba(fitted, data.X[m]))
+        # Every row's probability (a product with X), then the masked ones: no copy of X[m].
+        return classification_metrics(y01, predict_proba(fitted, data.X)[m])

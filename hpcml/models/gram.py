@@ -24,21 +24,39 @@ _EPS = np.finfo(np.float64).eps
 _BLOCK_BYTES = 8 << 20  # ~8 MB of rows per dsyrk call (measured fastest near 8192 x 50)
 
 
-def gram(A: np.ndarray, center: np.ndarray | None = None, row_scale: np.ndarray | None = None) -> np.ndarray:
-    """The symmetric p x p matrix B'B for B = (A - center) * row_scale[:, None], formed
-    block by block (B is never stored)."""
+def block_rows(p: int) -> int:
+    """Rows per block of a block-by-block pass over an (n, p) matrix (~8 MB of rows)."""
+    return max(1, _BLOCK_BYTES // (8 * max(p, 1)))
+
+
+def row_blocks(A: np.ndarray, rows: np.ndarray | None = None, step: int | None = None):
+    """(start, stop, block): A's rows ``step`` at a time, or only those listed in ``rows`` (in
+    their order; start and stop then count listed rows). A block is a view of A, or a gathered
+    copy of one block's listed rows: A itself is never copied."""
+    step = step or block_rows(A.shape[1])
+    m = A.shape[0] if rows is None else rows.size
+    for s in range(0, m, step):
+        e = min(s + step, m)
+        yield s, e, A[s:e] if rows is None else A[rows[s:e]]
+
+
+def gram(A: np.ndarray, center: np.ndarray | None = None, row_scale: np.ndarray | None = None,
+         rows: np.ndarray | None = None) -> np.ndarray:
+    """The symmetric p x p matrix B'B for B = (A[rows] - center) * row_scale[:, None], formed
+    block by block (B is never stored, nor A[rows]: ``rows`` lists the rows taken, None all of
+    them; ``row_scale`` has one entry per row taken)."""
     n, p = A.shape
     G = np.zeros((p, p), order="F")
-    if center is None and row_scale is None and A.flags.c_contiguous:
+    if rows is None and center is None and row_scale is None and A.flags.c_contiguous:
         G = blas.dsyrk(1.0, A.T, trans=0)  # A' is Fortran-ordered: no copy
-    elif center is None and row_scale is None and A.flags.f_contiguous:
+    elif rows is None and center is None and row_scale is None and A.flags.f_contiguous:
         G = blas.dsyrk(1.0, A, trans=1)
     else:
-        step = max(1, _BLOCK_BYTES // (8 * max(p, 1)))
-        for s in range(0, n, step):
-            B = A[s : s + step] if center is None else A[s : s + step] - center
+        for s, e, B in row_blocks(A, rows):
+            if center is not None:
+                B = B - center
             if row_scale is not None:
-                B = B * row_scale[s : s + step, None]
+                B = B * row_scale[s:e, None]
             G = blas.dsyrk(1.0, np.ascontiguousarray(B).T, beta=1.0, c=G, trans=0, overwrite_c=1)
     upper = np.triu(G)
     return upper + np.triu(upper, 1).T

@@ -29,6 +29,13 @@ def keep_rows(w: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
     return [w[keep], *(a[keep] for a in arrays)]
 
 
+def positive_rows(w: np.ndarray) -> np.ndarray | None:
+    """Indices of the rows with positive weight, or None when every row has one: what a fit
+    passes block by block instead of the copy ``keep_rows`` makes (``hpcml.models.gram``)."""
+    keep = w > 0
+    return None if keep.all() else np.flatnonzero(keep)
+
+
 def row_mask(mask: Any, n: int) -> np.ndarray:
     """A boolean row selector (None -> all rows)."""
     if mask is None:
