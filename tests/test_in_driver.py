@@ -266,7 +266,9 @@ def test_the_driver_runs_chunks_while_a_fresh_pool_starts_then_hands_over(tmp_pa
     workers = run(spec, out=tmp_path / "workers", chunk_size=1, in_driver=False)
     ran = _count_driver_chunks(monkeypatch, pause=0.5)  # 30 s of driver work at most
     helped = run(spec, out=tmp_path / "helped", chunk_size=1, reuse_workers=False)
-    assert helped.ok and 1 <= len(ran) < 60, ran  # the first chunk here; the workers came up before the last
+    # the driver runs chunks from the end while the workers start on theirs, and the workers
+    # take over before the driver reaches the chunks they were given first
+    assert helped.ok and 1 <= len(ran) < 58, ran
     assert_same_results(workers.results, helped.results)
     assert workers.summary["table"] == helped.summary["table"]
 

@@ -125,8 +125,34 @@ class LocalBackend(Backend):
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         assert self._pool is not None, "start() first"
+        yield from self._collect(self._submit(orders))
+
+    def run_helped(self, orders: Iterable[WorkOrder],
+                   run_here: Callable[[WorkOrder], ChunkResult]) -> Iterator[ChunkResult]:
+        """A fresh pool's workers take a second or more to start (each a process that imports
+        the libraries and loads the data). They get one chunk each at once; meanwhile the
+        driver runs chunks itself, one at a time from the end of the list, until a worker
+        hands a chunk back, and the workers then get the rest. A small job is done before the
+        workers are up, and a long chunk never waits behind the driver's. Who runs a chunk
+        does not change its numbers."""
+        assert self._pool is not None, "start() first"
+        if not self._starting:
+            yield from self.run(orders)
+            return
+        queue = deque(orders)
+        pending = self._submit([queue.popleft() for _ in range(min(self.workers, len(queue)))])
         self._clean = False
-        pending = {self._pool.submit(execute_chunk, order): order for order in orders}
+        while queue and not any(future.done() for future in pending):
+            yield run_here(queue.pop())
+        self._starting = False
+        pending.update(self._submit(queue))
+        yield from self._collect(pending)
+
+    def _submit(self, orders: Iterable[WorkOrder]) -> dict:
+        return {self._pool.submit(execute_chunk, order): order for order in orders}
+
+    def _collect(self, pending: dict) -> Iterator[ChunkResult]:
+        self._clean = False
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -147,26 +173,6 @@ class LocalBackend(Backend):
                 except Exception as err:  # unpicklable result and the like
                     yield ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
         self._clean = True
-
-    def run_helped(self, orders: Iterable[WorkOrder],
-                   run_here: Callable[[WorkOrder], ChunkResult]) -> Iterator[ChunkResult]:
-        """While a fresh pool's workers start (each a process that imports the libraries and
-        loads the data: a second or more), the driver runs chunks itself, one at a time; the
-        rest go to the workers once one of them answers. A small job is then done before any
-        worker is up, and the pool stays warm for the process's next job. Who runs a chunk
-        does not change its numbers."""
-        if not self._starting:
-            yield from self.run(orders)
-            return
-        queue = deque(orders)
-        ready = [self._pool.submit(os.getpid) for _ in range(self.workers)]
-        while queue and not any(f.done() for f in ready):
-            yield run_here(queue.popleft())
-        self._starting = False
-        if queue:
-            yield from self.run(queue)
-        else:
-            self._clean = True
 
     def stop(self) -> None:
         if self._pool is None:
