@@ -61,7 +61,8 @@ def save(fig, path: Path, crop: bool = False) -> None:
     neither a layout nor margins of its own, a first layout pass measures its content and the
     PNG is cropped to it (``bbox_inches="tight"``)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight" if crop else None)
+    # zlib level 3, not Pillow's 6: half the time to encode for files about 10 % larger
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight" if crop else None, pil_kwargs={"compress_level": 3})
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -9,8 +9,8 @@
 3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
 4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
 5. (``--startup-only``) 3. alone, more rounds, beside the same fit in workers (``in_driver:
-   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS fit
-   of another checkout (its ``PYTHONPATH``), all interleaved in one run.
+   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS and
+   PCA fits of another checkout (its ``PYTHONPATH``), all interleaved in one run.
 
     python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
     python scripts/bench_scale.py --startup-only --repeats 7 [--before /path/to/older/checkout]
@@ -104,8 +104,10 @@ def startup(args) -> None:
                  ("hpcml run, one-task fit (PCA, digits, 2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"), None),
                  ('python -c "import numpy, sklearn"', [sys.executable, "-c", "import numpy, sklearn"], None)]
         if args.before:  # the other checkout's hpcml: a driver-only option would be bad input there
-            cases.append((f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
-                          {"PYTHONPATH": args.before}))
+            cases += [(f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
+                       {"PYTHONPATH": args.before}),
+                      (f"earlier version ({args.before}), PCA fit (2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"),
+                       {"PYTHONPATH": args.before})]
         for r in range(args.repeats + 1):  # round 0 warms the file cache and is not counted
             for i, (name, cmd, env) in enumerate(cases):
                 wall, _, code = timed(cmd + [f"{tmp}/run{i}-{r}"] if cmd[-1] == "-o" else cmd, env)
