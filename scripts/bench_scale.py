@@ -9,8 +9,8 @@
 3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
 4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
 5. (``--startup-only``) 3. alone, more rounds, beside the same fit in workers (``in_driver:
-   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS fit
-   of another checkout (its ``PYTHONPATH``), all interleaved in one run.
+   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS and
+   PCA fits of another checkout (its ``PYTHONPATH``), all interleaved in one run.
 
     python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
     python scripts/bench_scale.py --startup-only --repeats 7 [--before /path/to/older/checkout]
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def fit_spec(path: Path, workers: int, *, kind: str = "ols", **backend) -> Path:
 def startup(args) -> None:
     """One-task fits end to end against ``import numpy, sklearn``, interleaved (5.)."""
     rows: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ols, pca = fit_spec(Path(tmp, "ols.yaml"), args.workers), fit_spec(Path(tmp, "pca.yaml"), args.workers, kind="pca")
         forced = fit_spec(Path(tmp, "workers.yaml"), args.workers, in_driver=False)
@@ -104,22 +106,31 @@ def startup(args) -> None:
                  ("hpcml run, one-task fit (PCA, digits, 2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"), None),
                  ('python -c "import numpy, sklearn"', [sys.executable, "-c", "import numpy, sklearn"], None)]
         if args.before:  # the other checkout's hpcml: a driver-only option would be bad input there
-            cases.append((f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
-                          {"PYTHONPATH": args.before}))
+            cases += [(f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
+                       {"PYTHONPATH": args.before}),
+                      (f"earlier version ({args.before}), PCA fit (2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"),
+                       {"PYTHONPATH": args.before})]
+        load = os.getloadavg()
         for r in range(args.repeats + 1):  # round 0 warms the file cache and is not counted
             for i, (name, cmd, env) in enumerate(cases):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 wall, _, code = timed(cmd + [f"{tmp}/run{i}-{r}"] if cmd[-1] == "-o" else cmd, env)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 assert code == 0, f"{name} exited {code}"
-                if r:
+                if r:  # CPU seconds (user + system) of the process and the children it waited for
                     rows.setdefault(name, []).append(wall)
+                    cpu.setdefault(name, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     base = statistics.median(rows['python -c "import numpy, sklearn"'])
-    load = os.getloadavg()
-    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; median of {args.repeats} interleaved rounds\n")
-    print("| what | seconds, median (range) | ratio to import numpy, sklearn |")
-    print("|---|---:|---:|")
+    cpu_base = statistics.median(cpu['python -c "import numpy, sklearn"'])
+    end = os.getloadavg()
+    print(f"load average {load[0]:.1f} at the start, {end[0]:.1f} at the end; median of {args.repeats} "
+          "interleaved rounds\n")
+    print("| what | seconds, median (range) | ratio to import numpy, sklearn | CPU seconds, median | CPU ratio |")
+    print("|---|---:|---:|---:|---:|")
     for name, walls in rows.items():
-        med = statistics.median(walls)
-        print(f"| {name} | {med:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {med / base:.2f}x |")
+        med, used = statistics.median(walls), statistics.median(cpu[name])
+        print(f"| {name} | {med:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {med / base:.2f}x | {used:.2f} | "
+              f"{used / cpu_base:.2f}x |")
 
 
 def main() -> None:

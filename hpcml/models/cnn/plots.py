@@ -18,7 +18,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    # a figure with constrained layout already fits its labels: cropping it too lays it out twice
+    fig.savefig(path, dpi=100, bbox_inches=None if fig.get_layout_engine() is not None else "tight")
     return path
 
 
