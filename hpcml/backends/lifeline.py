@@ -5,13 +5,15 @@ notice the driver is gone; a forkserver's workers even keep the forkserver alive
 the pipe whose end tells the forkserver its driver left), and both keep the resource tracker
 alive. ``die_with(driver_pid)``, first thing in a worker process, asks Linux to SIGKILL it
 when its parent dies (``prctl(PR_SET_PDEATHSIG)``: the driver for fork/spawn workers) and
-starts a watchdog thread that exits once the driver is gone (its pid dead or a zombie). With
+starts a watchdog thread that exits once the driver is gone (its pid dead or a zombie; on
+Linux 5.3+ it waits on a pidfd of the driver, in the kernel, without ever waking). With
 the workers gone the forkserver and the resource tracker see their pipes close and exit.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 import threading
@@ -50,6 +52,18 @@ def pid_alive(pid: int) -> bool:
 
 
 def _watch(parent: int, driver: int) -> None:
+    try:  # Linux 5.3+: wait in the kernel, never waking (a thread that wakes to poll takes
+        # the GIL each time: a task that forks, as R's doParallel does, could fork just then
+        # and leave its child a GIL nobody will release)
+        fd = os.pidfd_open(driver)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll():
+            pass
+        os._exit(1)  # the driver has exited (PDEATHSIG covers the parent)
     while True:
         time.sleep(_POLL_S)
         if os.getppid() != parent or not pid_alive(driver):
