@@ -155,6 +155,10 @@ class ModelKind(ABC):
         validation split of its own (``cnn``) ranks by it, so the test rows choose nothing."""
         return f"test_{self.primary_metric}", self.greater_is_better
 
+    def warm(self, params: Any) -> None:
+        """Load, once per process, what every task of the kind needs (user code): workers call
+        it before a task's ``timeout_s`` is armed, so the import is not charged to one task."""
+
     # Whether a sweep's grid may name keys that are not fields of Params (with_params places them).
     open_grid: ClassVar[bool] = False
     # Whether a task forks processes when threads_per_task > 1 (the r kind's doParallel): a fork
@@ -164,10 +168,6 @@ class ModelKind(ABC):
     # backend's `in_driver`): built-in code that cannot take the process down, as user code,
     # R, torch or a subprocess could. Third-party kinds run in workers.
     runs_in_driver: ClassVar[bool] = False
-
-    def warm(self, params: Any) -> None:
-        """Load, once per process, what every task of the kind needs (user code): workers call
-        it before a task's ``timeout_s`` is armed, so the import is not charged to one task."""
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.

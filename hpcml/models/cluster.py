@@ -230,9 +230,10 @@ def kmeans(
         tol_abs = tol * float(np.mean(ss / wk.sum()))
     best = None
     for _ in range(n_init if init is None else 1):
-        # One restart's copy of the rows taken, which scikit-learn centres in place (it would
-        # copy them itself otherwise); freed before the next restart. Everything else reads X.
-        Xk = np.array(X) if rows is None else X[rows]
+        # The rows taken: scikit-learn's Lloyd (tol 0) centres them in place, so it gets one
+        # restart's copy of them (it would copy them itself otherwise), freed before the next
+        # restart; hpcml's own (tol > 0) only reads them, so all rows are X itself, no copy.
+        Xk = X[rows] if rows is not None else np.array(X) if tol == 0 else X
         start = _kmeanspp(Xk, wk, k, rng) if init is None else np.array(init, dtype=np.float64)
         if tol > 0:
             centers, fixed, n_iter, conv = _lloyd(Xk, wk, start, max_iter, tol_abs)
