@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +108,20 @@ def spark_master():
     yield proc.stdout.strip().splitlines()[-1]
     if not already:
         subprocess.run(["bash", str(SCRIPTS / "spark_stop.sh")], capture_output=True, timeout=120, env=env)
+
+
+def ctrl_c(driver: subprocess.Popen, ready, timeout: float = 180) -> tuple[int, list[str]]:
+    """Once ``ready()`` holds (work under way), Ctrl-C as a terminal sends it (SIGINT to the
+    driver's whole process group, started with ``start_new_session``); the driver's exit
+    status and its non-blank stderr lines. A driver that does not exit is killed."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready(), driver.communicate()[1]
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    return driver.returncode, [line for line in err.splitlines() if line.strip()]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from hpcml.backends.local import LocalBackend
 from hpcml.models.linear import OLSKind
 from hpcml.runlock import LOCK_NAME
 
-from conftest import ROOT, assert_same_results, small_spec
+from conftest import ROOT, assert_same_results, ctrl_c, small_spec
 
 FITS = {
     "ols": ({"source": "sklearn:diabetes", "target": "target"}, {"kind": "ols"}),
@@ -205,18 +204,8 @@ def test_ctrl_c_of_a_task_in_the_driver_exits_130_and_resume_finishes(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(started), str(path)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not started.exists() and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert started.exists(), driver.communicate()[1]
-        os.killpg(driver.pid, signal.SIGINT)
-        out, err = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert driver.returncode == 130 and len(lines) == 1 and "rerun with --resume" in lines[0], err
+    code, lines = ctrl_c(driver, started.exists)
+    assert code == 130 and len(lines) == 1 and "rerun with --resume" in lines[0], lines
     run_dir = tmp_path / "run"
     assert not (run_dir / LOCK_NAME).exists() and not list((run_dir / "chunks").glob("chunk-*"))
     resumed = run(spec, resume=True)

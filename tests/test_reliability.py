@@ -21,7 +21,7 @@ from hpcml.cli import app
 from hpcml.runlock import LOCK_NAME
 from hpcml.store import RunStore
 
-from conftest import ROOT, assert_same_results
+from conftest import ROOT, assert_same_results, ctrl_c
 
 runner = CliRunner()
 
@@ -288,16 +288,9 @@ def test_ctrl_c_prints_one_line_and_keeps_finished_chunks(tmp_path, backend):
     path.write_text(yaml.safe_dump(spec))
     driver = subprocess.Popen([sys.executable, "-m", "hpcml.cli", "run", str(path), "-q"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        # interrupt once work is under way: a chunk file is on disk
-        assert _wait(lambda: any((tmp_path / "run" / "chunks").glob("chunk-*.parquet")), 180)
-        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        out, err = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert driver.returncode == 130 and len(lines) == 1 and "rerun with --resume" in lines[0], err
+    # interrupt once work is under way: a chunk file is on disk
+    code, lines = ctrl_c(driver, lambda: any((tmp_path / "run" / "chunks").glob("chunk-*.parquet")))
+    assert code == 130 and len(lines) == 1 and "rerun with --resume" in lines[0], lines
     assert not (tmp_path / "run" / LOCK_NAME).exists()
 
 
