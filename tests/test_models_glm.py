@@ -113,3 +113,110 @@ def test_adapter_params_and_check():
     data = Dataset(X=iris.data, y=iris.target, features=list(iris.feature_names), target="species")
     assert kind.check(kind.Params(), data) == [("data.target", "species", "logistic needs 2 classes, found 3")]
     assert kind.check(kind.Params(), _data()) == []
+
+
+def _logit_data(n=3000, p=5, seed=0, offset=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) + offset
+    eta = (X - offset) @ np.linspace(-0.8, 0.8, p) - 0.4
+    return X, (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+
+
+def _count_rows(n, G=64, seed=0):
+    from hpcml.plans.bootstrap import resample_count_rows
+
+    return resample_count_rows([np.random.default_rng(seed + i) for i in range(G)], n)
+
+
+@pytest.mark.parametrize("fit_intercept,offset", [(True, 0.0), (False, 0.0), (True, 300.0)])
+def test_batched_replicates_equal_irls_on_their_counts(fit_intercept, offset):
+    """A group of 64 replicates fitted together (Newton from the full fit) equals IRLS on each
+    replicate's counts, also for a column whose mean is 300 times its spread; counts held as
+    uint8 give the bits of float64 counts."""
+    from hpcml.models.batched_logistic import logistic_coefs_batch
+
+    X, y = _logit_data(offset=offset)
+    W = _count_rows(len(y))
+    got = logistic_coefs_batch(X, y, W, fit_intercept)
+    assert all(c is not None for c in got)
+    for g in (0, 17, 63):
+        ref = fit_logistic(X, y, W[g].astype(float), fit_intercept, tol=1e-14).coef
+        np.testing.assert_allclose(got[g], ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+    assert np.array_equal(np.stack(got), np.stack(logistic_coefs_batch(X, y, W.astype(np.float64), fit_intercept)))
+
+
+def test_a_batched_replicate_does_not_depend_on_the_rest_of_its_group():
+    """Members not wanted (rows of zero counts) and members that leave early change no other
+    member's numbers, bit for bit: a chunk holding part of a group gets the group's numbers."""
+    from hpcml.models.batched_logistic import logistic_coefs_batch
+
+    X, y = _logit_data(seed=1)
+    W = _count_rows(len(y), seed=100)
+    whole = logistic_coefs_batch(X, y, W)
+    part = W.copy()
+    part[1:40] = 0
+    part[45] = 0
+    part[45, :4] = 1  # 4 rows: cannot determine 6 coefficients, left to IRLS
+    got = logistic_coefs_batch(X, y, part)
+    assert all(got[g] is None for g in [*range(1, 40), 45])
+    for g in [0, *range(40, 45), *range(46, 64)]:
+        assert np.array_equal(got[g], whole[g])
+
+
+def test_replicates_that_are_not_clearly_well_posed_are_left_to_irls():
+    """A column that is non-zero in three rows only: replicates that miss them have an aliased
+    column, those that draw them are close to separation. Neither is batched; every batched
+    one equals IRLS. Data whose full fit is nearly separated (breast cancer) are not batched."""
+    from hpcml.models.batched_logistic import logistic_coefs_batch
+
+    Xr, yr = _logit_data(n=400, p=3, seed=2)
+    Xr[:, 2] = 0.0
+    Xr[:3, 2] = [1.0, -2.0, 0.5]
+    W = _count_rows(len(yr), seed=7)
+    got = logistic_coefs_batch(Xr, yr, W)
+    missed = [g for g in range(64) if not W[g, :3].any()]
+    assert missed and all(got[g] is None for g in missed)
+    assert np.isnan(fit_logistic(Xr, yr, W[missed[0]].astype(float)).coef[3])  # R's NA
+    for g, c in enumerate(got):
+        if c is not None:
+            np.testing.assert_allclose(c, fit_logistic(Xr, yr, W[g].astype(float), tol=1e-14).coef, rtol=1e-8)
+    # breast cancer: the full fit's linear predictor reaches 55 (probabilities within 1e-23 of 0 or 1)
+    assert logistic_coefs_batch(X, Y, _count_rows(len(Y), G=3)) == [None, None, None]
+
+
+def test_the_logistic_kind_fits_bootstrap_replicates_in_groups():
+    from hpcml.models.base import Dataset
+
+    kind = get_model("logistic")
+    Xs, ys = _logit_data(n=500, p=3, seed=3)
+    data = Dataset(X=Xs, y=ys, features=["a", "b", "c"])
+    params = kind.Params()
+    assert kind.batch_size(params) == 64
+    W = _count_rows(500, G=4)
+    outs = kind.outputs_batch(params, data, W)
+    for w, out in zip(W, outs):
+        ref = kind.outputs(params, kind.fit(params, data, w.astype(float), FitContext(rng=np.random.default_rng(0))), data)
+        assert out.keys() == ref.keys()
+        np.testing.assert_allclose([out[k] for k in ref], [ref[k] for k in ref], rtol=1e-9)
+
+
+def test_a_column_of_zeros_is_aliased_as_in_r():
+    """R's glm gives NA for a column that is all zeros (among the rows with weight), with or
+    without an intercept; the other coefficients are the fit without it."""
+    Xz = np.column_stack([X[:, :2], np.zeros(len(Y))])
+    for fit_intercept in (True, False):
+        fit = fit_logistic(Xz, Y, fit_intercept=fit_intercept)
+        assert np.isnan(fit.coef[-1])
+        np.testing.assert_allclose(fit.coef[:-1], fit_logistic(X[:, :2], Y, fit_intercept=fit_intercept).coef, rtol=1e-12)
+    w = np.ones(len(Y))
+    Xz[:3, 2], w[:3] = 1.0, 0.0
+    assert np.isnan(fit_logistic(Xz, Y, w).coef[-1])
+
+
+def test_columns_with_a_large_mean_are_no_sign_of_separation():
+    """Columns whose mean is 300 times their spread make the uncentred Hessian too
+    ill-conditioned for Cholesky; the fit (by QR) is still plain and carries no warning."""
+    Xs, ys = _logit_data(offset=300.0)
+    fit = fit_logistic(Xs, ys)
+    assert fit.warning is None
+    np.testing.assert_allclose(fit.coef[1:], fit_logistic(Xs - 300.0, ys).coef[1:], rtol=1e-9)

@@ -364,6 +364,56 @@ def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_
         np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
 
 
+def test_batched_logistic_bootstrap_is_the_same_for_any_chunking_and_equals_irls_on_the_copy(tmp_path):
+    """Logistic replicates are fitted 64 at a time too (Newton from the full fit): the numbers
+    do not depend on chunk size, worker count or a resume from the middle of a group, and
+    equal IRLS on each resampled copy. Labels may be strings; the summary is the plain one."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from hpcml import load_job
+    from hpcml.data import load_dataset
+    from hpcml.models.batched_logistic import logistic_coefs_batch
+    from hpcml.models.glm import fit_logistic
+    from hpcml.plans import task_rng
+    from hpcml.plans.bootstrap import resample_counts
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame(rng.standard_normal((1500, 3)), columns=["a", "b", "c"])
+    eta = frame.to_numpy() @ np.array([0.7, -0.5, 0.2]) + 0.3
+    frame["label"] = np.where(rng.random(1500) < 1 / (1 + np.exp(-eta)), "yes", "no")
+    frame.to_parquet(tmp_path / "binary.parquet")
+    base = small_spec(tmp_path, data={"source": str(tmp_path / "binary.parquet"), "target": "label"},
+                      model={"kind": "logistic"}, plan={"bootstrap": {"replicates": 150}})
+    runs = []
+    for i, (workers, chunk) in enumerate([(1, 150), (2, 7), (2, 64)]):
+        spec = {**base, "output": str(tmp_path / f"run{i}")}
+        runs.append(hpcml.run(spec, workers=workers, chunk_size=chunk, progress=False, plots=False))
+    for other in runs[1:]:
+        assert_same_results(runs[0].results, other.results)
+    assert "warning" not in runs[0].results and runs[0].summary["replicates"] == 150
+    store = RunStore(tmp_path / "run1")
+    lost = [f for f in store.chunk_files() if "0000070-" in f.name]
+    assert lost
+    for f in lost:
+        f.unlink()
+    resumed = hpcml.run({**base, "output": str(tmp_path / "run1")}, resume=True, progress=False, plots=False)
+    assert_same_results(runs[0].results, resumed.results)
+    job = load_job(base)
+    data = load_dataset(job)
+    res = runs[0].results.sort_values("task_index")
+    W = np.stack([resample_counts(task_rng(job.spec.seed, i), data.n) for i in range(64)])
+    with threadpool_limits(1):  # as the run's tasks (threads_per_task): the same bits
+        batch = logistic_coefs_batch(data.X, data.y, W)  # what the run's first group computed
+    for i in (0, 63, 64, 149):
+        rows = np.repeat(np.arange(data.n), resample_counts(task_rng(job.spec.seed, i), data.n).astype(int))
+        ref = fit_logistic(data.X[rows], np.asarray(data.y)[rows], tol=1e-14).coef
+        got = res.loc[res["task_index"] == i, [f"coef_{n}" for n in ["(Intercept)", *data.features]]].to_numpy()[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+        if i < 64:
+            assert np.array_equal(got, batch[i])
+
+
 def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(tmp_path):
     from hpcml.chunks import Chunk
     from hpcml.store import RunStore, write_chunk_records

@@ -68,7 +68,7 @@ def kept_columns_gram(X: np.ndarray, w: np.ndarray, center: np.ndarray, tol: flo
             break
         r = linalg.solve_triangular(R, G[kept, j], trans="T", check_finite=False) if kept else np.zeros(0)
         res2 = G[j, j] - float(r @ r)
-        if not res2 >= CLEAR**2 * norms2[j]:  # not clearly kept: decide from the data
+        if not (res2 > 0 and res2 >= CLEAR**2 * norms2[j]):  # not clearly kept (a zero column has norm 0)
             res2 = _residual_norm(X, center, sw, kept, j, R, rows) ** 2 if kept else G[j, j]
             if res2 > 0 and res2 >= tol**2 * norms2[j]:
                 return None  # a near miss, kept: let the QR decide

@@ -18,7 +18,7 @@ from scipy.special import expit
 from hpcml.models.aliasing import kept_columns_gram
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.gram import block_rows, row_blocks
-from hpcml.models.linear import coef_outputs
+from hpcml.models.linear import BOOTSTRAP_GROUP, coef_outputs
 from hpcml.models.normal_equations import solve_spd
 from hpcml.models.weights import as_weights, positive_rows, row_mask
 
@@ -149,9 +149,9 @@ def _design(X: np.ndarray, rows: np.ndarray | None, w: np.ndarray, fit_intercept
     return _Design(X, rows, kept, fit_intercept)
 
 
-def _rank(D: _Design) -> int:
-    """Rank of the design (numpy's matrix_rank rule), from its R factor."""
-    sv = np.linalg.svd(D.r_factor(np.ones(D.n)), compute_uv=False)
+def _rank(D: _Design, sh: np.ndarray | None = None) -> int:
+    """Rank of the design, its rows scaled by ``sh`` (numpy's matrix_rank rule), from its R factor."""
+    sv = np.linalg.svd(D.r_factor(np.ones(D.n) if sh is None else sh), compute_uv=False)
     return int(np.sum(sv > sv.max(initial=0.0) * max(D.n, D.m) * np.finfo(np.float64).eps))
 
 
@@ -237,10 +237,12 @@ def fit_logistic(
             raise ValueError(f"logistic regression did not converge in {max_iter} iterations (increase max_iter)")
     # A Hessian singular although the kept columns have full rank means rows with weights
     # mu(1 - mu) ~ 0 carry a direction: the fit is running off to infinity along it.
-    # (Fitted probabilities near 0 or 1 alone are no sign of it: a converged fit may have them.)
+    # (Fitted probabilities near 0 or 1 alone are no sign of it: a converged fit may have them.
+    # Nor is a Hessian too ill-conditioned for Cholesky: an uncentred column with a large
+    # mean makes one; the weighted design then still has full rank.)
     warning = None
     if not converged or np.max(np.abs(eta), initial=0.0) > _ETA_MAX or \
-            (singular and _rank(D) == D.m):
+            (singular and _rank(D) == D.m and _rank(D, np.sqrt(wk * expit(eta) * expit(-eta))) < D.m):
         warning = SEPARATION_WARNING
     coef = np.full(n_coef, np.nan)
     coef[cols] = beta
@@ -351,6 +353,15 @@ class LogisticKind(ModelKind):
         if fitted.warning:  # a string column: the task is ok, the estimate is flagged
             out["warning"] = fitted.warning
         return out
+
+    def batch_size(self, params: LogisticParams) -> int:
+        return BOOTSTRAP_GROUP
+
+    def outputs_batch(self, params: LogisticParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
+        from hpcml.models.batched_logistic import logistic_coefs_batch
+
+        coefs = logistic_coefs_batch(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
+        return [None if c is None else coef_outputs(c, params.fit_intercept, data.features) for c in coefs]
 
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
         """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
