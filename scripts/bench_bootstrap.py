@@ -10,7 +10,11 @@ every side alike:
   task runs), the draw of the counts included;
 - ``hpcml.run`` of the whole bootstrap on one worker, end to end, per replicate;
 - logistic: scikit-learn's unpenalised ``LogisticRegression`` on a resampled copy vs hpcml's
-  weighted fit (logistic replicates are fitted one by one).
+  single IRLS fit with the counts as weights and its batched path (64 replicates at a time,
+  Newton from the full fit, the draw of the counts included), and ``hpcml.run`` end to end.
+
+The BLAS kernel that ran is reported (``blas``): NumPy's OpenBLAS picks a generic one where
+the CPU model is hidden; ``OPENBLAS_CORETYPE`` (e.g. ``SkylakeX``) sets it for every side.
 
     python scripts/bench_bootstrap.py [--rows 100000] [--p 10] [--rounds 5] [--replicates 1000]
 """
@@ -76,20 +80,29 @@ def main() -> None:
         out["hpcml_run_1_worker_ms_per_replicate"] = 1000 * (time.perf_counter() - t0) / args.replicates
     med = {k: v["median"] for k, v in out["ms_per_replicate"].items()}
     out["speedup_vs_lstsq_copy"] = {k: med["numpy_lstsq_copy"] / v for k, v in med.items()}
-    out["logistic"] = logistic(X, rng, args.rounds)
+    out["logistic"] = logistic(X, rng, args.rounds, args.replicates)
+    from threadpoolctl import threadpool_info
+
+    out["blas"] = sorted({f"{i.get('internal_api')} {i.get('architecture')}" for i in threadpool_info()})
     print(json.dumps(out, indent=2))
 
 
-def logistic(X: np.ndarray, rng: np.random.Generator, rounds: int) -> dict[str, object]:
+def logistic(X: np.ndarray, rng: np.random.Generator, rounds: int, replicates: int) -> dict[str, object]:
     from sklearn.linear_model import LogisticRegression
 
+    import hpcml
+    from hpcml.models.batched_logistic import logistic_coefs_batch
     from hpcml.models.glm import fit_logistic
-    from hpcml.plans.bootstrap import resample_counts
+    from hpcml.models.linear import BOOTSTRAP_GROUP
+    from hpcml.plans.bootstrap import resample_count_rows, resample_counts
 
     n, p = X.shape
+    G = BOOTSTRAP_GROUP
     y = (rng.random(n) < 1 / (1 + np.exp(-(X @ (0.3 * rng.standard_normal(p)) - 0.5)))).astype(float)
-    times: dict[str, list[float]] = {"sklearn_copy": [], "hpcml_fit_logistic_weights": []}
+    times: dict[str, list[float]] = {"sklearn_copy": [], "hpcml_fit_logistic_weights": [], "hpcml_batched": []}
+    worst = 0.0
     with threadpool_limits(1):
+        logistic_coefs_batch(X, y, np.ones((1, n), dtype=np.uint8))  # the full fit, once per worker
         for _ in range(rounds):
             t0 = time.perf_counter()
             for _ in range(2):
@@ -100,8 +113,24 @@ def logistic(X: np.ndarray, rng: np.random.Generator, rounds: int) -> dict[str, 
             for _ in range(2):
                 fit_logistic(X, y, resample_counts(rng, n))
             times["hpcml_fit_logistic_weights"].append((time.perf_counter() - t0) / 2)
+            t0 = time.perf_counter()
+            W = resample_count_rows([np.random.default_rng(s) for s in rng.integers(2**63, size=G)], n)
+            coefs = logistic_coefs_batch(X, y, W)
+            times["hpcml_batched"].append((time.perf_counter() - t0) / G)
+            ref = fit_logistic(X, y, W[0].astype(np.float64), tol=1e-14).coef  # outside the timing
+            worst = max(worst, float(np.max(np.abs(coefs[0] - ref)) / np.max(np.abs(ref))))
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
-    return {"ms_per_replicate": med, "speedup_vs_sklearn_copy": {k: med["sklearn_copy"] / v for k, v in med.items()}}
+    out: dict[str, object] = {"ms_per_replicate": med, "batched_vs_irls_max_rel_diff": worst,
+                              "speedup_vs_sklearn_copy": {k: med["sklearn_copy"] / v for k, v in med.items()}}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/data.npy", np.column_stack([X, y]))
+        spec = {"name": "bench-logit", "data": {"source": f"{tmp}/data.npy", "target": f"x{p}"},
+                "model": {"kind": "logistic"}, "plan": {"bootstrap": {"replicates": replicates}},
+                "backend": {"name": "local", "workers": 1}, "output": f"{tmp}/run"}
+        t0 = time.perf_counter()
+        hpcml.run(spec, progress=False, plots=False)
+        out["hpcml_run_1_worker_ms_per_replicate"] = 1000 * (time.perf_counter() - t0) / replicates
+    return out
 
 
 if __name__ == "__main__":

@@ -220,3 +220,19 @@ def test_columns_with_a_large_mean_are_no_sign_of_separation():
     fit = fit_logistic(Xs, ys)
     assert fit.warning is None
     np.testing.assert_allclose(fit.coef[1:], fit_logistic(Xs - 300.0, ys).coef[1:], rtol=1e-9)
+
+
+def test_the_jackknife_for_bca_equals_leave_group_out_refits():
+    """BCa's leave-group-out fits come from the batched path (IRLS where it declines)."""
+    from hpcml.models.base import Dataset
+
+    kind = get_model("logistic")
+    Xs, ys = _logit_data(n=700, p=3, seed=4)
+    data = Dataset(X=Xs, y=ys, features=["a", "b", "c"])
+    params = kind.Params()
+    labels = np.arange(700) * 70 // 700
+    got = kind.jackknife(params, data, labels, 70)
+    assert len(got) == 70
+    for g in (0, 33, 69):
+        ref = kind.outputs(params, kind.fit(params, data, (labels != g).astype(float), FitContext(rng=np.random.default_rng(0))), data)
+        np.testing.assert_allclose([got[g][k] for k in ref], [ref[k] for k in ref], rtol=1e-9)

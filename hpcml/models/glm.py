@@ -363,6 +363,22 @@ class LogisticKind(ModelKind):
         coefs = logistic_coefs_batch(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
         return [None if c is None else coef_outputs(c, params.fit_intercept, data.features) for c in coefs]
 
+    def jackknife(self, params: LogisticParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]]:
+        """Leave-group-out fits for BCa, a group of them at a time by the batched Newton path
+        (each is the full data less a few rows: two or three passes); IRLS where it declines."""
+        from hpcml.models.batched_logistic import logistic_coefs_batch
+
+        out: list[dict[str, Any]] = []
+        for start in range(0, groups, BOOTSTRAP_GROUP):
+            stop = min(groups, start + BOOTSTRAP_GROUP)
+            keep = (labels[None, :] != np.arange(start, stop)[:, None]).astype(np.uint8)
+            coefs = logistic_coefs_batch(data.X, data.y, keep, params.fit_intercept, params.max_iter, params.tol)
+            for w, c in zip(keep, coefs):
+                fitted = c if c is not None else \
+                    fit_logistic(data.X, data.y, w.astype(np.float64), params.fit_intercept, params.max_iter, params.tol).coef
+                out.append(coef_outputs(fitted, params.fit_intercept, data.features))
+        return out
+
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
         """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
         from hpcml.models.inference import fit_plan_summary
