@@ -65,9 +65,31 @@ def encode_binary(y: Any) -> tuple[np.ndarray, list[Any]]:
     return (y == classes[1]).astype(np.float64), classes.tolist()
 
 
+def _deviance_terms(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    """The deviance (-2 * weighted log-likelihood) and e^-|eta|, which the working weights reuse."""
+    e = np.exp(-np.abs(eta))
+    # log(1 + e^eta) - y*eta = max(eta, 0) - y*eta + log1p(e^-|eta|): neither overflows nor cancels.
+    t = np.log1p(e)
+    t += np.maximum(eta, 0.0)
+    t -= y * eta
+    return float(2.0 * (w @ t)), e
+
+
 def _deviance(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    # log(1 + e^eta) - y*eta, written with logaddexp so large |eta| neither overflows nor cancels.
-    return float(2.0 * (w @ (np.logaddexp(0.0, eta) - y * eta)))
+    return _deviance_terms(eta, y, w)[0]
+
+
+def _working(eta: np.ndarray, e: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y - mu and w * mu(1 - mu), from e = e^-|eta|: max(mu, 1 - mu) = 1 / (1 + e) and
+    min(mu, 1 - mu) = e / (1 + e), so nothing cancels when mu is near 0 or 1."""
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    y1 = y > 0.5
+    resid = np.where((eta >= 0) == y1, small, big)  # |y - mu|: small where eta points at y
+    resid *= np.where(y1, 1.0, -1.0)
+    big *= small
+    big *= w
+    return resid, big
 
 
 def _separated(eta: np.ndarray) -> bool:
@@ -105,14 +127,36 @@ class _Design:
         return eta + beta[0] if self.icpt else eta
 
     def grad_hessian(self, v: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A'v and A' diag(sh^2) A (by dsyrk), in one pass over the row blocks."""
-        g, H = np.zeros(self.m), np.zeros((self.m, self.m), order="F")
-        for s, e, A in self.blocks():
-            g += A.T @ v[s:e]
-            A *= sh[s:e, None]
-            H = blas.dsyrk(1.0, A.T, beta=1.0, c=H, trans=0, overwrite_c=1)
+        """A'v (one product with X, no copy of it) and A' diag(sh^2) A (by dsyrk over row
+        blocks, each block scaled into one reused buffer)."""
+        if self.rows is None:
+            xv = self.X.T @ v
+        else:  # the rows left out get 0: X' v without a copy of X[rows]
+            v_all = np.zeros(self.X.shape[0])
+            v_all[self.rows] = v
+            xv = self.X.T @ v_all
+        g = np.empty(self.m)
+        if self.icpt:
+            g[0] = v.sum()
+        g[self.icpt:] = xv[self.kept]
+        # Over every column of X (taking the kept ones from each block would copy it again):
+        # the aliased rows and columns are dropped from the result.
+        width = self.icpt + self.X.shape[1]
+        H = np.zeros((width, width), order="F")
+        buf = None
+        for s, e, B in row_blocks(self.X, self.rows, block_rows(self.X.shape[1] + 1)):
+            if buf is None or buf.shape[0] != e - s:
+                buf = np.empty((e - s, width))
+            if self.icpt:
+                buf[:, 0] = sh[s:e]
+            np.multiply(B, sh[s:e, None], out=buf[:, self.icpt:])
+            H = blas.dsyrk(1.0, buf.T, beta=1.0, c=H, trans=0, overwrite_c=1)
         upper = np.triu(H)
-        return g, upper + np.triu(upper, 1).T
+        H = upper + np.triu(upper, 1).T
+        if not self.all_cols:
+            cols = np.concatenate([[0], self.kept + 1]) if self.icpt else self.kept
+            H = H[np.ix_(cols, cols)]
+        return g, H
 
     def r_factor(self, sh: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         """R of the QR of [A * sh[:, None], b] (b omitted when None), one row block at a time:
@@ -201,13 +245,10 @@ def fit_logistic(
         pbar = float(np.clip(wk @ yk / wk.sum(), 1e-8, 1 - 1e-8))
         beta[0] = np.log(pbar / (1 - pbar))
     eta = D.times(beta)
-    dev = _deviance(eta, yk, wk)
+    dev, e = _deviance_terms(eta, yk, wk)
     dev_flat, singular, converged = False, False, False
     for it in range(1, max_iter + 1):
-        # y - mu and mu(1 - mu) from expit(+-eta): no cancellation when mu is near 1.
-        p_pos, p_neg = expit(eta), expit(-eta)
-        resid = np.where(yk > 0.5, p_neg, -p_pos)
-        hw = wk * p_pos * p_neg
+        resid, hw = _working(eta, e, yk, wk)
         grad, hess = D.grad_hessian(wk * resid, np.sqrt(hw))  # A' diag(hw) A by dsyrk
         step = solve_spd(hess, grad)
         singular = step is None
@@ -217,12 +258,12 @@ def fit_logistic(
         # Step halving (as glm.fit) keeps the deviance from increasing.
         for _ in range(_MAX_HALVINGS):
             eta_new = D.times(beta + step)
-            dev_new = _deviance(eta_new, yk, wk)
+            dev_new, e_new = _deviance_terms(eta_new, yk, wk)
             if np.isfinite(dev_new) and dev_new <= dev * (1 + 1e-12) + 1e-12:
                 break
             step = step / 2
         beta = beta + step
-        eta, dev_old, dev = eta_new, dev, dev_new
+        eta, e, dev_old, dev = eta_new, e_new, dev, dev_new
         # Under separation the deviance flattens while the coefficients keep growing by
         # a constant step, so convergence also needs a step that is small relative to beta.
         dev_flat = abs(dev - dev_old) / (abs(dev) + 0.1) < tol
