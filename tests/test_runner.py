@@ -326,6 +326,27 @@ def test_in_memory_frames_are_named_by_their_whole_content(tmp_path, monkeypatch
     pd.testing.assert_frame_equal(pd.read_parquet(frame_source(b)), b)
 
 
+def _grouped_runs_agree(tmp_path, base: dict) -> list:
+    """Runs of a 150-replicate bootstrap with 1 or 2 workers and chunks of 150, 7 (across
+    groups of 64) and 64, and a resume that redoes tasks from the middle of a group: the same
+    numbers, bit for bit. Returns the runs."""
+    runs = []
+    for i, (workers, chunk) in enumerate([(1, 150), (2, 7), (2, 64)]):
+        spec = {**base, "output": str(tmp_path / f"run{i}")}
+        runs.append(hpcml.run(spec, workers=workers, chunk_size=chunk, progress=False, plots=False))
+    for other in runs[1:]:
+        assert_same_results(runs[0].results, other.results)
+    store = RunStore(tmp_path / "run1")
+    lost = [f for f in store.chunk_files() if "0000070-" in f.name]
+    assert lost
+    for f in lost:
+        f.unlink()
+    resumed = hpcml.run({**base, "output": str(tmp_path / "run1")}, resume=True, progress=False, plots=False)
+    assert resumed.summary["run"]["tasks"] == 150
+    assert_same_results(runs[0].results, resumed.results)
+    return runs
+
+
 def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_copy(tmp_path):
     """OLS replicates are fitted 64 at a time (groups fixed by task index): the numbers do not
     depend on chunk size or worker count, and equal lstsq on each resampled copy."""
@@ -337,21 +358,7 @@ def test_batched_bootstrap_is_the_same_for_any_chunking_and_equals_lstsq_on_the_
     from hpcml.plans.bootstrap import resample_counts
 
     base = small_spec(tmp_path, plan={"bootstrap": {"replicates": 150}})
-    runs = []
-    for i, (workers, chunk) in enumerate([(1, 150), (2, 7), (2, 64)]):
-        spec = {**base, "output": str(tmp_path / f"run{i}")}
-        runs.append(hpcml.run(spec, workers=workers, chunk_size=chunk, progress=False, plots=False))
-    for other in runs[1:]:
-        assert_same_results(runs[0].results, other.results)
-    # A resumed run that redoes tasks from the middle of a group gives them the same numbers.
-    store = RunStore(tmp_path / "run1")
-    lost = [f for f in store.chunk_files() if "0000070-" in f.name]
-    assert lost
-    for f in lost:
-        f.unlink()
-    resumed = hpcml.run({**base, "output": str(tmp_path / "run1")}, resume=True, progress=False, plots=False)
-    assert resumed.summary["run"]["tasks"] == 150
-    assert_same_results(runs[0].results, resumed.results)
+    runs = _grouped_runs_agree(tmp_path, base)
     job = load_job(base)
     data = load_dataset(job)
     res = runs[0].results.sort_values("task_index")
@@ -385,20 +392,8 @@ def test_batched_logistic_bootstrap_is_the_same_for_any_chunking_and_equals_irls
     frame.to_parquet(tmp_path / "binary.parquet")
     base = small_spec(tmp_path, data={"source": str(tmp_path / "binary.parquet"), "target": "label"},
                       model={"kind": "logistic"}, plan={"bootstrap": {"replicates": 150}})
-    runs = []
-    for i, (workers, chunk) in enumerate([(1, 150), (2, 7), (2, 64)]):
-        spec = {**base, "output": str(tmp_path / f"run{i}")}
-        runs.append(hpcml.run(spec, workers=workers, chunk_size=chunk, progress=False, plots=False))
-    for other in runs[1:]:
-        assert_same_results(runs[0].results, other.results)
+    runs = _grouped_runs_agree(tmp_path, base)
     assert "warning" not in runs[0].results and runs[0].summary["replicates"] == 150
-    store = RunStore(tmp_path / "run1")
-    lost = [f for f in store.chunk_files() if "0000070-" in f.name]
-    assert lost
-    for f in lost:
-        f.unlink()
-    resumed = hpcml.run({**base, "output": str(tmp_path / "run1")}, resume=True, progress=False, plots=False)
-    assert_same_results(runs[0].results, resumed.results)
     job = load_job(base)
     data = load_dataset(job)
     res = runs[0].results.sort_values("task_index")

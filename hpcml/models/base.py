@@ -207,7 +207,7 @@ def register_model(cls: type[ModelKind]) -> type[ModelKind]:
 # never imports torch or starts R; third-party kinds register themselves with register_model.
 BUILTIN_KINDS = {
     "ols": "hpcml.models.linear",
-    "logistic": "hpcml.models.glm",
+    "logistic": "hpcml.models.logistic",
     "kmeans": "hpcml.models.cluster",
     "pca": "hpcml.models.decomp",
     "svd": "hpcml.models.decomp",

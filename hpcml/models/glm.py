@@ -1,4 +1,5 @@
-"""Logistic regression by iteratively reweighted least squares (Newton), and the ``logistic`` kind.
+"""Logistic regression by iteratively reweighted least squares (Newton); the ``logistic`` kind
+is in ``logistic``.
 
 Unpenalised, so it equals R's ``glm(family = binomial)`` and scikit-learn's
 ``LogisticRegression(penalty=None)``. Observation weights multiply each row's log-likelihood,
@@ -10,17 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 from scipy import linalg
 from scipy.linalg import blas
 from scipy.special import expit
 
 from hpcml.models.aliasing import kept_columns_gram
-from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.models.gram import block_rows, row_blocks
-from hpcml.models.linear import BOOTSTRAP_GROUP, coef_outputs
 from hpcml.models.normal_equations import solve_spd
-from hpcml.models.weights import as_weights, positive_rows, row_mask
+from hpcml.models.weights import as_weights, positive_rows
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
@@ -357,86 +355,3 @@ def classification_metrics(y01: np.ndarray, p1: np.ndarray) -> dict[str, float]:
 
         auc = float(roc_auc_score(y01, p1))
     return {"accuracy": acc, "log_loss": ll, "auc": auc}
-
-
-class LogisticParams(ModelParams):
-    fit_intercept: bool = True
-    max_iter: int = Field(100, ge=1)
-    tol: float = Field(1e-10, gt=0)
-
-
-@register_model
-class LogisticKind(ModelKind):
-    name = "logistic"
-    Params = LogisticParams
-    runs_in_driver = True
-    needs_target = True
-    task_type = "classification"
-    primary_metric = "accuracy"
-    greater_is_better = True
-
-    def check(self, params: LogisticParams, data: Dataset) -> list[tuple[str, Any, str]]:
-        if data.y is None:
-            return [("data.target", data.target, "logistic needs a target column")]
-        k = np.unique(np.asarray(data.y)).size
-        if k != 2:
-            return [("data.target", data.target, f"logistic needs 2 classes, found {k}")]
-        n_coef = data.X.shape[1] + int(params.fit_intercept)
-        if data.n < n_coef:
-            return [("data", data.n, f"{data.n} rows cannot determine {n_coef} coefficients")]
-        return []
-
-    def fit(self, params: LogisticParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> LogisticFit:
-        return fit_logistic(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
-
-    def outputs(self, params: LogisticParams, fitted: LogisticFit, data: Dataset) -> dict[str, Any]:
-        out: dict[str, Any] = coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
-        if fitted.warning:  # a string column: the task is ok, the estimate is flagged
-            out["warning"] = fitted.warning
-        return out
-
-    def batch_size(self, params: LogisticParams) -> int:
-        return BOOTSTRAP_GROUP
-
-    def outputs_batch(self, params: LogisticParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        from hpcml.models.batched_logistic import logistic_coefs_batch
-
-        coefs = logistic_coefs_batch(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
-        return [None if c is None else coef_outputs(c, params.fit_intercept, data.features) for c in coefs]
-
-    def jackknife(self, params: LogisticParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]]:
-        """Leave-group-out fits for BCa, a group of them at a time by the batched Newton path
-        (each is the full data less a few rows: two or three passes); IRLS where it declines."""
-        from hpcml.models.batched_logistic import logistic_coefs_batch
-
-        out: list[dict[str, Any]] = []
-        for start in range(0, groups, BOOTSTRAP_GROUP):
-            stop = min(groups, start + BOOTSTRAP_GROUP)
-            keep = (labels[None, :] != np.arange(start, stop)[:, None]).astype(np.uint8)
-            coefs = logistic_coefs_batch(data.X, data.y, keep, params.fit_intercept, params.max_iter, params.tol)
-            for w, c in zip(keep, coefs):
-                fitted = c if c is not None else \
-                    fit_logistic(data.X, data.y, w.astype(np.float64), params.fit_intercept, params.max_iter, params.tol).coef
-                out.append(coef_outputs(fitted, params.fit_intercept, data.features))
-        return out
-
-    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
-        from hpcml.models.inference import fit_plan_summary
-
-        extra = fit_plan_summary(self, job, lambda params, fitted, data: logistic_summary(
-            data.X, data.y, fitted, data.features))
-        if "warning" in results.columns:
-            ok = results.loc[results["status"] == "ok"] if "status" in results else results
-            counts = ok["warning"].dropna().value_counts()
-            if len(counts):
-                extra["warnings"] = {str(k): int(v) for k, v in counts.items()}
-        return extra
-
-    def score(
-        self, params: LogisticParams, fitted: LogisticFit, data: Dataset, mask: np.ndarray | None
-    ) -> dict[str, float]:
-        m = row_mask(mask, data.n)
-        y01 = (np.asarray(data.y)[m] == fitted.classes[1]).astype(np.float64)
-        # Every row's probability (a product with X), then the masked ones: no copy of X[m].
-        return classification_metrics(y01, predict_proba(fitted, data.X)[m])
