@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hpcml.models.gram import dot
 from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 
 # The column products are kept in memory (once per worker process and data set) up to this
@@ -63,14 +64,14 @@ def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym
             _CACHE.clear()  # one data set per worker at a time
             hit = _CACHE[key] = (X, y, xm.copy(), ym, _products(_centred(X, y, 0, n, xm, ym), iu, ju))
         # The whole product at once, as the cached products are: W as float64 (as small as they).
-        C = np.asarray(W, dtype=np.float64) @ hit[4]
+        C = dot(np.asarray(W, dtype=np.float64), hit[4])
     else:
         rows = max(256, BLOCK_BYTES // (8 * iu.size))
         C = np.zeros((W.shape[0], iu.size))
         for s in range(0, n, rows):
             e = min(n, s + rows)
             # Counts may be held compact (uint8): only this block's columns become float64.
-            C += np.ascontiguousarray(W[:, s:e], dtype=np.float64) @ _products(_centred(X, y, s, e, xm, ym), iu, ju)
+            C += dot(np.ascontiguousarray(W[:, s:e], dtype=np.float64), _products(_centred(X, y, s, e, xm, ym), iu, ju))
     M = np.zeros((W.shape[0], q, q))
     M[:, iu, ju] = C
     M[:, ju, iu] = C

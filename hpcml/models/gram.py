@@ -24,6 +24,16 @@ _EPS = np.finfo(np.float64).eps
 _BLOCK_BYTES = 8 << 20  # ~8 MB of rows per dsyrk call (measured fastest near 8192 x 50)
 
 
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (float64) by SciPy's BLAS, each operand passed as it is or as its transpose, so
+    neither is copied. SciPy's OpenBLAS runs the CPU's own kernel where NumPy's may fall back
+    to a generic one (a CPU model it does not know): on these machines about 3x faster for
+    the products of the batched bootstrap. The result is Fortran-ordered."""
+    a_, ta = (a, 0) if a.flags.f_contiguous else (a.T, 1)
+    b_, tb = (b, 0) if b.flags.f_contiguous else (b.T, 1)
+    return blas.dgemm(1.0, a_, b_, trans_a=ta, trans_b=tb)
+
+
 def block_rows(p: int) -> int:
     """Rows per block of a block-by-block pass over an (n, p) matrix (~8 MB of rows)."""
     return max(1, _BLOCK_BYTES // (8 * max(p, 1)))
