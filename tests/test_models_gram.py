@@ -108,3 +108,15 @@ def test_gram_is_the_centred_weighted_cross_product():
     np.testing.assert_allclose(gram(np.asfortranarray(A)), A.T @ A, rtol=1e-12)
     assert gram_ok(np.array([4.0, 1.0]), 2, 2) and not gram_ok(np.array([1.0, 0.0]), 2, 2)
     assert not gram_ok(np.array([1.0, 1e-8]), 2, 2)  # 10 eps / 1e-8 > 1e-10
+
+
+@pytest.mark.parametrize("a_order,b_order", [("C", "C"), ("C", "F"), ("F", "C"), ("F", "F")])
+def test_dot_is_a_matrix_product_for_any_layout(a_order, b_order):
+    """gram.dot passes each operand as it is or transposed (no copy), whatever its order."""
+    from hpcml.models.gram import dot
+
+    rng = np.random.default_rng(0)
+    a = np.asarray(rng.standard_normal((7, 300)), order=a_order)
+    b = np.asarray(rng.standard_normal((300, 5)), order=b_order)
+    np.testing.assert_allclose(dot(a, b), a @ b, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(dot(b.T, a.T), (a @ b).T, rtol=1e-13, atol=1e-12)
