@@ -122,8 +122,9 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
                 shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float]]:
     """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
-    index. A group that fails leaves its tasks out: they then run one by one, so each failure
-    is recorded against its own task."""
+    index. A task the group leaves out (the plan's batched path declined it), and every task of
+    a group that fails, then runs one by one, so each failure is recorded against its own task
+    and a task's numbers never depend on how its group fared."""
     groups: dict[int, set[int]] = {}
     for i in indices:
         groups.setdefault(i // size, set()).add(i)
@@ -139,8 +140,9 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
         except Exception as err:
             log.info("group %d ran into %s; its tasks run one by one", g, _failure_line(err))
             continue
-        seconds = (time.perf_counter() - t0) / len(wanted)
-        done.update({i: (records[i], seconds) for i in wanted})
+        kept = [i for i in sorted(wanted) if i in records]
+        seconds = (time.perf_counter() - t0) / max(1, len(kept))
+        done.update({i: (records[i], seconds) for i in kept})
     return done
 
 

@@ -409,6 +409,47 @@ def test_batched_logistic_bootstrap_is_the_same_for_any_chunking_and_equals_irls
             assert np.array_equal(got, batch[i])
 
 
+@pytest.mark.parametrize("kind", ["ols", "logistic"])
+def test_a_replicate_in_the_last_group_does_not_depend_on_the_number_of_replicates(tmp_path, kind):
+    """The last group of a job is padded to a full group: replicate 66 of 70 and of 100 agree."""
+    import numpy as np
+
+    data = {"source": "sklearn:diabetes", "target": "target"}
+    if kind == "logistic":
+        rng = np.random.default_rng(1)
+        frame = pd.DataFrame(rng.standard_normal((400, 3)), columns=["a", "b", "c"])
+        frame["label"] = (rng.random(400) < 1 / (1 + np.exp(-frame.to_numpy() @ [0.8, -0.5, 0.3]))).astype(int)
+        frame.to_parquet(tmp_path / "d.parquet")
+        data = {"source": str(tmp_path / "d.parquet"), "target": "label"}
+    runs = []
+    for count in (70, 100):
+        spec = small_spec(tmp_path, data=data, model={"kind": kind}, output=str(tmp_path / f"r{count}"),
+                          plan={"bootstrap": {"replicates": count, "bca": False}})
+        res = hpcml.run(spec, workers=1, progress=False, plots=False).results
+        runs.append(res[res["task_index"].between(64, 69)].drop(columns=["seconds"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(runs[0], runs[1], check_exact=True)
+
+
+def test_a_replicate_the_batched_path_declines_fails_on_its_own(tmp_path):
+    """Replicates the batched path leaves to IRLS run one by one: one IRLS cannot fit (max_iter
+    5) fails alone, and the others keep their numbers, bit for bit, for any chunking."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 2))
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame["label"] = (rng.random(80) < 1 / (1 + np.exp(-(X @ [1.0, -1.0])))).astype(int)
+    frame.to_parquet(tmp_path / "small.parquet")
+    spec = small_spec(tmp_path, seed=2, data={"source": str(tmp_path / "small.parquet"), "target": "label"},
+                      model={"kind": "logistic", "max_iter": 5}, plan={"bootstrap": {"replicates": 64, "bca": False}})
+    runs = [hpcml.run({**spec, "output": str(tmp_path / f"c{chunk}")}, workers=1, chunk_size=chunk, progress=False,
+                      plots=False).results.sort_values("task_index").reset_index(drop=True) for chunk in (64, 8)]
+    failed = [r.loc[r["status"] != "ok", "task_index"].tolist() for r in runs]
+    assert failed[0] == failed[1] and 0 < len(failed[0]) < 10
+    assert runs[0].loc[runs[0]["status"] != "ok", "error"].str.contains("did not converge in 5 iterations").all()
+    assert_same_results(runs[0], runs[1])
+
+
 def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(tmp_path):
     from hpcml.chunks import Chunk
     from hpcml.store import RunStore, write_chunk_records

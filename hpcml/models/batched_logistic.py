@@ -11,12 +11,15 @@ shares the expensive part of each step, a pass over the rows, as matrix products
    (one exponential each) and the gradients (one product). The information matrix is not
    recomputed: it moves with the coefficients by the third derivative of the log-likelihood,
    taken once from the full data (m x m x m, no pass per replicate). That is what keeps the
-   steps contracting fast, and a pass costs a third of a Hessian's.
+   steps contracting fast, and a pass costs a third of a Hessian's. A member whose steps
+   contract slowly gets its information recomputed at its own coefficients.
 
-Every product has the whole group's shape, summed over row blocks of a fixed size, and a
-replicate's numbers depend only on the data and its own counts: a member that converged
-stops moving, and one not wanted here (a row of zero counts) is computed and dropped. So a
-replicate gets the same numbers, bit for bit, whichever chunk, worker or backend runs it.
+Every product has the whole group's shape (the bootstrap pads its last group to full size),
+summed over row blocks of a fixed size, and a replicate's numbers depend only on the data
+and its own counts: a member that converged stops moving, and one not wanted here (a row of
+zero counts) is computed and dropped. So a replicate gets the same numbers, bit for bit,
+whichever chunk, worker or backend runs it (with the job's ``threads_per_task``: how many
+threads a product uses can change its last bits).
 A replicate that is not clearly well posed is left to the ordinary IRLS fit (``None``),
 which handles aliasing and separation as R's glm does: a design near rank deficiency, a
 step that does not contract (a replicate drawn close to separation runs off). So is
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from hpcml.models.gram import dot
+from hpcml.models.gram import as_float64, dot
 
 # Elements (group members x rows) in one row block of the passes: 2 MiB of float64, the
 # block's residuals between the product that makes them and the one that uses them (a pass
@@ -114,19 +117,20 @@ def _full_fit(X: np.ndarray, y, fit_intercept: bool, max_iter: int, tol: float) 
         beta = fit.coef.copy()
         if icpt:
             beta[0] += fit.coef[1:] @ centre
-        eta_max = 0.0
+        eta_max, ss = 0.0, np.zeros(m)
         third = np.zeros((m, m, m)) if m <= MAX_COEFS_CORRECTED else None
         for s, e, At in _design_blocks(X, centre, icpt, 1 << 14):
             eta = beta @ At
             eta_max = max(eta_max, float(np.max(np.abs(eta), initial=0.0)))
+            ss += np.einsum("ij,ij->i", At, At)  # sums of squares about the means
             if third is not None:
                 mu = 1.0 / (1.0 + np.exp(-eta))
                 t = mu * (1.0 - mu) * (1.0 - 2.0 * mu)
                 for l in range(m):
-                    third[:, :, l] += (At * (t * At[l])) @ At.T
+                    third[:, :, l] += dot(At * (t * At[l]), At.T)
         # R decides aliasing on the uncentred design: a column whose mean is over 1e6 times its
         # spread might be aliased there although it is not after centring.
-        sd = X.std(axis=0)
+        sd = np.sqrt(ss[icpt:] / X.shape[0])
         if eta_max <= ETA_FULL_MAX and np.all(np.abs(centre) <= 1e6 * sd):
             full = _Full(X, y, settings, y01, 2.0 * y01 - 1.0, centre, beta, third)
     _CACHE.append(full)
@@ -195,21 +199,28 @@ def logistic_coefs_batch(X, y, W: np.ndarray, fit_intercept: bool = True, max_it
     """Coefficients (intercept first) of the weighted logistic fit for each row of ``W`` (counts,
     G x n); None where the ordinary IRLS fit must decide.
 
-    Converged when the error left, estimated from the rate of contraction of the last two
-    steps, is below ``tol`` relative to the coefficients: at least as close to the
-    maximum-likelihood estimate as IRLS gets with the same ``tol``.
+    Converged when a step is below ``tol`` relative to the coefficients and at most half the
+    step before it: the error left is then at most that step.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = as_float64(X)
     if X.ndim == 1:
         X = X[:, None]
-    G = W.shape[0]
     m = X.shape[1] + int(fit_intercept)
-    out: list[np.ndarray | None] = [None] * G
     if m > MAX_COEFS or m == 0 or max_iter < 3:
-        return out
+        return [None] * W.shape[0]
     full = _full_fit(X, y, fit_intercept, max_iter, tol)
     if full.beta is None:
-        return out
+        return [None] * W.shape[0]
+    # A member drawn off towards separation overflows its exponentials: it is caught by the
+    # checks below (a non-finite or growing step, a factor that fails), not worth a warning.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _newton(full, W, m, max_iter, tol)
+
+
+def _newton(full: _Full, W: np.ndarray, m: int, max_iter: int, tol: float) -> list[np.ndarray | None]:
+    """The group's Newton steps from the full fit (see the module's docstring)."""
+    G = W.shape[0]
+    out: list[np.ndarray | None] = [None] * G
     iu, ju = np.triu_indices(m)
     grad, upper = _first_pass(full, W)
     # Each member's information at its reference point (first the full fit), moved to its
@@ -246,8 +257,10 @@ def logistic_coefs_batch(X, y, W: np.ndarray, fit_intercept: bool = True, max_it
             if not np.isfinite(size) or size > last[g]:
                 active[g] = False  # diverging (separation draws a replicate off)
                 continue
-            # The error left after this step is about size * (size / last): their rate.
-            if size == 0.0 or (k >= 2 and size * size <= tol * (1.0 + float(np.max(np.abs(B[g])))) * last[g]):
+            # Converged when the step itself is below tol and at most half the one before: with
+            # the steps contracting at least that fast, the error left is at most this step.
+            # (The ratio of two steps alone says little: the information changes between them.)
+            if size == 0.0 or (k >= 2 and size <= tol * (1.0 + float(np.max(np.abs(B[g])))) and size <= 0.5 * last[g]):
                 out[g] = B[g].copy()
                 if full.settings[0]:
                     out[g][0] -= B[g][1:] @ full.centre  # back to the uncentred intercept

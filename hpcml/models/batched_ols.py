@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcml.models.gram import dot
+from hpcml.models.gram import as_float64, dot
 from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 
 # The column products are kept in memory (once per worker process and data set) up to this
@@ -81,8 +81,7 @@ def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym
 def ols_coefs_batch(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> list[np.ndarray | None]:
     """Coefficients (intercept first) of the weighted OLS fit for each row of ``W``; None where
     the ordinary fit must decide (rank deficiency, ill conditioning, too few rows)."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = as_float64(X), as_float64(y)
     p = X.shape[1]
     if (p + 2) * (p + 3) // 2 > MAX_PRODUCTS:
         return [None] * W.shape[0]

@@ -24,6 +24,12 @@ _EPS = np.finfo(np.float64).eps
 _BLOCK_BYTES = 8 << 20  # ~8 MB of rows per dsyrk call (measured fastest near 8192 x 50)
 
 
+def as_float64(a) -> np.ndarray:
+    """``a`` itself when it is already a float64 array (a mapped file stays the same object, so
+    caches keyed on it keep hitting), else a float64 copy."""
+    return a if isinstance(a, np.ndarray) and a.dtype == np.float64 else np.asarray(a, dtype=np.float64)
+
+
 def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b (float64) by SciPy's BLAS, each operand passed as it is or as its transpose, so
     neither is copied. SciPy's OpenBLAS runs the CPU's own kernel where NumPy's may fall back

@@ -66,7 +66,9 @@ class LogisticKind(ModelKind):
         out: list[dict[str, Any]] = []
         for start in range(0, groups, BOOTSTRAP_GROUP):
             stop = min(groups, start + BOOTSTRAP_GROUP)
-            keep = (labels[None, :] != np.arange(start, stop)[:, None]).astype(np.uint8)
+            keep = np.ones((stop - start, data.n), dtype=np.uint8)  # 1 byte a row per fit
+            for i, g in enumerate(range(start, stop)):
+                keep[i, labels == g] = 0
             coefs = logistic_coefs_batch(data.X, data.y, keep, params.fit_intercept, params.max_iter, params.tol)
             for w, c in zip(keep, coefs):
                 fitted = c if c is not None else \

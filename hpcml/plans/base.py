@@ -62,7 +62,8 @@ class Plan(ABC):
 
     def run_group(self, job, data, tasks: list[Task], ctxs: list, shared: dict[str, Any],
                   wanted: set[int]) -> dict[int, dict[str, Any]]:
-        """Records of the ``wanted`` tasks of one whole group (``tasks``, each with its ctx)."""
+        """Records of the ``wanted`` tasks of one whole group (``tasks``, each with its ctx). A
+        wanted task left out of the result runs on its own (``run_task``) afterwards."""
         raise NotImplementedError
 
     def shared(self, job, n: int) -> dict[str, Any]:

@@ -148,17 +148,16 @@ class BootstrapPlan(Plan):
         return job.model.batch_size(job.params)
 
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
-        # The product always has the whole group's shape, so a replicate's numbers do not depend
-        # on which of its group's tasks a chunk holds. Members not wanted here are rows of zeros
-        # (no draw): each row of the product is summed on its own, so they change no other row.
-        W = resample_count_rows([ctx.rng if task.index in wanted else None for task, ctx in zip(tasks, ctxs)], data.n)
+        # The product always has a full group's shape (the last group of a job padded), so a
+        # replicate's numbers do not depend on which of its group's tasks a chunk holds, nor on
+        # how many replicates the job has. Members not wanted here and the padding are rows of
+        # zeros (no draw): each row of the product is summed on its own, so they change no
+        # other row. A replicate the batched path declines is left out: it then runs on its own.
+        rngs = [ctx.rng if task.index in wanted else None for task, ctx in zip(tasks, ctxs)]
+        W = resample_count_rows(rngs + [None] * (self.group_size(job) - len(rngs)), data.n)
         batch = job.model.outputs_batch(job.params, data, W)
-        out = {}
-        for task, ctx, w, outputs in zip(tasks, ctxs, W, batch):
-            if task.index in wanted:
-                out[task.index] = outputs if outputs is not None else \
-                    fit_and_record(job, data, w.astype(np.float64), ctx)[1]
-        return out
+        return {task.index: outputs for task, outputs in zip(tasks, batch)
+                if task.index in wanted and outputs is not None}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any], level: float = LEVEL) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
