@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from hpcml.models.gram import as_float64, dot
+from hpcml.models.gram import as_float64, dot, row_products
+from hpcml.models.normal_equations import equilibrated_cholesky
 
 # Elements (group members x rows) in one row block of the passes: 2 MiB of float64, the
 # block's residuals between the product that makes them and the one that uses them (a pass
@@ -68,6 +69,14 @@ class _Full:
     beta: np.ndarray | None = None  # the full-data fit, on the centred design; None: not batched
     third: np.ndarray | None = None  # d(information)/d(beta), m x m x m; None: not corrected
 
+    @property
+    def icpt(self) -> int:
+        return int(self.settings[0])
+
+    def blocks(self, G: int):
+        """The design's row blocks for one pass of a group of G members."""
+        return _design_blocks(self.X, self.centre, self.icpt, max(256, BLOCK_ELEMS // G))
+
 
 _CACHE: list[_Full] = []
 
@@ -85,16 +94,6 @@ def _design_blocks(X: np.ndarray, centre: np.ndarray, icpt: int, rows: int):
             At[0] = 1.0
         np.subtract(X[s:e].T, centre[:, None], out=At[icpt:])
         yield s, e, At
-
-
-def _products(At: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The upper triangle of each row's outer product (np.triu_indices order), as rows of ``out``."""
-    m = At.shape[0]
-    k = 0
-    for i in range(m):
-        np.multiply(At[i], At[i:], out=out[k: k + m - i])
-        k += m - i
-    return out
 
 
 def _full_fit(X: np.ndarray, y, fit_intercept: bool, max_iter: int, tol: float) -> _Full:
@@ -143,10 +142,10 @@ def _first_pass(full: _Full, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     G, m = W.shape[0], full.beta.size
     q = m * (m + 1) // 2
     both = np.zeros((G, q + m))
-    for s, e, At in _design_blocks(full.X, full.centre, int(full.settings[0]), max(256, BLOCK_ELEMS // G)):
+    for s, e, At in full.blocks(G):
         mu = 1.0 / (1.0 + np.exp(-(full.beta @ At)))
         terms = np.empty((q + m, e - s))
-        _products(At, terms[:q])
+        row_products(At, terms[:q])
         terms[:q] *= mu * (1.0 - mu)
         np.multiply(At, full.y01[s:e] - mu, out=terms[q:])
         both += dot(W[:, s:e].astype(np.float64), terms.T)  # counts may be uint8: exact
@@ -161,7 +160,7 @@ def _gradient_pass(full: _Full, W: np.ndarray, B: np.ndarray, info: bool) -> tup
     q = m * (m + 1) // 2
     grad = np.zeros((G, m))
     upper = np.zeros((G, q)) if info else None
-    for s, e, At in _design_blocks(full.X, full.centre, int(full.settings[0]), max(256, BLOCK_ELEMS // G)):
+    for s, e, At in full.blocks(G):
         sign = full.sign[s:e]
         C = W[:, s:e].astype(np.float64)  # counts may be compact (uint8): exact
         C *= sign  # counts * (2y - 1)
@@ -172,7 +171,7 @@ def _gradient_pass(full: _Full, W: np.ndarray, B: np.ndarray, info: bool) -> tup
         if info:  # counts * mu (1 - mu) = |C| e / (1 + e)^2, e = exp(+-eta) alike
             V = R / ((1.0 + R) * (1.0 + R))
             V *= np.abs(C)
-            upper += dot(V, _products(At, np.empty((q, e - s))).T)
+            upper += dot(V, row_products(At).T)
         R += 1.0
         np.divide(C, R, out=R)
         grad += dot(R, At.T)
@@ -180,16 +179,14 @@ def _gradient_pass(full: _Full, W: np.ndarray, B: np.ndarray, info: bool) -> tup
 
 
 def _factor(H: np.ndarray):
-    """Cholesky factor of one member's equilibrated information matrix, or None when it is
-    not clearly positive definite (see PIVOT_MIN)."""
-    d = np.sqrt(np.diag(H))
-    if not np.all(d > 0):
+    """Cholesky factor (and scale) of one member's equilibrated information matrix, or None
+    when it is not clearly positive definite (see PIVOT_MIN)."""
+    factored = equilibrated_cholesky(H)
+    if factored is None:
         return None
-    try:
-        c = linalg.cholesky(H / np.outer(d, d), lower=False, check_finite=False)
-    except linalg.LinAlgError:
-        return None
-    if not np.all(np.isfinite(c)) or np.min(np.diag(c)) ** 2 < PIVOT_MIN:
+    c, _, d, _ = factored
+    pivots = np.diag(c)
+    if not np.all(np.isfinite(pivots)) or np.min(pivots) ** 2 < PIVOT_MIN:
         return None
     return c, d
 
@@ -262,7 +259,7 @@ def _newton(full: _Full, W: np.ndarray, m: int, max_iter: int, tol: float) -> li
             # (The ratio of two steps alone says little: the information changes between them.)
             if size == 0.0 or (k >= 2 and size <= tol * (1.0 + float(np.max(np.abs(B[g])))) and size <= 0.5 * last[g]):
                 out[g] = B[g].copy()
-                if full.settings[0]:
+                if full.icpt:
                     out[g][0] -= B[g][1:] @ full.centre  # back to the uncentred intercept
                 active[g] = False
             refresh[g] = size > REFRESH_RATE * last[g]

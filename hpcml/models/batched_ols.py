@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcml.models.gram import as_float64, dot
+from hpcml.models.gram import as_float64, dot, row_products
 from hpcml.models.normal_equations import ALIAS_TOL, cholesky_full_rank
 
 # The column products are kept in memory (once per worker process and data set) up to this
@@ -36,16 +36,13 @@ MAX_PRODUCTS = 1 << 15
 _CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]] = {}
 
 
-def _products(Zb: np.ndarray, iu: np.ndarray, ju: np.ndarray) -> np.ndarray:
-    return Zb[:, iu] * Zb[:, ju]
-
-
-def _centred(X: np.ndarray, y: np.ndarray, s: int, e: int, xm: np.ndarray, ym: float) -> np.ndarray:
-    Z = np.empty((e - s, X.shape[1] + 2))
-    Z[:, 0] = 1.0
-    np.subtract(X[s:e], xm, out=Z[:, 1:-1])
-    Z[:, -1] = y[s:e] - ym
-    return Z
+def _centred_products(X: np.ndarray, y: np.ndarray, s: int, e: int, xm: np.ndarray, ym: float) -> np.ndarray:
+    """The column products of z = [1, x - xm, y - ym] for rows s:e, as a (q(q+1)/2, e - s) array."""
+    Zt = np.empty((X.shape[1] + 2, e - s))
+    Zt[0] = 1.0
+    np.subtract(X[s:e].T, xm[:, None], out=Zt[1:-1])
+    Zt[-1] = y[s:e] - ym
+    return row_products(Zt)
 
 
 def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym: float) -> np.ndarray:
@@ -62,16 +59,16 @@ def batched_sums(X: np.ndarray, y: np.ndarray, W: np.ndarray, xm: np.ndarray, ym
         hit = _CACHE.get(key)
         if hit is None or hit[0] is not X or hit[1] is not y:
             _CACHE.clear()  # one data set per worker at a time
-            hit = _CACHE[key] = (X, y, xm.copy(), ym, _products(_centred(X, y, 0, n, xm, ym), iu, ju))
+            hit = _CACHE[key] = (X, y, xm.copy(), ym, _centred_products(X, y, 0, n, xm, ym))
         # The whole product at once, as the cached products are: W as float64 (as small as they).
-        C = dot(np.asarray(W, dtype=np.float64), hit[4])
+        C = dot(np.asarray(W, dtype=np.float64), hit[4].T)
     else:
         rows = max(256, BLOCK_BYTES // (8 * iu.size))
         C = np.zeros((W.shape[0], iu.size))
         for s in range(0, n, rows):
             e = min(n, s + rows)
             # Counts may be held compact (uint8): only this block's columns become float64.
-            C += dot(np.ascontiguousarray(W[:, s:e], dtype=np.float64), _products(_centred(X, y, s, e, xm, ym), iu, ju))
+            C += dot(np.ascontiguousarray(W[:, s:e], dtype=np.float64), _centred_products(X, y, s, e, xm, ym).T)
     M = np.zeros((W.shape[0], q, q))
     M[:, iu, ju] = C
     M[:, ju, iu] = C

@@ -281,7 +281,7 @@ def fit_logistic(
     # mean makes one; the weighted design then still has full rank.)
     warning = None
     if not converged or np.max(np.abs(eta), initial=0.0) > _ETA_MAX or \
-            (singular and _rank(D) == D.m and _rank(D, np.sqrt(wk * expit(eta) * expit(-eta))) < D.m):
+            (singular and _rank(D) == D.m and _rank(D, np.sqrt(_working(eta, e, yk, wk)[1])) < D.m):
         warning = SEPARATION_WARNING
     coef = np.full(n_coef, np.nan)
     coef[cols] = beta
@@ -309,7 +309,7 @@ def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weig
     icpt = int(fit.fit_intercept)
     D = _Design(X, rows, cols[cols >= icpt] - icpt, fit.fit_intercept)  # no copy of the design
     eta = D.times(fit.coef[cols])
-    hw = wk * expit(eta) * expit(-eta)
+    hw = _working(eta, np.exp(-np.abs(eta)), yk, wk)[1]  # the working weights at the estimate
     var = np.full(fit.coef.size, np.nan)
     if cols.size:
         R = D.r_factor(np.sqrt(hw))  # QR of the weighted design, one row block at a time

@@ -30,6 +30,19 @@ def as_float64(a) -> np.ndarray:
     return a if isinstance(a, np.ndarray) and a.dtype == np.float64 else np.asarray(a, dtype=np.float64)
 
 
+def row_products(Zt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """For each column z of ``Zt`` (q x rows), the upper triangle of z z' (np.triu_indices
+    order), as the rows of a (q(q+1)/2, rows) array: every entry the product of two contiguous
+    rows, no gather (selecting columns by index costs several times more)."""
+    q, rows = Zt.shape
+    out = np.empty((q * (q + 1) // 2, rows)) if out is None else out
+    k = 0
+    for i in range(q):
+        np.multiply(Zt[i], Zt[i:], out=out[k: k + q - i])
+        k += q - i
+    return out
+
+
 def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b (float64) by SciPy's BLAS, each operand passed as it is or as its transpose, so
     neither is copied. SciPy's OpenBLAS runs the CPU's own kernel where NumPy's may fall back

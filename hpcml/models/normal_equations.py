@@ -16,7 +16,7 @@ RCOND_MIN = 1e-6
 ALIAS_TOL = 1e-7
 
 
-def _equilibrated_cholesky(G: np.ndarray):
+def equilibrated_cholesky(G: np.ndarray):
     """(Cholesky factor, lower, scale d, equilibrated G) of G scaled by its diagonal, or None."""
     d = np.sqrt(np.diag(G))
     if not np.all(d > 0):
@@ -40,7 +40,7 @@ def solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     Equilibrating by the diagonal first makes the condition test (and the solve) insensitive
     to the units of the columns.
     """
-    factored = _equilibrated_cholesky(G)
+    factored = equilibrated_cholesky(G)
     if factored is None or not _well_conditioned(factored[0], factored[3]):
         return None
     c, lower, d, _ = factored
@@ -55,7 +55,7 @@ def cholesky_full_rank(G: np.ndarray, b: np.ndarray, norms2: np.ndarray, tol: fl
     norm (``norms2``, squared, uncentred as R's QR sees it). The equilibrated condition test
     of :func:`solve_spd` guards the accuracy of the solve itself.
     """
-    factored = _equilibrated_cholesky(G)
+    factored = equilibrated_cholesky(G)
     if factored is None:
         return None
     c, lower, d, Gs = factored
