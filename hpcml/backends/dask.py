@@ -121,6 +121,7 @@ class DaskBackend(Backend):
         self.client = None
         self._token = uuid.uuid4().hex[:8]
         self._saved_loggers: list[tuple[logging.Logger, list, bool]] = []
+        self._terminal: logging.Handler | None = None  # dask's errors that still reach the terminal
 
     @property
     def workers(self) -> int:
@@ -215,6 +216,11 @@ class DaskBackend(Backend):
                 yield result
         finally:
             if futures:  # the caller stopped early: nothing may keep running for it
+                # Stopped early (Ctrl-C reaches the cluster's processes too): what dask says
+                # while it cancels and closes, e.g. a comm closed under it, goes to the log file
+                # only; the caller reports the interruption in one line.
+                if self._terminal is not None:
+                    self._terminal.setLevel(logging.CRITICAL + 1)
                 self.client.cancel(list(futures), force=True)
 
     def _restart(self, address: str) -> None:
@@ -236,7 +242,7 @@ class DaskBackend(Backend):
         directory.mkdir(parents=True, exist_ok=True)
         to_file = _FileLog(directory / "dask.log")
         to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        errors = logging.StreamHandler()
+        errors = self._terminal = logging.StreamHandler()
         errors.setLevel(logging.ERROR)
         for name in ("distributed", "dask", "tornado"):
             logger = logging.getLogger(name)
@@ -250,7 +256,7 @@ class DaskBackend(Backend):
                 if h not in handlers:
                     h.close()
             logger.handlers, logger.propagate = handlers, propagate
-        self._saved_loggers = []
+        self._saved_loggers, self._terminal = [], None
 
     def stop(self) -> None:
         try:
