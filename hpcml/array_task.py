@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--of", type=int, required=True, help="number of array elements")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    from hpcml.console import print_spec_error, say
+    from hpcml.report.console import print_spec_error, say
     from hpcml.drivers.array import run_element
 
     try:

@@ -15,7 +15,7 @@ import typer
 # records leaves no retained pages behind for the summary and the plots. A user's setting wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-from hpcml.console import print_spec_error, print_table, report, say, warn  # noqa: E402
+from hpcml.report.console import print_spec_error, print_table, report, say, warn  # noqa: E402
 from hpcml.errors import SpecError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -103,7 +103,7 @@ def schema() -> None:
 def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list")) -> None:
     """Done / failed / missing tasks of a run, failures with their error. Exit 1 unless complete."""
-    from hpcml.status import run_status
+    from hpcml.rundir.status import run_status
 
     try:
         st = run_status(run_dir)

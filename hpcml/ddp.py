@@ -3,7 +3,7 @@
     torchrun --standalone --nproc_per_node=2 -m hpcml.ddp job.yaml
     mpirun -n 2 python -m hpcml.ddp job.yaml          # also srun, ibrun, or one process
 
-The command line only; the run is :mod:`hpcml.drivers.ddp`'s (docs/cnn.md).
+The command line only; the run is :mod:`hpcml.drivers.data_parallel`'s (docs/cnn.md).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from hpcml.console import print_spec_error, say
-    from hpcml.drivers.ddp import load_ddp_job, run_ddp
+    from hpcml.report.console import print_spec_error, say
+    from hpcml.drivers.data_parallel import load_ddp_job, run_ddp
     from hpcml.launchers import rank_from_env
 
     try:

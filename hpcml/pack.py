@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    from hpcml.console import print_spec_error, report
+    from hpcml.report.console import print_spec_error, report
     from hpcml.drivers.mpi import run_under_mpi
 
     try:

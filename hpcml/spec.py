@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcml.errors import SpecError
-from hpcml.memory import BYTES_PER_TASK, BYTES_PER_WORKER, too_big
+from hpcml.machine import BYTES_PER_TASK, BYTES_PER_WORKER, too_big
 from hpcml.models.base import ModelParams, get_model, model_names
 from hpcml.plans import PLANS, Plan
 

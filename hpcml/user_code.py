@@ -30,14 +30,14 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .errors import RunFailed, SpecError
-from .models.python_function import INJECTED
+from hpcml.errors import RunFailed, SpecError
+from hpcml.models.python_function import INJECTED
 
 
 def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
     """The file of ``payload``, named by its content; ``durable``: written atomically and fsynced
     (a temporary directory, removed within the call, needs neither)."""
-    from .store import atomic_write_bytes
+    from hpcml.rundir.store import atomic_write_bytes
 
     path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
     if durable:
@@ -84,7 +84,7 @@ def function_fields(func: Callable, directory: Path, durable: bool = True) -> di
 def _inputs_dir(out: Path | None, temp: Path | None) -> Path:
     if temp is not None:
         return temp / "inputs"
-    from .data.frames import cache_dir
+    from hpcml.data.frames import cache_dir
 
     return cache_dir() / "inputs"
 
@@ -97,14 +97,14 @@ def _job_name(prefix: str, func: Callable) -> str:
 def _execute(spec: dict, out: str | Path | None, progress: bool):
     """The run of ``spec``: in a run directory that later calls resume (``out``), else in memory
     (then its :class:`MemoryRecords`)."""
-    from .spec import load_job
+    from hpcml.spec import load_job
 
     job = load_job(spec)
     if out is None:
-        from .drivers.memory import execute_in_memory
+        from hpcml.drivers.in_memory import execute_in_memory
 
         return job, execute_in_memory(job, progress=progress)
-    from .drivers.run import execute
+    from hpcml.drivers.run import execute
 
     return job, execute(job, resume=True, overwrite=False, progress=progress, plots=False)
 
@@ -282,7 +282,7 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     given); a statistic that asks for ``weights`` by name gets the whole data and each
     replicate's counts instead. It may also ask for ``rng``, ``task``, ``scratch``.
     """
-    from .data.frames import frame_source
+    from hpcml.data.frames import frame_source
 
     if not 0 < level < 1:
         raise SpecError.one("level", level, "must be between 0 and 1")
@@ -298,7 +298,7 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
             "backend": _backend(backend, workers, chunk_size, backend_options),
             "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
         }
-        from .data import load_dataset
+        from hpcml.data import load_dataset
 
         job, result = _execute(spec, out, progress)
         if out is None:

@@ -41,8 +41,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import hpcml
-    from hpcml.models.batched_ols import ols_coefs_batch
-    from hpcml.models.linear import BOOTSTRAP_GROUP, fit_ols
+    from hpcml.numerics.batched_ols import ols_coefs_batch
+    from hpcml.numerics.least_squares import BOOTSTRAP_GROUP, fit_ols
     from hpcml.plans.bootstrap import resample_count_rows, resample_counts
 
     rng = np.random.default_rng(0)
@@ -95,9 +95,9 @@ def logistic(X: np.ndarray, rng: np.random.Generator, rounds: int, replicates: i
     from sklearn.linear_model import LogisticRegression
 
     import hpcml
-    from hpcml.models.batched_logistic import logistic_coefs_batch
-    from hpcml.models.glm import fit_logistic
-    from hpcml.models.linear import BOOTSTRAP_GROUP
+    from hpcml.numerics.batched_logistic import logistic_coefs_batch
+    from hpcml.numerics.irls import fit_logistic
+    from hpcml.numerics.least_squares import BOOTSTRAP_GROUP
     from hpcml.plans.bootstrap import resample_count_rows, resample_counts
 
     n, p = X.shape

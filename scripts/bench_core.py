@@ -36,10 +36,10 @@ def hpcml_phase(n: int, ms: float, workers: int) -> tuple[float, float]:
     """(execution seconds with a warm pool, end-to-end seconds of hpcml.run)."""
     import hpcml
     from hpcml.backends.local import LocalBackend
-    from hpcml.chunks import auto_chunk_size, make_chunks
+    from hpcml.tasks.chunks import auto_chunk_size, make_chunks
     from hpcml.spec import load_job
-    from hpcml.store import RunStore
-    from hpcml.worker import WorkOrder
+    from hpcml.rundir.store import RunStore
+    from hpcml.tasks.worker import WorkOrder
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"name": "bench", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": ms},

@@ -45,11 +45,11 @@ def time_raw(client, n: int, ms: float) -> float:
 def time_backend(address: str, spec: dict, chunk_size: int) -> float:
     """The runner's loop over DaskBackend.run, without cluster start (raw dask gets none either)."""
     from hpcml.backends.dask import DaskBackend
-    from hpcml.chunks import make_chunks
+    from hpcml.tasks.chunks import make_chunks
     from hpcml.plans import plan_tasks
     from hpcml.spec import load_job
-    from hpcml.store import RunStore
-    from hpcml.worker import WorkOrder
+    from hpcml.rundir.store import RunStore
+    from hpcml.tasks.worker import WorkOrder
 
     job = load_job(spec)
     store = RunStore(job.output)
@@ -78,7 +78,7 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from hpcml.chunks import auto_chunk_size
+    from hpcml.tasks.chunks import auto_chunk_size
     from hpcml import run
 
     n, ms, w = args.tasks, args.ms, args.workers

@@ -49,7 +49,7 @@ def table(rows: list[tuple[str, str, float, float, str]]) -> None:
 def bench_pca(n: int, p: int, repeats: int) -> list:
     from sklearn.decomposition import PCA
 
-    from hpcml.models.decomp import pca
+    from hpcml.models.pca_svd import pca
 
     rng = np.random.default_rng(0)
     mix = np.linalg.qr(rng.standard_normal((p, p)))[0] * np.logspace(1, 0, p)
@@ -85,7 +85,7 @@ def _pca_ill(n: int, p: int, repeats: int) -> list:
     """An ill-conditioned matrix (condition number 1e6): the Gram route must not be taken."""
     from sklearn.decomposition import PCA
 
-    from hpcml.models.decomp import pca
+    from hpcml.models.pca_svd import pca
 
     rng = np.random.default_rng(2)
     U = np.linalg.qr(rng.standard_normal((n, p)))[0]
@@ -104,7 +104,7 @@ def bench_kmeans(n: int, p: int, k: int, repeats: int) -> list:
     from sklearn.cluster import KMeans
     from sklearn.datasets import make_blobs
 
-    from hpcml.models.cluster import kmeans
+    from hpcml.models.kmeans import kmeans
 
     X, _ = make_blobs(n, p, centers=k, cluster_std=4.0, random_state=0)
     init = X[np.random.default_rng(0).choice(n, k, replace=False)]
@@ -122,7 +122,7 @@ def bench_logistic(n: int, p: int, repeats: int) -> list:
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
 
-    from hpcml.models.glm import fit_logistic
+    from hpcml.numerics.irls import fit_logistic
 
     X, y = make_classification(n, p, n_informative=p // 2, n_redundant=0, flip_y=0.1, random_state=0)
     deficient = np.column_stack([X, X[:, 0], X[:, 1] + X[:, 2]])  # two aliased columns

@@ -137,7 +137,7 @@ def main() -> None:
         return role_pool(args)
     if shutil.which("mpirun") is None:
         raise SystemExit("mpirun not found (Open MPI)")
-    from hpcml.chunks import auto_chunk_size
+    from hpcml.tasks.chunks import auto_chunk_size
 
     R = args.ranks
     tmp = Path(tempfile.mkdtemp(prefix="bench-mpi-"))

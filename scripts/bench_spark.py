@@ -61,8 +61,8 @@ def run_spark(spark, kind: str, path: Path, out: Path) -> float:
 
 
 def run_hpcml(kind: str, path: Path) -> float:
-    from hpcml.models.cluster import kmeans
-    from hpcml.models.linear import fit_ols, predict, regression_metrics
+    from hpcml.models.kmeans import kmeans
+    from hpcml.numerics.least_squares import fit_ols, predict, regression_metrics
 
     t = time.perf_counter()
     frame = pd.read_parquet(path)

@@ -75,7 +75,7 @@ def test_no_import_cycles():
     ("hpcml.models", "hpcml.drivers"),
     ("hpcml.plans", "hpcml.backends"),
     ("hpcml.plans", "hpcml.drivers"),
-    ("hpcml.worker", "hpcml.drivers"),
+    ("hpcml.tasks.worker", "hpcml.drivers"),
 ])
 def test_imports_only_go_down(lower, upper):
     wrong = [(m, t) for m, ts in GRAPH.items() for t in ts

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from hpcml.worker import ChunkResult, WorkOrder
+from hpcml.tasks.worker import ChunkResult, WorkOrder
 
 
 class NoOptions(BaseModel):

@@ -27,8 +27,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
 from hpcml.errors import SpecError
-from hpcml.chunks import Chunk
-from hpcml.worker import ChunkResult, WorkOrder, warm_cache
+from hpcml.tasks.chunks import Chunk
+from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import watched_chunk
 from hpcml.backends.lifeline import ignore_interrupts

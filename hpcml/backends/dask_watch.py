@@ -16,9 +16,9 @@ import json
 import threading
 import time
 
-from hpcml.chunks import Chunk
-from hpcml.deadlines import Abandoned, TaskTimeout, TaskWatch
-from hpcml.worker import ChunkResult, WorkOrder, deliver, execute_chunk, failure_record, run_chunk
+from hpcml.tasks.chunks import Chunk
+from hpcml.tasks.deadlines import Abandoned, TaskTimeout, TaskWatch
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, failure_record, run_chunk
 
 # After timeout_s, the time a task has to return by itself (the asynchronous TaskTimeout lands
 # at its next bytecode) before it counts as stuck.

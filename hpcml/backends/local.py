@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
+from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.lifeline import die_with, ignore_interrupts
 
@@ -119,7 +119,7 @@ class LocalBackend(Backend):
         method = self._method()
         ctx = mp.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["hpcml.worker", "hpcml.data", "hpcml.spec"])
+            ctx.set_forkserver_preload(["hpcml.tasks.worker", "hpcml.data", "hpcml.spec"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=start_worker,
                                    initargs=(self._job_json, os.getpid(), os.getcwd()))
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcml.worker import ChunkResult, WorkOrder, execute_chunk
+from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
 from hpcml.backends.base import Backend
 
 log = logging.getLogger("hpcml")

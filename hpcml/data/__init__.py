@@ -29,7 +29,7 @@ def load_dataset(job, *, lazy: bool = True, keep: bool = True) -> Dataset:
     spec = job.spec
     features, needs_target = spec.model.features, job.model.needs_target
     if lazy and job.plan_kind == "shards":
-        from hpcml.data.shards import lazy_rows
+        from hpcml.data.lazy_rows import lazy_rows
 
         rows = lazy_rows(spec.data, features, needs_target)
         if rows is not None:

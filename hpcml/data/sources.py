@@ -19,7 +19,7 @@ from hpcml.data.parts import ParquetSetColumns, is_file_set, parquet_parts
 from hpcml.data.mapped import dataset_key, load_shared
 from hpcml.data.validate import Columns, FrameColumns, frame_to_dataset, is_categorical, to_dataset
 from hpcml.errors import SpecError
-from hpcml.memory import too_big
+from hpcml.machine import too_big
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
 

@@ -7,7 +7,7 @@ missing), and writes its chunks into the run directory like any worker. ``hpcml 
 """
 from __future__ import annotations
 
-from hpcml.chunks import block_share, chunk_size_for
+from hpcml.tasks.chunks import block_share, chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.errors import SpecError
 
@@ -15,7 +15,7 @@ from hpcml.errors import SpecError
 def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
     from hpcml.spec import load_job
-    from hpcml.store import RunStore
+    from hpcml.rundir.store import RunStore
 
     if of < 1:
         raise SpecError.one("of", of, "must be at least 1")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable, Iterator
 
-from hpcml.chunks import make_chunks
-from hpcml.store import RunStore
-from hpcml.worker import ChunkResult, WorkOrder, execute_chunk, failure_record
+from hpcml.tasks.chunks import make_chunks
+from hpcml.rundir.store import RunStore
+from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk, failure_record
 
 log = logging.getLogger("hpcml")
 

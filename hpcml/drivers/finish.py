@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hpcml.store import RunStore
+from hpcml.rundir.store import RunStore
 
 log = logging.getLogger("hpcml")
 
@@ -56,7 +56,7 @@ def summary_frame(table: pa.Table) -> pd.DataFrame:
 def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
     """The plan's summary, plus what the model kind adds to it (R-hat, variance thresholds...)."""
     from hpcml.data import load_dataset
-    from hpcml.plans.tables import ok_rows
+    from hpcml.report.tables import ok_rows
 
     body = job.plan.summarize(job, results, run_dir, lambda: load_dataset(job))
     ok = ok_rows(results)
@@ -66,7 +66,7 @@ def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
 
 
 def write_plots(job, results: pd.DataFrame, summary: dict[str, Any], plot_dir: Path) -> list[Path]:
-    from hpcml.plans.tables import ok_rows
+    from hpcml.report.tables import ok_rows
 
     ok = ok_rows(results)
     if ok.empty:
@@ -114,7 +114,7 @@ def recorded(job, store: RunStore) -> RunResult:
 def _track(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) -> None:
     """Experiment tracking (MLflow): a warning if it fails, never a lost result."""
     try:
-        from hpcml.drivers.tracking import log_run
+        from hpcml.report.tracking import log_run
 
         run_id = log_run(job, run_dir, results, summary)
         if run_id:

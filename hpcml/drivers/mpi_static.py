@@ -9,13 +9,13 @@ import time
 
 from hpcml.backends.mpi.liveness import RankLost, backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_DONE, TAG_PREP
-from hpcml.chunks import Chunk, block_share, chunk_size_for
+from hpcml.tasks.chunks import Chunk, block_share, chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import finish
 from hpcml.errors import SpecError
-from hpcml.progress import Progress
-from hpcml.store import RunStore, write_chunk_records
-from hpcml.worker import failure_record
+from hpcml.report.progress import Progress
+from hpcml.rundir.store import RunStore, write_chunk_records
+from hpcml.tasks.worker import failure_record
 
 log = logging.getLogger("hpcml.mpi")
 

@@ -7,16 +7,16 @@ import threading
 import time
 
 from hpcml.backends import make_backend
-from hpcml.chunks import chunk_size_for
+from hpcml.tasks.chunks import chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
-from hpcml.progress import Progress
-from hpcml.records import missing
-from hpcml.rundir import check_output, remove_new_run
+from hpcml.report.progress import Progress
+from hpcml.rundir.records import missing
+from hpcml.rundir.paths import check_output, remove_new_run
 from hpcml.spec import Job
-from hpcml.store import RunStore
-from hpcml.worker import execute_chunk
+from hpcml.rundir.store import RunStore
+from hpcml.tasks.worker import execute_chunk
 
 log = logging.getLogger("hpcml")
 

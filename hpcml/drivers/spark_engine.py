@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from hpcml.errors import SpecError
-from hpcml.chunks import Chunk
-from hpcml.rundir import remove_new_run
+from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.paths import remove_new_run
 from hpcml.spec import Job
-from hpcml.store import RunStore, write_chunk_records
+from hpcml.rundir.store import RunStore, write_chunk_records
 
 log = logging.getLogger("hpcml")
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcml.errors import SpecError
 from hpcml.launchers import launch
-from hpcml.rundir import remove_new_run
+from hpcml.rundir.paths import remove_new_run
 
 MAIN_SCRIPT = "hpcml.sbatch"
 COLLECT_SCRIPT = "collect.sbatch"
@@ -161,7 +161,7 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
     from hpcml.drivers.run import check_job
-    from hpcml.store import RunStore
+    from hpcml.rundir.store import RunStore
 
     check_job(job)  # spec and data errors surface before anything is written
     if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
@@ -205,8 +205,8 @@ def collect(run_dir: Path):
     import time
 
     from hpcml.drivers.finish import finish
-    from hpcml.status import run_job
-    from hpcml.store import RunStore
+    from hpcml.rundir.status import run_job
+    from hpcml.rundir.store import RunStore
 
     store = RunStore(run_dir)
     job = run_job(store)

@@ -206,12 +206,12 @@ def register_model(cls: type[ModelKind]) -> type[ModelKind]:
 # Where each built-in kind lives. Kinds are imported on first use, so validating an OLS job
 # never imports torch or starts R; third-party kinds register themselves with register_model.
 BUILTIN_KINDS = {
-    "ols": "hpcml.models.linear",
+    "ols": "hpcml.models.ols",
     "logistic": "hpcml.models.logistic",
-    "kmeans": "hpcml.models.cluster",
-    "pca": "hpcml.models.decomp",
-    "svd": "hpcml.models.decomp",
-    "sleep": "hpcml.models.synthetic_work",
+    "kmeans": "hpcml.models.kmeans",
+    "pca": "hpcml.models.pca_svd",
+    "svd": "hpcml.models.pca_svd",
+    "sleep": "hpcml.models.sleep",
     "cnn": "hpcml.models.cnn.kind",
     "r": "hpcml.models.r.kinds",
     "rscript": "hpcml.models.r.kinds",

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 
 PLACEHOLDERS = ("task_index", "task_id", "seed", "replicate", "fold", "repeat", "shard", "n_shards", "scratch")
 _PATTERN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r"|params\.[A-Za-z_][A-Za-z0-9_]*)\}")

@@ -8,9 +8,9 @@ import numpy as np
 from pydantic import Field
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.glm import LogisticFit, classification_metrics, fit_logistic, logistic_summary, predict_proba
-from hpcml.models.linear import BOOTSTRAP_GROUP, coef_outputs
-from hpcml.models.weights import row_mask
+from hpcml.numerics.irls import LogisticFit, classification_metrics, fit_logistic, logistic_summary, predict_proba
+from hpcml.numerics.least_squares import BOOTSTRAP_GROUP, coef_outputs
+from hpcml.numerics.weights import row_mask
 
 
 class LogisticParams(ModelParams):
@@ -53,7 +53,7 @@ class LogisticKind(ModelKind):
         return BOOTSTRAP_GROUP
 
     def outputs_batch(self, params: LogisticParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        from hpcml.models.batched_logistic import logistic_coefs_batch
+        from hpcml.numerics.batched_logistic import logistic_coefs_batch
 
         coefs = logistic_coefs_batch(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
         return [None if c is None else coef_outputs(c, params.fit_intercept, data.features) for c in coefs]
@@ -61,7 +61,7 @@ class LogisticKind(ModelKind):
     def jackknife(self, params: LogisticParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]]:
         """Leave-group-out fits for BCa, a group of them at a time by the batched Newton path
         (each is the full data less a few rows: two or three passes); IRLS where it declines."""
-        from hpcml.models.batched_logistic import logistic_coefs_batch
+        from hpcml.numerics.batched_logistic import logistic_coefs_batch
 
         out: list[dict[str, Any]] = []
         for start in range(0, groups, BOOTSTRAP_GROUP):
@@ -78,7 +78,7 @@ class LogisticKind(ModelKind):
 
     def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
         """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
-        from hpcml.models.inference import fit_plan_summary
+        from hpcml.models.full_fit import fit_plan_summary
 
         extra = fit_plan_summary(self, job, lambda params, fitted, data: logistic_summary(
             data.X, data.y, fitted, data.features))

@@ -34,8 +34,8 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
-from .user_outputs import pickled, to_record
+from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
+from hpcml.models.user_outputs import pickled, to_record
 
 # What a function may ask for by parameter name.
 INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, task_rng
-from hpcml.plans.tables import json_number, ok_rows, output_columns
+from hpcml.report.tables import json_number, ok_rows, output_columns
 
 # Jackknife refits for BCa's acceleration: leave-one-out up to this many rows, else groups.
 JACKKNIFE_GROUPS = 200
@@ -181,7 +181,7 @@ class BootstrapPlan(Plan):
         return {"replicates": int(len(ok)), "level": level, "table": rows}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.plots import histograms
+        from hpcml.report.plots import histograms
 
         histograms(ok, output_columns(ok), f"{job.spec.name}: bootstrap distribution", plot_dir / "bootstrap.png",
                    summary.get("table"), summary.get("level"))

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
-from hpcml.plans.tables import json_number, mean_sd_table, ok_rows, output_columns
+from hpcml.report.tables import json_number, mean_sd_table, ok_rows, output_columns
 
 FOLDS_KEY = 0xF01D  # spawn key of the fold draws (length-2 keys never collide with tasks')
 
@@ -71,7 +71,7 @@ class CVPlan(Plan):
                 "per_repeat": [{k: json_number(v) for k, v in r.items()} for r in per_repeat.to_dict("records")]}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.plots import boxplots
+        from hpcml.report.plots import boxplots
 
         metrics = [c for c in output_columns(ok) if c.startswith("test_")]
         boxplots(ok, metrics, f"{job.spec.name}: {job.spec.plan.cv.folds}-fold CV", plot_dir / "cv.png")

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpcml.plans.base import Plan, PlanOptions
-from hpcml.plans.tables import json_number, ok_rows, output_columns
+from hpcml.report.tables import json_number, ok_rows, output_columns
 
 
 class FitOptions(PlanOptions):

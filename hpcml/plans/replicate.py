@@ -8,7 +8,7 @@ from typing import Any, Callable
 from pydantic import Field
 
 from hpcml.plans.base import Plan, PlanOptions
-from hpcml.plans.tables import mean_sd_table, ok_rows, output_columns
+from hpcml.report.tables import mean_sd_table, ok_rows, output_columns
 
 
 class ReplicateOptions(PlanOptions):
@@ -35,7 +35,7 @@ class ReplicatePlan(Plan):
         return {"table": mean_sd_table(ok, output_columns(ok))}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.plots import histograms
+        from hpcml.report.plots import histograms
 
         histograms(ok, output_columns(ok), f"{job.spec.name}: replicate distribution", plot_dir / "replicate.png",
                    summary.get("table"))

@@ -8,9 +8,9 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
-from hpcml.chunks import block_share
+from hpcml.tasks.chunks import block_share
 from hpcml.plans.base import Plan, PlanOptions
-from hpcml.plans.tables import json_number, ok_rows, output_columns
+from hpcml.report.tables import json_number, ok_rows, output_columns
 
 
 class ShardsOptions(PlanOptions):

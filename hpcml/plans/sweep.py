@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
-from hpcml.plans.tables import json_number, ok_rows
+from hpcml.report.tables import json_number, ok_rows
 
 HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
 SPLIT_KEY = 0x5EEE  # spawn key of the validation-split seed every task shares
@@ -77,7 +77,7 @@ class SweepPlan(Plan):
                 "grid": [k[len("param_"):] for k in keys], "table": rows}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.plots import leaderboard
+        from hpcml.report.plots import leaderboard
 
         leaderboard(summary, plot_dir / "leaderboard.png")
 

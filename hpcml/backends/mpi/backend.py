@@ -14,7 +14,7 @@ from hpcml.backends.mpi.options import MPIOptions
 from hpcml.backends.mpi.scheduler import Scheduler
 from hpcml.backends.mpi.session import Session
 from hpcml.errors import SpecError
-from hpcml.worker import ChunkResult, WorkOrder
+from hpcml.tasks.worker import ChunkResult, WorkOrder
 
 
 class MPIBackend(Backend):

@@ -116,7 +116,7 @@ class BayesmKind(RKindBase):
                          "chains": len(chains), "draws_per_chain": int(arr.shape[1])})
         # The printed table: each output's mean/sd across chains, with R-hat beside the
         # posterior means it belongs to (mu_j; the log-likelihood's beside mean_loglike).
-        from hpcml.plans.tables import mean_sd_table, output_columns
+        from hpcml.report.tables import mean_sd_table, output_columns
 
         rhat = {("mean_loglike" if r["parameter"] == "loglike" else r["parameter"]): r["rhat"] for r in rows}
         table = [{**row, "rhat": rhat.get(row["output"])} for row in mean_sd_table(ok, output_columns(ok))]
@@ -124,7 +124,7 @@ class BayesmKind(RKindBase):
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         """``traces.png``: every chain's kept draws of each parameter, burn-in shaded, R-hat in the titles."""
-        from hpcml.plots import traces
+        from hpcml.report.plots import traces
 
         chains = chain_draws(ok, Path(plot_dir).parent)  # plots/ is in the run directory
         if not chains:
@@ -149,7 +149,7 @@ def chain_draws(ok, run_dir: Path) -> dict[str, Any]:
 def write_draws(scratch: Path, draws: dict[str, np.ndarray]) -> Path:
     import pandas as pd
 
-    from hpcml.store import atomic_write_bytes
+    from hpcml.rundir.store import atomic_write_bytes
 
     path = scratch / "draws.parquet"
     atomic_write_bytes(path, pd.DataFrame(draws).to_parquet(index=False))

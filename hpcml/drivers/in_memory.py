@@ -1,0 +1,96 @@
+"""Driving a run whose records stay in memory: no run directory, provenance or results.parquet.
+
+``hpcml.map`` and ``hpcml.bootstrap`` without ``out`` run this way: their run would be
+deleted as soon as it ended, so fsynced chunk files and a consolidated table would buy
+nothing. Workers send their records back over the backend's own channel (the local pool's
+pipe, Dask's results), as they do for a backend without a shared filesystem, and the same
+retry loop as every other run (``attempts.py``) keeps the latest record of each task. Seeds,
+retries, ``timeout_s``, a dead worker and the summary are those of a run directory's run.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from hpcml.backends import make_backend
+from hpcml.tasks.chunks import Chunk, chunk_size_for
+from hpcml.drivers.attempts import run_attempts
+from hpcml.drivers.finish import RunResult, summarize, summary_frame
+from hpcml.drivers.run import check_job
+from hpcml.report.progress import Progress
+from hpcml.rundir.records import tidy
+from hpcml.spec import Job
+
+
+class MemoryRecords:
+    """A run's records held here: the latest record of each task, an ``ok`` one never replaced
+    by a later failure (the rule ``records.latest`` applies to chunk files).
+
+    ``path`` is the run directory a task's ``scratch`` would live in; nothing is written
+    there unless a task asks for its scratch directory.
+    """
+
+    def __init__(self, path: str | Path, n_tasks: int):
+        self.path, self.n_tasks = Path(path), n_tasks
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.seconds = 0.0
+
+    def write_records(self, chunk: Chunk, records: list[dict[str, Any]]) -> None:
+        latest = self.latest
+        for record in records:
+            old = latest.get(record["task_index"])
+            if old is None or old["status"] != "ok":
+                latest[record["task_index"]] = record
+
+    def completed(self) -> set[int]:
+        return {i for i, r in self.latest.items() if r["status"] == "ok"}
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_tasks - sum(r["status"] == "ok" for r in self.latest.values())
+
+    def ordered(self) -> list[dict[str, Any]]:
+        """The latest records in task order."""
+        return [self.latest[i] for i in sorted(self.latest)]
+
+    def table(self) -> pa.Table:
+        """The records as results.parquet would hold them (same columns, in the same order)."""
+        records = self.ordered()
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        return tidy(pa.table({c: [r.get(c) for r in records] for c in columns}))
+
+    def result(self, job: Job) -> RunResult:
+        """The run as ``finish`` would report it (``run_dir`` None): its records as a table and
+        the summary, plan's and model kind's. Built only when asked for: ``map`` needs neither."""
+        table = self.table()
+        summary = summarize(job, summary_frame(table), self.path)
+        summary["run"] = {"tasks": self.n_tasks, "failed": self.n_failed, "seconds": round(self.seconds, 3),
+                          "backend": job.spec.backend.name}
+        return RunResult(None, table, summary, self.n_tasks, self.n_failed, self.seconds)
+
+
+def execute_in_memory(job: Job, *, progress: bool = False) -> MemoryRecords:
+    """Run every task of ``job`` on its backend, keeping the records here. ``job.output`` is
+    checked like any output path; it names where a task's scratch directory and the backend's
+    logs go, if any is asked for (nothing else is written there)."""
+    t0 = time.perf_counter()
+    spec = job.spec
+    check_job(job)
+    backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
+    records = MemoryRecords(job.output, job.n_tasks)
+    todo = range(job.n_tasks)
+    bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
+    try:
+        backend.start(job.to_json(), records.path / "logs")
+        try:
+            run_attempts(job, records, todo, chunk_size_for(job, len(todo), backend.workers), backend.run,
+                         writes_own_files=False, progress=bar)
+        finally:
+            backend.stop()
+    finally:
+        bar.close()
+    records.seconds = time.perf_counter() - t0
+    return records

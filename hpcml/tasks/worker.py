@@ -1,0 +1,265 @@
+"""Worker side: run one chunk of tasks and write its result file.
+
+A worker gets a :class:`WorkOrder` (the job as JSON, the run directory, the task indices):
+it rebuilds the job and loads the data once per process (both cached), runs each task with
+its own seeded generator and pinned threads, and writes the chunk's records atomically.
+Nothing here raises for a task's failure: a failure is a record with its traceback.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+from hpcml.models.base import Dataset, FitContext
+from hpcml.tasks.chunks import Chunk
+from hpcml.tasks.deadlines import TaskWatch, deadline, watched
+from hpcml.plans import Task, task_rng
+
+log = logging.getLogger("hpcml.tasks.worker")
+
+
+TOO_LATE = "backend.deadline_s passed while this task was running (its result came too late to be kept)"
+
+
+@dataclass(frozen=True)
+class WorkOrder:
+    job_json: str
+    run_dir: str
+    chunk: Chunk
+    attempt: int = 0
+    # False where workers cannot see the run directory: records travel back to the driver.
+    write: bool = True
+    # Wall-clock time after which the chunk file must not appear: the driver has consolidated
+    # the run by then (MPI's deadline_s); the chunk's tasks count as cut off instead.
+    write_until: float | None = None
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    ok: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # task index -> one-line error
+    records: list[dict[str, Any]] | None = None
+    seconds: float = 0.0
+    path: str | None = None
+    # Dask, a task stuck past timeout_s in C code: the tasks of the chunk that never started
+    # (the backend runs them as a chunk of their own) and the worker to restart.
+    unfinished: tuple[int, ...] = ()
+    restart_worker: str | None = None
+
+    @classmethod
+    def lost(cls, chunk: Chunk, reason: str) -> "ChunkResult":
+        """A chunk whose worker died or vanished: every task in it failed with ``reason``."""
+        return cls(chunk, failed={i: reason for i in chunk.indices})
+
+
+class TaskLookup:
+    """The job's tasks by index, each built when asked for (a worker holds none it does not run)."""
+
+    def __init__(self, job):
+        self.job, self.n = job, job.n_tasks
+        self.plan, self.options = job.plan, job.spec.plan.options  # looked up once, not per task
+        self._task_id, self._params_at = self.plan.task_id, self.plan.params_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Task:
+        return Task(index, self._task_id(index), self._params_at(self.options, index))
+
+
+@functools.lru_cache(maxsize=4)
+def _job_and_tasks(job_json: str):
+    from hpcml.spec import Job
+
+    job = Job.from_json(job_json)
+    return job, TaskLookup(job)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(job_json: str, n: int) -> dict[str, Any]:
+    """Per-process cache of what all tasks of the job share (CV folds, the sweep holdout)."""
+    job, _ = _job_and_tasks(job_json)
+    return job.plan.shared(job, n)
+
+
+@functools.lru_cache(maxsize=4)
+def _thread_controller(job_json: str):
+    """The BLAS/OpenMP pools of this process, scanned once per job, not once per chunk.
+
+    ``threadpool_limits`` rescans every loaded library on each call (milliseconds per
+    chunk). The first chunk of a job creates this after the model kind and the data are
+    loaded, so the pools they brought in are seen.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _scratch_dir(run_dir: str, task_id: str) -> Path:
+    return Path(run_dir, "artifacts", task_id.replace("/", "-"))
+
+
+def task_context(job, task: Task, run_dir: str | None) -> FitContext:
+    spec = job.spec
+    # The generator and the scratch path are built only if the model asks for them.
+    return FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
+                      scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
+                      log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
+
+
+def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[str, Any]) -> dict[str, Any]:
+    """One task's record of outputs (raises on failure; the caller records it)."""
+    return job.plan.run_task(job, data, task, task_context(job, task, run_dir), shared)
+
+
+def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
+                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float]]:
+    """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
+    index. A task the group leaves out (the plan's batched path declined it), and every task of
+    a group that fails, then runs one by one, so each failure is recorded against its own task
+    and a task's numbers never depend on how its group fared."""
+    groups: dict[int, set[int]] = {}
+    for i in indices:
+        groups.setdefault(i // size, set()).add(i)
+    done: dict[int, tuple[dict[str, Any], float]] = {}
+    for g, wanted in sorted(groups.items()):
+        members = [tasks[i] for i in range(g * size, min((g + 1) * size, len(tasks)))]
+        t0 = time.perf_counter()
+        try:
+            limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
+            with watched(watch, sorted(wanted), limit), deadline(limit):
+                records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
+                                             shared, wanted)
+        except Exception as err:
+            log.info("group %d ran into %s; its tasks run one by one", g, _failure_line(err))
+            continue
+        kept = [i for i in sorted(wanted) if i in records]
+        seconds = (time.perf_counter() - t0) / max(1, len(kept))
+        done.update({i: (records[i], seconds) for i in kept})
+    return done
+
+
+def _failure_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def execute_chunk(order: WorkOrder) -> ChunkResult:
+    """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
+    start_chunk = time.perf_counter()
+    return deliver(order, *run_chunk(order), start_chunk)
+
+
+def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkResult, list[dict[str, Any]]]:
+    """The chunk's result and records, not yet written. With ``watch``, each task runs under it
+    and its records go to ``watch.records`` as they are made (another thread may take them)."""
+    from hpcml.data import load_dataset  # shards plans on a file: each task reads only its rows
+
+    result = ChunkResult(order.chunk)
+    records: list[dict[str, Any]] = watch.records if watch is not None else []
+    try:
+        job, tasks = _job_and_tasks(order.job_json)
+        data = load_dataset(job)
+        shared = _shared(order.job_json, data.n)
+    except KeyboardInterrupt:  # Ctrl-C of a chunk run in the driver ends the run, as anywhere else
+        raise
+    except BaseException as err:  # the whole chunk fails the same way
+        tb = traceback.format_exc()
+        for i in order.chunk.indices:
+            result.failed[i] = _failure_line(err)
+            records.append(failure_record(i, f"{_plan_name(order)}/{i:06d}", _failure_line(err), tb, order.attempt))
+    else:
+        _warm_model(job)
+        with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
+            group = job.plan.group_size(job)
+            grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
+                if group > 1 else {}
+            plan, timeout_s = job.plan, job.spec.timeout_s
+            for i in order.chunk.indices:
+                task = tasks[i]
+                if i in grouped:
+                    outputs, seconds = grouped[i]
+                    result.ok.append(i)
+                    records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
+                                    "seconds": seconds, **outputs})
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    if timeout_s:
+                        with watched(watch, [i], timeout_s), deadline(timeout_s):
+                            outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
+                    else:  # no deadline to arm, nothing for a watcher to give up on: no context manager per task
+                        outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
+                except Exception as err:
+                    result.failed[i] = _failure_line(err)
+                    records.append(failure_record(i, task.id, _failure_line(err), traceback.format_exc(),
+                                                  order.attempt, time.perf_counter() - t0))
+                    continue
+                result.ok.append(i)
+                records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
+                                "seconds": time.perf_counter() - t0, **outputs})
+    return result, records
+
+
+def deliver(order: WorkOrder, result: ChunkResult, records: list[dict[str, Any]], start_chunk: float) -> ChunkResult:
+    """Write the chunk's file (``order.write``) or send its records back with the result."""
+    from hpcml.rundir.store import write_chunk_records
+
+    if order.write:
+        path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
+        if path is None:
+            result.ok = []
+            result.failed = {i: TOO_LATE for i in order.chunk.indices}
+        else:
+            result.path = str(path)
+    else:
+        result.records = records
+    result.seconds = time.perf_counter() - start_chunk
+    return result
+
+
+def warm_cache(job_json: str) -> None:
+    """Load the job and its data into this process's caches before its first chunk arrives.
+
+    Backends call this as a worker starts (pool initializer, worker plugin). It loads what
+    ``execute_chunk`` will ask for: for a shards plan on a file, only the file's metadata.
+    """
+    from hpcml.data import load_dataset
+
+    try:
+        job, _ = _job_and_tasks(job_json)
+        load_dataset(job)
+    except Exception:
+        return  # the chunk itself reports the error as task failures
+    _warm_model(job)
+
+
+def _warm_model(job) -> None:
+    """The model kind's code (a user's function, its items) loaded before any task's deadline."""
+    try:
+        job.model.warm(job.params)
+    except Exception:
+        pass  # each task reports the error in its own record, as it would have
+
+
+def _plan_name(order: WorkOrder) -> str:
+    try:
+        from hpcml.spec import JobSpec
+
+        return JobSpec.model_validate_json(order.job_json).plan.kind
+    except Exception:
+        return "task"
+
+
+def failure_record(index: int, task_id: str, error: str, traceback_text: str, attempt: int,
+                   seconds: float = 0.0) -> dict[str, Any]:
+    """The record of a failed task, wherever the failure is seen (worker, driver, MPI rank 0)."""
+    return {"task_id": task_id, "task_index": index, "status": "failed", "attempt": attempt, "seconds": seconds,
+            "error": error, "traceback": traceback_text}

@@ -1,0 +1,271 @@
+"""The Dask backend against a real LocalCluster on 127.0.0.1 (and a scheduler the user
+started), bit for bit against the local backend; its options and bad input; the job scripts
+dask-jobqueue writes from hpcml's resources for every batch scheduler.
+
+The real-Slurm tests (SLURMCluster, scancel of a worker job) are in test_slurm.py.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytest.importorskip("distributed", reason="pip install 'hpcml[dask]'")
+
+from conftest import assert_same_results, hpcml_cli, small_spec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    from hpcml import run
+
+    return run(small_spec(tmp_path_factory.mktemp("ref")), progress=False).results
+
+
+@pytest.fixture
+def scheduler():
+    """A scheduler and 2 single-threaded worker processes started outside hpcml, as a user would."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None)
+    client = Client(cluster)
+    try:
+        yield cluster, client
+    finally:
+        client.close()
+        cluster.close()
+
+
+# ------------------------------------------------------------------ real LocalCluster
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_cli_backend_dask_equals_local(tmp_path, local_reference):
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(tmp_path)))
+    proc = hpcml_cli("run", "--backend", "dask", "--chunk-size", "7", spec, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "40/40 tasks ok" in proc.stdout
+    run_dir = tmp_path / "run"
+    assert_same_results(local_reference, pd.read_parquet(run_dir / "results.parquet"))
+    # Chunked: 40 tasks in chunks of 7 -> 6 chunk files, one per dask task.
+    assert len(list((run_dir / "chunks").glob("chunk-*.parquet"))) == 6
+    assert yaml.safe_load((run_dir / "summary.json").read_text())["run"]["backend"] == "dask"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_existing_scheduler_gets_data_once_per_worker(tmp_path, local_reference, scheduler):
+    from hpcml import run
+
+    cluster, client = scheduler
+    result = run(small_spec(tmp_path, backend={"name": "dask", "address": cluster.scheduler_address}),
+                 chunk_size=5, progress=False)
+    assert result.ok
+    assert_same_results(local_reference, result.results)
+
+    def data_loads():
+        from hpcml.data import load_stats
+
+        return load_stats()
+
+    loads = client.run(data_loads)
+    assert len(loads) == 2
+    # Each worker process read the data once (when it joined) and reused it for every chunk.
+    assert all(misses == 1 for misses, _ in loads.values()), loads
+    assert sum(hits for _, hits in loads.values()) >= 8, loads  # 8 chunks ran on the cached data
+    # The user's scheduler keeps its workers; hpcml's worker plugin is gone again.
+    assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+    plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
+    assert all("hpcml-warm-data" not in p for p in plugins.values()), plugins
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_retries_rerun_failed_tasks_through_dask(tmp_path):
+    from hpcml import run
+
+    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 1, "busy": False, "flaky_dir": str(tmp_path / "flaky")},
+                      data={"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}},
+                      plan={"replicate": {"n": 12}}, retries=1,
+                      # Workers without the run directory: records travel back, the driver writes them.
+                      backend={"name": "dask", "workers": 2, "shared_filesystem": False})
+    result = run(spec, chunk_size=4, progress=False)
+    assert result.ok, result.failures()
+    assert sorted(result.results["task_index"]) == list(range(12))
+    assert set(result.results["attempt"]) == {1}  # every task failed once, then passed on the retry
+    # Both attempts left their trace: 3 chunks of failures, then 3 chunks of successes.
+    assert len(list((result.run_dir / "chunks").glob("chunk-*.parquet"))) == 6
+
+
+# ------------------------------------------------------------------ bad input
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend, field, value", [
+    ({"cores": 2}, "backend.cores", "2"),
+    ({"cluster": "torque"}, "backend.cluster", "'torque'"),
+    ({"cluster": "slurm", "address": "tcp://127.0.0.1:8786"}, "backend.address", "'tcp://127.0.0.1:8786'"),
+    ({"cluster": "slurm", "processes": 4, "cores": 2}, "backend.processes", "4"),
+    ({"cluster": "slurm", "jobs": 2, "adapt": {"maximum_jobs": 4}}, "backend.adapt",
+     "{'minimum_jobs': 0, 'maximum_jobs': 4}"),
+    ({"cluster": "slurm", "adapt": {"minimum_jobs": 5, "maximum_jobs": 4}}, "backend.adapt.minimum_jobs", "5"),
+    ({"cluster": "slurm", "walltime_min": 10, "lifetime_min": 10}, "backend.lifetime_min", "10.0"),
+    ({"cluster": "slurm", "mem_gb": 0}, "backend.mem_gb", "0"),
+    ({"cluster": "oar", "gpus": 1}, "backend.gpus", "1"),
+    ({"cluster": "htcondor", "job_extra_directives": ["+Group"]}, "backend.job_extra_directives", "'+Group'"),
+    ({"shedule": "x"}, "backend.shedule", "'x'"),
+])
+def test_bad_dask_options_name_the_field(tmp_path, backend, field, value):
+    from hpcml.errors import SpecError
+    from hpcml.spec import load_job
+
+    with pytest.raises(SpecError) as info:
+        load_job(small_spec(tmp_path, backend={"name": "dask", **backend}))
+    lines = info.value.lines()
+    assert len(lines) == 1 and lines[0].startswith(f"{field}: ") and lines[0].endswith(f"(got {value})"), lines
+
+
+@pytest.mark.timeout(120)
+def test_cli_bad_option_exit_2_and_no_output(tmp_path):
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(tmp_path, backend={"name": "dask", "cluster": "slurm", "jobs": 0})))
+    proc = hpcml_cli("run", spec)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: backend.jobs: Input should be greater than 0 (got 0)"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(120)
+def test_cli_unreachable_scheduler_exit_2_and_no_output(tmp_path):
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(tmp_path, backend={"name": "dask", "address": address,
+                                                                 "start_timeout_s": 2})))
+    proc = hpcml_cli("run", spec, "-q")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: backend.address: no dask scheduler reachable there")
+    assert lines[0].endswith(f"(got '{address}')")
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ dask-jobqueue job scripts (no scheduler)
+
+def _script(cluster: str, **resources) -> str:
+    import dask_jobqueue
+
+    from hpcml.backends.jobqueue import CLUSTERS, JobResources, cluster_kwargs
+
+    kw = cluster_kwargs(cluster, JobResources(**resources), "hpcml-t", "/tmp/hpcml-logs")
+    job_cls = getattr(dask_jobqueue, CLUSTERS[cluster][0]).job_cls
+    return job_cls(scheduler="tcp://127.0.0.1:8786", name="w", **kw).job_script()
+
+
+def test_slurm_worker_script_carries_every_resource():
+    text = _script("slurm", cores=4, processes=2, mem_gb=8, walltime_min=90, partition="gpu", account="proj01",
+                   gpus=2, job_extra_directives=["--qos=high"], lifetime_min=80, lifetime_stagger_min=4,
+                   job_script_prologue=["module load cuda"], python="/opt/hpcml/bin/python")
+    for line in ["#SBATCH -J hpcml-t", "#SBATCH -p gpu", "#SBATCH -A proj01", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --mem=8G", "#SBATCH -t 01:30:00", "#SBATCH --qos=high", "#SBATCH --gres=gpu:2",
+                 "module load cuda"]:
+        assert line in text.splitlines(), (line, text)
+    command = text.strip().splitlines()[-1]
+    assert command.startswith("/opt/hpcml/bin/python -m distributed.cli.dask_worker tcp://127.0.0.1:8786")
+    assert "--nworkers 2" in command and "--lifetime 4800s --lifetime-stagger 240s" in command
+    # One chunk at a time per worker process: the last --nthreads (the one the CLI keeps) is 1.
+    assert command.split("--nthreads ")[-1].split()[0] == "1"
+
+
+@pytest.mark.parametrize("cluster, gpu_line", [
+    ("pbs", "#PBS -l ngpus=1"), ("moab", "#PBS -l ngpus=1"), ("sge", "#$ -l gpu=1"), ("lsf", '#BSUB -gpu "num=1"'),
+    ("htcondor", "request_gpus = 1"),
+])
+def test_every_scheduler_gets_gpus_account_and_walltime(cluster, gpu_line):
+    text = _script(cluster, cores=2, mem_gb=4, walltime_min=45, partition="q1", account="acct", gpus=1,
+                   job_extra_directives=["Requirements = true"] if cluster == "htcondor" else [])
+    assert gpu_line in text, text
+    if cluster != "htcondor":
+        assert "acct" in text and ("00:45" in text)
+
+
+def test_lifetime_makes_fixed_jobs_adaptive():
+    from hpcml.backends.jobqueue import Adapt, JobResources
+
+    assert JobResources(jobs=3).scaling() is None
+    # Retiring workers must be replaced, which only adaptive scaling does.
+    assert JobResources(jobs=3, lifetime_min=20).scaling() == Adapt(minimum_jobs=3, maximum_jobs=3)
+    assert JobResources(adapt={"maximum_jobs": 4}, lifetime_min=20).scaling() == Adapt(maximum_jobs=4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_task_timeouts_work_on_dask(tmp_path):
+    """Dask runs chunks in worker threads, where no alarm reaches: the deadline raises in the
+    task's thread instead. A 60 s Python loop stops at the limit; a sleep (a C call) stops when
+    it returns. Both fail with the same error as on the other backends."""
+    from hpcml import run
+
+    data = {"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}}
+    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 60_000, "busy": True}, timeout_s=0.5, data=data,
+                      plan={"replicate": {"n": 4}}, backend={"name": "dask", "workers": 2})
+    t0 = time.perf_counter()
+    result = run(spec, progress=False)
+    assert time.perf_counter() - t0 < 50  # not 2 x 60 s of spinning
+    assert result.n_failed == 4
+    assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.5"}
+
+    spec = small_spec(tmp_path, model={"kind": "sleep", "ms": 300, "busy": False}, timeout_s=0.1, data=data,
+                      plan={"replicate": {"n": 4}}, backend={"name": "dask", "workers": 2}, output=str(tmp_path / "s"))
+    result = run(spec, progress=False)
+    assert result.n_failed == 4
+    assert set(result.results["error"]) == {"TaskTimeout: task exceeded timeout_s=0.1"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_task_stuck_in_c_past_its_timeout_is_stopped_and_resumed(tmp_path):
+    """A sleep of a minute, past timeout_s=1: the task fails with TaskTimeout soon after its
+    limit, its worker is restarted (the stuck thread ends with it), the chunk's other tasks and
+    the other chunks still run, and --resume reruns only the timed-out tasks."""
+    from hpcml import run
+
+    funcs = str(Path(__file__).parents[1] / "user_code_funcs.py")
+    marker = tmp_path / "unstick"
+    spec = small_spec(tmp_path, data={"source": "none"}, timeout_s=1,
+                      model={"kind": "python", "file": funcs, "function": "stuck_until", "args": {"marker": str(marker)}},
+                      plan={"replicate": {"n": 8}}, backend={"name": "dask", "workers": 2, "chunk_size": 4})
+    result = run(spec, progress=False)
+    res = result.results.set_index("task_index")
+    assert sorted(res.index[res["status"] == "failed"]) == [1, 4]
+    # Stopped, not waited for: a sleep that ran its minute would fail with the plain message.
+    assert (res.loc[[1, 4], "error"] == "TaskTimeout: task exceeded timeout_s=1 (stopped by restarting its dask "
+            "worker)").all(), res["error"]
+    assert sorted(res.index[res["status"] == "ok"]) == [0, 2, 3, 5, 6, 7]  # the tasks after 1 and 4 ran too
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["run"]["failed"] == 2
+    marker.write_text("")
+    again = run(spec, progress=False, resume=True)
+    assert again.ok and sorted(again.results["task_index"]) == list(range(8))
+    assert (again.results["status"] == "ok").all()
+
+
+@pytest.mark.timeout(180)
+def test_dask_logs_go_to_the_run_dir_not_the_terminal(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(tmp_path, backend={"name": "dask", "workers": 1})))
+    proc = hpcml_cli("run", path)
+    assert proc.returncode == 0, proc.stderr
+    noise = [ln for ln in proc.stderr.splitlines() if "tasks done" not in ln]
+    assert noise == [], noise  # no scheduler, nanny or dashboard lines
+    log = (tmp_path / "run" / "logs" / "dask" / "dask.log").read_text()
+    assert "Scheduler at" in log and "dashboard at" in log

@@ -1,0 +1,101 @@
+"""The drawing helpers: what each figure shows, and that a figure laid out without a layout
+pass still fits its labels (checked against the text extents matplotlib measures when it draws)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hpcml.report.plots as plots
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the helpers save, drawn (as the PNG is) and kept for inspection."""
+    figures = []
+
+    def keep(fig, path, crop=False):
+        fig.canvas.draw()
+        figures.append(fig)
+
+    monkeypatch.setattr(plots, "save", keep)
+    return figures
+
+
+def _inside_figure(fig, artists) -> None:
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.canvas.get_width_height()
+    for artist in artists:
+        if not artist.get_visible() or not artist.get_text():
+            continue
+        box = artist.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (artist.get_text(), box)
+
+
+def _panel_text(fig):
+    """The title, axis labels, the y axis' offset text and the tick labels drawn (within the limits)."""
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    ticks = [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1] + \
+        [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1]
+    assert ticks
+    return [ax.title, ax.xaxis.label, ax.yaxis.label, ax.yaxis.get_offset_text(), *ticks]
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_biplot_names_the_longest_loadings(drawn, tmp_path):
+    rng = np.random.default_rng(1)
+    loadings = rng.normal(size=(64, 2)) * 0.05
+    longest = rng.choice(64, size=10, replace=False)
+    loadings[longest] *= 20  # these ten are the longest arrows by far
+    names = [f"pixel_{i // 8}_{i % 8}" for i in range(64)]
+    plots.biplot(rng.normal(size=(500, 2)), loadings, names, tmp_path / "biplot.png", [0.3, 0.2])
+    (fig,) = drawn
+    ax = fig.axes[0]
+    named = [t for t in ax.texts]
+    assert sorted(t.get_text() for t in named) == sorted(names[i] for i in longest)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["rows (scores)", "the other 54 loadings", "the 10 longest of 64 loadings"]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in named]
+    assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    _inside_figure(fig, _panel_text(fig))
+
+
+def test_biplot_of_few_features_names_them_all(drawn, tmp_path):
+    rng = np.random.default_rng(2)
+    plots.biplot(rng.normal(size=(50, 2)) * 3e4, rng.normal(size=(4, 2)), list("abcd"), tmp_path / "b.png")
+    ax = drawn[0].axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == list("abcd")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rows (scores)", "loadings"]
+    _inside_figure(drawn[0], _panel_text(drawn[0]))
+
+
+@pytest.mark.parametrize("y", [[495.0, 120.0, 60.0, 44.0], [-4.5e5, -2e5, -1e5, -4e4], [4.5e7, 2e7, 1e7, 4e6],
+                               [4.5e-4, 2e-4, 1e-4, 4e-5]], ids=["small", "wide-negative", "offset", "fractions"])
+def test_one_panel_figures_fit_their_labels(drawn, tmp_path, y):
+    plots.line([1, 2, 3, 4], y, "k", "inertia (best over repeats)", "k-means elbow", tmp_path / "line.png")
+    plots.scree(range(1, 41), np.full(40, 1 / 40), tmp_path / "scree.png", 30)
+    for fig in drawn:
+        _inside_figure(fig, _panel_text(fig))
+        # and not much room to spare: the y label sits within a third of an inch of the edge
+        box = fig.axes[0].yaxis.label.get_window_extent(fig.canvas.get_renderer())
+        assert box.x0 < 0.35 * fig.dpi
+
+
+def test_histograms_count_every_replicate(drawn, tmp_path):
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=1000), "b": rng.exponential(size=1000)})
+    table = [{"output": "a", "estimate": 0.0, "pct_low": -1.96, "pct_high": 1.96}]
+    plots.histograms(frame, ["a", "b"], "boot", tmp_path / "h.png", table, 0.95)
+    (fig,) = drawn
+    for ax, column in zip(fig.axes, ["a", "b"]):
+        (steps,) = ax.patches
+        counts, edges = np.histogram(frame[column], bins=30)
+        np.testing.assert_array_equal(steps.get_data().values, counts)
+        np.testing.assert_allclose(steps.get_data().edges, edges)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == \
+        ["replicates", "95 % percentile interval", "full-data estimate"]

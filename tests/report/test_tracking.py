@@ -1,0 +1,68 @@
+"""MLflow tracking (``tracking: {mlflow: {...}}``): every run logged from the driver's finish,
+read back with MLflow's own ``search_runs``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+import hpcml  # noqa: E402
+from hpcml.report.tracking import DB_NAME, store_uris, summary_metrics  # noqa: E402
+
+
+def _runs(store: Path, experiment: str):
+    mlflow.set_tracking_uri(f"sqlite:///{store / DB_NAME}")
+    return mlflow.search_runs(experiment_names=[experiment]), mlflow.MlflowClient()
+
+
+def test_store_uris():
+    assert store_uris("http://host:5000") == ("http://host:5000", None)
+    assert store_uris("sqlite:///x.db") == ("sqlite:///x.db", None)
+    assert summary_metrics({"run": {"tasks": 3}, "table": [{"output": "coef_(age)", "se": 0.5}], "plan": "x"}) == {
+        "run.tasks": 3, "coef__age_.se": 0.5}
+
+
+@pytest.mark.timeout(300)
+def test_bootstrap_run_logged_with_spec_summary_and_artifacts(tmp_path):
+    spec = {"name": "ols-tracked", "seed": 1, "data": {"source": "sklearn:diabetes", "target": "target"},
+            "model": {"kind": "ols", "features": ["age", "bmi"]}, "plan": {"bootstrap": {"replicates": 20}},
+            "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "run"),
+            "tracking": {"mlflow": {"uri": str(tmp_path / "mlruns")}}}
+    res = hpcml.run(spec, progress=False)
+    runs, client = _runs(tmp_path / "mlruns", "ols-tracked")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED" and run["tags.hpcml.run_dir"] == str(res.run_dir.resolve())
+    assert run["params.model.kind"] == "ols" and run["params.plan.bootstrap.replicates"] == "20"
+    assert run["metrics.run.tasks"] == 20
+    bmi = next(r for r in res.summary["table"] if r["output"] == "coef_bmi")
+    assert run["metrics.coef_bmi.se"] == pytest.approx(bmi["se"])
+    names = {a.path for a in client.list_artifacts(run["run_id"])}
+    assert {"results.parquet", "summary.json", "spec.json", "plots"} <= names
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.timeout(300)
+def test_cnn_sweep_tasks_are_child_runs_with_epochs_as_steps(tmp_path):
+    pytest.importorskip("torch")
+    spec = {"name": "cnn-tracked", "seed": 2, "data": {"source": "sklearn:digits", "target": "target"},
+            "model": {"kind": "cnn", "arch": "fc", "epochs": 2, "device": "cpu"},
+            "plan": {"sweep": {"grid": {"lr": [0.003, 0.01]}}}, "backend": {"name": "local", "workers": 1},
+            "output": str(tmp_path / "run"), "tracking": {"mlflow": {"uri": str(tmp_path / "mlruns")}}}
+    res = hpcml.run(spec, progress=False)
+    assert res.ok
+    runs, client = _runs(tmp_path / "mlruns", "cnn-tracked")
+    parent = runs.loc[runs["tags.mlflow.parentRunId"].isna()]
+    children = runs.loc[runs["tags.mlflow.parentRunId"].notna()]
+    assert len(parent) == 1 and len(children) == 2
+    assert (children["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]).all()
+    assert sorted(children["tags.mlflow.runName"]) == ["lr=0.003", "lr=0.01"]
+    assert parent["metrics.best.val_accuracy"].iloc[0] == pytest.approx(res.summary["best"]["val_accuracy"])
+    child = children.iloc[0]
+    assert child["metrics.val_accuracy"] > 0.5 and "params.lr" in children
+    history = client.get_metric_history(child["run_id"], "val_loss")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert {"curves.png", "history.csv"} <= {a.path for a in client.list_artifacts(child["run_id"])}
