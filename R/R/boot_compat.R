@@ -1,3 +1,6 @@
+# The boot-compatible API: hpcml_boot() takes and returns what boot::boot() does.
+# (hpcml_bootstrap(), the formula bootstrap of lm/glm fits, is in formula_bootstrap.R.)
+
 #' Bootstrap any statistic on hpcml's backends, as boot::boot does
 #'
 #' \code{boot::boot(data, statistic, R)} with the replicates run as hpcml tasks. The

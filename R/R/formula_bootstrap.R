@@ -1,3 +1,6 @@
+# hpcml_bootstrap(): the bootstrap of an lm/glm formula, run as an hpcml job spec.
+# (hpcml_boot(), the boot::boot-compatible API for any statistic, is in boot_compat.R.)
+
 #' Bootstrap a linear or logistic regression formula with hpcml
 #'
 #' Refits \code{formula} on \code{B} bootstrap resamples of \code{data} in parallel. The design
