@@ -36,6 +36,9 @@
 #' boot::boot.ci(b, type = c("perc", "bca"), index = 2)
 #' plot(b, index = 2)
 #' }
+# boot's index.array draws the resamples (through getFromNamespace, which R CMD check does not
+# see): importing boot.array records the dependency, and boot.array() reproduces the resamples.
+#' @importFrom boot boot.array
 #' @export
 hpcml_boot <- function(data, statistic, R, ..., stype = c("i", "f", "w"), strata = rep(1, n),
                        backend = "local", workers = NULL, chunk_size = NULL, out = NULL) {

@@ -29,6 +29,8 @@
 #' b <- hpcml_bootstrap(deny ~ afam + pirat, HMDA, B = 1000, family = "binomial")
 #' b$se
 #' }
+#' @importFrom stats model.frame model.matrix model.response setNames
+#' @export
 hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "binomial"),
                             backend = "local", workers = NULL, seed = 0L, chunk_size = NULL, out = NULL,
                             bca = TRUE) {

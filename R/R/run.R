@@ -29,6 +29,7 @@
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
 #' res$table
 #' }
+#' @export
 hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = FALSE,
                       resume = FALSE, plots = TRUE, data = NULL, ...) {
   m <- py_modules()
