@@ -8,7 +8,8 @@
 #' frequencies with \code{"f"}, weights with \code{"w"}. The resamples are drawn here exactly
 #' as \code{boot::boot} draws them (from R's generator, whose state is kept in \code{$seed}),
 #' so \code{set.seed(s); hpcml_boot(...)} gives the same \code{t0} and \code{t} as
-#' \code{set.seed(s); boot::boot(...)} and \code{boot::boot.array()}, \code{boot::boot.ci()}
+#' \code{set.seed(s); boot::boot(...)}, leaves R's generator in the same state (the next
+#' \code{runif()} is the same), and \code{boot::boot.array()}, \code{boot::boot.ci()}
 #' (including BCa), \code{print} and \code{plot} work on the result unchanged.
 #'
 #' \code{sim} is boot's \code{"ordinary"}, \code{"balanced"} or \code{"permutation"}, or
@@ -94,7 +95,7 @@ hpcml_boot <- function(data, statistic, R, ..., sim = c("ordinary", "balanced", 
   }
   objects <- c(objects, list(.hpcml_statistic = with_globals(statistic), .hpcml_dots = dots))
   values <- run_tasks(task_closure(body, objects), R, "boot", backend = backend, workers = workers,
-                      chunk_size = chunk_size, out = out)
+                      chunk_size = chunk_size, out = out, seed = seed_leaving_generator())
   if (is.null(values)) return(NULL)  # an MPI rank other than 0
   t <- boot_t(values, R, length(t0))
   # What boot:::boot.return keeps for each sim.
@@ -127,4 +128,13 @@ boot_t <- function(values, R, width) {
     t[r, ] <- v
   }
   t
+}
+
+# The root seed of the replicates' own streams, drawn from R's generator, which is then put
+# back: after hpcml_boot the generator is where boot::boot leaves it for the same call, so the
+# rest of a script draws the same numbers with either.
+seed_leaving_generator <- function() {
+  state <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  on.exit(assign(".Random.seed", state, envir = globalenv()))
+  resolve_seed(NULL)
 }

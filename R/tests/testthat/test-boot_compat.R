@@ -89,6 +89,24 @@ test_that("sim = \"balanced\" and \"permutation\" give boot::boot's t and fields
   }
 })
 
+test_that("R's generator is left where boot::boot leaves it, for every sim", {
+  mle <- mean(boot::aircondit$hours)
+  runs <- list(
+    ordinary = function(f) f(boot::city, ratio, R = 20),
+    weights = function(f) f(boot::city, ratio_w, R = 20, stype = "w"),
+    balanced = function(f) f(boot::city, ratio, R = 20, sim = "balanced"),
+    parametric = function(f) f(boot::aircondit, air_fun, R = 20, sim = "parametric", ran.gen = air_rg, mle = mle))
+  for (name in names(runs)) {
+    set.seed(1)
+    runs[[name]](boot::boot)
+    a <- stats::runif(1)
+    set.seed(1)
+    runs[[name]](function(...) hpcml_boot(..., workers = 1))
+    b <- stats::runif(1)
+    expect_identical(b, a, label = sprintf("runif(1) after hpcml_boot (%s)", name))
+  }
+})
+
 test_that("boot's own arguments never reach the statistic: refused by name, or ignored", {
   one_arg <- function(d, i) mean(d[i])
   expect_one_line_error(hpcml_boot(1:10, one_arg, R = 5, weights = rep(0.1, 10)), "^hpcml_boot: weights = ")
