@@ -27,8 +27,10 @@ test-python:
 
 # R CMD check of the package (code, Rd docs, examples) with its testthat tests run against
 # this checkout's Python environment; the package is installed first for interactive use.
+# First: R/NAMESPACE and R/man must be exactly what roxygen2 writes from the R sources.
 RCHECK := build/rcheck
 test-r:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_r_roxygen.py
 	R CMD INSTALL --no-test-load R >/dev/null
 	rm -rf $(RCHECK) && mkdir -p $(RCHECK)
 	cd $(RCHECK) && R CMD build --no-build-vignettes $(abspath R) >/dev/null

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hpcml's real components need: R (with doParallel, bayesm,
-# reticulate), Open MPI, Slurm + munge, and Fashion-MNIST. Idempotent; needs root.
+# reticulate, and roxygen2, which writes the R package's NAMESPACE and man pages), Open MPI,
+# Slurm + munge, and Fashion-MNIST. Idempotent; needs root.
 set -euo pipefail
 pkgs=(r-base-core r-cran-doparallel r-cran-foreach r-cran-bayesm r-cran-reticulate
-      r-cran-testthat r-cran-jsonlite r-cran-yaml r-cran-boot r-cran-aer
+      r-cran-testthat r-cran-roxygen2 r-cran-jsonlite r-cran-yaml r-cran-boot r-cran-aer
       openmpi-bin libopenmpi-dev slurm-wlm munge dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do

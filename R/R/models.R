@@ -19,6 +19,7 @@
 #' km <- hpcml_kmeans(iris[, 1:4], centers = 3)
 #' table(km$cluster, iris$Species)
 #' }
+#' @export
 hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, tol = 0, seed = 0L, backend = "local",
                          workers = 1) {
   x <- numeric_frame(x)
@@ -56,6 +57,7 @@ hpcml_kmeans <- function(x, centers = 3, nstart = 10, iter.max = 300, tol = 0, s
 #' p <- hpcml_pca(USArrests)
 #' p$importance
 #' }
+#' @export
 hpcml_pca <- function(x, n_components = NULL, method = "full", scale. = FALSE, seed = 0L, backend = "local",
                       workers = 1) {
   x <- numeric_frame(x)

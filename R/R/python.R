@@ -58,6 +58,7 @@ py_modules <- function() {
 #' Is hpcml importable from R?
 #'
 #' @return TRUE when reticulate finds a Python with the hpcml package.
+#' @export
 hpcml_available <- function() {
   isTRUE(tryCatch(reticulate::py_module_available("hpcml"), error = function(e) FALSE))
 }

@@ -29,6 +29,7 @@
 #' res <- hpcml_run("docs/examples/bootstrap.yaml", backend = "local")
 #' res$table
 #' }
+#' @export
 hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrite = FALSE,
                       resume = FALSE, plots = TRUE, data = NULL, ...) {
   m <- py_modules()
@@ -47,6 +48,10 @@ hpcml_run <- function(spec, backend = NULL, workers = NULL, out = NULL, overwrit
   results <- as_r(res$results)
   if (!is.data.frame(results)) results <- as.data.frame(results)
   rownames(results) <- NULL
+  if (all(c("error", "traceback") %in% names(results))) {  # R errors with all their lines (tasks.R)
+    failed <- which(!is.na(results$error))
+    results$error[failed] <- mapply(whole_error, results$error[failed], results$traceback[failed], USE.NAMES = FALSE)
+  }
   summary <- as_r(res$summary)
   structure(list(results = results, summary = summary, table = records_frame(summary$table),
                  coefficients = coefficient_matrix(summary),

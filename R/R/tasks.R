@@ -133,11 +133,12 @@ task_values <- function(frame, n) {
   frame <- frame$sort_values("task_index")
   index <- as.integer(reticulate::py_to_r(frame$task_index$tolist()))
   status <- as.character(reticulate::py_to_r(frame$status$tolist()))
-  errors <- if ("error" %in% reticulate::py_to_r(frame$columns$tolist())) {
-    reticulate::py_to_r(frame$error$tolist())
-  } else {
-    rep(list(NULL), length(index))
+  columns <- reticulate::py_to_r(frame$columns$tolist())
+  column <- function(name) {
+    if (name %in% columns) reticulate::py_to_r(frame[[name]]$tolist()) else rep(list(NULL), length(index))
   }
+  errors <- column("error")
+  tracebacks <- column("traceback")
   if (any(status == "ok")) {  # every value's bytes in one conversion, then cut apart here
     pair <- m$blobs(frame$result$tolist())
     raw <- as.raw(reticulate::py_to_r(reticulate::py_get_item(pair, 0L)))
@@ -149,14 +150,32 @@ task_values <- function(frame, n) {
       start <- if (k == 1L) 1L else ends[k - 1L] + 1L
       out[[index[k] + 1L]] <- list(ok = TRUE, value = unserialize(raw[start:ends[k]]), error = NULL)
     } else {
-      out[[index[k] + 1L]] <- list(ok = FALSE, value = NULL, error = task_error(errors[[k]]))
+      out[[index[k] + 1L]] <- list(ok = FALSE, value = NULL, error = task_error(errors[[k]], tracebacks[[k]]))
     }
   }
   out
 }
 
-# "RError: message" -> "message": the R error as R printed it.
-task_error <- function(error) {
+# "RError: message" -> "message": the R error as R printed it, every line of it.
+task_error <- function(error, traceback = NULL) {
   if (is.null(error) || (length(error) == 1 && is.na(error))) return("task failed")
-  sub("^RError: ", "", as.character(error)[1])
+  sub("^RError: ", "", whole_error(as.character(error)[1], traceback))
+}
+
+# A task's `error` holds the first line of its exception only ("RError: <line 1>"). The whole
+# message of an R error (a message of several lines; a parse error's lines that show where the
+# code is wrong) ends the task's `traceback`: it replaces the first line when they agree.
+whole_error <- function(error, traceback) {
+  full <- r_error_message(traceback)
+  if (!is.null(full) && startsWith(paste0("RError: ", full), error)) paste0("RError: ", full) else error
+}
+
+# The message of the RError a Python traceback ends with (NULL when it ends with another error).
+r_error_message <- function(traceback) {
+  if (!is.character(traceback) || length(traceback) != 1L || is.na(traceback)) return(NULL)
+  head <- "(^|\n)hpcml\\.models\\.r\\.bridge\\.RError: "
+  starts <- gregexpr(head, traceback)[[1]]
+  if (starts[1] < 0) return(NULL)
+  last <- starts[length(starts)]
+  sub("\\s+$", "", sub(head, "", substring(traceback, last)))
 }

@@ -111,6 +111,21 @@ def test_r_errors_are_task_failures_with_r_message(tmp_path):
     assert by.loc[3, "status"] == "ok" and by.loc[3, "a"] == 3.0 and by.loc[3, "b"] == 0.5
 
 
+def test_r_error_messages_keep_every_line_without_the_call():
+    """RError is R's whole message: a parse error's lines show where the code is wrong. (A task's
+    `error` column keeps the first line; the whole message is at the end of its `traceback`.)"""
+    cases = {
+        'f <- function(x) stop("first line\\n  second line"); f(1)': "first line\n  second line",
+        'stop("no call", call. = FALSE)': "no call",
+        'f <- function() stop("plain"); f()': "plain",
+        'eval(parse(text = "1 +* 2"))': "<text>:1:4: unexpected '*'\n1: 1 +*\n       ^",
+    }
+    for code, message in cases.items():
+        with pytest.raises(bridge.RError) as err:
+            bridge.evaluate(code)
+        assert str(err.value) == message, code
+
+
 def test_doparallel_inside_one_task_is_reproducible(tmp_path):
     code = """function(data, threads) {
       library(foreach)

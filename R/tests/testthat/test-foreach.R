@@ -69,6 +69,14 @@ test_that(".errorhandling stop, remove and pass", {
   expect_equal(conditionMessage(passed[[2]]), "two")
 })
 
+test_that("an R error of several lines keeps every line, with .errorhandling stop and pass", {
+  registerDoHpcml(workers = 1, seed = 1)
+  expect_error(foreach(i = 1:2) %dopar% { if (i == 2) stop("top line\nbottom line") else i },
+               'task 2 failed - "top line\nbottom line"', fixed = TRUE)
+  passed <- foreach(i = 1:2, .errorhandling = "pass") %dopar% { if (i == 2) stop("top line\nbottom line") else i }
+  expect_identical(conditionMessage(passed[[2]]), "top line\nbottom line")
+})
+
 test_that(".export, .packages and functions of the caller travel with the body", {
   registerDoHpcml(workers = 2, seed = 1)
   hidden <- 40

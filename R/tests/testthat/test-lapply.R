@@ -31,3 +31,15 @@ test_that("an error names the element and keeps R's message", {
   expect_error(hpcml_lapply(list("bad", "ok", "bad"), f, workers = 2),
                "element 1 failed: cannot use bad \\(2 of 3 elements failed\\)")
 })
+
+test_that("an R error of several lines, and a parse error, come back with every line", {
+  f <- function(x) if (x == "bad") stop("first line\n  second line") else nchar(x)
+  expect_error(hpcml_lapply(list("ok", "bad"), f, workers = 1),
+               "element 2 failed: first line\n  second line", fixed = TRUE)
+  # R's parse error: the lines after the first show the code and where it is wrong.
+  err <- tryCatch(hpcml_lapply(list("1 + 1", "1 +* 2"), function(s) eval(parse(text = s)), workers = 1),
+                  error = conditionMessage)
+  expected <- tryCatch(parse(text = "1 +* 2"), error = conditionMessage)
+  expect_match(expected, "\n1: 1 +*\n", fixed = TRUE)
+  expect_identical(err, paste("hpcml_lapply: element 2 failed:", expected))
+})

@@ -101,6 +101,18 @@ test_that("an R function is a model of kind r, with the variables it uses", {
   expect_equal(length(unique(one$results$wt)), 6L)
 })
 
+test_that("a syntax error in R code of a spec is the task's error, with R's every line", {
+  spec <- list(name = "r-parse-error", seed = 1L, data = list(source = "none"),
+               model = list(kind = "r", code = "function(task_index) {"),
+               plan = list(replicate = list(n = 1L)), backend = list(name = "local", workers = 1L),
+               output = tempfile("hpcml-run-"))
+  res <- hpcml_run(spec, plots = FALSE)
+  expect_false(res$ok)
+  expected <- tryCatch(parse(text = "function(task_index) {"), error = conditionMessage)
+  expect_identical(res$results$error, paste("RError:", expected))
+  expect_match(res$results$error, "\n1: function(task_index) {\n", fixed = TRUE)
+})
+
 test_that("an R function from a function factory takes its own and the global variables", {
   assign("hpcml_test_power", 2, envir = globalenv())
   on.exit(rm("hpcml_test_power", envir = globalenv()), add = TRUE)

@@ -2,7 +2,7 @@
 
 R is started on the first call that needs it, never at import: a process that runs no R
 task never pays for R, and a machine without rpy2 fails only when an R kind is used.
-R errors surface as :class:`RError` carrying R's own message (the first line, as R prints it).
+R errors surface as :class:`RError` carrying R's own message, all its lines, as R prints it.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import threading
 import warnings
 from typing import Any
@@ -134,15 +135,17 @@ def _default_rules():
     return Converter("hpcml-default", template=r().default_converter)
 
 
+# R's "Error in <call> : " (or "Error: ") before the message; a long call puts the message on
+# the next line, indented by two spaces.
+_ERROR_HEAD = re.compile(r"^Error(?: in [^\n]*? : ?|: ?)(?:\n  )?")
+
+
 def _message(err: Exception) -> str:
-    text = str(err).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # rpy2 gives "Error in f(x) : \n  message": keep R's message, not the call.
-    if len(lines) > 1 and lines[0].endswith(":"):
-        return lines[1]
-    if lines and " : " in lines[0]:
-        return lines[0].split(" : ", 1)[1].strip() or lines[0]
-    return lines[0] if lines else "R error"
+    """R's whole message, every line of it (a parse error's lines show where the code is wrong),
+    without R's "Error in <call> :" head."""
+    text = str(err).strip("\n").rstrip()
+    message = _ERROR_HEAD.sub("", text, count=1).rstrip()
+    return message or text or "R error"
 
 
 def evaluate(code: str) -> Any:

@@ -69,7 +69,9 @@ def _function(params: RParams):
             bridge.call(bridge.r().r["sys.source"], params.file, envir=env)
             value = None
         else:
-            value = bridge.call(bridge.r().r["eval"], bridge.r().r["parse"](text=params.code), envir=env)
+            # parsed inside bridge.call: a syntax error is an RError with R's whole message
+            parsed = bridge.call(bridge.r().r["parse"], text=params.code)
+            value = bridge.call(bridge.r().r["eval"], parsed, envir=env)
         if params.function:
             if not bridge.r().r["exists"](params.function, envir=env, inherits=False)[0]:
                 raise bridge.RError(f"model.function: {params.function!r} is not defined by the R code")

@@ -1,3 +1,5 @@
+# hpcml_bootstrap(): the formula bootstrap of lm/glm fits (R/formula_bootstrap.R).
+
 test_that("hpcml's logistic fit equals glm(family = binomial) to 1e-8 on HMDA", {
   d <- hmda()
   b <- hpcml_bootstrap(deny ~ afam + pirat, d, B = 20, family = "binomial", workers = 2, seed = 1L)

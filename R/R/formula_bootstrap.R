@@ -1,3 +1,6 @@
+# hpcml_bootstrap(): the bootstrap of an lm/glm formula, run as an hpcml job spec.
+# (hpcml_boot(), the boot::boot-compatible API for any statistic, is in boot_compat.R.)
+
 #' Bootstrap a linear or logistic regression formula with hpcml
 #'
 #' Refits \code{formula} on \code{B} bootstrap resamples of \code{data} in parallel. The design
@@ -26,6 +29,8 @@
 #' b <- hpcml_bootstrap(deny ~ afam + pirat, HMDA, B = 1000, family = "binomial")
 #' b$se
 #' }
+#' @importFrom stats model.frame model.matrix model.response setNames
+#' @export
 hpcml_bootstrap <- function(formula, data, B = 1000, family = c("gaussian", "binomial"),
                             backend = "local", workers = NULL, seed = 0L, chunk_size = NULL, out = NULL,
                             bca = TRUE) {
