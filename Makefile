@@ -30,7 +30,7 @@ test-python:
 # First: R/NAMESPACE and R/man must be exactly what roxygen2 writes from the R sources.
 RCHECK := build/rcheck
 test-r:
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_r_roxygen.py
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/r/test_r_roxygen.py
 	R CMD INSTALL --no-test-load R >/dev/null
 	rm -rf $(RCHECK) && mkdir -p $(RCHECK)
 	cd $(RCHECK) && R CMD build --no-build-vignettes $(abspath R) >/dev/null
