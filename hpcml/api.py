@@ -29,10 +29,6 @@ def run(spec: str | Path | dict, *, backend: str | None = None, workers: int | N
         overrides["data.source"] = frame_source(data)
     overrides.update({f"backend.{k}": v for k, v in backend_options.items()})
     job = load_job(spec, **overrides)
-    if job.spec.backend.name == "mpi" and job.spec.engine == "hpcml":
-        from hpcml.drivers.mpi import run_under_mpi
+    from hpcml.drivers.dispatch import run_job
 
-        return run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
-    from hpcml.drivers.run import execute
-
-    return execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)
+    return run_job(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

@@ -46,7 +46,7 @@ def run(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the run's PNG plots"),
 ) -> None:
     """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input."""
-    from hpcml.drivers.run import execute
+    from hpcml.drivers.dispatch import run_job
     from hpcml.spec import load_job
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
@@ -54,14 +54,9 @@ def run(
     try:
         job = load_job(spec, **{"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                                 "output": str(out_dir) if out_dir else None})
-        if job.spec.backend.name == "mpi":
-            from hpcml.drivers.mpi import run_under_mpi
-
-            result = run_under_mpi(job, resume=resume, overwrite=overwrite, progress=not quiet)
-            if result is None:  # not rank 0: rank 0 reports
-                raise typer.Exit(0)
-        else:
-            result = execute(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
+        result = run_job(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
+        if result is None:  # an MPI rank other than 0: rank 0 reports
+            raise typer.Exit(0)
     except SpecError as e:
         fail_spec(e)
     except KeyboardInterrupt:

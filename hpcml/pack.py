@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     from hpcml.report.console import print_spec_error, report
-    from hpcml.drivers.mpi import run_under_mpi
+    from hpcml.drivers.dispatch import run_job
 
     try:
-        job = _load(args.spec, args)
-        result = run_under_mpi(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        job = _load(args.spec, args)  # backend mpi: every rank runs its part (engine: spark is refused)
+        result = run_job(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except SpecError as err:
         return print_spec_error(err)
     if result is None:  # not rank 0: rank 0 reports

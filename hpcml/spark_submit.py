@@ -14,7 +14,7 @@ import sys
 
 if __name__ == "__main__":
     # Run as a script, this file's folder (the package itself) lands first on sys.path, where
-    # its modules (data.py, plan.py, ...) would shadow top-level imports of the same name.
+    # its modules and folders (spec.py, data/, ...) would shadow top-level imports of the same name.
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 

@@ -7,7 +7,7 @@
 Both build a job of the ``python`` kind and run it like any other: the same seeds, the same
 numbers on every backend, retries, timeouts, and resume when ``out`` names a run directory.
 Without ``out`` nothing would be kept, so nothing durable is written: the records come back
-to this process (``drivers/memory.py``), with no run directory, provenance or
+to this process (``drivers/in_memory.py``), with no run directory, provenance or
 results.parquet; the function and items files live in a temporary directory, removed in the
 background as the call returns. The function travels by reference when importable, else by value: cloudpickled
 once into a file named by its content. ``map``'s items are pickled once into a file the same

@@ -5,7 +5,7 @@
 One LocalCluster (2 single-threaded worker processes on 127.0.0.1) serves both sides:
 
 - raw:   ``client.gather(client.map(spin, range(n)))``: one dask task per item.
-- hpcml: ``DaskBackend.run`` on the runner's chunks (auto chunk size, and a smaller one),
+- hpcml: ``DaskBackend.run`` on the driver's chunks (auto chunk size, and a smaller one),
          each chunk writing its Parquet result file, exactly as ``hpcml run`` does.
 - hpcml end to end: ``hpcml.run(..., backend="dask")`` including its own cluster start,
          planning, consolidation, summary and plots (what a user waits for).
@@ -43,7 +43,7 @@ def time_raw(client, n: int, ms: float) -> float:
 
 
 def time_backend(address: str, spec: dict, chunk_size: int) -> float:
-    """The runner's loop over DaskBackend.run, without cluster start (raw dask gets none either)."""
+    """The driver's loop over DaskBackend.run, without cluster start (raw dask gets none either)."""
     from hpcml.backends.dask import DaskBackend
     from hpcml.tasks.chunks import make_chunks
     from hpcml.plans import plan_tasks

@@ -26,8 +26,6 @@ class Backend(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Workers can write into the run directory (shared filesystem); else records come back.
     shares_filesystem: ClassVar[bool] = True
-    # Workers share the driver's memory (threads): data needs no loading per worker.
-    shares_memory: ClassVar[bool] = False
 
     def __init__(self, workers: int | None = None, options: dict[str, Any] | None = None):
         self.options = self.Options(**(options or {}))
@@ -58,12 +56,3 @@ class Backend(ABC):
         """Whether a job of one chunk, of a model kind that allows it, may run in the driver
         process instead of on this backend's workers (one chunk gains nothing from them)."""
         return False
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.workers} workers)"
-
-    def __enter__(self) -> "Backend":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

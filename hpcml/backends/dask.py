@@ -8,7 +8,7 @@ warms the per-process cache when a worker joins, so data never travels inside a 
 A worker that dies mid-chunk is handled twice over: Dask itself reruns the chunk on another
 worker (up to ``distributed.scheduler.allowed-failures``), and a chunk that still cannot
 finish (KilledWorker, cancelled, no workers left) comes back as ``ChunkResult.lost`` for the
-runner's retries. A chunk that ran twice leaves two chunk files with identical records;
+driver's retries. A chunk that ran twice leaves two chunk files with identical records;
 consolidation keeps one row per task.
 """
 from __future__ import annotations
@@ -129,10 +129,6 @@ class DaskBackend(Backend):
         if opts.cluster != "local":
             return opts.n_jobs() * opts.processes
         return self._workers or os.cpu_count() or 1
-
-    def describe(self) -> str:
-        where = self.options.address or self.options.cluster
-        return f"dask {where} ({self.workers} workers)"
 
     def start(self, job_json: str, log_dir: Path) -> None:
         opts = self.options

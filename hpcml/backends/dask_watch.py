@@ -18,7 +18,8 @@ import time
 
 from hpcml.tasks.chunks import Chunk
 from hpcml.tasks.deadlines import Abandoned, TaskTimeout, TaskWatch
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, failure_record, run_chunk
+from hpcml.tasks.task_records import failure_record
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
 
 # After timeout_s, the time a task has to return by itself (the asynchronous TaskTimeout lands
 # at its next bytecode) before it counts as stuck.

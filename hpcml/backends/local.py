@@ -162,7 +162,7 @@ class LocalBackend(Backend):
                 except BrokenProcessPool:
                     # A worker died (killed, segfault, out of memory). The pool cannot tell
                     # which chunk it held, so every unfinished chunk is reported lost and a
-                    # fresh pool serves later rounds (the runner's retries rerun them).
+                    # fresh pool serves later rounds (the driver's retries rerun them).
                     yield ChunkResult.lost(order.chunk, "worker process died")
                     for other in pending.values():
                         yield ChunkResult.lost(other.chunk, "worker process died")

@@ -293,7 +293,3 @@ class SparkBackend(Backend):
         if self._handle is not None:
             self._handle.stop()
             self._handle = None
-
-    def describe(self) -> str:
-        master = self._handle.sc.master if self._handle else _master_url(self.options, self._workers)
-        return f"spark ({master}, {self.workers} cores)"

@@ -1,6 +1,6 @@
 """In-memory tables as data sources: ``hpcml.run(spec, data=frame)``.
 
-Workers load data from a source they can read themselves (see data.py), never from the
+Workers load data from a source they can read themselves (see ``sources.py``), never from the
 driver's memory. A frame handed to ``run`` is therefore written once as Parquet under a
 content-addressed name in a cache directory, and the spec points at that file: the same frame
 gives the same path, so ``resume=True`` recognises the run, and workers on other nodes read

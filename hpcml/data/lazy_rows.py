@@ -5,7 +5,7 @@ data is a lazy table: the row count comes from file metadata and rows are read o
 task slices its shard (Parquet: the files and row groups that overlap the shard; .npy: a
 memory map; CSV: skip to the first row, read ``nrows``).
 The target column alone is read in full, so labels are encoded exactly as a full load
-encodes them. Rows go through the same pandas -> float64 conversion as ``data.py``, so a
+encodes them. Rows go through the same pandas -> float64 conversion as a full load (``validate.py``), so a
 shard's numbers are bit-for-bit those of slicing the fully loaded data.
 
 Everything else (other plans, other sources, ``dropna``) uses the ordinary full load.

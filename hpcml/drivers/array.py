@@ -15,14 +15,12 @@ from hpcml.errors import SpecError
 def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
     from hpcml.spec import load_job
-    from hpcml.rundir.store import RunStore
+    from hpcml.rundir.opening import prepared_run
 
     if of < 1:
         raise SpecError.one("of", of, "must be at least 1")
     job = load_job(spec_path)
-    store = RunStore(job.output.resolve())
-    if not store.exists():
-        raise SpecError.one("output", str(job.output), "no prepared run directory here (hpcml submit creates it)")
+    store = prepared_run(job)  # no lock: the elements write into it side by side
     if not 0 <= index < of:
         raise SpecError.one("index", index, f"must be in 0..{of - 1}")
     done = store.completed()

@@ -5,11 +5,15 @@ from the driver, an MPI rank's static share, a job-array element.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
+from hpcml.errors import SpecError
+from hpcml.report.progress import Progress
 from hpcml.tasks.chunks import make_chunks
 from hpcml.rundir.store import RunStore
-from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk, failure_record
+from hpcml.tasks.task_records import failure_record
+from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
 
 log = logging.getLogger("hpcml")
 
@@ -22,11 +26,41 @@ def in_this_process(orders: list[WorkOrder]) -> Iterator[ChunkResult]:
         yield execute_chunk(order)
 
 
+def refuse_retries_and_timeout(job, what: str) -> None:
+    """``retries`` and ``timeout_s`` are kept by this loop and the worker. A driver that runs
+    its one fit outside them (``engine: spark``, DDP training) refuses both, before anything
+    is written, rather than ignore them."""
+    spec, problems = job.spec, []
+    if spec.retries:
+        problems.append(("retries", spec.retries, f"{what}; hpcml does not retry it: leave retries out"))
+    if spec.timeout_s is not None:
+        problems.append(("timeout_s", spec.timeout_s, f"{what}; hpcml does not time it out: leave timeout_s out"))
+    if problems:
+        raise SpecError(problems)
+
+
+@contextmanager
+def backend_running(job, backend, log_dir, n_tasks: int, *, progress: bool) -> Iterator[Progress]:
+    """The backend's workers started (their logs in ``log_dir``) and a progress bar of
+    ``n_tasks``; on every exit the bar is closed and the backend stopped."""
+    bar = Progress(n_tasks, f"{job.spec.name} [{backend.name}]", enabled=progress)
+    try:
+        backend.start(job.to_json(), log_dir)
+    except BaseException:
+        bar.close()
+        raise
+    try:
+        yield bar
+    finally:
+        bar.close()
+        backend.stop()
+
+
 def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_orders: RunOrders, *,
                  writes_own_files: bool = True, progress=None) -> list[int]:
     """Run ``todo`` with up to ``job.spec.retries`` retries; the task indices still failing.
 
-    ``store``: the run directory, or what stands for it (``drivers/memory.py``): where records
+    ``store``: the run directory, or what stands for it (``drivers/in_memory.py``): where records
     that came back go (``write_records``) and which tasks are done (``completed``).
 
     ``writes_own_files``: the workers see the run directory and write their chunk files;

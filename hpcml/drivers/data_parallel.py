@@ -26,6 +26,7 @@ import os
 import socket
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -115,10 +116,12 @@ def init_process_group(info: RankInfo, backend: str, timeout_s: float = 300):
 
 def load_ddp_job(spec: str | Path, out: str | None = None):
     """The job, checked for what a DDP run needs (SpecError names the field otherwise)."""
+    from hpcml.drivers.attempts import refuse_retries_and_timeout
     from hpcml.drivers.run import check_job
     from hpcml.spec import load_job
 
     job = load_job(spec, output=out)
+    refuse_retries_and_timeout(job, "data-parallel training trains one model across all ranks")
     if job.spec.model.kind != "cnn":
         raise SpecError.one("model.kind", job.spec.model.kind, "data-parallel training needs the 'cnn' kind")
     if job.plan_kind != "fit":
@@ -138,7 +141,9 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
     from hpcml.models.cnn.train import distributed
     from hpcml.drivers.finish import finish
     from hpcml.plans import plan_tasks
+    from hpcml.rundir.opening import open_run
     from hpcml.rundir.store import RunStore, write_chunk_records
+    from hpcml.tasks.task_records import ok_record
     from hpcml.tasks.worker import run_task
 
     t0 = time.perf_counter()
@@ -146,17 +151,20 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     ctx = init_process_group(info, backend)
-    try:
-        store = RunStore(job.output)
+    with ExitStack() as stack:  # on every exit rank 0 closes the run directory, then the group ends
+        stack.callback(dist.destroy_process_group)
+        store, run = RunStore(job.output), None
         problem: list[Any] = [None]
         if info.rank == 0:
             try:
-                store.prepare(job, resume=resume, overwrite=overwrite)
+                run = stack.enter_context(open_run(job, resume=resume, overwrite=overwrite))
             except SpecError as e:
                 problem = [e.problems]
         dist.broadcast_object_list(problem, src=0)  # every rank stops, or none
         if problem[0] is not None:
             raise SpecError(problem[0])
+        if run is not None:
+            run.keep()  # every rank trains from here
         task = plan_tasks(job)[0]
         if resume and 0 in store.completed():
             return None
@@ -165,19 +173,14 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
         with threadpool_limits(limits=threads), distributed(ctx):
             torch.set_num_threads(threads)
             t1 = time.perf_counter()
-            record = run_task(job, data, task, str(store.path), {})
-        record = {"task_id": task.id, "task_index": task.index, "status": "ok", "attempt": 0,
-                  "seconds": time.perf_counter() - t1, **record, "world_size": info.world}
+            outputs = run_task(job, data, task, str(store.path), {})
+        record = ok_record(task.id, task.index, 0, time.perf_counter() - t1, {**outputs, "world_size": info.world})
         dist.barrier()
         if info.rank != 0:
             return None
         write_chunk_records(store.path, _one_chunk(), [record])
         finish(job, store, time.perf_counter() - t0)
         return record
-    finally:
-        if info.rank == 0:
-            store.release()
-        dist.destroy_process_group()
 
 
 def _one_chunk():

@@ -76,15 +76,22 @@ def write_plots(job, results: pd.DataFrame, summary: dict[str, Any], plot_dir: P
     return sorted(plot_dir.glob("*.png")) if plot_dir.exists() else []
 
 
-def finish(job, store: RunStore, seconds: float, plots: bool = True) -> RunResult:
-    """Consolidate, summarize, plot: the run directory's final state."""
+def run_facts(job, n_failed: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    """The summary's ``run`` section: how the run went (an engine adds its own facts)."""
+    return {"tasks": job.n_tasks, "failed": n_failed, "seconds": round(seconds, 3),
+            "backend": job.spec.backend.name, **extra}
+
+
+def finish(job, store: RunStore, seconds: float, plots: bool = True,
+           run_extra: dict[str, Any] | None = None) -> RunResult:
+    """Consolidate, summarize, plot: the run directory's final state. ``run_extra``: what
+    an engine adds to the summary's ``run`` section."""
     table = store.consolidate_table()
     results = summary_frame(table)
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
     summary = summarize(job, results, store.path)
-    summary["run"] = {"tasks": n_tasks, "failed": n_failed, "seconds": round(seconds, 3),
-                      "backend": job.spec.backend.name}
+    summary["run"] = run_facts(job, n_failed, seconds, **(run_extra or {}))
     store.write_summary(summary)
     if plots:  # callers that only want the numbers (the R package) skip a second of drawing
         try:

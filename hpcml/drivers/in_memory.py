@@ -17,10 +17,9 @@ import pyarrow as pa
 
 from hpcml.backends import make_backend
 from hpcml.tasks.chunks import Chunk, chunk_size_for
-from hpcml.drivers.attempts import run_attempts
-from hpcml.drivers.finish import RunResult, summarize, summary_frame
+from hpcml.drivers.attempts import backend_running, run_attempts
+from hpcml.drivers.finish import RunResult, run_facts, summarize, summary_frame
 from hpcml.drivers.run import check_job
-from hpcml.report.progress import Progress
 from hpcml.rundir.records import tidy
 from hpcml.spec import Job
 
@@ -67,8 +66,7 @@ class MemoryRecords:
         the summary, plan's and model kind's. Built only when asked for: ``map`` needs neither."""
         table = self.table()
         summary = summarize(job, summary_frame(table), self.path)
-        summary["run"] = {"tasks": self.n_tasks, "failed": self.n_failed, "seconds": round(self.seconds, 3),
-                          "backend": job.spec.backend.name}
+        summary["run"] = run_facts(job, self.n_failed, self.seconds)
         return RunResult(None, table, summary, self.n_tasks, self.n_failed, self.seconds)
 
 
@@ -82,15 +80,8 @@ def execute_in_memory(job: Job, *, progress: bool = False) -> MemoryRecords:
     backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     records = MemoryRecords(job.output, job.n_tasks)
     todo = range(job.n_tasks)
-    bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
-    try:
-        backend.start(job.to_json(), records.path / "logs")
-        try:
-            run_attempts(job, records, todo, chunk_size_for(job, len(todo), backend.workers), backend.run,
-                         writes_own_files=False, progress=bar)
-        finally:
-            backend.stop()
-    finally:
-        bar.close()
+    with backend_running(job, backend, records.path / "logs", len(todo), progress=progress) as bar:
+        run_attempts(job, records, todo, chunk_size_for(job, len(todo), backend.workers), backend.run,
+                     writes_own_files=False, progress=bar)
     records.seconds = time.perf_counter() - t0
     return records

@@ -1,11 +1,12 @@
 """MPI static packing: every rank runs its own share of the missing tasks, with no coordinator
-(the lecture notes' "bundler"). Rank 0 only prepares the run directory first and finishes the
-run at the end; every rank writes its own chunk files."""
+(the lecture notes' "bundler"). Rank 0 only opens the run directory first (holding it until
+the end) and finishes the run; every rank writes its own chunk files."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from contextlib import ExitStack
 
 from hpcml.backends.mpi.liveness import RankLost, backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_DONE, TAG_PREP
@@ -14,8 +15,9 @@ from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import finish
 from hpcml.errors import SpecError
 from hpcml.report.progress import Progress
+from hpcml.rundir.opening import open_run
 from hpcml.rundir.store import RunStore, write_chunk_records
-from hpcml.tasks.worker import failure_record
+from hpcml.tasks.task_records import failure_record
 
 log = logging.getLogger("hpcml.mpi")
 
@@ -28,8 +30,9 @@ def rank_share(todo: list[int], rank: int, size: int, layout: str) -> list[int]:
     return todo[share.start:share.stop]
 
 
-def _prepare_on_rank0(session, job, store: RunStore, resume: bool, overwrite: bool) -> list[int]:
-    """Rank 0 prepares the run directory before anyone writes; the others wait for its word."""
+def _open_on_rank0(session, job, stack: ExitStack, resume: bool, overwrite: bool) -> list[int]:
+    """Rank 0 opens the run directory (held until ``stack`` closes) before anyone writes; the
+    others wait for its word. The tasks no rank has finished yet."""
     from hpcml.drivers.run import check_job
 
     if session.rank != 0:
@@ -39,11 +42,11 @@ def _prepare_on_rank0(session, job, store: RunStore, resume: bool, overwrite: bo
         if message[0] != "ok":
             raise SystemExit(1)
         return message[1]
-    error, message = None, ("error", None)
+    error, message, run = None, ("error", None), None
     try:
         check_job(job)
-        store.prepare(job, resume=resume, overwrite=overwrite)
-        done = store.completed() if resume else set()
+        run = stack.enter_context(open_run(job, resume=resume, overwrite=overwrite))
+        done = run.store.completed() if resume else set()
         message = ("ok", [i for i in range(job.n_tasks) if i not in done])
     except SpecError as err:
         error, message = err, ("spec", None)
@@ -54,6 +57,7 @@ def _prepare_on_rank0(session, job, store: RunStore, resume: bool, overwrite: bo
     session.outbox.flush(session.live, timeout_s=session.options.dead_after_s)
     if error is not None:
         raise error
+    run.keep()  # every rank now runs its share
     return message[1]
 
 
@@ -62,32 +66,31 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
     t0 = time.perf_counter()
     rank, size, opts = session.rank, session.size, session.options
     store = RunStore(job.output)
-    todo = _prepare_on_rank0(session, job, store, resume, overwrite)
-    share = rank_share(todo, rank, size, opts.layout)
-    chunk_size = chunk_size_for(job, len(todo), size)
-    bar = Progress(len(share), f"{job.spec.name} [mpi static, rank 0 of {size}]", enabled=progress and rank == 0)
+    with ExitStack() as stack:  # rank 0 holds the run directory until the run is finished
+        todo = _open_on_rank0(session, job, stack, resume, overwrite)
+        share = rank_share(todo, rank, size, opts.layout)
+        chunk_size = chunk_size_for(job, len(todo), size)
+        bar = Progress(len(share), f"{job.spec.name} [mpi static, rank 0 of {size}]",
+                       enabled=progress and rank == 0)
 
-    def until_deadline(orders):
-        for order in orders:
-            if session.deadline is not None and time.monotonic() > session.deadline:
-                log.error("rank %d: backend.deadline_s passed; leaving the rest of its share undone", rank)
-                return
-            yield from in_this_process([dataclasses.replace(order, write_until=session.write_until)])
+        def until_deadline(orders):
+            for order in orders:
+                if session.deadline is not None and time.monotonic() > session.deadline:
+                    log.error("rank %d: backend.deadline_s passed; leaving the rest of its share undone", rank)
+                    return
+                yield from in_this_process([dataclasses.replace(order, write_until=session.write_until)])
 
-    try:
-        run_attempts(job, store, share, chunk_size, until_deadline, progress=bar)
-    finally:
-        bar.close()
-    if rank != 0:
-        session.outbox.send(None, 0, TAG_DONE)  # rank 0 learns who finished; the barrier alone cannot say
-    try:
+        try:
+            run_attempts(job, store, share, chunk_size, until_deadline, progress=bar)
+        finally:
+            bar.close()
+        if rank != 0:
+            session.outbox.send(None, 0, TAG_DONE)  # rank 0 learns who finished; the barrier alone cannot say
         late = _wait_for_all(session)
         if rank != 0:
             return None
         _record_missing(job, store, todo, size, opts.layout, session.live.dead)
         result = finish(job, store, time.perf_counter() - t0)
-    finally:
-        store.release()
     if session.live.dead or late:
         why = (f"MPI rank(s) {', '.join(map(str, sorted(session.live.dead)))} lost" if session.live.dead else
                f"backend.deadline_s passed with rank(s) {', '.join(map(str, sorted(late)))} still working")

@@ -1,5 +1,5 @@
-"""Driving a run from one process: check, prepare the run directory, run the missing tasks on
-a backend (the one retry loop), finish. ``engine: spark`` goes to its own driver."""
+"""Driving a run from one process: check, open the run directory, run the missing tasks on
+a backend (the one retry loop), finish."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +8,13 @@ import time
 
 from hpcml.backends import make_backend
 from hpcml.tasks.chunks import chunk_size_for
-from hpcml.drivers.attempts import in_this_process, run_attempts
+from hpcml.drivers.attempts import backend_running, in_this_process, run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
 from hpcml.report.progress import Progress
+from hpcml.rundir.opening import OpenRun, open_run
 from hpcml.rundir.records import missing
-from hpcml.rundir.paths import check_output, remove_new_run
+from hpcml.rundir.paths import check_output
 from hpcml.spec import Job
 from hpcml.rundir.store import RunStore
 from hpcml.tasks.worker import execute_chunk
@@ -41,35 +42,24 @@ def check_job(job: Job, *, keep: bool = False) -> None:
 
 def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = False, progress: bool = True,
             plots: bool = True) -> RunResult:
-    """Run ``job`` on ``backend`` (default: the spec's) and return its results."""
+    """Run ``job``'s tasks on ``backend`` (default: the spec's) and return its results
+    (``drivers/dispatch.py`` sends ``engine: spark`` and MPI launches elsewhere)."""
     t0 = time.perf_counter()
     spec = job.spec
-    if spec.engine == "spark":  # one distributed MLlib fit instead of independent tasks
-        from hpcml.drivers.spark_engine import execute_mllib
-
-        return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
-    store = RunStore(job.output)
-    if resume and is_finished(job, store):
+    if resume and is_finished(job, RunStore(job.output)):
         # Nothing to run: the spec and data checks of a resume, then the run as it was
         # recorded (its summary and time are not rewritten).
-        store.prepare(job, resume=True)
-        try:
-            if is_finished(job, store):
-                log.info("%s: every task has a result; nothing to run", store.path)
-                return recorded(job, store)
-        finally:
-            store.release()
+        with open_run(job, resume=True) as run:
+            if is_finished(job, run.store):
+                log.info("%s: every task has a result; nothing to run", run.store.path)
+                return recorded(job, run.store)
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     here = may_run_in_driver(job, backend)
     check_job(job, keep=here and job.plan_kind != "shards")  # a shards plan's tasks read their own rows
-    fresh = not (resume and store.exists())
-    store.prepare(job, resume=resume, overwrite=overwrite)
-    try:
-        _run_missing(job, store, backend, resume, progress, fresh, here)
-        return finish(job, store, time.perf_counter() - t0, plots=plots)
-    finally:
-        store.release()
+    with open_run(job, resume=resume, overwrite=overwrite) as run:
+        _run_missing(job, run, backend, resume, progress, here)
+        return finish(job, run.store, time.perf_counter() - t0, plots=plots)
 
 
 def may_run_in_driver(job: Job, backend) -> bool:
@@ -80,9 +70,8 @@ def may_run_in_driver(job: Job, backend) -> bool:
         (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
 
 
-def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: bool, fresh: bool,
-                 here: bool = False) -> None:
-    spec = job.spec
+def _run_missing(job: Job, run: OpenRun, backend, resume: bool, progress: bool, here: bool = False) -> None:
+    spec, store = job.spec, run.store
     todo = missing(job.n_tasks, store.done_indices() if resume else ())
     if not todo:
         return
@@ -92,24 +81,15 @@ def _run_missing(job: Job, store: RunStore, backend, resume: bool, progress: boo
         # file, deadlines, retries), without starting a process that imports and loads it all again.
         bar = Progress(len(todo), f"{spec.name} [in the driver]", enabled=progress)
         try:
+            run.keep()
             run_attempts(job, store, todo, chunk_size, in_this_process, progress=bar)
         finally:
             bar.close()
         return
-    bar = Progress(len(todo), f"{spec.name} [{backend.name}]", enabled=progress)
-    try:
-        backend.start(job.to_json(), store.log_dir)
-    except SpecError:  # e.g. no scheduler at backend.address: bad input leaves no run directory
-        bar.close()
-        if fresh:
-            store.release()
-            remove_new_run(store.path)
-        raise
-    try:
+    # A backend that cannot start (e.g. no scheduler at backend.address) leaves no new run directory.
+    with backend_running(job, backend, store.log_dir, len(todo), progress=progress) as bar:
+        run.keep()
         # A built-in kind may also run in the driver: it runs chunks while the workers start.
         run_orders = (lambda orders: backend.run_helped(orders, execute_chunk)) if here else backend.run
         run_attempts(job, store, todo, chunk_size, run_orders, writes_own_files=backend.shares_filesystem,
                      progress=bar)
-    finally:
-        bar.close()
-        backend.stop()

@@ -19,11 +19,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from hpcml.drivers.attempts import refuse_retries_and_timeout
 from hpcml.errors import SpecError
 from hpcml.tasks.chunks import Chunk
-from hpcml.rundir.paths import remove_new_run
+from hpcml.tasks.task_records import failure_record, ok_record
+from hpcml.rundir.opening import open_run
 from hpcml.spec import Job
-from hpcml.rundir.store import RunStore, write_chunk_records
+from hpcml.rundir.store import write_chunk_records
 
 log = logging.getLogger("hpcml")
 
@@ -33,6 +35,7 @@ FEATURES, LABEL = "_hpcml_features", "_hpcml_label"
 
 def static_problems(job: Job) -> None:
     """Everything that can be found wrong without starting Spark."""
+    refuse_retries_and_timeout(job, "engine: spark runs one distributed fit (Spark retries its own failed tasks)")
     spec = job.spec
     if spec.model.kind not in MODELS:
         raise SpecError.one("model.kind", spec.model.kind, f"engine: spark supports {', '.join(MODELS)}")
@@ -271,56 +274,39 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
         import pyspark  # noqa: F401
     except ImportError as err:
         raise SpecError.one("engine", "spark", f"needs the 'spark' extra: pip install 'hpcml[spark]' ({err})") from None
-    store = RunStore(job.output)
-    fresh = not (resume and store.exists())
-    store.prepare(job, resume=resume, overwrite=overwrite)
-    try:
-        return _fit_and_finish(job, store, fresh, t0)
-    finally:
-        store.release()
+    with open_run(job, resume=resume, overwrite=overwrite) as run:
+        return _fit_and_finish(job, run, t0)
 
 
-def _fit_and_finish(job: Job, store: RunStore, fresh: bool, t0: float):
+def _fit_and_finish(job: Job, run, t0: float):
     from hpcml.backends.spark import spark_session
     from hpcml.drivers.finish import finish
 
+    store = run.store
     if 0 in store.completed():
         log.info("%s: the fit is already in %s", job.spec.name, store.path)
         return finish(job, store, time.perf_counter() - t0)
     options = _spark_options(job)
     handle = spark_session(options, job.spec.backend.workers, store.log_dir)
     try:
-        try:
-            data, features, facts = prepare(handle.spark, job)
-        except SpecError:
-            if fresh:  # bad input leaves no partial run directory behind
-                handle.stop()
-                handle = None
-                store.release()
-                remove_new_run(store.path)
-            raise
+        data, features, facts = prepare(handle.spark, job)  # bad input here leaves no new run directory
+        run.keep()
         record = _fit_record(job, data, features, facts)
         data.unpersist()
     finally:
-        if handle is not None:
-            handle.stop()
+        handle.stop()
     write_chunk_records(store.path, Chunk((0,)), [record])
-    result = finish(job, store, time.perf_counter() - t0)
-    result.summary["run"].update(engine="spark", rows=facts["n"])
-    store.write_summary(result.summary)
-    return result
+    return finish(job, store, time.perf_counter() - t0, run_extra={"engine": "spark", "rows": facts["n"]})
 
 
 def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
     """The fit as the one task record of a ``fit`` plan; a failure is a record, not a crash."""
     from hpcml.backends.spark import spark_error_line
 
-    t = time.perf_counter()
-    base = {"task_id": "fit/000000", "task_index": 0, "attempt": 0}
+    t, task_id = time.perf_counter(), job.task_id(0)
     try:
         outputs = FITTERS[job.model.name](job, data, features, facts)
     except Exception as err:
-        return {**base, "status": "failed", "seconds": time.perf_counter() - t,
-                "error": spark_error_line(err).replace("Spark task failed: ", "Spark fit failed: "),
-                "traceback": traceback.format_exc()}
-    return {**base, "status": "ok", "seconds": time.perf_counter() - t, "rows": facts["n"], **outputs}
+        return failure_record(0, task_id, spark_error_line(err).replace("Spark task failed: ", "Spark fit failed: "),
+                              traceback.format_exc(), 0, time.perf_counter() - t)
+    return ok_record(task_id, 0, 0, time.perf_counter() - t, {"rows": facts["n"], **outputs})

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcml.errors import SpecError
 from hpcml.launchers import launch
-from hpcml.rundir.paths import remove_new_run
 
 MAIN_SCRIPT = "hpcml.sbatch"
 COLLECT_SCRIPT = "collect.sbatch"
@@ -105,6 +104,9 @@ def _elements(opts: SubmitOptions, n_tasks: int) -> int:
 
 def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, str]:
     """The batch script(s) for ``job``: file name -> text. Pure: writes and submits nothing."""
+    if job.spec.engine == "spark":  # MPI ranks and array elements would run its tasks on the hpcml engine
+        raise SpecError.one("engine", "spark", "hpcml submit runs independent tasks in batch jobs; run an "
+                            "engine: spark job with spark-submit or hpcml run")
     n_tasks = job.n_tasks
     name = opts.job_name or f"hpcml-{job.spec.name}"
     cpus = opts.cpus_per_task or job.spec.threads_per_task
@@ -161,7 +163,7 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
     from hpcml.drivers.run import check_job
-    from hpcml.rundir.store import RunStore
+    from hpcml.rundir.opening import open_run
 
     check_job(job)  # spec and data errors surface before anything is written
     if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
@@ -175,27 +177,23 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
     exe = shutil.which(sbatch)
     if exe is None:
         raise SpecError.one("sbatch", sbatch, "not found on PATH; --dry-run prints the script without submitting")
-    store = RunStore(run_dir)
-    fresh = not (resume and store.exists())
-    store.prepare(job, resume=resume, overwrite=overwrite)
     done = Submitted(run_dir, {n: run_dir / "submit" / n for n in scripts})
-    try:
-        (run_dir / "logs").mkdir(exist_ok=True)
-        for n, text in scripts.items():
-            done.scripts[n].parent.mkdir(exist_ok=True)
-            done.scripts[n].write_text(text)
-        done.job_ids[MAIN_SCRIPT] = _sbatch(exe, [], done.scripts[MAIN_SCRIPT])
-        if COLLECT_SCRIPT in scripts:
-            after = f"--dependency=afterany:{done.job_ids[MAIN_SCRIPT]}"
-            done.job_ids[COLLECT_SCRIPT] = _sbatch(exe, [after], done.scripts[COLLECT_SCRIPT])
-    except BaseException:
-        for jid in done.job_ids.values():  # all or nothing: no orphan array without its collect job
-            subprocess.run(["scancel", jid], capture_output=True, timeout=60)
-        if fresh:
-            remove_new_run(run_dir)
-        raise
-    finally:
-        store.release()  # the batch jobs write their own chunk files; the lock guarded the preparation
+    # The lock guards the preparation only: the batch jobs write their own chunk files. A failed
+    # submission leaves no new run directory (nor any job: all or nothing).
+    with open_run(job, resume=resume, overwrite=overwrite, path=run_dir):
+        try:
+            (run_dir / "logs").mkdir(exist_ok=True)
+            for n, text in scripts.items():
+                done.scripts[n].parent.mkdir(exist_ok=True)
+                done.scripts[n].write_text(text)
+            done.job_ids[MAIN_SCRIPT] = _sbatch(exe, [], done.scripts[MAIN_SCRIPT])
+            if COLLECT_SCRIPT in scripts:
+                after = f"--dependency=afterany:{done.job_ids[MAIN_SCRIPT]}"
+                done.job_ids[COLLECT_SCRIPT] = _sbatch(exe, [after], done.scripts[COLLECT_SCRIPT])
+        except BaseException:
+            for jid in done.job_ids.values():  # no orphan array without its collect job
+                subprocess.run(["scancel", jid], capture_output=True, timeout=60)
+            raise
     (run_dir / "submit" / "jobs.json").write_text(json.dumps(done.job_ids, indent=2) + "\n")
     return done
 

@@ -303,9 +303,6 @@ class RunStore:
         atomic_write_table(self.path / RESULTS, table.replace_schema_metadata(meta))
         return table
 
-    def consolidate(self) -> pd.DataFrame:
-        return self.consolidate_table().to_pandas()
-
     def results(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / RESULTS)
 

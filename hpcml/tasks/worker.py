@@ -19,7 +19,8 @@ from typing import Any
 from hpcml.models.base import Dataset, FitContext
 from hpcml.tasks.chunks import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
-from hpcml.plans import Task, task_rng
+from hpcml.tasks.task_records import failure_line, failure_record, ok_record
+from hpcml.plans import PLANS, Task, task_rng
 
 log = logging.getLogger("hpcml.tasks.worker")
 
@@ -138,17 +139,12 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
                 records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
                                              shared, wanted)
         except Exception as err:
-            log.info("group %d ran into %s; its tasks run one by one", g, _failure_line(err))
+            log.info("group %d ran into %s; its tasks run one by one", g, failure_line(err))
             continue
         kept = [i for i in sorted(wanted) if i in records]
         seconds = (time.perf_counter() - t0) / max(1, len(kept))
         done.update({i: (records[i], seconds) for i in kept})
     return done
-
-
-def _failure_line(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def execute_chunk(order: WorkOrder) -> ChunkResult:
@@ -173,8 +169,8 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     except BaseException as err:  # the whole chunk fails the same way
         tb = traceback.format_exc()
         for i in order.chunk.indices:
-            result.failed[i] = _failure_line(err)
-            records.append(failure_record(i, f"{_plan_name(order)}/{i:06d}", _failure_line(err), tb, order.attempt))
+            result.failed[i] = failure_line(err)
+            records.append(failure_record(i, _task_id(order, i), failure_line(err), tb, order.attempt))
     else:
         _warm_model(job)
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
@@ -187,8 +183,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
                 if i in grouped:
                     outputs, seconds = grouped[i]
                     result.ok.append(i)
-                    records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
-                                    "seconds": seconds, **outputs})
+                    records.append(ok_record(task.id, i, order.attempt, seconds, outputs))
                     continue
                 t0 = time.perf_counter()
                 try:
@@ -198,13 +193,12 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
                     else:  # no deadline to arm, nothing for a watcher to give up on: no context manager per task
                         outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
                 except Exception as err:
-                    result.failed[i] = _failure_line(err)
-                    records.append(failure_record(i, task.id, _failure_line(err), traceback.format_exc(),
+                    result.failed[i] = failure_line(err)
+                    records.append(failure_record(i, task.id, failure_line(err), traceback.format_exc(),
                                                   order.attempt, time.perf_counter() - t0))
                     continue
                 result.ok.append(i)
-                records.append({"task_id": task.id, "task_index": i, "status": "ok", "attempt": order.attempt,
-                                "seconds": time.perf_counter() - t0, **outputs})
+                records.append(ok_record(task.id, i, order.attempt, time.perf_counter() - t0, outputs))
     return result, records
 
 
@@ -249,17 +243,12 @@ def _warm_model(job) -> None:
         pass  # each task reports the error in its own record, as it would have
 
 
-def _plan_name(order: WorkOrder) -> str:
+def _task_id(order: WorkOrder, index: int) -> str:
+    """The plan's id of a task, even where the job itself could not be rebuilt."""
     try:
         from hpcml.spec import JobSpec
 
-        return JobSpec.model_validate_json(order.job_json).plan.kind
+        return PLANS[JobSpec.model_validate_json(order.job_json).plan.kind].task_id(index)
     except Exception:
-        return "task"
+        return f"task/{index:06d}"
 
-
-def failure_record(index: int, task_id: str, error: str, traceback_text: str, attempt: int,
-                   seconds: float = 0.0) -> dict[str, Any]:
-    """The record of a failed task, wherever the failure is seen (worker, driver, MPI rank 0)."""
-    return {"task_id": task_id, "task_index": index, "status": "failed", "attempt": attempt, "seconds": seconds,
-            "error": error, "traceback": traceback_text}

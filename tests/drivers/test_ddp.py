@@ -123,6 +123,21 @@ def test_bad_spec_one_line_exit_2_no_output(tmp_path, model, plan, field):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("field, value", [("retries", 1), ("timeout_s", 60.0)])
+def test_retries_and_timeout_are_refused_not_ignored(tmp_path, field, value):
+    """One model trained across all ranks is neither retried nor timed out by hpcml: refused."""
+    path = digits_job(tmp_path, "bad")
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), field: value}))
+    proc = launch([sys.executable, "-m", "hpcml.ddp", str(path)])
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert lines == [f"error: {field}: data-parallel training trains one model across all ranks; hpcml does "
+                     f"not {'retry it: leave retries out' if field == 'retries' else 'time it out: leave timeout_s out'}"
+                     f" (got {value})"], proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 # ---------------------------------------------------------------- real launches (slow)
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ class Scheduler:
     def _serve(self) -> None:
         try:
             self._serve_loop()
-        except BaseException as err:  # never leave the runner waiting for results that cannot come
+        except BaseException as err:  # never leave the driver waiting for results that cannot come
             self.failure = f"MPI scheduler stopped: {type(err).__name__}: {err}"
             log.error("%s", self.failure)
             with self.lock:
