@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from conftest import PYTHON, ROOT, assert_same_results, small_spec
+from mpi_util import MPIRUN, mpirun, start_mpirun
 
 import hpcml
 from hpcml.backends.mpi import MPIOptions
@@ -33,7 +34,6 @@ from hpcml.launchers import launcher_rank
 from hpcml.launchers import launch
 from hpcml.rundir.store import RunStore
 
-MPIRUN = shutil.which("mpirun")
 
 
 def real_mpi(fn):
@@ -47,27 +47,6 @@ def real_mpi(fn):
 
 # Short heartbeats so a lost rank is noticed in seconds (the default is 2 s / 30 s).
 FAST_LIVENESS = {"heartbeat_s": 0.5, "dead_after_s": 4}
-
-
-def _env(tag: str) -> dict[str, str]:
-    # mpirun forwards output through a pseudo-terminal: no colours in what the tests read
-    return {**os.environ, "HPCML_TEST_TAG": tag, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TERM": "dumb"}
-
-
-def _command(n: int, argv: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
-    exported = [a for var in ("HPCML_TEST_TAG", "NO_COLOR", "TERM") for a in ("-x", var)]
-    return [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-n", str(n), *exported, *extra, PYTHON, *argv]
-
-
-def mpirun(n: int, *argv: str, extra: tuple[str, ...] = (), tag: str = "", timeout: float = 120,
-           cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(n, argv, extra), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=_env(tag))
-
-
-def start_mpirun(n: int, *argv: str, extra: tuple[str, ...] = (), tag: str) -> subprocess.Popen:
-    return subprocess.Popen(_command(n, argv, extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(tag))
 
 
 def rank_pids(tag: str) -> dict[int, int]:

@@ -381,7 +381,7 @@ def test_sweep_over_whole_argument_mappings(tmp_path, csv):
 def test_user_statistic_same_numbers_under_mpi_static_and_dynamic_and_spark(tmp_path, csv):
     """A median of the user's own, bootstrapped: bit for bit the local numbers under real
     mpirun (static and dynamic packing) and on Spark local[2]."""
-    from test_mpi import MPIRUN, mpirun
+    from mpi_util import MPIRUN, mpirun
 
     if MPIRUN is None:
         pytest.skip("Open MPI not installed (make test installs it)")
