@@ -151,6 +151,7 @@ def read_outputs(path: Path) -> dict[str, float]:
 @register_model
 class CommandKind(ModelKind):
     name = "command"
+    code_fields = ("commands",)
     Params = CommandParams
     needs_target = False
     cheap_refit = False  # a summary never reruns commands on the driver
