@@ -26,6 +26,15 @@ def fail_spec(e: SpecError) -> None:
     raise typer.Exit(print_spec_error(e))
 
 
+def unwritable(err: OSError) -> None:
+    """The run directory could not be written (disk full, read-only, permissions): one line
+    and exit 3; every chunk file written before it is kept for --resume."""
+    where = f"{err.filename}: " if err.filename else ""
+    warn(f"error: cannot write the run: {where}{err.strerror or err}; the tasks that finished are kept: "
+         "fix this and rerun with --resume")
+    raise typer.Exit(3)
+
+
 def interrupted() -> None:
     """Ctrl-C: one line (finished chunks are on disk), exit 130 like a shell."""
     logging.disable(logging.CRITICAL)  # backends shutting down have nothing to add
@@ -45,7 +54,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no table"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the run's PNG plots"),
 ) -> None:
-    """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input."""
+    """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input, 3 the run
+    directory could not be written (disk full, read-only)."""
     from hpcml.drivers.dispatch import run_job
     from hpcml.spec import load_job
 
@@ -61,6 +71,8 @@ def run(
         fail_spec(e)
     except KeyboardInterrupt:
         interrupted()
+    except OSError as e:
+        unwritable(e)
     code = report(result, f"{job.spec.name}: {job.plan_kind} / {job.model.name}", quiet)
     if code:
         raise typer.Exit(code)
@@ -108,6 +120,10 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
     for f in st["failures"][:show]:
         say(f"  {f['task_id']} (attempt {f['attempt']}): {f['error']}")
     if st["done"] != st["total"]:
+        raise typer.Exit(1)
+    if not st["finished"]:
+        warn(f"every task is done but the run was not finished (no summary of its current results): "
+             f"rerun it with --resume --out {run_dir} to consolidate and summarize")
         raise typer.Exit(1)
 
 

@@ -140,6 +140,16 @@ class Job:
     def to_json(self) -> str:
         return json.dumps(self.spec.model_dump(mode="json", exclude_none=False), sort_keys=True)
 
+    def normalized(self, spec: dict) -> dict:
+        """``spec`` (a spec.json) with its model parameters' defaults filled in, so that two specs
+        that differ only in spelling out a default compare equal (a spec this version cannot
+        read is returned as it is: it then differs)."""
+        try:
+            job = Job(JobSpec.model_validate(spec))
+        except (ValidationError, SpecError, KeyError, TypeError, ValueError):
+            return spec
+        return {**spec, "model": {**spec["model"], **job.params.model_dump(mode="json")}}
+
     @classmethod
     def from_json(cls, text: str) -> "Job":
         return cls(JobSpec.model_validate_json(text))
@@ -213,7 +223,20 @@ def validate_spec(raw: Any) -> Job:
     problems += _backend_problems(spec.backend)
     if problems:
         raise SpecError(problems)
-    return Job(spec)
+    return with_code_digests(Job(spec))
+
+
+def with_code_digests(job: Job) -> Job:
+    """The job with the SHA-256 of its code files in ``model.code_sha256`` (replacing any given):
+    shipped to every worker, which checks them, and kept in spec.json, so a resume with edited
+    code is refused like one with edited data."""
+    digests = job.model.code_digests(job.params)
+    extra = dict(job.spec.model.model_extra or {})
+    if not digests and "code_sha256" not in extra:
+        return job
+    extra["code_sha256"] = digests
+    model = job.spec.model.model_copy(update=extra)
+    return Job(job.spec.model_copy(update={"model": model}))
 
 
 def _count_problems(plan: PlanSpecBase) -> list[tuple[str, Any, str]]:

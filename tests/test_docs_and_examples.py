@@ -105,3 +105,14 @@ def test_core_examples_run_and_match_references(tmp_path):
     # Shards: 8 contiguous blocks of 25,000 rows each.
     shards = results["ols-shards"].results
     assert shards["rows"].tolist() == [25_000] * 8
+
+
+def test_docs_never_promise_prcomps_signs():
+    """PCA's signs follow hpcml's own rule (largest-magnitude loading positive), not LAPACK's:
+    every mention of prcomp's rotation says "up to the sign"."""
+    import re
+
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for line in path.read_text().splitlines():
+            for match in re.finditer(r"prcomp'?s?`?'?s? rotation", line):
+                assert "sign" in line[match.start(): match.start() + 200], f"{path.name}: {line[:120]}"

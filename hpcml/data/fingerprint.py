@@ -3,21 +3,19 @@
 A run records, per file of its data source, the size, the modification time and a SHA-256 of
 the content (``data.json`` in the run directory). A resume compares: a different size or
 content is refused, naming the file; a file only touched (same size and content, new mtime)
-is the same data. An in-memory frame is stored under a name made from its content
+is the same data, and one whose content changed is refused even with its size and mtime
+restored (the content is read again at every resume). An in-memory frame is stored under a name made from its content
 (``frames.py``), so its fingerprint is that of its file. Generated and scikit-learn sets are
 decided by the spec itself and have no files.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from hpcml.data.parts import is_file_set, set_files
 from hpcml.errors import SpecError
-
-_BLOCK = 1 << 20
-
+from hpcml.files import file_digest
 
 def source_files(source: str) -> list[Path]:
     """The files a data source reads (empty for generated data)."""
@@ -30,14 +28,6 @@ def source_files(source: str) -> list[Path]:
         return set_files(source, suffixes=(".parquet", ".csv"))
     path = Path(source)
     return [path] if path.is_file() else []
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(source: str) -> dict[str, Any]:
@@ -60,9 +50,9 @@ def check_same_data(old: dict[str, Any], source: str) -> None:
         raise SpecError.one("data.source", new[0], "this file was not part of the run's data; a resume needs the "
                             "same data (start a new run with another --out)")
     for name in now:
+        # Always the content: a size and a modification time can both be restored after an
+        # edit in place (cp -p, touch -r), so they never prove a file unchanged.
         rec, st = old_files[name], Path(name).stat()
-        if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
-            continue  # untouched: no need to read it again
         if st.st_size != rec["size"] or file_digest(Path(name)) != rec["sha256"]:
             raise SpecError.one("data.source", name, "the data file changed since the run started; a resume would mix "
                                 "results of two data sets: start a new run with another --out (or restore the file)")

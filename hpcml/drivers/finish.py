@@ -1,7 +1,6 @@
 """The end of every run, however it was driven: consolidate the chunk files, summarize, plot."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -106,14 +105,14 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
 def is_finished(job, store: RunStore) -> bool:
     """Whether every task has an ok record, consolidated and summarized (read from
     results.parquet's status column; no chunk file is read)."""
-    statuses = store.consolidated(["status"]) if (store.path / "summary.json").exists() else None
+    statuses = store.consolidated(["status"]) if store.read_summary() is not None else None
     return statuses is not None and statuses.num_rows == job.n_tasks and \
         statuses["status"].null_count == 0 and pc.all(pc.equal(statuses["status"], "ok")).as_py() is True
 
 
 def recorded(job, store: RunStore) -> RunResult:
     """The finished run as it was recorded (its results are read when first asked for)."""
-    summary = json.loads((store.path / "summary.json").read_text())
+    summary = store.read_summary() or {}
     seconds = float((summary.get("run") or {}).get("seconds", 0.0))
     return RunResult(store.path, None, summary, job.n_tasks, 0, seconds)
 

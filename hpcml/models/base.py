@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from hpcml.files import file_digest
 
 
 class ModelParams(BaseModel):
     """Base for each kind's parameters: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+    code_sha256: dict[str, str] = Field(
+        default_factory=dict, description="set by hpcml when a job is loaded (a value given in the spec is replaced): "
+        "the SHA-256 of each code file the model runs, part of the run's identity like its data")
+
+
+class CodeChanged(RuntimeError):
+    """A code file of the job was edited after the job was loaded."""
 
 
 @dataclass
@@ -97,6 +107,23 @@ class ModelKind(ABC):
     needs_target: ClassVar[bool] = True
     # "regression" or "classification" for supervised kinds; decides the default metric.
     task_type: ClassVar[str] = "regression"
+    # Parameters that name files of code the model runs (a Python file, an R script, a file of
+    # command lines): their content is recorded when the job is loaded and checked by every
+    # worker, so edited code never mixes with the old in one run.
+    code_fields: ClassVar[tuple[str, ...]] = ()
+
+    def code_digests(self, params: ModelParams) -> dict[str, str]:
+        """SHA-256 of each code file ``params`` names (files that are missing are checked later)."""
+        paths = {f: getattr(params, f, None) for f in self.code_fields}
+        return {f: file_digest(p) for f, p in paths.items() if isinstance(p, str) and Path(p).is_file()}
+
+    def check_code(self, params: ModelParams) -> None:
+        """A ``CodeChanged`` error if a code file's content is not what the job was loaded with."""
+        for field, digest in params.code_sha256.items():
+            path = getattr(params, field, None)
+            if isinstance(path, str) and Path(path).is_file() and file_digest(path) != digest:
+                raise CodeChanged(f"model.{field}: {path} changed since the job was loaded (its SHA-256 differs); "
+                                  "a run's tasks all run the same code: start a new run (another --out)")
 
     def check(self, params: ModelParams, data: Dataset) -> list[tuple[str, Any, str]]:
         """Problems of (params, data) found before any task runs: (field, value, message)."""

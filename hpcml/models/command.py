@@ -70,8 +70,12 @@ def read_lines(path: str) -> tuple[str, ...]:
     return tuple(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#"))
 
 
-def _split(line: str, shell: bool) -> list[str]:
-    return ["/bin/sh", "-c", line] if shell else shlex.split(line)
+def _argv(line: str, values: dict[str, str], shell: bool) -> list[str]:
+    """The line split first, then each placeholder filled: a value stays one argument, whatever
+    spaces, quotes or dashes it holds; under ``shell`` it is quoted for the shell."""
+    if shell:
+        return ["/bin/sh", "-c", _fill(line, {k: shlex.quote(v) for k, v in values.items()})]
+    return [_fill(arg, values) for arg in shlex.split(line)]
 
 
 def _program_problem(argv0: str, field: str, line: str) -> tuple[str, Any, str] | None:
@@ -151,6 +155,7 @@ def read_outputs(path: Path) -> dict[str, float]:
 @register_model
 class CommandKind(ModelKind):
     name = "command"
+    code_fields = ("commands",)
     Params = CommandParams
     needs_target = False
     cheap_refit = False  # a summary never reruns commands on the driver
@@ -231,7 +236,7 @@ class CommandKind(ModelKind):
             argv = [_fill(a, values) for a in params.argv]
         else:
             line = params.command if params.command is not None else read_lines(params.commands)[int(ctx.task_index)]
-            argv = _split(_fill(line, values), params.shell)
+            argv = _argv(line, values, params.shell)
         env = {**os.environ, **{"HPCML_" + k.upper().replace(".", "_"): v for k, v in values.items()},
                "HPCML_THREADS": str(ctx.threads), "OMP_NUM_THREADS": str(ctx.threads)}
         env.update({k: _fill(v, values) for k, v in params.env.items()})

@@ -23,17 +23,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import importlib.util
 import inspect
 import pickle
 import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from hpcml.files import bytes_digest
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from hpcml.models.user_outputs import pickled, to_record
 
@@ -79,18 +80,26 @@ class UserCodeError(Exception):
 
 # ---------------------------------------------------------------- loading, once per process
 
-def module_from_file(path: str):
+def module_from_file(path: str, sha256: str | None = None):
+    """The module of a Python file, loaded once per process and content: the name carries the
+    content's digest, so a warm worker given an edited file loads it anew instead of reusing
+    the old module, and the code run is the code whose digest the job recorded."""
     resolved = Path(path).resolve()
-    name = "hpcml_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    if resolved.suffix != ".py":
+        raise UserCodeError("model.file", path, "not a Python file")
+    source = resolved.read_bytes()
+    digest = bytes_digest(source)
+    if sha256 is not None and digest != sha256:
+        raise UserCodeError("model.file", path, "changed since the job was loaded (its SHA-256 differs); a run's "
+                            "tasks all run the same code: start a new run (another --out)")
+    name = "hpcml_user_" + hashlib.sha1(f"{resolved}\0{digest}".encode()).hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise UserCodeError("model.file", path, "not a Python file")
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)
+    module.__file__ = str(resolved)
     sys.modules[name] = module  # so that pickling what it defines works
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(resolved), "exec"), module.__dict__)  # the bytes that were checked
     except BaseException:
         del sys.modules[name]
         raise
@@ -111,7 +120,7 @@ def _resolve(params: PythonParams) -> Callable:
         if not Path(params.file).is_file():
             raise UserCodeError("model.file", params.file, "file not found")
         try:
-            module = module_from_file(params.file)
+            module = module_from_file(params.file, params.code_sha256.get("file"))
         except UserCodeError:
             raise
         except Exception as err:
@@ -250,6 +259,7 @@ def _fallback_scratch() -> Path:
 @register_model
 class PythonFunctionKind(ModelKind):
     name = "python"
+    code_fields = ("file", "function_pickle", "items")
     Params = PythonParams
     needs_target = False
     primary_metric = "value"

@@ -1,6 +1,7 @@
 """What a user's function returned -> one task record: a number (column ``value``), a mapping
-of numbers, a pandas Series or a 1-D array (one column each); arrays and frames inside a
-mapping are saved as the task's artifacts and the record holds their path."""
+of numbers, a pandas Series or a 1-D array (one column each, up to ``MAX_COLUMNS``; a longer
+one is saved as the task's ``value.npy`` artifact and ``value`` holds its path); arrays and
+frames inside a mapping are saved as the task's artifacts and the record holds their path."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+# A longer vector is an array artifact, not columns: 200,000 columns cost minutes and GBs in
+# Parquet and pandas, and no summary reads them one by one.
+MAX_COLUMNS = 256
 
 
 def _number(value: Any) -> float | None:
@@ -51,12 +56,20 @@ def to_record(value: Any, scratch_factory: Callable[[], Path | None]) -> dict[st
     number = _number(value)
     if number is not None:
         return {"value": number}
+    if isinstance(value, pd.Series) and len(value) > MAX_COLUMNS:
+        value = value.to_numpy()
     if isinstance(value, pd.Series):
         value = {str(k): v for k, v in value.items()}
     elif isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) == 1:
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
             raise TypeError(f"the function returned a 1-D {type(value).__name__} of {arr.dtype}, not of numbers")
+        if arr.size > MAX_COLUMNS:
+            path = _save_artifact("value", arr, scratch_factory())
+            if path is None:
+                raise TypeError(f"the function returned {arr.size} numbers, more than the {MAX_COLUMNS} a record "
+                                "holds as columns, and this run has no run directory to save them as an array")
+            return {"value": path}
         return {f"value_{i}": float(v) for i, v in enumerate(arr)}
     if isinstance(value, dict):
         if not value:

@@ -164,21 +164,33 @@ class BootstrapPlan(Plan):
 
         ok = ok_rows(results)
         columns = output_columns(ok)
-        full, jack = {}, {}
-        if job.model.cheap_refit and len(ok) >= 2:
-            with threadpool_limits(limits=job.spec.threads_per_task):
-                full, jack = full_fit_and_jackknife(job, data(), columns, job.spec.plan.options.bca)
+        full, jack, notes = {}, {}, []
+        if len(ok) < len(results):
+            notes.append(f"{len(results) - len(ok)} of {len(results)} replicates failed: the standard errors and "
+                         f"intervals below come from the {len(ok)} that succeeded, which may not be a random "
+                         "sample of the replicates (see hpcml status)")
+        refit = job.model.cheap_refit and len(ok) >= 2
+        if refit:
+            try:
+                with threadpool_limits(limits=job.spec.threads_per_task):
+                    full, jack = full_fit_and_jackknife(job, data(), columns, job.spec.plan.options.bca)
+            except Exception as err:  # the user's statistic on the whole data: its replicates stay valid
+                message = f"{type(err).__name__}: {err}".strip()
+                notes.append(f"the fit of the whole data raised {message}: no estimate and no BCa intervals "
+                             "(the replicates' SE and percentile intervals stand)")
         rows = []
         alpha = (1 - level) / 2
         for c in columns:
             boot = ok[c].to_numpy(dtype=float)
-            row = {"output": c, "estimate": full.get(c, float(np.nanmean(boot))), "mean": float(np.nanmean(boot)),
+            estimate = full.get(c, math.nan if refit else float(np.nanmean(boot)))
+            row = {"output": c, "estimate": estimate, "mean": float(np.nanmean(boot)),
                    "se": float(np.nanstd(boot, ddof=1)) if boot.size > 1 else math.nan,
                    "pct_low": float(np.nanquantile(boot, alpha)), "pct_high": float(np.nanquantile(boot, 1 - alpha))}
             if c in jack:
                 row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], level)
             rows.append({k: json_number(v) for k, v in row.items()})
-        return {"replicates": int(len(ok)), "level": level, "table": rows}
+        summary = {"replicates": int(len(ok)), "level": level, "table": rows}
+        return {**summary, "notes": notes} if notes else summary
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.report.plots import histograms

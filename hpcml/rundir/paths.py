@@ -31,11 +31,29 @@ def check_output(path: Path) -> None:
         raise SpecError.one("output", text, "exists and is not a directory; choose another --out")
 
 
+def _is_run_file(name: str) -> bool:
+    """One of a run's own entries, or the temporary file of one left by a crash mid-write
+    (``.<name>.<random>.tmp``, see ``store.atomic_write_bytes``)."""
+    if name in RUN_FILES:
+        return True
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
 def foreign_entries(path: Path) -> list[str]:
     """Entries of ``path`` that hpcml did not write."""
     if not path.is_dir():
         return []
-    return sorted(e.name for e in path.iterdir() if e.name not in RUN_FILES)
+    return sorted(e.name for e in path.iterdir() if not _is_run_file(e.name))
+
+
+def holds_orphan_run(path: Path) -> bool:
+    """Whether ``path`` holds a run's results but no ``spec.json`` (lost or deleted): nothing
+    says which spec and data made them, so they can be neither resumed nor deleted."""
+    if not path.is_dir() or (path / "spec.json").exists():
+        return False
+    chunks = path / "chunks"
+    return (path / "results.parquet").exists() or (path / "summary.json").exists() or \
+        (chunks.is_dir() and any(chunks.iterdir()))
 
 
 def check_deletable(path: Path) -> None:

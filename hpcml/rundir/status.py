@@ -35,6 +35,6 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         failed = counts(store.latest_table(["task_id", "task_index", "status", "attempt", "error"]))[1]
     failures = failed.select([c for c in ("task_id", "attempt", "error") if c in failed.column_names]).to_pylist()
     return {"name": job.spec.name, "total": total, "done": done, "failed": len(failures),
-            "missing": total - done - len(failures),
+            "missing": total - done - len(failures), "finished": store.read_summary() is not None,
             "failures": [{"task_id": r["task_id"], "attempt": int(r["attempt"]), "error": r.get("error") or ""}
                          for r in failures]}

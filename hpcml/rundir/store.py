@@ -38,6 +38,7 @@ from hpcml.rundir.lock import LOCK_NAME, RunLock
 CHUNKS = "chunks"
 RESULTS = "results.parquet"
 DAMAGED = "damaged"  # chunk files that could not be read, kept for inspection
+SUMMARY_STAMP = "results_mtime_ns"  # in summary.json's "run": the results.parquet it was made from
 log = logging.getLogger("hpcml")
 
 
@@ -158,6 +159,10 @@ class RunStore:
         spec = json.loads(job.to_json())
         rundir.check_output(self.path)
         is_run = self.spec_path.exists()
+        if rundir.holds_orphan_run(self.path):
+            raise SpecError.one("output", str(self.path), "holds results of an hpcml run whose spec.json is gone, so "
+                                "nothing says which spec and data made them; hpcml neither resumes nor deletes it: "
+                                "remove it yourself or choose another --out")
         if not is_run and rundir.foreign_entries(self.path):
             raise SpecError.one("output", str(self.path), "exists and holds files that are not an hpcml run; "
                                 "choose another --out (hpcml never deletes them)")
@@ -169,7 +174,7 @@ class RunStore:
         self.lock.acquire()
         try:
             if is_run and resume:
-                self._check_resume(spec, job.spec.data.source)
+                self._check_resume(job, spec)
             else:
                 if is_run:
                     rundir.clear_run(self.path, keep=LOCK_NAME)
@@ -182,8 +187,11 @@ class RunStore:
             self.lock.release()
             raise
 
-    def _check_resume(self, spec: dict, source: str) -> None:
-        old = self.read_spec()
+    def _check_resume(self, job, spec: dict) -> None:
+        # Both specs with every model parameter's default filled in: a resume that only spells
+        # out a default (fit_intercept: true) is the same run.
+        old, spec = job.normalized(self.read_spec()), job.normalized(spec)
+        source = job.spec.data.source
         if _identity(old) != _identity(spec):
             changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY
                              and old.get(k) != spec.get(k))
@@ -307,7 +315,23 @@ class RunStore:
         return pd.read_parquet(self.path / RESULTS)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "summary.json", summary)
+        """summary.json, stamped with the results.parquet it summarizes: a crash between the
+        two files (or a later consolidation) leaves a stamp that no longer matches."""
+        stamp = (self.path / RESULTS).stat().st_mtime_ns
+        run = {**summary.get("run", {}), SUMMARY_STAMP: str(stamp)}
+        atomic_write_json(self.path / "summary.json", {**summary, "run": run})
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """summary.json if it summarizes the results.parquet there is now, else None."""
+        try:
+            summary = json.loads((self.path / "summary.json").read_text())
+            current = str((self.path / RESULTS).stat().st_mtime_ns)
+        except (OSError, ValueError):
+            return None
+        run = summary.get("run") if isinstance(summary, dict) else None
+        if not isinstance(run, dict) or run.pop(SUMMARY_STAMP, None) != current:
+            return None
+        return summary
 
 
 @functools.lru_cache(maxsize=1)

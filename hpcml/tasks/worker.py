@@ -162,6 +162,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     records: list[dict[str, Any]] = watch.records if watch is not None else []
     try:
         job, tasks = _job_and_tasks(order.job_json)
+        job.model.check_code(job.params)  # per chunk: a code file edited mid-run fails its tasks
         data = load_dataset(job)
         shared = _shared(order.job_json, data.n)
     except KeyboardInterrupt:  # Ctrl-C of a chunk run in the driver ends the run, as anywhere else

@@ -106,6 +106,7 @@ class RFunctionKind(RKindBase):
     """Call an R function with the data (a data.frame) and the task; it returns named numbers."""
 
     name = "r"
+    code_fields = ("file", "rds")
     Params = RParams
     primary_metric = "value"
     open_grid = True  # a sweep's grid names the function's own arguments (model.args)
@@ -173,6 +174,7 @@ class RScriptKind(RKindBase):
     """
 
     name = "rscript"
+    code_fields = ("file",)
     Params = RScriptParams
     primary_metric = "value"
 
