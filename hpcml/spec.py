@@ -271,14 +271,24 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# A job spec is a page of settings; anything this large is a mistake (or an attack).
+MAX_SPEC_BYTES = 1 << 20
+
+
 def read_spec_file(path: str | Path) -> dict:
     path = Path(path)
     if "\x00" in str(path):
         raise SpecError.one("spec", str(path), "a path cannot contain a NUL byte")
     if not path.is_file():
         raise SpecError.one("spec", str(path), "file not found")
+    with open(path, "rb") as fh:  # read no more than the cap, even from a file still growing
+        text = fh.read(MAX_SPEC_BYTES + 1)
+    if len(text) > MAX_SPEC_BYTES:  # YAML parses slowly and into many objects: 50 MB took minutes and a GB
+        size = max(path.stat().st_size, len(text))
+        raise SpecError.one("spec", str(path), f"{size:,} bytes; a job spec is at most {MAX_SPEC_BYTES:,} bytes "
+                            "(put data in data.source, not in the spec)")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)
+        raw = yaml.load(text.decode("utf-8"), Loader=_SpecLoader)
     except (UnicodeDecodeError, ValueError):
         raise SpecError.one("spec", str(path), "not a text file (a YAML job spec is UTF-8 text)") from None
     except yaml.YAMLError as err:
