@@ -104,6 +104,7 @@ def _resolve(params: PythonParams) -> Callable:
         path = Path(params.function_pickle)
         if not path.is_file():
             raise UserCodeError("model.function_pickle", params.function_pickle, "file not found")
+        check_unpicklable("model.function_pickle", path)
         with open(path, "rb") as fh:
             fn = pickle.load(fh)
         where, what = "model.function_pickle", params.function_pickle
@@ -215,8 +216,19 @@ def load_function(params: PythonParams) -> tuple[Callable, tuple[str, ...], bool
 def load_items(path: str) -> list:
     import cloudpickle  # noqa: F401
 
+    check_unpicklable("model.items", Path(path))
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def check_unpicklable(field: str, path: Path) -> None:
+    """Loading a pickle runs its code: only a file this user alone can have written is loaded."""
+    from hpcml.trust import why_untrusted
+
+    why = why_untrusted(path.resolve())
+    if why is not None:
+        raise UserCodeError(field, str(path), f"{why}; hpcml never unpickles a file another user could "
+                            "have written")
 
 
 _FRAMES: dict[int, tuple[Any, Any]] = {}
