@@ -162,6 +162,7 @@ class RunStore:
         if why is not None:  # its chunk files would be read back as this run's results
             raise SpecError.one("output", str(self.path), f"{why}; hpcml writes and resumes only a run directory "
                                 "of your own: choose another --out")
+        rundir.check_no_links(self.path)
         is_run = self.spec_path.exists()
         if not is_run and rundir.foreign_entries(self.path):
             raise SpecError.one("output", str(self.path), "exists and holds files that are not an hpcml run; "
