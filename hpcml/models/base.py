@@ -19,6 +19,10 @@ class ModelParams(BaseModel):
     """Base for each kind's parameters: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+    # Fields holding a path, and fields that may name `path/to/file.py:Name`: made absolute
+    # where the job is loaded (``hpcml.spec.absolute_paths``), so workers anywhere read the same file.
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    code_file_fields: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass

@@ -29,7 +29,7 @@ import pickle
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -42,6 +42,7 @@ INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "tes
 
 
 class PythonParams(FunctionParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("file", "function_pickle", "items")
     function: str | None = Field(None, description="`package.module:name`, or the function's name in `file`")
     file: str | None = Field(None, description="a Python file that defines `function`")
     function_pickle: str | None = Field(

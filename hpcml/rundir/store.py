@@ -189,7 +189,9 @@ class RunStore:
             raise
 
     def _check_resume(self, spec: dict, source: str) -> None:
-        old = self.read_spec()
+        from hpcml.spec import absolute_paths
+
+        old = absolute_paths(self.read_spec())  # a run recorded with relative paths: as this driver reads them
         if _identity(old) != _identity(spec):
             changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY
                              and old.get(k) != spec.get(k))
