@@ -146,6 +146,11 @@ class Job:
     def from_json(cls, text: str) -> "Job":
         return cls(JobSpec.model_validate_json(text))
 
+    @staticmethod
+    def absolute_paths(raw: dict) -> dict:
+        """A raw spec's paths made absolute, as ``load_job`` makes them (``absolute_paths``)."""
+        return absolute_paths(raw)
+
     @property
     def output(self) -> Path:
         return Path(self.spec.output or f"runs/{self.spec.name}")

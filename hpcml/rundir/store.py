@@ -175,7 +175,7 @@ class RunStore:
         self.lock.acquire()
         try:
             if is_run and resume:
-                self._check_resume(spec, job.spec.data.source)
+                self._check_resume(spec, job.spec.data.source, job.absolute_paths)
             else:
                 if is_run:
                     rundir.clear_run(self.path, keep=LOCK_NAME)
@@ -188,9 +188,7 @@ class RunStore:
             self.lock.release()
             raise
 
-    def _check_resume(self, spec: dict, source: str) -> None:
-        from hpcml.spec import absolute_paths
-
+    def _check_resume(self, spec: dict, source: str, absolute_paths=lambda raw: raw) -> None:
         old = absolute_paths(self.read_spec())  # a run recorded with relative paths: as this driver reads them
         if _identity(old) != _identity(spec):
             changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY
