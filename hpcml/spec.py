@@ -9,6 +9,8 @@ import copy
 import itertools
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +156,11 @@ class Job:
     def from_json(cls, text: str) -> "Job":
         return cls(JobSpec.model_validate_json(text))
 
+    @staticmethod
+    def absolute_paths(raw: dict) -> dict:
+        """A raw spec's paths made absolute, as ``load_job`` makes them (``absolute_paths``)."""
+        return absolute_paths(raw)
+
     @property
     def output(self) -> Path:
         return Path(self.spec.output or f"runs/{self.spec.name}")
@@ -294,14 +301,24 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# A job spec is a page of settings; anything this large is a mistake (or an attack).
+MAX_SPEC_BYTES = 1 << 20
+
+
 def read_spec_file(path: str | Path) -> dict:
     path = Path(path)
     if "\x00" in str(path):
         raise SpecError.one("spec", str(path), "a path cannot contain a NUL byte")
     if not path.is_file():
         raise SpecError.one("spec", str(path), "file not found")
+    with open(path, "rb") as fh:  # read no more than the cap, even from a file still growing
+        text = fh.read(MAX_SPEC_BYTES + 1)
+    if len(text) > MAX_SPEC_BYTES:  # YAML parses slowly and into many objects: 50 MB took minutes and a GB
+        size = max(path.stat().st_size, len(text))
+        raise SpecError.one("spec", str(path), f"{size:,} bytes; a job spec is at most {MAX_SPEC_BYTES:,} bytes "
+                            "(put data in data.source, not in the spec)")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)
+        raw = yaml.load(text.decode("utf-8"), Loader=_SpecLoader)
     except (UnicodeDecodeError, ValueError):
         raise SpecError.one("spec", str(path), "not a text file (a YAML job spec is UTF-8 text)") from None
     except yaml.YAMLError as err:
@@ -327,6 +344,48 @@ def _drop_other_backend_options(raw: dict, new_name: str | None) -> None:
         raw["backend"] = {k: v for k, v in backend.items() if k in COMMON_BACKEND_KEYS}
 
 
+_CODE_FILE = re.compile(r"^(?P<file>.+\.py):(?P<name>[A-Za-z_][\w.]*)$")
+
+
+def _absolute(value: Any) -> Any:
+    return os.path.abspath(value) if isinstance(value, str) and value and "\x00" not in value else value
+
+
+def data_source_path(source: Any) -> Any:
+    """``source`` with a relative file, directory or glob made absolute; generated data
+    (``none``, ``sklearn:``, ``synthetic:``) and URLs (``hdfs://``) as they are."""
+    if not isinstance(source, str) or source == "none":
+        return source
+    if source.startswith("idx:"):
+        return "idx:" + _absolute(source[4:])
+    if ":" in source.split("/")[0]:
+        return source
+    return _absolute(source)
+
+
+def absolute_paths(raw: dict) -> dict:
+    """Every path of a raw spec made absolute, once, where the job is loaded: relative paths
+    mean what they mean in the working directory hpcml was started from (the driver's), never
+    in a worker's own (a Dask worker started elsewhere, a Spark executor). Changes ``raw``."""
+    data, model = raw.get("data"), raw.get("model")
+    if isinstance(data, dict) and "source" in data:
+        data["source"] = data_source_path(data["source"])
+    kind = model.get("kind") if isinstance(model, dict) else None
+    if isinstance(kind, str) and kind in model_names():
+        try:
+            params = get_model(kind).Params
+        except ImportError:  # reported by validate_spec
+            return raw
+        for name in params.path_fields:
+            if name in model:
+                model[name] = _absolute(model[name])
+        for name in params.code_file_fields:  # `path/to/file.py:Class`; a built-in name stays
+            match = _CODE_FILE.match(model.get(name) or "") if isinstance(model.get(name), str) else None
+            if match:
+                model[name] = f"{_absolute(match['file'])}:{match['name']}"
+    return raw
+
+
 def load_job(source: str | Path | dict, **overrides: Any) -> Job:
     """Load and validate a spec from a YAML path or a mapping; ``overrides`` are dotted fields."""
     raw = copy.deepcopy(source) if isinstance(source, dict) else read_spec_file(source)
@@ -343,7 +402,7 @@ def load_job(source: str | Path | dict, **overrides: Any) -> Job:
                 node[key] = {}
             node = node[key]
         node[leaf] = value
-    return validate_spec(raw)
+    return validate_spec(absolute_paths(raw))
 
 
 def json_schema() -> dict:

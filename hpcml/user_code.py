@@ -41,7 +41,7 @@ def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = Tr
 
     path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
     if durable:
-        if not path.exists():
+        if not path.is_file() or path.read_bytes() != payload:  # named by its content: checked on reuse
             atomic_write_bytes(path, payload)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +84,14 @@ def function_fields(func: Callable, directory: Path, durable: bool = True) -> di
 def _inputs_dir(out: Path | None, temp: Path | None) -> Path:
     if temp is not None:
         return temp / "inputs"
-    from hpcml.data.frames import cache_dir
+    from hpcml.data.cache import cache_dir
+    from hpcml.trust import private_dir
 
-    return cache_dir() / "inputs"
+    inputs = private_dir(cache_dir() / "inputs")
+    if inputs is None:
+        raise SpecError.one("HPCML_CACHE_DIR", str(cache_dir()), "has no directory only you can write; hpcml "
+                            "keeps the function and items it will unpickle in one: set HPCML_CACHE_DIR")
+    return inputs
 
 
 def _job_name(prefix: str, func: Callable) -> str:
@@ -135,6 +140,11 @@ class _Run:
     the function and items files and any ``scratch`` a task asks for."""
 
     def __init__(self, out: str | Path | None):
+        from hpcml.trust import why_not_my_run_dir
+
+        why = why_not_my_run_dir(Path(out)) if out is not None else None
+        if why is not None:  # its chunk files hold pickles that would be loaded as the results
+            raise SpecError.one("out", str(out), f"{why}; hpcml resumes only a run directory of your own")
         self.temp = Path(tempfile.mkdtemp(prefix="hpcml-")) if out is None else None
         self.out = Path(out) if out is not None else self.temp / "run"
         self.inputs = _inputs_dir(self.out, self.temp)

@@ -10,6 +10,7 @@ decided by the spec itself and have no files.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def fingerprint(source: str) -> dict[str, Any]:
 
 def check_same_data(old: dict[str, Any], source: str) -> None:
     """SpecError naming the first file whose content differs from the run's record."""
-    old_files: dict[str, dict] = old.get("files", {})
+    # A run recorded before paths were made absolute names its files as given: as the driver reads them.
+    old_files: dict[str, dict] = {os.path.abspath(k): v for k, v in old.get("files", {}).items()}
     now = [str(p) for p in source_files(source)]
     gone, new = sorted(set(old_files) - set(now)), sorted(set(now) - set(old_files))
     if gone:

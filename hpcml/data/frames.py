@@ -19,6 +19,7 @@ import pyarrow as pa
 from hpcml.data.cache import cache_dir
 from hpcml.data.sources import array_columns
 from hpcml.errors import SpecError
+from hpcml.trust import private_dir, trusted_file
 
 
 def as_frame(data: Any) -> pd.DataFrame:
@@ -63,9 +64,12 @@ def frame_source(data: Any) -> str:
     if digest is None:
         payload = parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
         digest = hashlib.sha256(payload).hexdigest()
-    path = cache_dir() / "frames" / f"frame-{digest[:24]}.parquet"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    frames = private_dir(cache_dir() / "frames")
+    if frames is None:
+        raise SpecError.one("HPCML_CACHE_DIR", str(cache_dir()), "has no directory only you can write to keep "
+                            "the frame in; set HPCML_CACHE_DIR")
+    path = frames / f"frame-{digest[:24]}.parquet"
+    if not trusted_file(path):  # in a directory only this user writes: a file there is this frame
         if payload is None:
             payload = parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
         atomic_write_bytes(path, payload)

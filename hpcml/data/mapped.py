@@ -13,6 +13,12 @@ finished temporary directory, so a reader never sees a partial one. Data smaller
 ``$HPCML_MAP_MIN_BYTES`` (32 MiB by default) stays a private array in each process; the map
 directory is ``$HPCML_MAP_DIR``, else ``<cache dir>/mapped`` (point it at node-local disk on a
 cluster whose home directory is shared).
+
+Entries are never shared between users: a map directory others may write (a site's 1777
+scratch directory) holds each user's entries in ``user-<uid>/`` (mode 0700), and an entry is
+read only when ``hpcml.trust`` finds that this user alone can have written it. Nothing read
+back can run code: the arrays are .npy without pickles, the rest JSON that records the
+entry's key, the matrix's size and the target's SHA-256, all checked on read. Files are 0600.
 """
 from __future__ import annotations
 
@@ -22,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import uuid
 from pathlib import Path
@@ -33,8 +38,9 @@ import numpy as np
 from hpcml.data.cache import cache_dir
 from hpcml.data.parts import is_file_set, parquet_parts
 from hpcml.models.base import Dataset
+from hpcml.trust import private_dir, trusted_file, why_untrusted
 
-FORMAT = 1
+FORMAT = 2  # 2: JSON and .npy only, in a directory only this user can write
 log = logging.getLogger("hpcml.data")
 
 # What this process did for each data set it loaded: built the shared file, mapped one
@@ -44,6 +50,11 @@ _STATS = {"built": 0, "mapped": 0, "private": 0}
 
 def map_dir() -> Path:
     return Path(os.environ.get("HPCML_MAP_DIR") or cache_dir() / "mapped")
+
+
+def _root() -> Path | None:
+    """This user's own part of the map directory (None: there is none to trust)."""
+    return private_dir(map_dir())
 
 
 def min_bytes() -> int:
@@ -60,15 +71,20 @@ def file_digest(path: Path) -> str:
     digest is remembered by path, inode, size and modification time)."""
     st = path.stat()
     ident = f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
-    memo = map_dir() / "digests" / hashlib.sha256(ident.encode()).hexdigest()[:32]
-    with contextlib.suppress(OSError):
-        return memo.read_text().strip()
+    root = _root()
+    memo = root / "digests" / hashlib.sha256(ident.encode()).hexdigest()[:32] if root is not None else None
+    if memo is not None and trusted_file(memo):  # a planted memo would name another data set's entry
+        with contextlib.suppress(OSError):
+            return memo.read_text().strip()
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if memo is None:
+        return digest
     with contextlib.suppress(OSError):
-        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = memo.with_name(f"{memo.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(digest)
+        tmp.chmod(0o600)
         os.replace(tmp, memo)
     return digest
 
@@ -104,7 +120,7 @@ def _locked(path: Path):
     except ImportError:  # no flock (Windows): concurrent builders each rename; one wins
         yield
         return
-    with open(path, "a+b") as fh:
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -112,17 +128,39 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def open_entry(entry: Path) -> Dataset | None:
-    """The data set stored at ``entry``, mapped read-only; None if there is none."""
-    try:
-        with open(entry / "dataset.pkl", "rb") as fh:
-            info = pickle.load(fh)
-        X = np.load(entry / "X.npy", mmap_mode="r")
-        y = np.load(entry / "y.npy", mmap_mode="r") if (entry / "y.npy").exists() else None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+    """The data set stored at ``entry``, mapped read-only; None if there is none, or if it is
+    not this user's own, complete and as written (see the module's docstring)."""
+    if not entry.is_dir() or why_untrusted(entry) is not None:
         return None
+    files = {name: entry / name for name in ("dataset.json", "X.npy", "y.npy")}
+    try:
+        if not all(trusted_file(f) for name, f in files.items() if name != "y.npy" or f.exists()):
+            return None
+        info = json.loads(files["dataset.json"].read_text())
+        check = info.pop("check")
+        if check["key"] != entry.name or files["X.npy"].stat().st_size != check["x_bytes"]:
+            return None
+        if (_sha256(files["y.npy"]) if files["y.npy"].exists() else None) != check["y_sha256"]:
+            return None
+        X = np.load(files["X.npy"], mmap_mode="r", allow_pickle=False)
+        y = np.load(files["y.npy"], mmap_mode="r", allow_pickle=False) if check["y_sha256"] else None
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if info["image_shape"] is not None:
+        info["image_shape"] = tuple(info["image_shape"])
     info["meta"]["mapped"] = str(entry)
     return Dataset(X=X, y=y, **info)
+
+
+def _plain(value):
+    """NumPy scalars as Python's (class labels), so the description is JSON."""
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def _allocator(tmp: Path) -> Callable[[tuple[int, int]], np.ndarray]:
@@ -131,7 +169,7 @@ def _allocator(tmp: Path) -> Callable[[tuple[int, int]], np.ndarray]:
         if nbytes < min_bytes():
             return np.empty(shape)
         try:
-            tmp.mkdir(parents=True)
+            tmp.mkdir(mode=0o700)
             X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float64, shape=shape)
             if hasattr(os, "posix_fallocate"):  # a full disk is an error now, not a crash while writing
                 with open(tmp / "X.npy", "r+b") as fh:
@@ -148,12 +186,14 @@ def _allocator(tmp: Path) -> Callable[[tuple[int, int]], np.ndarray]:
 def _publish(data: Dataset, tmp: Path, entry: Path) -> None:
     data.X.flush()
     if data.y is not None:
-        np.save(tmp / "y.npy", np.asarray(data.y, dtype=np.float64))
+        np.save(tmp / "y.npy", np.asarray(data.y, dtype=np.float64), allow_pickle=False)
     info = {"features": data.features, "target": data.target, "image_shape": data.image_shape,
-            "classes": data.classes, "meta": data.meta}
-    with open(tmp / "dataset.pkl", "wb") as fh:
-        pickle.dump(info, fh)
+            "classes": data.classes, "meta": data.meta,
+            "check": {"key": entry.name, "x_bytes": (tmp / "X.npy").stat().st_size,
+                      "y_sha256": _sha256(tmp / "y.npy") if data.y is not None else None}}
+    (tmp / "dataset.json").write_text(json.dumps(info, default=_plain))
     for name in os.listdir(tmp):
+        os.chmod(tmp / name, 0o600)  # no more open than the data's source could be
         with open(tmp / name, "rb") as fh:
             os.fsync(fh.fileno())
     try:
@@ -173,9 +213,12 @@ def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
     The machine-wide lock is taken only once ``build`` asks for a shared matrix: data too small
     to share is built privately without it, so a process that hangs or is stopped while it
     holds the lock (a SIGSTOPped MPI rank) never blocks the other processes' small loads."""
-    root = map_dir()
+    root = _root()
+    if root is None:  # no directory of this user's own to share through: each process its own copy
+        _STATS["private"] += 1
+        return build(allocate=np.empty)
     entry = root / key
-    data = open_entry(entry) if entry.is_dir() else None
+    data = open_entry(entry)
     if data is not None:
         _STATS["mapped"] += 1
         return data
@@ -186,11 +229,10 @@ def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
             if 8 * shape[0] * shape[1] < min_bytes():
                 return np.empty(shape)
             try:
-                root.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(_locked(root / f"{key}.lock"))
             except OSError:  # no writable map directory: a private copy, as before
                 return np.empty(shape)
-            if entry.is_dir():  # built while this process waited for the lock
+            if entry.exists():  # built while this process waited for the lock
                 raise _BuiltMeanwhile
             return shared(shape)
 

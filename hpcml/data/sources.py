@@ -122,6 +122,9 @@ def open_table(spec: DataSpec) -> tuple[Columns, dict[str, Any]]:
     path = Path(source)
     if not path.exists():
         raise SpecError.one("data.source", str(path), "file not found")
+    if not path.resolve().is_file():  # a FIFO blocks the read forever, /dev/zero never ends
+        raise SpecError.one("data.source", str(path), "not a regular file (a pipe, a device or a socket, "
+                            "here or where a link points); give a .csv, .parquet or .npy file")
     cols = _unreadable(path, file_columns, path)
     if cols is None:
         raise SpecError.one("data.source", str(path), "unsupported file type; use .csv, .parquet or .npy")

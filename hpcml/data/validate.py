@@ -101,6 +101,7 @@ def factor_levels(col: pd.Series, name: str) -> list[Any] | None:
     elif pd.api.types.is_bool_dtype(col):
         levels = [False, True]
     else:
+        text_in_numbers(col, "model.features", name)
         values = col.dropna().unique().tolist()
         kinds = {type(v) for v in values}
         if not kinds <= {str} and not kinds <= {bool}:
@@ -115,6 +116,20 @@ def factor_levels(col: pd.Series, name: str) -> list[Any] | None:
         raise SpecError.one("model.features", name, f"categorical column has {len(levels)} levels (more than "
                             f"{MAX_LEVELS}): an identifier? List the features to use in model.features")
     return levels
+
+
+def text_in_numbers(col: pd.Series, field: str, name: str) -> None:
+    """A text column whose cells are mostly numbers is a numeric column with a typo: one line
+    naming the column, the first bad row (1 = the first data row) and its value, instead of
+    treatment dummies for every distinct number."""
+    present = col.notna().to_numpy()
+    numbers = pd.to_numeric(col, errors="coerce").notna().to_numpy()
+    bad = present & ~numbers
+    if bad.any() and numbers.sum() > bad.sum():
+        row = int(np.flatnonzero(bad)[0])
+        raise SpecError.one(field, name, f"column is numeric but row {row + 1} holds {col.iloc[row]!r} "
+                            f"({int(bad.sum())} non-numeric cell(s)); fix the cell (or empty it and set "
+                            "data.dropna: true)")
 
 
 def level_label(level: Any) -> str:
@@ -230,6 +245,8 @@ def to_dataset(cols: Columns, spec: DataSpec, features: list[str] | None, needs_
     y, classes = None, None
     if target is not None:
         col = cols.column(target)
+        if is_categorical(col) and not pd.api.types.is_bool_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
+            text_in_numbers(col, "data.target", target)  # rows numbered as in the file: before dropna
         if not spec.dropna:
             missing[target] = int(_missing(col).sum())
         if keep is not None:

@@ -25,6 +25,10 @@ class ModelParams(BaseModel):
     code_sha256: dict[str, str] = Field(
         default_factory=dict, description="set by hpcml when a job is loaded (a value given in the spec is replaced): "
         "the SHA-256 of each code file the model runs, part of the run's identity like its data")
+    # Fields holding a path, and fields that may name `path/to/file.py:Name`: made absolute
+    # where the job is loaded (``hpcml.spec.absolute_paths``), so workers anywhere read the same file.
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    code_file_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class CodeChanged(RuntimeError):

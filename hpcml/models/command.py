@@ -29,7 +29,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -40,6 +40,7 @@ _PATTERN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r"|params\.[A-Za-z_][A-Z
 
 
 class CommandParams(ModelParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("commands", "cwd")
     argv: list[str] | None = Field(None, description="the program and its arguments (placeholders allowed)")
     command: str | None = Field(None, description="one command line, split like a shell would (shlex)")
     commands: str | None = Field(None, description="a file of command lines: task i runs the i-th non-empty, "

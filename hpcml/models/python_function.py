@@ -29,7 +29,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -43,6 +43,7 @@ INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "tes
 
 
 class PythonParams(FunctionParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("file", "function_pickle", "items")
     function: str | None = Field(None, description="`package.module:name`, or the function's name in `file`")
     file: str | None = Field(None, description="a Python file that defines `function`")
     function_pickle: str | None = Field(
@@ -113,6 +114,7 @@ def _resolve(params: PythonParams) -> Callable:
         path = Path(params.function_pickle)
         if not path.is_file():
             raise UserCodeError("model.function_pickle", params.function_pickle, "file not found")
+        check_unpicklable("model.function_pickle", path)
         with open(path, "rb") as fh:
             fn = pickle.load(fh)
         where, what = "model.function_pickle", params.function_pickle
@@ -224,8 +226,19 @@ def load_function(params: PythonParams) -> tuple[Callable, tuple[str, ...], bool
 def load_items(path: str) -> list:
     import cloudpickle  # noqa: F401
 
+    check_unpicklable("model.items", Path(path))
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def check_unpicklable(field: str, path: Path) -> None:
+    """Loading a pickle runs its code: only a file this user alone can have written is loaded."""
+    from hpcml.trust import why_untrusted
+
+    why = why_untrusted(path.resolve())
+    if why is not None:
+        raise UserCodeError(field, str(path), f"{why}; hpcml never unpickles a file another user could "
+                            "have written")
 
 
 _FRAMES: dict[int, tuple[Any, Any]] = {}

@@ -60,6 +60,8 @@ def save(fig, path: Path, crop: bool = False) -> None:
     """The figure as a PNG, drawn once. ``crop``: for a figure with labels of any length and
     neither a layout nor margins of its own, a first layout pass measures its content and the
     PNG is cropped to it (``bbox_inches="tight"``)."""
+    if path.parent.is_symlink():  # a run's plots/ that points elsewhere: never written through
+        raise ValueError(f"{path.parent} is a symbolic link; plots are never written through one")
     buf = io.BytesIO()
     # zlib level 3, not Pillow's 6: half the time to encode for files about 10 % larger
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight" if crop else None, pil_kwargs={"compress_level": 3})

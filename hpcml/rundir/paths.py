@@ -39,6 +39,17 @@ def _is_run_file(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
 
 
+def check_no_links(path: Path) -> None:
+    """A run directory's own entries are never symbolic links: writing through one (chunks,
+    artifacts, plots, logs) would write out of the run directory, wherever the link points."""
+    if not path.is_dir():
+        return
+    link = next((path / name for name in sorted(RUN_FILES) if (path / name).is_symlink()), None)
+    if link is not None:
+        raise SpecError.one("output", str(link), "is a symbolic link; hpcml never writes through one out of a "
+                            "run directory: remove it, or choose another --out")
+
+
 def foreign_entries(path: Path) -> list[str]:
     """Entries of ``path`` that hpcml did not write."""
     if not path.is_dir():

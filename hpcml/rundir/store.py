@@ -34,6 +34,7 @@ from hpcml.tasks.chunks import Chunk
 from hpcml.data.fingerprint import check_same_data, fingerprint
 from hpcml.errors import SpecError
 from hpcml.rundir.lock import LOCK_NAME, RunLock
+from hpcml.trust import why_not_my_run_dir, written_by_me
 
 CHUNKS = "chunks"
 RESULTS = "results.parquet"
@@ -158,6 +159,11 @@ class RunStore:
         spec and its data. ``overwrite`` deletes only an hpcml run (see ``rundir``)."""
         spec = json.loads(job.to_json())
         rundir.check_output(self.path)
+        why = why_not_my_run_dir(self.path)
+        if why is not None:  # its chunk files would be read back as this run's results
+            raise SpecError.one("output", str(self.path), f"{why}; hpcml writes and resumes only a run directory "
+                                "of your own: choose another --out")
+        rundir.check_no_links(self.path)
         is_run = self.spec_path.exists()
         if rundir.holds_orphan_run(self.path):
             raise SpecError.one("output", str(self.path), "holds results of an hpcml run whose spec.json is gone, so "
@@ -188,9 +194,11 @@ class RunStore:
             raise
 
     def _check_resume(self, job, spec: dict) -> None:
-        # Both specs with every model parameter's default filled in: a resume that only spells
-        # out a default (fit_intercept: true) is the same run.
-        old, spec = job.normalized(self.read_spec()), job.normalized(spec)
+        # The recorded spec read as this driver reads paths (a run recorded with relative paths),
+        # both with every model parameter's default filled in: a resume that only spells out a
+        # default (fit_intercept: true) is the same run.
+        old = job.normalized(job.absolute_paths(self.read_spec()))
+        spec = job.normalized(spec)
         source = job.spec.data.source
         if _identity(old) != _identity(spec):
             changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY
@@ -214,7 +222,18 @@ class RunStore:
         write_chunk_records(self.path, chunk, records)
 
     def chunk_files(self) -> list[Path]:
-        return sorted(self.chunks_dir.glob("chunk-*.parquet")) if self.chunks_dir.exists() else []
+        """The run's chunk files: only those this user wrote (another user's file is never read
+        back, as a result nor as a pickle; a warning names the first)."""
+        if not self.chunks_dir.exists():
+            return []
+        files = sorted(self.chunks_dir.glob("chunk-*.parquet"))
+        mine = [f for f in files if written_by_me(f)]
+        if len(mine) != len(files):
+            kept = set(mine)
+            other = next(f for f in files if f not in kept)
+            log.warning("ignored %d chunk file(s) not written by you (first: %s); their tasks run again",
+                        len(files) - len(mine), other)
+        return mine
 
     def _read_chunk(self, f: Path, columns: list[str] | None) -> pa.Table | None:
         """A chunk file's records, or None after setting a damaged file aside."""
@@ -291,6 +310,8 @@ class RunStore:
         """results.parquet, if it was consolidated from exactly the chunk files there are now
         (none added, none set aside since); else None."""
         path = self.path / RESULTS
+        if not written_by_me(path):
+            return None
         try:
             meta = pq.read_schema(path).metadata or {}
             stamp = path.stat().st_mtime_ns
@@ -312,6 +333,8 @@ class RunStore:
         return table
 
     def results(self) -> pd.DataFrame:
+        if not written_by_me(self.path / RESULTS):  # not this user's: made again from this user's chunks
+            return self.consolidate()
         return pd.read_parquet(self.path / RESULTS)
 
     def write_summary(self, summary: dict[str, Any]) -> None:

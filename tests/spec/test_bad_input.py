@@ -238,3 +238,60 @@ def test_schema_is_json_schema():
     result = runner.invoke(app, ["schema"])
     schema = json.loads(result.output)
     assert result.exit_code == 0 and {"data", "model", "plan", "backend"} <= set(schema["properties"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", ["fifo", "link-to-dev-zero"])
+def test_a_data_source_that_is_not_a_regular_file_is_one_line(tmp_path, make):
+    # A FIFO blocked `validate` forever; a link to /dev/zero grew memory without bound.
+    import os
+
+    source = tmp_path / "d.csv"
+    if make == "fifo":
+        os.mkfifo(source)
+    else:
+        source.symlink_to("/dev/zero")
+    spec = small_spec(tmp_path, data={"source": str(source), "target": "y"})
+    spec["model"].pop("features")
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for command in (["validate"], ["run", "--quiet"]):
+        result = runner.invoke(app, [command[0], str(path), *command[1:]])
+        lines = [l for l in result.output.splitlines() if l.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: data.source:") and "not a regular file" in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_spec_file_over_the_size_cap_is_one_line(tmp_path):
+    # 50 MB of YAML took over 120 s and 1 GB to parse; the cap refuses it before parsing.
+    from hpcml.spec import MAX_SPEC_BYTES
+
+    spec = small_spec(tmp_path)
+    spec["model"]["comment"] = "x" * (MAX_SPEC_BYTES + 10)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for command in ("validate", "run"):
+        result = runner.invoke(app, [command, str(path)])
+        lines = [l for l in result.output.splitlines() if l.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: spec:") and "job.yaml" in lines[0] and "bytes" in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("column,field", [("a", "model.features"), ("y", "data.target")])
+def test_a_numeric_column_with_one_text_cell_names_the_column_row_and_value(tmp_path, column, field):
+    # Before, the column became 199 treatment dummies: "200 rows cannot determine 201 coefficients".
+    rng = np.random.default_rng(0)
+    frame = {c: [f"{v:.4f}" for v in rng.normal(size=200)] for c in ("a", "b", "y")}
+    frame[column][150] = "oops"
+    lines = ["a,b,y"] + [",".join(frame[c][i] for c in ("a", "b", "y")) for i in range(200)]
+    spec = small_spec(tmp_path, data={"source": _csv(tmp_path, "\n".join(lines) + "\n"), "target": "y"})
+    spec["model"].pop("features")
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["validate", str(path)])
+    out = [l for l in result.output.splitlines() if l.strip()]
+    assert result.exit_code == 2 and len(out) == 1 and out[0].startswith(f"error: {field}:"), result.output
+    assert "row 151" in out[0] and "'oops'" in out[0] and f"'{column}'" in out[0], out[0]

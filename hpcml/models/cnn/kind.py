@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -97,6 +97,7 @@ class CNNKind(ModelKind):
     greater_is_better = True
 
     class Params(ModelParams):
+        code_file_fields: ClassVar[tuple[str, ...]] = ("arch",)
         arch: str = "cnn1"  # a built-in name, or the user's nn.Module: package.module:Class, file.py:Class
         arch_params: dict[str, Any] = {}  # keyword arguments of the net's constructor
         optimizer: Literal["sgd", "adam", "adadelta"] = "adam"

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from typing import Literal
@@ -29,6 +29,7 @@ R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
 
 
 class RParams(FunctionParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("file", "rds")
     code: str | None = Field(None, description="R code that evaluates to a function (or defines `function`)")
     file: str | None = Field(None, description="an R file to source; `function` names the function to call")
     function: str | None = Field(None, description="name of the function defined by `code` or `file`")
@@ -158,6 +159,7 @@ class RFunctionKind(RKindBase):
 
 
 class RScriptParams(ModelParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("file",)
     file: str = Field(description="the R script; run as `Rscript file <task_index> [args...]`")
     args: list[str] = Field(default_factory=list, description="extra command-line arguments after the task index")
     rscript: str = Field("Rscript", description="the Rscript executable")
