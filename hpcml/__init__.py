@@ -32,6 +32,9 @@ _PUBLIC = {
     "ModelKind": "hpcml.models.base",
     "ModelParams": "hpcml.models.base",
     "register_backend": "hpcml.backends",
+    "register_plan": "hpcml.plans",
+    "Plan": "hpcml.plans",
+    "PlanOptions": "hpcml.plans",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

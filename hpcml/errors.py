@@ -24,5 +24,16 @@ class SpecError(Exception):
         return [f"{field}: {message} (got {_short(value)})" for field, value, message in self.problems]
 
 
+def pydantic_problems(err, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """A pydantic ``ValidationError`` as problems, each field under ``prefix`` (``plan.sweep.grid``)."""
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "job")
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        problems.append((field, e.get("input"), msg))
+    return problems
+
+
 class RunFailed(Exception):
     """Some tasks failed after their retries; the run directory holds what finished."""

@@ -6,7 +6,6 @@ problem per bad field (path, value, message). Unknown keys are errors everywhere
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from hpcml.errors import SpecError
+from hpcml.errors import SpecError, pydantic_problems
 from hpcml.machine import BYTES_PER_TASK, BYTES_PER_WORKER, too_big
 from hpcml.models.base import ModelParams, get_model, model_names
 from hpcml.plans import PLANS, Plan
@@ -43,30 +42,37 @@ class ModelSpec(BaseModel):
 
 
 class PlanSpecBase(Strict):
-    """Exactly one plan: ``plan: {<name>: {options}}``; the fields come from ``hpcml.plans``."""
+    """Exactly one plan: ``plan: {<name>: {options}}``; a field per registered plan
+    (``hpcml.plans.PLANS``), whose ``Options`` validate what it is given."""
 
     @model_validator(mode="before")
     @classmethod
-    def _empty_fit(cls, value: Any) -> Any:
-        # `fit:` with nothing after it parses as None in YAML; it still means "one fit". Only
-        # when no other plan is given: a dumped spec carries `fit: null` beside its real plan.
-        if (isinstance(value, dict) and "fit" in value and value["fit"] is None
-                and all(v is None for k, v in value.items() if k != "fit")):
-            value = {**value, "fit": {}}
+    def _bare_plan(cls, value: Any) -> Any:
+        # `fit:` with nothing after it parses as None in YAML; for a plan without options it
+        # still means that plan. Only when no other plan is given: a dumped spec carries
+        # `fit: null` beside its real plan.
+        if isinstance(value, dict) and all(v is None for v in value.values()):
+            bare = [k for k in value if k in PLANS and not PLANS[k].Options.model_fields]
+            if len(bare) == 1:
+                value = {**value, bare[0]: {}}
         return value
 
     @property
     def kind(self) -> str:
-        return next(k for k in PLAN_KINDS if getattr(self, k) is not None)
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
 
     @property
     def options(self) -> BaseModel:
         return getattr(self, self.kind)
 
 
-PLAN_KINDS = tuple(PLANS)
-PlanSpec = create_model("PlanSpec", __base__=PlanSpecBase,
+def _plan_spec() -> type[PlanSpecBase]:
+    return create_model("PlanSpec", __base__=PlanSpecBase,
                         **{name: (plan.Options | None, None) for name, plan in PLANS.items()})
+
+
+PLAN_KINDS = tuple(PLANS)
+PlanSpec = _plan_spec()
 
 
 class BackendSpec(BaseModel):
@@ -127,6 +133,7 @@ class Job:
 
     @property
     def plan(self) -> Plan:
+        """The plan object: everything that depends on the plan is asked of it."""
         return PLANS[self.spec.plan.kind]
 
     @property
@@ -154,7 +161,7 @@ class Job:
 
     @classmethod
     def from_json(cls, text: str) -> "Job":
-        return cls(JobSpec.model_validate_json(text))
+        return cls(spec_from_json(text))
 
     @staticmethod
     def absolute_paths(raw: dict) -> dict:
@@ -166,14 +173,21 @@ class Job:
         return Path(self.spec.output or f"runs/{self.spec.name}")
 
 
-def pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, Any, str]]:
-    problems = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "job")
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        problems.append((field, e.get("input"), msg))
-    return problems
+def sync_plans() -> None:
+    """The spec's ``plan`` section with a field for every registered plan: rebuilt here, before
+    a spec is read, once ``register_plan`` has added a plan since it was last built."""
+    global PLAN_KINDS, PlanSpec
+    if PLAN_KINDS == tuple(PLANS):
+        return
+    PLAN_KINDS, PlanSpec = tuple(PLANS), _plan_spec()
+    JobSpec.model_fields["plan"].annotation = PlanSpec
+    JobSpec.model_rebuild(force=True)
+
+
+def spec_from_json(text: str) -> JobSpec:
+    """A spec as ``Job.to_json`` wrote it (workers, a run directory's spec.json)."""
+    sync_plans()
+    return JobSpec.model_validate_json(text)
 
 
 def _backend_problems(backend: BackendSpec) -> list[tuple[str, Any, str]]:
@@ -199,6 +213,7 @@ def validate_spec(raw: Any) -> Job:
     """Raw mapping -> Job, or SpecError listing every problem found."""
     if not isinstance(raw, dict):
         raise SpecError.one("job", raw, "the spec must be a mapping of fields")
+    sync_plans()
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as err:
@@ -223,8 +238,8 @@ def validate_spec(raw: Any) -> Job:
     except ValidationError as err:
         problems += pydantic_problems(err, "model")
         base = None
-    if base is not None and len(set_plans) == 1 and spec.plan.kind == "sweep":
-        problems += _sweep_problems(model, base, spec.plan.sweep)
+    if base is not None and len(set_plans) == 1:
+        problems += PLANS[spec.plan.kind].check_spec(model, base, spec.plan.options)
     if model.needs_target and not spec.data.target:
         problems.append(("data.target", None, f"model {spec.model.kind!r} needs a target column"))
     problems += _backend_problems(spec.backend)
@@ -249,35 +264,16 @@ def with_code_digests(job: Job) -> Job:
 def _count_problems(plan: PlanSpecBase) -> list[tuple[str, Any, str]]:
     """A plan whose tasks' results alone would not fit in this machine's memory (counted
     from its options: no task is built)."""
-    options = plan.options
-    n = PLANS[plan.kind].count(options)
+    options, owner = plan.options, PLANS[plan.kind]
+    n = owner.count(options)
     why = too_big(n * BYTES_PER_TASK)
     if why is None:
         return []
-    counts = {k: v for k, v in options if isinstance(v, int) and not isinstance(v, bool)}
-    if plan.kind == "sweep":
-        counts["grid"] = n // options.repeats
-    name = max(counts, key=counts.get)
-    value = counts[name] if name != "grid" else f"{counts[name]} grid points"
-    return [(f"plan.{plan.kind}.{name}", value, f"{n:,} tasks: their results alone {why}")]
-
-
-def _sweep_problems(model, base: ModelParams, sweep) -> list[tuple[str, Any, str]]:
-    problems = []
-    for name, values in sweep.grid.items():
-        if name not in model.Params.model_fields and not model.open_grid:
-            problems.append((f"plan.sweep.grid.{name}", values, f"not a parameter of model {model.name!r}"))
-        elif not values:
-            problems.append((f"plan.sweep.grid.{name}", values, "needs at least one value"))
-    if problems:
-        return problems
-    for combo in itertools.product(*sweep.grid.values()):
-        overrides = dict(zip(sweep.grid, combo))
-        try:
-            model.with_params(base, overrides)
-        except ValidationError as err:
-            return pydantic_problems(err, "plan.sweep.grid")
-    return []
+    sizes = owner.size_options(options)
+    if not sizes:
+        return [(f"plan.{plan.kind}", n, f"{n:,} tasks: their results alone {why}")]
+    name = max(sizes, key=lambda k: sizes[k][0])
+    return [(f"plan.{plan.kind}.{name}", sizes[name][1], f"{n:,} tasks: their results alone {why}")]
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -406,4 +402,5 @@ def load_job(source: str | Path | dict, **overrides: Any) -> Job:
 
 
 def json_schema() -> dict:
+    sync_plans()
     return JobSpec.model_json_schema()

@@ -6,6 +6,7 @@ imports inside functions too.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,8 @@ def test_no_import_cycles():
     ("hpcml.backends", "hpcml.drivers"),  # backends never call up into a driver
     ("hpcml.models", "hpcml.backends"),  # models are plain numerical code
     ("hpcml.models", "hpcml.drivers"),
+    ("hpcml.models", "hpcml.plans"),  # a kind knows nothing of plans: plans call the kind
+    ("hpcml.models", "hpcml.data"),  # a plan gives the kind the data it loaded
     ("hpcml.plans", "hpcml.backends"),
     ("hpcml.plans", "hpcml.drivers"),
     ("hpcml.tasks.worker", "hpcml.drivers"),
@@ -101,3 +104,89 @@ def test_every_plan_and_backend_has_one_home():
     for name, plan in PLANS.items():
         assert type(plan).__module__ == f"hpcml.plans.{name}"
     assert set(backend_names()) >= {"local", "dask", "mpi", "spark"}
+
+
+# Outside hpcml/plans nothing decides by a plan's name: a plan owns what depends on it (its
+# record columns, how it reads the data, which report it asks the kind for) and says so
+# through its class's hooks.
+PLAN_HOME = PACKAGE / "plans"
+# Columns a plan reserves that something else also writes, and why.
+OWN_COLUMN_USES = {("drivers/spark_engine.py", "rows"): "the spark engine's one fit record counts its rows, "
+                                                         "as a shard's record does"}
+
+
+def _plan_names() -> tuple[set[str], set[str]]:
+    """The registered plans' names, and the columns and task parameters they own that are not
+    plan names themselves (cv's ``fold``, shards' ``n_shards``)."""
+    from hpcml.plans import PLANS
+
+    own = {c for plan in PLANS.values() for c in (*plan.records, *plan.parameters)}
+    return set(PLANS), own - set(PLANS)
+
+
+def _is_plan(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "plan") or (isinstance(node, ast.Attribute) and node.attr == "plan")
+
+
+def _plan_name_of(node: ast.AST) -> bool:
+    """``job.plan_kind``, ``spec.plan.kind``, ``plan.kind``: a plan's name."""
+    return isinstance(node, ast.Attribute) and (node.attr == "plan_kind" or (node.attr == "kind" and _is_plan(node.value)))
+
+
+def _strings(node: ast.AST) -> set[str]:
+    return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def plan_name_decisions(package: Path, names: set[str]) -> list[str]:
+    """Every place outside ``plans/`` that decides by a plan's name: a comparison (or match) of
+    a plan's name or with a plan's name, a dispatch table keyed by plan names, an attribute
+    named after a plan (``spec.plan.sweep``), a task id or task folder of a plan (``fit/``)."""
+    task_id = re.compile(rf"(^|/)({'|'.join(map(re.escape, sorted(names)))})(/|-\d{{6}})")
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if (package / "plans") in path.parents:
+            continue
+        where = path.relative_to(package)
+        for node in ast.walk(ast.parse(path.read_text())):
+            hit = False
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                hit = any(_plan_name_of(o) for o in operands) or bool(set().union(*map(_strings, operands)) & names)
+            elif isinstance(node, ast.Match):
+                hit = _plan_name_of(node.subject) or any(_strings(c.pattern) & names for c in node.cases)
+            elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Dict):
+                hit = _plan_name_of(node.slice)
+            elif isinstance(node, ast.Attribute):
+                hit = node.attr in names and _is_plan(node.value)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                hit = bool(task_id.search(node.value))
+            if hit:
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def plan_column_uses(package: Path, own: set[str]) -> list[str]:
+    """Every string outside ``plans/`` naming a column or task parameter a plan owns (a list
+    of them kept beside the plan's own, ``params.get("fold")``)."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if (package / "plans") in path.parents:
+            continue
+        where = path.relative_to(package)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in own and (str(where), node.value) not in OWN_COLUMN_USES:
+                found.append(f"{where}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_no_module_outside_plans_decides_by_plan_name():
+    names, _ = _plan_names()
+    found = plan_name_decisions(PACKAGE, names)
+    assert not found, "decided by a plan's name outside hpcml/plans (ask the plan instead):\n" + "\n".join(found)
+
+
+def test_no_module_outside_plans_lists_a_plans_columns():
+    _, own = _plan_names()
+    found = plan_column_uses(PACKAGE, own)
+    assert not found, "a plan's own columns named outside hpcml/plans (Plan.records, Plan.parameters):\n" + \
+        "\n".join(found)

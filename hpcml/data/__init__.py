@@ -5,7 +5,7 @@
   :class:`~hpcml.models.base.Dataset`, loaded once per process and cached;
 - ``columns`` and ``validate``: a source read and checked one column at a time;
 - ``mapped``: large data written once per machine as a read-only file every process maps;
-- ``shards``: for a ``shards`` plan on a file, lazy rows (a task reads only its own);
+- ``lazy_rows``: for a plan whose tasks read only their own rows (``shards``), lazy rows of a file;
 - ``frames``: an in-memory DataFrame or array stored once, by content, as Parquet;
 - ``images``: IDX (MNIST / Fashion-MNIST) files.
 """
@@ -22,16 +22,20 @@ def load_dataset(job, *, lazy: bool = True, keep: bool = True) -> Dataset:
     """The job's data, cached per process (a worker loads it once, then reuses it).
 
     Large data is one read-only file per machine that every process maps (``mapped.py``).
-    With ``lazy`` (workers), a ``shards`` plan on a file gets lazy rows, so each task reads
-    only its own; ``lazy=False`` (the driver's checks) always validates the full data.
-    ``keep=False`` leaves it out of the cache (the driver does not hold it during the run).
+    With ``lazy`` (workers), a plan whose tasks read only their own rows
+    (``Plan.reads_rows_lazily``) gets lazy rows of a file; ``lazy=False`` (the driver's checks)
+    always validates the full data. ``keep=False`` leaves it out of the cache (the driver does
+    not hold it during the run). ``meta["map_stats"]`` tells how this process got its data
+    sets (the ``sleep`` kind reports it).
     """
     spec = job.spec
     features, needs_target = spec.model.features, job.model.needs_target
-    if lazy and job.plan_kind == "shards":
+    data = None
+    if lazy and job.plan.reads_rows_lazily:
         from hpcml.data.lazy_rows import lazy_rows
 
-        rows = lazy_rows(spec.data, features, needs_target)
-        if rows is not None:
-            return rows
-    return full_load(spec.data, features, needs_target, keep=keep)
+        data = lazy_rows(spec.data, features, needs_target)
+    if data is None:
+        data = full_load(spec.data, features, needs_target, keep=keep)
+    data.meta["map_stats"] = map_stats
+    return data

@@ -124,7 +124,7 @@ def load_ddp_job(spec: str | Path, out: str | None = None):
     refuse_retries_and_timeout(job, "data-parallel training trains one model across all ranks")
     if job.spec.model.kind != "cnn":
         raise SpecError.one("model.kind", job.spec.model.kind, "data-parallel training needs the 'cnn' kind")
-    if job.plan_kind != "fit":
+    if not job.plan.single_fit:
         raise SpecError.one("plan", job.plan_kind, "data-parallel training trains one model: use 'plan: {fit: {}}'")
     check_job(job)
     return job

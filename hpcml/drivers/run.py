@@ -29,9 +29,9 @@ def check_job(job: Job, *, keep: bool = False) -> None:
     check_output(job.output)
     # Not kept by default: the driver needs the data again only for the summary (then mapped again).
     data = load_dataset(job, lazy=False, keep=keep)
-    # A sweep checks each grid point (the base alone may lack the grid's arguments).
-    problems = job.model.check(job.params, data) if job.plan_kind != "sweep" else []
-    problems += job.model.check_plan(job.params, job.spec.plan) + job.plan.check(job, data)
+    options = job.spec.plan.options
+    problems = job.plan.check_model(job, data) + job.model.check_tasks(job.params, job.plan.task_layout(options)) \
+        + job.plan.check(job, data)
     if problems:
         # one line per field, the first problem found for it
         seen: dict[str, tuple] = {}
@@ -56,7 +56,7 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     here = may_run_in_driver(job, backend)
-    check_job(job, keep=here and job.plan_kind != "shards")  # a shards plan's tasks read their own rows
+    check_job(job, keep=here and not job.plan.reads_rows_lazily)  # else each task reads its own rows
     with open_run(job, resume=resume, overwrite=overwrite) as run:
         _run_missing(job, run, backend, resume, progress, here)
         return finish(job, run.store, time.perf_counter() - t0, plots=plots)

@@ -39,7 +39,7 @@ def static_problems(job: Job) -> None:
     spec = job.spec
     if spec.model.kind not in MODELS:
         raise SpecError.one("model.kind", spec.model.kind, f"engine: spark supports {', '.join(MODELS)}")
-    if spec.plan.kind != "fit":
+    if not job.plan.single_fit:
         raise SpecError.one("plan", spec.plan.kind, "engine: spark runs one distributed fit; use plan: {fit: {}}")
     if spec.model.kind == "pca" and job.params.scale:
         raise SpecError.one("model.scale", True, "engine: spark fits PCA of the unscaled columns; scale them first "
@@ -300,7 +300,7 @@ def _fit_and_finish(job: Job, run, t0: float):
 
 
 def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
-    """The fit as the one task record of a ``fit`` plan; a failure is a record, not a crash."""
+    """The fit as the plan's one task record; a failure is a record, not a crash."""
     from hpcml.backends.spark import spark_error_line
 
     t, task_id = time.perf_counter(), job.task_id(0)

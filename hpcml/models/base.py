@@ -1,9 +1,11 @@
 """The contract every model kind fulfils, and the registry the job spec validates against.
 
 A model kind is plain numerical code: it imports no backend and knows nothing of plans.
-Plans (bootstrap, cv, sweep, ...) call ``fit`` with observation weights and a seeded
-``numpy.random.Generator``, then ``outputs`` and ``score`` to turn the fit into a flat record
-of scalars (one Parquet column each).
+Plans call ``fit`` with observation weights and a seeded ``numpy.random.Generator``, then
+``outputs`` and ``score`` to turn the fit into a flat record of scalars (one Parquet column
+each). A plan also decides which of a kind's reports it asks for: the report on one fit of the
+whole data (``whole_data_summary``, ``save_whole_data_files``, ``whole_data_plots``) or on fits
+under a grid of parameter settings (``grid_summary``, ``grid_plots``).
 """
 from __future__ import annotations
 
@@ -103,6 +105,42 @@ class FitContext:
         return self._scratch
 
 
+@dataclass(frozen=True)
+class TaskLayout:
+    """What a model kind may know of a job's tasks (the plan itself is none of its business):
+    how many, and, when every task is one more run of the same work on the whole data told
+    apart only by its index and generator, the spec field that says how many (else None)."""
+
+    plan: str  # the plan's name, for messages
+    count: int
+    repeats_field: str | None = None
+
+
+@dataclass
+class WholeDataFit:
+    """One fit of the model on the whole data, as the kind's report on it sees it: the task's
+    record, its files (``save_whole_data_files``: ``files`` relative to ``run_dir``; ``run_dir``
+    None when nothing was written) and, for a summary, the data, loaded on first use."""
+
+    record: Any  # the task's ok record (a pandas Series)
+    run_dir: Path | None
+    files: str
+    load: Callable[[], Dataset] | None = None  # None: plots draw from the record and files only
+    threads: int = 1
+    _data: Dataset | None = field(default=None, repr=False)
+
+    @property
+    def folder(self) -> Path | None:
+        return None if self.run_dir is None else Path(self.run_dir, self.files)
+
+    def data(self) -> Dataset:
+        if self._data is None:
+            if self.load is None:
+                raise RuntimeError("the data is not at hand here: draw from the record and the saved files")
+            self._data = self.load()
+        return self._data
+
+
 class ModelKind(ABC):
     """One model family. Subclasses set ``name`` and ``Params`` and register themselves."""
 
@@ -163,18 +201,40 @@ class ModelKind(ABC):
         raise NotImplementedError
 
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
-        """What this kind adds to the plan's summary, from the ok records (and the run's
-        artifacts in ``run_dir``): ols/logistic the ``summary(lm)``/``summary(glm)`` table of a
-        ``fit``, pca/kmeans loadings and cluster sizes, bayesm R-hat, cnn leaderboards. Keys
-        replace the plan's (a ``table`` replaces the plan's table). A kind's ``fit`` may save
-        files under ``ctx.scratch`` (``hpcml.models.artifacts``)."""
+        """What this kind adds to any plan's summary, from the ok records (and the run's
+        artifacts in ``run_dir``): PCA's variance thresholds, bayesm's R-hat, logistic's
+        warnings. Keys replace the plan's (a ``table`` replaces the plan's table). A kind's
+        ``fit`` may save files under ``ctx.scratch`` (``hpcml.models.artifacts``)."""
         return {}
 
     def plots(self, job, ok, summary: dict[str, Any], plot_dir) -> None:
-        """PNG figures of this kind's own (a scree plot, an elbow curve), beside the plan's."""
+        """PNG figures of this kind's own (a scree plot), beside the plan's, for any plan."""
 
-    def check_plan(self, params: ModelParams, plan: Any) -> list[tuple[str, Any, str]]:
-        """Problems of (params, the job's plan spec) found before any task runs."""
+    def save_whole_data_files(self, params: ModelParams, fitted: Any, data: Dataset, folder: Path) -> None:
+        """Files of one fit of the whole data, saved in its task's ``folder`` beside its record
+        (PCA scores and loadings, each row's k-means cluster). Never asked of fits of resamples
+        or parts: a bootstrap of 10,000 replicates must not write 10,000 copies of the scores."""
+
+    def whole_data_summary(self, params: ModelParams, fit: WholeDataFit) -> dict[str, Any]:
+        """What this kind adds to the summary of one fit of the whole data (R's ``summary(lm)``
+        table, PCA's loadings, k-means' cluster sizes); keys replace the plan's."""
+        return {}
+
+    def whole_data_plots(self, params: ModelParams, fit: WholeDataFit, plot_dir: Path) -> None:
+        """PNG figures of one fit of the whole data (PCA's biplot)."""
+
+    def grid_summary(self, params: ModelParams, ok) -> dict[str, Any]:
+        """What this kind adds to the summary of fits of the same rows under a grid of
+        parameter settings (``param_<name>`` columns): a CNN's leaderboard chosen on its
+        validation split. Keys replace the plan's."""
+        return {}
+
+    def grid_plots(self, params: ModelParams, ok, summary: dict[str, Any], plot_dir: Path) -> None:
+        """PNG figures of fits under a grid of parameter settings (the k-means elbow)."""
+
+    def check_tasks(self, params: ModelParams, tasks: TaskLayout) -> list[tuple[str, Any, str]]:
+        """Problems of (params, the job's tasks) found before any task runs: a kind whose
+        parameters list the tasks (a file of command lines) needs one task per entry."""
         return []
 
     def with_params(self, base: ModelParams, overrides: dict[str, Any]) -> ModelParams:

@@ -6,9 +6,9 @@
       # or a file of command lines, one task per non-empty line (plan: replicate, n = lines):
       # commands: commands.txt
 
-Placeholders ``{task_index}``, ``{task_id}``, ``{seed}``, ``{replicate}``, ``{fold}``,
-``{repeat}``, ``{shard}``, ``{n_shards}``, ``{scratch}`` and ``{params.NAME}`` are filled per
-task; other braces are left alone. The same values are in the environment (``HPCML_TASK_INDEX``,
+Placeholders ``{task_index}``, ``{task_id}``, ``{seed}``, ``{scratch}``, each task parameter a
+plan gives (``{replicate}``, ``{fold}``, ``{repeat}``, ``{shard}``, ``{n_shards}``: see
+``Plan.parameters``) and ``{params.NAME}`` are filled per task; other braces are left alone. The same values are in the environment (``HPCML_TASK_INDEX``,
 ``HPCML_TASK_ID``, ``HPCML_SEED``, ..., ``HPCML_PARAM_NAME``). A command is split like a shell
 would (``shlex``) but never run through one unless ``shell: true``.
 
@@ -33,10 +33,21 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
+from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, TaskLayout, register_model
+from hpcml.rundir.columns import task_parameters
 
-PLACEHOLDERS = ("task_index", "task_id", "seed", "replicate", "fold", "repeat", "shard", "n_shards", "scratch")
-_PATTERN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r"|params\.[A-Za-z_][A-Za-z0-9_]*)\}")
+# Filled for every task; the registered plans' task parameters come on top (``placeholders``).
+TASK_PLACEHOLDERS = ("task_index", "task_id", "seed", "scratch")
+
+
+def placeholders() -> re.Pattern:
+    """``{name}`` for a placeholder of any registered plan, and ``{params.NAME}``."""
+    return _pattern(TASK_PLACEHOLDERS + tuple(sorted(task_parameters())))
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(names: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\{(" + "|".join(map(re.escape, names)) + r"|params\.[A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class CommandParams(ModelParams):
@@ -80,7 +91,7 @@ def _argv(line: str, values: dict[str, str], shell: bool) -> list[str]:
 
 
 def _program_problem(argv0: str, field: str, line: str) -> tuple[str, Any, str] | None:
-    if "{" in argv0 and _PATTERN.search(argv0):
+    if "{" in argv0 and placeholders().search(argv0):
         return None  # decided per task
     if os.sep in argv0:
         if not (Path(argv0).is_file() and os.access(argv0, os.X_OK)):
@@ -93,8 +104,7 @@ def _program_problem(argv0: str, field: str, line: str) -> tuple[str, Any, str] 
 def _values(ctx: FitContext, seed: int, scratch: Path) -> dict[str, str]:
     params = ctx.task_params
     values = {"task_index": ctx.task_index, "task_id": ctx.task_id, "seed": seed, "scratch": scratch,
-              "replicate": params.get("replicate"), "fold": params.get("fold"), "repeat": params.get("repeat"),
-              "shard": params.get("shard"), "n_shards": params.get("n_shards")}
+              **{k: v for k, v in params.items() if k in task_parameters()}}
     out = {k: str(v) for k, v in values.items() if v is not None}
     for name, value in (params.get("params") or {}).items():
         out[f"params.{name}"] = str(value)
@@ -108,7 +118,7 @@ def _fill(text: str, values: dict[str, str]) -> str:
             raise ValueError(f"placeholder {{{key}}} has no value in this plan")
         return values[key]
 
-    return _PATTERN.sub(sub, text)
+    return placeholders().sub(sub, text)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -204,14 +214,15 @@ class CommandKind(ModelKind):
             problem = _program_problem(params.argv[0], "model.argv", params.argv[0])
         return [problem] if problem else []
 
-    def check_plan(self, params: CommandParams, plan: Any) -> list[tuple[str, Any, str]]:
+    def check_tasks(self, params: CommandParams, tasks: TaskLayout) -> list[tuple[str, Any, str]]:
+        """Task i runs line i: the tasks must be plain repeats, one per line."""
         if params.commands is None or not Path(params.commands).is_file():
             return []
         n_lines = len(read_lines(params.commands))
-        if plan.kind != "replicate":
-            return [("plan", plan.kind, f"model.commands runs one task per line: use plan replicate with n: {n_lines}")]
-        if plan.replicate.n != n_lines:
-            return [("plan.replicate.n", plan.replicate.n,
+        if tasks.repeats_field is None:
+            return [("plan", tasks.plan, f"model.commands runs one task per line: use plan replicate with n: {n_lines}")]
+        if tasks.count != n_lines:
+            return [(tasks.repeats_field, tasks.count,
                      f"{params.commands} has {n_lines} command lines; set n: {n_lines}")]
         return []
 

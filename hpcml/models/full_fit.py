@@ -1,18 +1,16 @@
-"""The summary a kind builds from one fit of the whole data, for a ``fit`` plan."""
+"""A kind's report on one fit of the whole data, refitted on the driver from the data the plan
+gives it (for kinds whose report needs the fitted model, not only the task's record)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from hpcml.data import load_dataset
-from hpcml.models.base import FitContext
+from hpcml.models.base import FitContext, WholeDataFit
 
 
-def fit_plan_summary(kind, job, build: Callable[[Any, Any, Any], dict[str, Any]]) -> dict[str, Any]:
-    """For a ``fit`` plan: ``build(params, fitted, data)`` on one fit of the whole data."""
-    if job.plan_kind != "fit":
-        return {}
-    data = load_dataset(job)
-    ctx = FitContext(rng=np.random.default_rng(0), threads=job.spec.threads_per_task)
-    return build(job.params, kind.fit(job.params, data, None, ctx), data)
+def refit_whole_data(kind, params, fit: WholeDataFit) -> tuple[Any, Any]:
+    """(fitted, data): the kind fitted again on ``fit``'s data, all rows weighted 1."""
+    data = fit.data()
+    ctx = FitContext(rng=np.random.default_rng(0), threads=fit.threads)
+    return kind.fit(params, data, None, ctx), data

@@ -24,7 +24,7 @@ from scipy.linalg import blas
 from sklearn.cluster import KMeans
 
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
+from hpcml.models.artifacts import write_parquet_artifact
 from hpcml.numerics.gram import row_blocks
 from hpcml.numerics.weights import as_weights, positive_rows, row_mask
 
@@ -284,13 +284,13 @@ class KMeansKind(ModelKind):
         return []
 
     def fit(self, params: KMeansParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> KMeansFit:
-        fitted = kmeans(data.X, params.k, ctx.rng, weights, params.n_init, params.max_iter, params.tol)
-        if is_fit_task(ctx):  # each row's cluster (1..k, the order of center_<j>), as R's $cluster
-            import pandas as pd
+        return kmeans(data.X, params.k, ctx.rng, weights, params.n_init, params.max_iter, params.tol)
 
-            write_parquet_artifact(Path(ctx.scratch) / "clusters.parquet",
-                                   pd.DataFrame({"cluster": fitted.labels.astype(np.int32) + 1}))
-        return fitted
+    def save_whole_data_files(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, folder: Path) -> None:
+        """Each row's cluster (1..k, the order of center_<j>), as R's ``$cluster``."""
+        import pandas as pd
+
+        write_parquet_artifact(folder / "clusters.parquet", pd.DataFrame({"cluster": fitted.labels.astype(np.int32) + 1}))
 
     def outputs(self, params: KMeansParams, fitted: KMeansFit, data: Dataset) -> dict[str, float]:
         out = {"inertia": float(fitted.inertia), "n_iter": float(fitted.n_iter)}
@@ -300,13 +300,11 @@ class KMeansKind(ModelKind):
             out.update({f"size_{j}": float(v) for j, v in enumerate(fitted.sizes, start=1)})
         return out
 
-    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """A ``fit`` plan: the cluster sizes and where each row's cluster is saved."""
-        if job.plan_kind != "fit":
-            return {}
-        row = results.loc[results["status"] == "ok"].iloc[0]
-        sizes = [int(row[f"size_{j}"]) for j in range(1, job.params.k + 1) if f"size_{j}" in row]
-        return {"sizes": sizes, "clusters_file": "artifacts/fit-000000/clusters.parquet"}
+    def whole_data_summary(self, params: KMeansParams, fit) -> dict[str, Any]:
+        """The cluster sizes and where each row's cluster is saved."""
+        row = fit.record
+        sizes = [int(row[f"size_{j}"]) for j in range(1, params.k + 1) if f"size_{j}" in row]
+        return {"sizes": sizes, "clusters_file": f"{fit.files}/clusters.parquet"}
 
     def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
         m = row_mask(mask, data.n)
@@ -316,8 +314,9 @@ class KMeansKind(ModelKind):
             inertia += float(assign(np.ascontiguousarray(B), fitted.centers)[1].sum())
         return {"inertia": inertia, "mean_sq_dist": inertia / count if count else float("nan")}
 
-    def plots(self, job, ok, summary, plot_dir) -> None:
-        if job.plan_kind != "sweep" or "param_k" not in ok or "inertia" not in ok:
+    def grid_plots(self, params: KMeansParams, ok, summary, plot_dir) -> None:
+        """The elbow: the best inertia of each k of the grid."""
+        if "param_k" not in ok or "inertia" not in ok:
             return
         from hpcml.report.plots import line
 

@@ -1,5 +1,5 @@
 """The ``logistic`` kind: unpenalised logistic regression (IRLS in ``glm``), bootstrap
-replicates fitted 64 at a time (``batched_logistic``), R's ``summary(glm)`` for a ``fit``."""
+replicates fitted 64 at a time (``batched_logistic``), R's ``summary(glm)`` of a whole-data fit."""
 from __future__ import annotations
 
 from typing import Any
@@ -76,12 +76,16 @@ class LogisticKind(ModelKind):
                 out.append(coef_outputs(fitted, params.fit_intercept, data.features))
         return out
 
-    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """A ``fit`` plan: R's ``summary(glm)`` table; any plan: how many tasks were warned."""
-        from hpcml.models.full_fit import fit_plan_summary
+    def whole_data_summary(self, params: LogisticParams, fit) -> dict[str, Any]:
+        """R's ``summary(glm)`` table."""
+        from hpcml.models.full_fit import refit_whole_data
 
-        extra = fit_plan_summary(self, job, lambda params, fitted, data: logistic_summary(
-            data.X, data.y, fitted, data.features))
+        fitted, data = refit_whole_data(self, params, fit)
+        return logistic_summary(data.X, data.y, fitted, data.features)
+
+    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
+        """How many tasks were warned (separation, no convergence)."""
+        extra: dict[str, Any] = {}
         if "warning" in results.columns:
             ok = results.loc[results["status"] == "ok"] if "status" in results else results
             counts = ok["warning"].dropna().value_counts()

@@ -46,12 +46,12 @@ class OLSKind(ModelKind):
     def outputs(self, params: OLSParams, fitted: OLSFit, data: Dataset) -> dict[str, float]:
         return coef_outputs(fitted.coef, fitted.fit_intercept, data.features)
 
-    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """A ``fit`` plan: R's ``summary(lm)`` table (see :func:`ols_summary`)."""
-        from hpcml.models.full_fit import fit_plan_summary
+    def whole_data_summary(self, params: OLSParams, fit) -> dict[str, Any]:
+        """R's ``summary(lm)`` table (see :func:`ols_summary`)."""
+        from hpcml.models.full_fit import refit_whole_data
 
-        return fit_plan_summary(self, job, lambda params, fitted, data: ols_summary(
-            data.X, data.y, fitted, data.features))
+        fitted, data = refit_whole_data(self, params, fit)
+        return ols_summary(data.X, data.y, fitted, data.features)
 
     def batch_size(self, params: OLSParams) -> int:
         return BOOTSTRAP_GROUP if params.fit_intercept else 1

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from hpcml.models.artifacts import is_fit_task, write_parquet_artifact
+from hpcml.models.artifacts import write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.numerics.gram import eigh_desc, gram, gram_ok, row_blocks
 from hpcml.numerics.thin_svd import SVDResult, signs, svd, weighted_svd_gram
@@ -213,10 +213,10 @@ class PCAKind(ModelKind):
         return _too_many("model.n_components", params.n_components, data)
 
     def fit(self, params: PCAParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> PCAFit:
-        fitted = pca(data.X, params.n_components, params.variance, params.method, ctx.rng, weights, params.scale)
-        if is_fit_task(ctx):
-            write_pca_artifacts(Path(ctx.scratch), fitted, data)
-        return fitted
+        return pca(data.X, params.n_components, params.variance, params.method, ctx.rng, weights, params.scale)
+
+    def save_whole_data_files(self, params: PCAParams, fitted: PCAFit, data: Dataset, folder: Path) -> None:
+        write_pca_artifacts(folder, fitted, data)
 
     def outputs(self, params: PCAParams, fitted: PCAFit, data: Dataset) -> dict[str, float]:
         # Every computed component (the scree and the k for 80/90/95 % need them all);
@@ -236,26 +236,27 @@ class PCAKind(ModelKind):
         return {"reconstruction_mse": _recon_mse(data.X, m, fitted.mean, fitted.components, fitted.scale)}
 
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
-        """k for 80/90/95 % explained variance; for a ``fit`` plan also prcomp's sdev and
-        rotation (loadings)."""
-        extra = {"variance_thresholds": variance_thresholds(ok.iloc[0])} \
+        """k for 80/90/95 % explained variance."""
+        return {"variance_thresholds": variance_thresholds(ok.iloc[0])} \
             if any(c.startswith("cum_evr_") for c in ok.columns) else {}
-        if job.plan_kind != "fit" or run_dir is None:
-            return extra
-        path = Path(run_dir, "artifacts", "fit-000000", "loadings.parquet")
-        if not path.exists():
-            return extra
+
+    def whole_data_summary(self, params: PCAParams, fit) -> dict[str, Any]:
+        """prcomp's sdev and rotation (loadings), from the fit's saved files."""
+        folder = fit.folder
+        if folder is None or not (folder / "loadings.parquet").exists():
+            return {}
         import pandas as pd
         import pyarrow.parquet as pq
 
+        path = folder / "loadings.parquet"
         loadings = pd.read_parquet(path).set_index("feature")
         scores = path.with_name("scores.parquet")
         n = pq.ParquetFile(scores).metadata.num_rows
-        row = ok.iloc[0]
+        row = fit.record
         sdev = [float(row[f"sv_{j + 1}"]) / np.sqrt(n - 1) for j in range(loadings.shape[1])]
-        return {**extra, "sdev": sdev,
+        return {"sdev": sdev,
                 "loadings": [{"feature": str(f), **{c: float(v) for c, v in r.items()}} for f, r in loadings.iterrows()],
-                "scores_file": str(scores.relative_to(run_dir))}
+                "scores_file": str(scores.relative_to(fit.run_dir))}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         from hpcml.report.plots import scree
@@ -265,17 +266,23 @@ class PCAKind(ModelKind):
         if evr:
             ks, ratios = zip(*evr)
             scree(ks, ratios, plot_dir / "scree.png", int(row.get("n_components", len(ks))))
-        artifacts = Path(plot_dir).parent / "artifacts" / "fit-000000"
-        if job.plan_kind == "fit" and (artifacts / "loadings.parquet").exists():
-            import pandas as pd
 
-            from hpcml.report.plots import biplot
+    def whole_data_plots(self, params: PCAParams, fit, plot_dir) -> None:
+        """The biplot of the first two components, from the fit's saved files."""
+        folder = fit.folder
+        if folder is None or not (folder / "loadings.parquet").exists():
+            return
+        import pandas as pd
 
-            loadings = pd.read_parquet(artifacts / "loadings.parquet").set_index("feature")
-            if loadings.shape[1] >= 2:
-                scores = pd.read_parquet(artifacts / "scores.parquet")
-                biplot(scores.to_numpy()[:, :2], loadings.to_numpy()[:, :2], list(loadings.index),
-                       plot_dir / "biplot.png", [r for _, r in evr[:2]])
+        from hpcml.report.plots import biplot
+
+        row = fit.record
+        evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
+        loadings = pd.read_parquet(folder / "loadings.parquet").set_index("feature")
+        if loadings.shape[1] >= 2:
+            scores = pd.read_parquet(folder / "scores.parquet")
+            biplot(scores.to_numpy()[:, :2], loadings.to_numpy()[:, :2], list(loadings.index),
+                   plot_dir / "biplot.png", [r for _, r in evr[:2]])
 
 
 def write_pca_artifacts(scratch: Path, fitted: PCAFit, data: Dataset) -> None:

@@ -58,10 +58,8 @@ class SleepKind(ModelKind):
         if params.report_loads:  # proof that data is loaded once per worker process, not per task
             import os
 
-            from hpcml.data import map_stats
-
             # ... and that large data is mapped from the machine's one file, not copied
-            X, stats = data.X, map_stats()
+            X, stats = data.X, data.meta["map_stats"]()
             mapped = isinstance(X, np.memmap) and not X.flags.writeable
             out.update(pid=float(os.getpid()), data_loads=float(data.meta.get("loads", 0)),
                        data_mapped=float(mapped), data_file_inode=float(os.stat(X.filename).st_ino) if mapped else -1.0,

@@ -1,5 +1,8 @@
 """What a plan is: the tasks of a job, what they share, a task's view of the data, checks,
-summary and plots. One class per plan, one file each; ``hpcml.plans`` holds the registry.
+summary and plots, and everything else that depends on the plan (the columns its records
+hold, how it reads the data, which report it asks the model kind for). One class per plan,
+one file each, registered with :func:`register_plan`; no module outside ``hpcml.plans``
+decides anything by a plan's name.
 
 A task's result depends only on (spec, task index): its generator is
 ``SeedSequence(job.seed, spawn_key=(index,))`` and everything it shares with other tasks
@@ -14,6 +17,9 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from hpcml.models.base import TaskLayout
+from hpcml.rundir.columns import reserve_plan_columns
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass takes twice as long to build, once per task
@@ -43,6 +49,25 @@ class Plan(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[PlanOptions]]
+    # The columns a task's record holds beside the model's outputs (cv's repeat and fold, a
+    # shard's rows): never summarized as outputs, and an R function's output of such a name is
+    # renamed. ``param_<name>`` columns (a sweep's grid point) need no listing.
+    records: ClassVar[tuple[str, ...]] = ()
+    # The scalar parameters ``params_at`` gives each task (a command names them: ``{fold}``).
+    parameters: ClassVar[tuple[str, ...]] = ()
+    # One fit of the model on all the data: an engine that distributes one fit (spark, DDP)
+    # runs only such a plan, and the plan asks the kind for its report on that fit.
+    single_fit: ClassVar[bool] = False
+    # Each task reads only its own rows: on a file, workers get lazy rows (each reads its
+    # part) and the driver does not keep the whole data during the run.
+    reads_rows_lazily: ClassVar[bool] = False
+    # The tasks fit the model under different parameter settings (``param_<name>`` columns) to
+    # compare them: an experiment tracker logs each task as a run of its own.
+    compares_settings: ClassVar[bool] = False
+    # The option that says how many tasks when each task is one more run of the same work on
+    # the whole data, told apart only by its index and generator (replicate's ``n``); None
+    # otherwise. A kind whose parameters list its tasks (a file of command lines) needs one.
+    repeat_count_option: ClassVar[str | None] = None
 
     @abstractmethod
     def count(self, options: PlanOptions) -> int:
@@ -70,6 +95,26 @@ class Plan(ABC):
         """What every task of the job shares (drawn once per process, never per task)."""
         return {}
 
+    def check_spec(self, model, params, options: PlanOptions) -> list[tuple[str, Any, str]]:
+        """Problems of the plan's options with the model kind and its parameters, found from the
+        spec alone (no data read): (field, value, message)."""
+        return []
+
+    def size_options(self, options: PlanOptions) -> dict[str, tuple[int, Any]]:
+        """The options a job of too many tasks is blamed on: name -> (how many tasks it
+        multiplies in, the value the error shows); the largest is named."""
+        return {k: (v, v) for k, v in options if isinstance(v, int) and not isinstance(v, bool)}
+
+    def task_layout(self, options: PlanOptions) -> TaskLayout:
+        """What a model kind may know of the tasks (``ModelKind.check_tasks``)."""
+        field = self.repeat_count_option
+        return TaskLayout(self.name, self.count(options), f"plan.{self.name}.{field}" if field else None)
+
+    def check_model(self, job, data) -> list[tuple[str, Any, str]]:
+        """Problems of the model kind's parameters on the data, before any task runs: the
+        job's parameters (a plan whose tasks change them checks each setting in ``check``)."""
+        return job.model.check(job.params, data)
+
     def check(self, job, data) -> list[tuple[str, Any, str]]:
         """Problems of (plan, data) found before any task runs: (field, value, message)."""
         return []
@@ -84,7 +129,8 @@ class Plan(ABC):
         ``data()`` loads the job's data, for summaries that refit (BCa's jackknife)."""
 
     def plots(self, job, ok, summary: dict[str, Any], plot_dir: Path) -> None:
-        """PNG figures of the ok records (none by default)."""
+        """PNG figures of the ok records (none by default); the model kind's own ``plots``
+        are drawn beside them."""
 
     def task_id(self, index: int) -> str:
         return f"{self.name}/{index:06d}"
@@ -102,3 +148,22 @@ def fit_and_record(job, data, weights, ctx, params=None) -> tuple[Any, dict[str,
     params = job.params if params is None else params
     fitted = job.model.fit(params, data, weights, ctx)
     return fitted, job.model.outputs(params, fitted, data)
+
+
+# The registered plans by name, in the order the job spec lists them.
+PLANS: dict[str, Plan] = {}
+
+
+def register_plan(cls: type[Plan]) -> type[Plan]:
+    """Make a plan known to the job spec (``plan: {<name>: {...}}``), the workers and the
+    summaries. Built-in plans register themselves; a plan of your own registers with
+    ``hpcml.register_plan`` in a module its workers import too (or with forked workers)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier() or name in ("kind", "options") \
+            or name.startswith(("_", "model_")):
+        raise ValueError(f"a plan's name must be a plain identifier, not {name!r}")
+    if not (isinstance(getattr(cls, "Options", None), type) and issubclass(cls.Options, PlanOptions)):
+        raise TypeError(f"plan {name!r}: Options must subclass hpcml.plans.base.PlanOptions")
+    PLANS[name] = cls()
+    reserve_plan_columns(tuple(cls.records), tuple(cls.parameters))
+    return cls

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, task_rng
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
 
 # Jackknife refits for BCa's acceleration: leave-one-out up to this many rows, else groups.
@@ -124,9 +124,12 @@ def full_fit_and_jackknife(job, data, columns: list[str], jackknife: bool = True
     return full, jack
 
 
+@register_plan
 class BootstrapPlan(Plan):
     name = "bootstrap"
     Options = BootstrapOptions
+    parameters = ("replicate",)
+    records = ("replicate",)
 
     def count(self, options: BootstrapOptions) -> int:
         return options.replicates

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, mean_sd_table, ok_rows, output_columns
 
 FOLDS_KEY = 0xF01D  # spawn key of the fold draws (length-2 keys never collide with tasks')
@@ -30,9 +30,12 @@ def cv_folds(seed: int, n: int, folds: int, repeat: int) -> np.ndarray:
     return labels
 
 
+@register_plan
 class CVPlan(Plan):
     name = "cv"
     Options = CVOptions
+    parameters = ("repeat", "fold")
+    records = ("repeat", "fold")
 
     def params_at(self, options: CVOptions, index: int) -> dict[str, Any]:
         repeat, fold = divmod(index, options.folds)

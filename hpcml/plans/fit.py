@@ -1,20 +1,25 @@
-"""``fit``: one fit of the model on the whole data."""
+"""``fit``: one fit of the model on the whole data; the model kind adds its report on that
+fit (R's summary table, PCA's loadings, k-means' clusters) and saves its files."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcml.plans.base import Plan, PlanOptions
+from hpcml.models.base import WholeDataFit
+from hpcml.plans.base import Plan, PlanOptions, register_plan
 from hpcml.report.tables import json_number, ok_rows, output_columns
+from hpcml.rundir.paths import task_folder
 
 
 class FitOptions(PlanOptions):
     pass
 
 
+@register_plan
 class FitPlan(Plan):
     name = "fit"
     Options = FitOptions
+    single_fit = True
 
     def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
         return {}
@@ -24,8 +29,22 @@ class FitPlan(Plan):
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
         fitted = job.model.fit(job.params, data, None, ctx)
+        if ctx.scratch is not None:  # a run directory: the fit's files beside its record
+            job.model.save_whole_data_files(job.params, fitted, data, Path(ctx.scratch))
         return {**job.model.outputs(job.params, fitted, data), **job.model.score(job.params, fitted, data, None)}
+
+    def whole_data_fit(self, job, ok, run_dir: Path | None, data: Callable[[], Any] | None) -> WholeDataFit:
+        return WholeDataFit(record=ok.iloc[0], run_dir=None if run_dir is None else Path(run_dir),
+                            files=task_folder(self.task_id(0)), load=data, threads=job.spec.threads_per_task)
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
-        return {"table": [{"output": c, "value": json_number(ok[c].iloc[0])} for c in output_columns(ok)] if len(ok) else []}
+        if not len(ok):
+            return {"table": []}
+        body = {"table": [{"output": c, "value": json_number(ok[c].iloc[0])} for c in output_columns(ok)]}
+        body.update(job.model.whole_data_summary(job.params, self.whole_data_fit(job, ok, run_dir, data)))
+        return body
+
+    def plots(self, job, ok, summary, plot_dir: Path) -> None:
+        fit = self.whole_data_fit(job, ok, Path(plot_dir).parent, None)
+        job.model.whole_data_plots(job.params, fit, Path(plot_dir))

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from pydantic import Field
 
-from hpcml.plans.base import Plan, PlanOptions
+from hpcml.plans.base import Plan, PlanOptions, register_plan
 from hpcml.report.tables import mean_sd_table, ok_rows, output_columns
 
 
@@ -15,9 +15,13 @@ class ReplicateOptions(PlanOptions):
     n: int = Field(gt=0)
 
 
+@register_plan
 class ReplicatePlan(Plan):
     name = "replicate"
     Options = ReplicateOptions
+    parameters = ("replicate",)
+    records = ("replicate",)
+    repeat_count_option = "n"  # task i: run i of n, on all the rows
 
     def count(self, options: ReplicateOptions) -> int:
         return options.n

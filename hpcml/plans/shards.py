@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from hpcml.tasks.chunks import block_share
-from hpcml.plans.base import Plan, PlanOptions
+from hpcml.plans.base import Plan, PlanOptions, register_plan
 from hpcml.report.tables import json_number, ok_rows, output_columns
 
 
@@ -24,9 +24,13 @@ def rows_of(data, start: int, stop: int):
     return replace(data, X=data.X[start:stop], y=None if data.y is None else data.y[start:stop])
 
 
+@register_plan
 class ShardsPlan(Plan):
     name = "shards"
     Options = ShardsOptions
+    parameters = ("shard", "n_shards")
+    records = ("shard", "rows")
+    reads_rows_lazily = True  # task i reads shard i only
 
     def count(self, options: ShardsOptions) -> int:
         return options.n

@@ -2,14 +2,16 @@
 is scored on the same held-out rows, and the summary is a leaderboard."""
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, shared_rng
+from hpcml.errors import pydantic_problems
+from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, ok_rows
 
 HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
@@ -30,9 +32,13 @@ def holdout_mask(seed: int, n: int, fraction: float) -> np.ndarray:
     return mask
 
 
+@register_plan
 class SweepPlan(Plan):
     name = "sweep"
     Options = SweepOptions
+    parameters = ("repeat",)  # and a grid point, ``params`` (a command's {params.NAME})
+    records = ("repeat",)  # and param_<name> for each grid parameter
+    compares_settings = True
 
     def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
         # Grid points in itertools.product order (the last parameter varies fastest), each
@@ -48,10 +54,34 @@ class SweepPlan(Plan):
         split_seed = int(shared_rng(job.spec.seed, SPLIT_KEY, 0).integers(2 ** 63))
         return {"holdout": holdout_mask(job.spec.seed, n, job.spec.plan.sweep.holdout), "split_seed": split_seed}
 
-    def check(self, job, data) -> list[tuple[str, Any, str]]:
+    def check_spec(self, model, params, options: SweepOptions) -> list[tuple[str, Any, str]]:
+        """Every grid parameter is one of the model's, and every grid point valid parameters."""
         problems = []
+        for name, values in options.grid.items():
+            if name not in model.Params.model_fields and not model.open_grid:
+                problems.append((f"plan.sweep.grid.{name}", values, f"not a parameter of model {model.name!r}"))
+            elif not values:
+                problems.append((f"plan.sweep.grid.{name}", values, "needs at least one value"))
+        if problems:
+            return problems
+        for combo in itertools.product(*options.grid.values()):
+            try:
+                model.with_params(params, dict(zip(options.grid, combo)))
+            except ValidationError as err:
+                return pydantic_problems(err, "plan.sweep.grid")
+        return []
+
+    def size_options(self, options: SweepOptions) -> dict[str, tuple[int, Any]]:
+        points = self.count(options) // options.repeats
+        return {**super().size_options(options), "grid": (points, f"{points} grid points")}
+
+    def check_model(self, job, data) -> list[tuple[str, Any, str]]:
+        return []  # the base alone may lack the grid's arguments: ``check`` checks each grid point
+
+    def check(self, job, data) -> list[tuple[str, Any, str]]:
+        problems = []  # the model's check of each grid point once, no task built
         options = job.spec.plan.sweep
-        for point in range(0, self.count(options), options.repeats):  # each grid point once, no task built
+        for point in range(0, self.count(options), options.repeats):
             problems += job.model.check(job.params_with(self.params_at(options, point)["params"]), data)
         return problems
 
@@ -73,13 +103,16 @@ class SweepPlan(Plan):
         board = board.sort_values("mean", ascending=not greater, kind="stable")
         rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
                  f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
-        return {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
+        body = {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
                 "grid": [k[len("param_"):] for k in keys], "table": rows}
+        body.update(job.model.grid_summary(job.params, ok))
+        return body
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.report.plots import leaderboard
 
         leaderboard(summary, plot_dir / "leaderboard.png")
+        job.model.grid_plots(job.params, ok, summary, plot_dir)
 
 
 def _column_value(value: Any) -> Any:

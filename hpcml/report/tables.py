@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Record columns that are bookkeeping or plan parameters, never outputs to summarize.
-META = {"task_id", "task_index", "status", "attempt", "seconds", "error", "traceback", "replicate", "repeat",
-        "fold", "shard", "rows"}
+from hpcml.rundir.columns import not_outputs
 
 
 def json_number(x: Any) -> Any:
@@ -21,8 +19,11 @@ def json_number(x: Any) -> Any:
 
 
 def output_columns(results: pd.DataFrame) -> list[str]:
+    """The numeric columns that are outputs: not bookkeeping, nor a plan's own (cv's fold), nor
+    a model parameter (``param_<name>``)."""
+    meta = not_outputs()
     return [c for c in results.columns
-            if c not in META and not c.startswith("param_") and pd.api.types.is_numeric_dtype(results[c])]
+            if c not in meta and not c.startswith("param_") and pd.api.types.is_numeric_dtype(results[c])]
 
 
 def ok_rows(results: pd.DataFrame) -> pd.DataFrame:

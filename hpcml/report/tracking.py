@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from hpcml.rundir.paths import task_folder
+
 log = logging.getLogger("hpcml")
 DB_NAME = "mlflow.db"
 HISTORY_METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
@@ -109,7 +111,7 @@ def _task_artifacts(client, run_id: str, task_dir: Path) -> None:
 
 
 def _task_dir(run_dir: Path, task_id: str) -> Path:
-    return run_dir / "artifacts" / task_id.replace("/", "-")
+    return run_dir / task_folder(task_id)
 
 
 def log_run(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) -> str | None:
@@ -141,7 +143,7 @@ def log_run(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) 
         if (run_dir / "plots").is_dir():
             client.log_artifacts(parent, str(run_dir / "plots"), "plots")
         ok = results.loc[results["status"] == "ok"] if "status" in results else results
-        if job.plan_kind == "sweep" and opts.child_runs:
+        if job.plan.compares_settings and opts.child_runs:
             _child_runs(client, exp_id, parent, job, ok, run_dir)
         elif len(ok) == 1:  # one training (fit): its epochs are the run's own steps
             task_dir = _task_dir(run_dir, str(ok.iloc[0]["task_id"]))
@@ -155,7 +157,9 @@ def log_run(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) 
 
 
 def _child_runs(client, exp_id: str, parent: str, job, ok: pd.DataFrame, run_dir: Path) -> None:
-    skip = {"task_index", "attempt", "repeat", "seconds", "world_size"}
+    # The plan's own columns (a sweep's repeat) are parameters of the child run, not metrics.
+    own = list(job.plan.records)
+    skip = {"task_index", "attempt", "seconds", "world_size", *own}
     for _, row in ok.iterrows():
         grid = {k[len("param_"):]: row[k] for k in row.index if k.startswith("param_")}
         label = ", ".join(f"{k}={v}" for k, v in grid.items()) or str(row["task_id"])
@@ -164,6 +168,6 @@ def _child_runs(client, exp_id: str, parent: str, job, ok: pd.DataFrame, run_dir
         task_dir = _task_dir(run_dir, str(row["task_id"]))
         stepped = _history(client, child, task_dir)  # per epoch; the last step is the final value
         outputs = {k: row[k] for k in row.index if not k.startswith("param_") and k not in skip | stepped}
-        _log_batch(client, child, params=_params({**grid, "repeat": row.get("repeat")}), metrics=_metrics(outputs))
+        _log_batch(client, child, params=_params({**grid, **{c: row.get(c) for c in own}}), metrics=_metrics(outputs))
         _task_artifacts(client, child, task_dir)
         client.set_terminated(child, status="FINISHED")

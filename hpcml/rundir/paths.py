@@ -17,6 +17,11 @@ RUN_FILES = frozenset({"spec.json", "versions.json", "data.json", "chunks", "log
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 
 
+def task_folder(task_id: str) -> str:
+    """Where a task's files go (its artifacts), relative to the run directory."""
+    return f"artifacts/{task_id.replace('/', '-')}"
+
+
 def check_output(path: Path) -> None:
     """Bad output paths, before anything is written."""
     text = str(path)

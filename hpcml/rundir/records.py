@@ -14,9 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-REQUIRED = ("task_id", "task_index", "status", "attempt")
-BOOKKEEPING = ("task_id", "task_index", "status", "attempt", "seconds")
-FAILURE_ONLY = ("error", "traceback")
+from hpcml.rundir.columns import BOOKKEEPING, FAILURE_ONLY, REQUIRED
+
 # Schema metadata of results.parquet: how many chunk files it was consolidated from.
 CHUNK_COUNT_KEY = b"hpcml.chunk_files"
 

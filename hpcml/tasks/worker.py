@@ -21,6 +21,7 @@ from hpcml.tasks.chunks import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.task_records import failure_line, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
+from hpcml.rundir.paths import task_folder
 
 log = logging.getLogger("hpcml.tasks.worker")
 
@@ -104,7 +105,7 @@ def _thread_controller(job_json: str):
 
 
 def _scratch_dir(run_dir: str, task_id: str) -> Path:
-    return Path(run_dir, "artifacts", task_id.replace("/", "-"))
+    return Path(run_dir, task_folder(task_id))
 
 
 def task_context(job, task: Task, run_dir: str | None) -> FitContext:
@@ -247,9 +248,9 @@ def _warm_model(job) -> None:
 def _task_id(order: WorkOrder, index: int) -> str:
     """The plan's id of a task, even where the job itself could not be rebuilt."""
     try:
-        from hpcml.spec import JobSpec
+        from hpcml.spec import spec_from_json
 
-        return PLANS[JobSpec.model_validate_json(order.job_json).plan.kind].task_id(index)
+        return PLANS[spec_from_json(order.job_json).plan.kind].task_id(index)
     except Exception:
         return f"task/{index:06d}"
 

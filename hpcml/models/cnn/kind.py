@@ -75,7 +75,8 @@ def run_label(ctx: FitContext) -> str:
     grid = ctx.task_params.get("params") if isinstance(ctx.task_params, dict) else None
     if not grid:
         return (ctx.task_id or "fit").replace("/", "-")
-    parts = {**grid, **({"repeat": ctx.task_params["repeat"]} if ctx.task_params.get("repeat") else {})}
+    # The grid point, then the task's other parameters that are set (a repeat after the first).
+    parts = {**grid, **{k: v for k, v in ctx.task_params.items() if k != "params" and v}}
     label = ",".join(f"{k}={_short(v)}" for k, v in parts.items())
     return re.sub(r"[^\w.=,+-]", "_", label)[:150]
 
@@ -262,12 +263,9 @@ class CNNKind(ModelKind):
         # Model selection on the validation split: the held-out test rows choose nothing.
         return "val_accuracy", True
 
-    def summarize_extra(self, job, results, run_dir) -> dict[str, Any]:
-        """For sweeps, the lecture notes' hyperparameter table: one row per configuration, best
-        validation accuracy first, and the test accuracy of the chosen configuration only."""
-        if job.plan_kind != "sweep":
-            return {}
-        ok = results.loc[results["status"] == "ok"]
+    def grid_summary(self, params, ok) -> dict[str, Any]:
+        """The lecture notes' hyperparameter table: one row per configuration, best validation
+        accuracy first, and the test accuracy of the chosen configuration only."""
         keys = [c for c in ok.columns if c.startswith("param_")]
         cols = [c for c in ("val_accuracy", "val_loss", "seconds_per_epoch", "epochs_run", "n_parameters")
                 if c in ok.columns]

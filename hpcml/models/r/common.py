@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpcml.models.base import Dataset, FitContext, ModelKind
+from hpcml.rundir.columns import not_outputs
 
 
 def r_seed(ctx: FitContext) -> int:
@@ -11,16 +12,13 @@ def r_seed(ctx: FitContext) -> int:
     return int(ctx.rng.integers(1, 2**31 - 1))
 
 
-# Columns of a task's record that hpcml writes itself (bookkeeping and plan parameters): an
-# output of R code with one of these names is renamed `output_<name>`, so it neither replaces
-# hpcml's value (a `rows` output would change the shards plan's weights) nor vanishes from the
-# summary. `result` is the serialized value of `result: object`.
-RESERVED = frozenset({"task_id", "task_index", "status", "attempt", "seconds", "error", "traceback",
-                      "replicate", "repeat", "fold", "shard", "rows"})
-
-
 def user_outputs(fitted: dict[str, Any]) -> dict[str, Any]:
-    return {(f"output_{k}" if k in RESERVED or k.startswith("param_") or k.startswith("test_") else k): v
+    """R's outputs as record columns. An output named like a column hpcml writes itself
+    (bookkeeping, a plan's own: ``rundir.columns.not_outputs``) is renamed ``output_<name>``,
+    so it neither replaces hpcml's value (a ``rows`` output would change the shards plan's
+    weights) nor vanishes from the summary. ``result`` is the serialized value of ``result: object``."""
+    reserved = not_outputs()
+    return {(f"output_{k}" if k in reserved or k.startswith("param_") or k.startswith("test_") else k): v
             for k, v in fitted.items()}
 
 
