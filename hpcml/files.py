@@ -1,9 +1,18 @@
-"""Content digests of files: what a run records of its data and code, so that a resume or a
-warm worker never runs with a file that changed under it."""
+"""Files written whole or not at all (temp file, fsync, rename), and content digests: what a
+run records of its data and code, so that a resume or a warm worker never runs with a file that
+changed under it."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 _BLOCK = 1 << 20
 
@@ -19,3 +28,56 @@ def file_digest(path: str | Path) -> str:
 
 def bytes_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, until: float | None = None) -> bool:
+    """Write ``data`` to ``path`` all at once or not at all. ``until``: a wall-clock time
+    after which the file must not appear (checked last, just before the rename); False then."""
+    return _atomic_write(path, lambda fh: fh.write(data), until)
+
+
+def _atomic_write(path: Path, write, until: float | None = None) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if until is not None and time.time() > until:
+            Path(tmp).unlink(missing_ok=True)
+            return False
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The Parquet file of ``table``, in memory (the same table gives the same bytes)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    """The Parquet file of ``table``, written atomically and streamed to disk (a big table's
+    file is never held in memory as well)."""
+    _atomic_write(path, lambda fh: pq.write_table(table, fh, row_group_size=1 << 16))

@@ -37,7 +37,7 @@ from hpcml.models.python_function import INJECTED
 def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
     """The file of ``payload``, named by its content; ``durable``: written atomically and fsynced
     (a temporary directory, removed within the call, needs neither)."""
-    from hpcml.rundir.store import atomic_write_bytes
+    from hpcml.files import atomic_write_bytes
 
     path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
     if durable:

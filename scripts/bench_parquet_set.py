@@ -34,7 +34,7 @@ if mode == "load":
     data = full_load(spec, None, True, keep=False)
     checksum = float(data.X[:, 0].sum())
 else:
-    from hpcml.tasks.chunks import block_share
+    from hpcml.plans.base import block_share
     from hpcml.data.lazy_rows import lazy_rows
     data = lazy_rows(spec, None, True)
     rows = block_share(data.n, shards // 2, shards)

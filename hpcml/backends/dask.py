@@ -27,7 +27,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
 from hpcml.errors import SpecError
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import watched_chunk

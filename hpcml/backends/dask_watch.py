@@ -16,10 +16,10 @@ import json
 import threading
 import time
 
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import Abandoned, TaskTimeout, TaskWatch
 from hpcml.tasks.task_records import failure_record
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, job_of, run_chunk
 
 # After timeout_s, the time a task has to return by itself (the asynchronous TaskTimeout lands
 # at its next bytecode) before it counts as stuck.
@@ -58,9 +58,7 @@ def watched_chunk(order: WorkOrder) -> ChunkResult:
 def _gave_up(order: WorkOrder, seconds: float, stuck: list[int], records: list[dict], start: float) -> ChunkResult:
     from distributed import get_worker
 
-    from hpcml.spec import Job
-
-    job = Job.from_json(order.job_json)
+    job = job_of(order.job_json)
     error = f"{TaskTimeout.__name__}: task exceeded timeout_s={seconds:g} (stopped by restarting its dask worker)"
     records = records + [failure_record(i, job.task_id(i), error, "", order.attempt, time.perf_counter() - start)
                          for i in stuck]

@@ -53,7 +53,7 @@ def _numeric_digest(frame: pd.DataFrame) -> str | None:
 
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
-    from hpcml.rundir.store import atomic_write_bytes, parquet_bytes
+    from hpcml.files import atomic_write_bytes, parquet_bytes
 
     frame = as_frame(data)
     # The name is a hash of everything the table holds (values, column names and types,

@@ -7,7 +7,9 @@ missing), and writes its chunks into the run directory like any worker. ``hpcml 
 """
 from __future__ import annotations
 
-from hpcml.tasks.chunks import block_share, chunk_size_for
+from hpcml.plans.base import block_share
+
+from hpcml.tasks.chunks import chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.errors import SpecError
 

@@ -184,6 +184,6 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
 
 
 def _one_chunk():
-    from hpcml.tasks.chunks import Chunk
+    from hpcml.rundir.store import Chunk
 
     return Chunk((0,))

@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 from hpcml.backends import make_backend
-from hpcml.tasks.chunks import Chunk, chunk_size_for
+from hpcml.rundir.store import Chunk
+from hpcml.tasks.chunks import chunk_size_for
 from hpcml.drivers.attempts import backend_running, run_attempts
 from hpcml.drivers.finish import RunResult, run_facts, summarize, summary_frame
 from hpcml.drivers.run import check_job

@@ -10,7 +10,9 @@ from contextlib import ExitStack
 
 from hpcml.backends.mpi.liveness import RankLost, backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_DONE, TAG_PREP
-from hpcml.tasks.chunks import Chunk, block_share, chunk_size_for
+from hpcml.rundir.store import Chunk
+from hpcml.plans.base import block_share
+from hpcml.tasks.chunks import chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.drivers.finish import finish
 from hpcml.errors import SpecError

@@ -21,7 +21,7 @@ from typing import Any
 
 from hpcml.drivers.attempts import refuse_retries_and_timeout
 from hpcml.errors import SpecError
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.task_records import failure_record, ok_record
 from hpcml.rundir.opening import open_run
 from hpcml.spec import Job

@@ -11,7 +11,7 @@ def write_parquet_artifact(path: Path, frame) -> None:
     """A pandas DataFrame as a Parquet file, written atomically."""
     import pyarrow as pa
 
-    from hpcml.rundir.store import atomic_write_table
+    from hpcml.files import atomic_write_table
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_table(path, pa.Table.from_pandas(frame, preserve_index=False))

@@ -167,3 +167,10 @@ def register_plan(cls: type[Plan]) -> type[Plan]:
     PLANS[name] = cls()
     reserve_plan_columns(tuple(cls.records), tuple(cls.parameters))
     return cls
+
+
+def block_share(n: int, part: int, parts: int) -> range:
+    """Part ``part`` of ``parts`` contiguous blocks of range(n) (sizes differ by at most one)."""
+    base, extra = divmod(n, parts)
+    start = part * base + min(part, extra)
+    return range(start, start + base + (1 if part < extra else 0))

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
-from hpcml.tasks.chunks import block_share
+from hpcml.plans.base import block_share
 from hpcml.plans.base import Plan, PlanOptions, register_plan
 from hpcml.report.tables import json_number, ok_rows, output_columns
 

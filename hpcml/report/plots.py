@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import MaxNLocator
 
-from hpcml.rundir.store import atomic_write_bytes
+from hpcml.files import atomic_write_bytes
 
 MAX_PANELS = 16
 BIPLOT_LABELS = 10  # the biplot labels this many of its longest loading arrows

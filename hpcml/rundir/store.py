@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpcml.rundir import paths as rundir, records
-from hpcml.tasks.chunks import Chunk
 from hpcml.data.fingerprint import check_same_data, fingerprint
 from hpcml.errors import SpecError
+from hpcml.files import atomic_write_bytes, atomic_write_json, atomic_write_table, parquet_bytes
 from hpcml.rundir.lock import LOCK_NAME, RunLock
 from hpcml.trust import why_not_my_run_dir, written_by_me
 
@@ -43,57 +43,18 @@ SUMMARY_STAMP = "results_mtime_ns"  # in summary.json's "run": the results.parqu
 log = logging.getLogger("hpcml")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True)
+class Chunk:
+    """Tasks sent to a worker together and written as one chunk file (the unit of durability)."""
 
+    indices: Sequence[int]  # a tuple, or a range of consecutive tasks
 
-def atomic_write_bytes(path: Path, data: bytes, until: float | None = None) -> bool:
-    """Write ``data`` to ``path`` all at once or not at all. ``until``: a wall-clock time
-    after which the file must not appear (checked last, just before the rename); False then."""
-    return _atomic_write(path, lambda fh: fh.write(data), until)
+    @property
+    def id(self) -> str:
+        return f"{self.indices[0]:07d}-{self.indices[-1]:07d}"
 
-
-def _atomic_write(path: Path, write, until: float | None = None) -> bool:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if until is not None and time.time() > until:
-            Path(tmp).unlink(missing_ok=True)
-            return False
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return True
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """The Parquet file of ``table``, in memory (the same table gives the same bytes)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
-
-
-def atomic_write_table(path: Path, table: pa.Table) -> None:
-    """The Parquet file of ``table``, written atomically and streamed to disk (a big table's
-    file is never held in memory as well)."""
-    _atomic_write(path, lambda fh: pq.write_table(table, fh, row_group_size=1 << 16))
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[str, Any]],

@@ -6,20 +6,9 @@ amortizes per-chunk costs, as joblib's auto-batching does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
-
-@dataclass(frozen=True)
-class Chunk:
-    indices: Sequence[int]  # a tuple, or a range of consecutive tasks
-
-    @property
-    def id(self) -> str:
-        return f"{self.indices[0]:07d}-{self.indices[-1]:07d}"
-
-    def __len__(self) -> int:
-        return len(self.indices)
+from hpcml.rundir.store import Chunk
 
 
 def auto_chunk_size(n_tasks: int, workers: int) -> int:
@@ -42,10 +31,3 @@ def make_chunks(indices: Sequence[int], chunk_size: int) -> list[Chunk]:
     fresh run of a million tasks holds no tuple of a million indices)."""
     keep = (lambda part: part) if isinstance(indices, range) else tuple
     return [Chunk(keep(indices[i : i + chunk_size])) for i in range(0, len(indices), chunk_size)]
-
-
-def block_share(n: int, part: int, parts: int) -> range:
-    """Part ``part`` of ``parts`` contiguous blocks of range(n) (sizes differ by at most one)."""
-    base, extra = divmod(n, parts)
-    start = part * base + min(part, extra)
-    return range(start, start + base + (1 if part < extra else 0))

@@ -17,7 +17,7 @@ from typing import Any
 
 
 from hpcml.models.base import Dataset, FitContext
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.task_records import failure_line, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
@@ -82,6 +82,11 @@ def _job_and_tasks(job_json: str):
 
     job = Job.from_json(job_json)
     return job, TaskLookup(job)
+
+
+def job_of(job_json: str):
+    """The job of a work order, as this process's workers hold it (built once per job)."""
+    return _job_and_tasks(job_json)[0]
 
 
 @functools.lru_cache(maxsize=8)

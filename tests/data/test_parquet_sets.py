@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 import hpcml
-from hpcml.tasks.chunks import block_share
+from hpcml.plans.base import block_share
 from hpcml.cli import app
 from hpcml.data.mapped import dataset_key
 from hpcml.data.lazy_rows import lazy_rows

@@ -451,7 +451,7 @@ def test_a_replicate_the_batched_path_declines_fails_on_its_own(tmp_path):
 
 
 def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(tmp_path):
-    from hpcml.tasks.chunks import Chunk
+    from hpcml.rundir.store import Chunk
     from hpcml.rundir.store import RunStore, write_chunk_records
 
     (tmp_path / "chunks").mkdir()

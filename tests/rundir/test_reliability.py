@@ -317,7 +317,7 @@ def test_dask_http_server_follows_the_scheduler_host_and_never_takes_8787(tmp_pa
 
 
 def test_a_chunk_past_its_write_cutoff_leaves_no_file(tmp_path):
-    from hpcml.tasks.chunks import Chunk
+    from hpcml.rundir.store import Chunk
     from hpcml.spec import load_job
     from hpcml.tasks.worker import TOO_LATE, WorkOrder, execute_chunk
 

@@ -60,7 +60,7 @@ def test_edited_code_is_loaded_anew_in_one_session(tmp_path):
 def test_code_edited_after_loading_is_refused_before_and_during_the_run(tmp_path):
     from hpcml.drivers.run import execute
     from hpcml.spec import load_job
-    from hpcml.tasks.chunks import Chunk
+    from hpcml.rundir.store import Chunk
     from hpcml.tasks.worker import WorkOrder, execute_chunk
 
     code = tmp_path / "stat.py"

@@ -11,7 +11,8 @@ import pytest
 
 import hpcml
 from hpcml.rundir import records
-from hpcml.tasks.chunks import Chunk, make_chunks
+from hpcml.rundir.store import Chunk
+from hpcml.tasks.chunks import make_chunks
 from hpcml.rundir.status import run_status
 from hpcml.rundir.store import RunStore, write_chunk_records
 

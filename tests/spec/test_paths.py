@@ -14,7 +14,7 @@ import pytest
 
 import hpcml
 from hpcml.spec import load_job
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.worker import WorkOrder, execute_chunk
 
 from conftest import linear_frame

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from hpcml.backends.mpi.liveness import backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_JOB, TAG_READY, TAG_STOP, TAG_WORK, Session
-from hpcml.tasks.chunks import Chunk
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
 
 log = logging.getLogger("hpcml.mpi")

@@ -149,7 +149,7 @@ def chain_draws(ok, run_dir: Path) -> dict[str, Any]:
 def write_draws(scratch: Path, draws: dict[str, np.ndarray]) -> Path:
     import pandas as pd
 
-    from hpcml.rundir.store import atomic_write_bytes
+    from hpcml.files import atomic_write_bytes
 
     path = scratch / "draws.parquet"
     atomic_write_bytes(path, pd.DataFrame(draws).to_parquet(index=False))
