@@ -1,0 +1,74 @@
+"""A compute node crashes mid-run under Dask (every process of node2 killed at once): the run
+finishes on node1, or stops with hpcml's one line and ``--resume`` completes; either way the
+results equal a one-host local run bit for bit, with every task once.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import assert_same_results
+
+import hpcml
+from hpcml.rundir.store import RunStore
+
+from .conftest import PYTHON
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+TASKS, CHUNK = 48, 2
+
+
+def sleep_spec(out, **backend) -> dict:
+    """Tasks of 250 ms (sleeping, so two nodes on a busy machine still overlap) in chunks of 2."""
+    return {"name": "t-crash", "seed": 11, "data": {"source": "sklearn:iris"},
+            "model": {"kind": "sleep", "ms": 250, "sigma": 0.3, "busy": False},
+            "plan": {"replicate": {"n": TASKS}}, "backend": {"chunk_size": CHUNK, **backend}, "output": str(out)}
+
+
+@pytest.mark.timeout(480)
+def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, tmp_path):
+    local = hpcml.run(sleep_spec(tmp_path / "local", name="local", workers=2), progress=False).results
+    folder = cluster.shared / "crash"
+    folder.mkdir()
+    spec = folder / "job.yaml"
+    spec.write_text(yaml.safe_dump(sleep_spec(folder / "run", name="dask", address=dask_nodes)))
+    run = folder / "run"
+    driver = subprocess.Popen(cluster.command("head", [PYTHON, "-m", "hpcml.cli", "run", spec, "-q"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
+    try:
+        deadline = time.monotonic() + 240
+        while driver.poll() is None and time.monotonic() < deadline:
+            if (run / "chunks").is_dir() and len(list((run / "chunks").glob("chunk-*.parquet"))) >= 4:
+                break
+            time.sleep(0.1)
+        done_before = len(list((run / "chunks").glob("chunk-*.parquet")))
+        assert driver.poll() is None and done_before < TASKS // CHUNK, "the run ended before the crash"
+        assert cluster.crash("node2"), "node2 had no processes to kill"
+        out, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+        cluster.revive("node2")
+    print(f"crash after {done_before} chunk files; driver exit {driver.returncode}: {err.strip()[-300:]}")
+    if driver.returncode != 0:  # stopped: hpcml's one line, then --resume on what is left (node1)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, err
+        resumed = cluster.hpcml("head", "run", spec, "--resume", "-q", timeout=300)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    else:
+        assert f"{TASKS}/{TASKS} tasks ok" in out, out + err
+    results = pd.read_parquet(run / "results.parquet")
+    assert sorted(results["task_index"]) == list(range(TASKS))  # none lost, none twice
+    assert (results["status"] == "ok").all()
+    assert_same_results(local, results)
+    # A chunk the crash cut short wrote nothing; one that Dask ran again wrote the same records.
+    records = pd.concat([pq.read_table(f).to_pandas() for f in RunStore(run).chunk_files()])
+    ok = records[records["status"] == "ok"].drop(columns=["seconds", "attempt"], errors="ignore")
+    assert set(ok["task_index"]) == set(range(TASKS))
+    assert len(ok.drop_duplicates()) == TASKS, "a task ran twice with different results"
