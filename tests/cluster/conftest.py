@@ -203,3 +203,17 @@ def dask_nodes(cluster):
     finally:
         for proc in reversed(procs):
             cluster.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def cluster_slurm(cluster):
+    """A two-node Slurm on the cluster: slurmctld on head, a slurmd on node1 and node2
+    (scripts/cluster_slurm.sh); its daemons end with the cluster's namespaces."""
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/install_system.sh installs Slurm + munge)")
+    proc = subprocess.run(["bash", str(SCRIPTS / "cluster_slurm.sh"), str(cluster.state)], capture_output=True,
+                          text=True, timeout=180)
+    if proc.returncode != 0:
+        pytest.fail(f"cluster_slurm.sh failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
