@@ -13,6 +13,7 @@ one line that says why.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ IP = {"head": "10.99.0.10", "node1": "10.99.0.11", "node2": "10.99.0.12"}
 SUBNET = "10.99.0.0/24"
 
 
+@functools.lru_cache(maxsize=1)
 def cannot_build() -> str | None:
     """Why this machine cannot build the simulated cluster (None: it can)."""
     if not sys.platform.startswith("linux"):
@@ -46,6 +48,14 @@ def cannot_build() -> str | None:
         why = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
         return f"simulated cluster: this machine cannot create namespaces (unshare: {why})"
     return None
+
+
+def pytest_runtest_setup(item):
+    """Skipped here rather than in the fixture, so that pytest's summary folds every test of
+    this folder into one line with the reason (a fixture's skip is reported per test)."""
+    why = cannot_build()
+    if why:
+        pytest.skip(why)
 
 
 class Cluster:
