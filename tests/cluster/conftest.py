@@ -154,6 +154,15 @@ class Cluster:
             time.sleep(0.1)
         self.up(node)
 
+    def slurm(self, *nodes: str) -> str:
+        """Start Slurm's daemons (munged, slurmctld on head, slurmd on node1/node2) on ``nodes``
+        (default: all), then wait until both compute nodes are idle."""
+        proc = subprocess.run(["bash", str(SCRIPTS / "cluster_slurm.sh"), str(self.state), *nodes],
+                              capture_output=True, text=True, timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cluster_slurm.sh failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
     def mpirun(self, n: int, hosts: str, argv: list, timeout: float = 300) -> subprocess.CompletedProcess:
         """``mpirun`` on head with ranks on ``hosts``, started through the rsh agent that enters a
         node's namespaces; MPI's TCP restricted to the cluster's subnet."""
@@ -222,8 +231,7 @@ def cluster_slurm(cluster):
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(b) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (scripts/install_system.sh installs Slurm + munge)")
-    proc = subprocess.run(["bash", str(SCRIPTS / "cluster_slurm.sh"), str(cluster.state)], capture_output=True,
-                          text=True, timeout=180)
-    if proc.returncode != 0:
-        pytest.fail(f"cluster_slurm.sh failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
+    try:
+        return cluster.slurm()
+    except RuntimeError as err:
+        pytest.fail(str(err))

@@ -5,6 +5,7 @@ packing with ranks on node1 and node2 started by ``mpirun`` on head, static and 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -53,11 +54,11 @@ def test_dask_workers_on_two_nodes_equal_local(cluster, dask_nodes, local_refere
     assert sorted(i for c in chunk_tasks(run) for i in c) == list(range(40))  # every task once
     # Both compute nodes ran chunks (the driver on head ran none: it has no worker).
     ran = cluster.run("head", [PYTHON, "-c", (
-        "from distributed import Client; c = Client(%r, timeout=60); "
-        "print(sorted(c.run(lambda dask_worker: (dask_worker.name, dask_worker.state.transition_counter)).values()))"
-    ) % dask_nodes], timeout=120)
+        "import json; from distributed import Client; c = Client(%r, timeout=60); "
+        "print(json.dumps(dict(c.run(lambda dask_worker: (dask_worker.name, dask_worker.state.transition_counter))"
+        ".values())))") % dask_nodes], timeout=120)
     assert ran.returncode == 0, ran.stderr
-    counts = dict(eval(ran.stdout.strip()))
+    counts = json.loads(ran.stdout.strip().splitlines()[-1])
     assert set(counts) == {"node1", "node2"} and all(counts.values()), counts
 
 

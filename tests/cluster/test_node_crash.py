@@ -1,6 +1,7 @@
-"""A compute node crashes mid-run under Dask (every process of node2 killed at once): the run
-finishes on node1, or stops with hpcml's one line and ``--resume`` completes; either way the
-results equal a one-host local run bit for bit, with every task once.
+"""A compute node crashes mid-run (every process of node2 killed at once), under Dask with a
+scheduler of the site's and under dask-jobqueue on the two-node Slurm: the run finishes on
+node1, or stops with hpcml's one line and ``--resume`` completes; either way the results
+equal a one-host local run bit for bit, with every task once.
 """
 from __future__ import annotations
 
@@ -30,13 +31,18 @@ def sleep_spec(out, **backend) -> dict:
             "plan": {"replicate": {"n": TASKS}}, "backend": {"chunk_size": CHUNK, **backend}, "output": str(out)}
 
 
-@pytest.mark.timeout(480)
-def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, tmp_path):
-    local = hpcml.run(sleep_spec(tmp_path / "local", name="local", workers=2), progress=False).results
-    folder = cluster.shared / "crash"
+@pytest.fixture(scope="module")
+def local_sleep(tmp_path_factory):
+    return hpcml.run(sleep_spec(tmp_path_factory.mktemp("local") / "run", name="local", workers=2),
+                     progress=False).results
+
+
+def crash_mid_run(cluster, local, name: str, backend: dict, reboot) -> None:
+    """Run the sleep job from head; crash node2 once 4 chunks are done; ``reboot()`` it; check."""
+    folder = cluster.shared / name
     folder.mkdir()
     spec = folder / "job.yaml"
-    spec.write_text(yaml.safe_dump(sleep_spec(folder / "run", name="dask", address=dask_nodes)))
+    spec.write_text(yaml.safe_dump(sleep_spec(folder / "run", **backend)))
     run = folder / "run"
     driver = subprocess.Popen(cluster.command("head", [PYTHON, "-m", "hpcml.cli", "run", spec, "-q"]),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
@@ -54,9 +60,8 @@ def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, 
         if driver.poll() is None:
             driver.kill()
             driver.wait(10)
-        cluster.revive("node2")
-    print(f"crash after {done_before} chunk files; driver exit {driver.returncode}: {err.strip()[-300:]}")
-    if driver.returncode != 0:  # stopped: hpcml's one line, then --resume on what is left (node1)
+        reboot()
+    if driver.returncode != 0:  # stopped: hpcml's one line, then --resume
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err
         resumed = cluster.hpcml("head", "run", spec, "--resume", "-q", timeout=300)
@@ -72,3 +77,22 @@ def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, 
     ok = records[records["status"] == "ok"].drop(columns=["seconds", "attempt"], errors="ignore")
     assert set(ok["task_index"]) == set(range(TASKS))
     assert len(ok.drop_duplicates()) == TASKS, "a task ran twice with different results"
+
+
+@pytest.mark.timeout(480)
+def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, local_sleep):
+    crash_mid_run(cluster, local_sleep, "crash-dask", {"name": "dask", "address": dask_nodes},
+                  reboot=lambda: cluster.revive("node2"))
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(480)
+def test_jobqueue_node_crash_mid_run_loses_and_repeats_nothing(cluster, cluster_slurm, local_sleep):
+    """One worker job per node (2 cores each); node2's slurmd dies with it and is started again."""
+    def reboot():
+        cluster.revive("node2")
+        cluster.slurm("node2")
+
+    crash_mid_run(cluster, local_sleep, "crash-jobqueue",
+                  {"name": "dask", "cluster": "slurm", "jobs": 2, "cores": 2, "mem_gb": 1, "walltime_min": 10,
+                   "start_timeout_s": 180}, reboot)
