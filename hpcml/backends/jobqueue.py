@@ -134,7 +134,8 @@ def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: s
         if res.lifetime_stagger_min:
             worker_args += ["--lifetime-stagger", f"{res.lifetime_stagger_min * 60:.0f}s"]
     kw: dict[str, Any] = dict(
-        cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", python=res.python, job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
+        cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", python=res.python,
+        job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
         worker_extra_args=worker_args, job_script_prologue=list(res.job_script_prologue))
     if res.interface:  # else dask-jobqueue's config (null unless a site sets it): workers use their route
         kw["interface"] = res.interface

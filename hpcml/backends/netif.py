@@ -42,9 +42,9 @@ def hostname_address() -> tuple[str, str | None]:
         return name, None
 
 
-def route_address(target: str = "10.255.255.255") -> str | None:
-    """The source address the kernel picks for a route out of this machine (a UDP connect sends
-    nothing); None where there is no such route."""
+def route_address(target: str = "8.8.8.8") -> str | None:
+    """The source address the kernel picks for the default route out of this machine, as Dask's
+    ``get_ip`` finds it (a UDP connect sends nothing); None where there is no such route."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect((target, 9))
