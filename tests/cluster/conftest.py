@@ -67,6 +67,7 @@ class Cluster:
         self.logs = state / "logs"
         self.nodes, self.ip = NODES, IP
         self._procs: list[subprocess.Popen] = []
+        self.slurm_up = False
 
     def up(self, *nodes: str) -> None:
         proc = subprocess.run(["bash", str(SCRIPTS / "cluster_up.sh"), str(self.state), self.prefix, *nodes],
@@ -148,11 +149,14 @@ class Cluster:
         return pids
 
     def revive(self, node: str) -> None:
-        """Boot a crashed node again (a fresh holder of its namespaces, an empty /dev/shm)."""
+        """Boot a crashed node again (a fresh holder of its namespaces, an empty /dev/shm), with
+        its Slurm daemons if Slurm was up."""
         end = time.monotonic() + 30
         while self.pids(node) and time.monotonic() < end:
             time.sleep(0.1)
         self.up(node)
+        if self.slurm_up:
+            self.slurm(node)
 
     def slurm(self, *nodes: str) -> str:
         """Start Slurm's daemons (munged, slurmctld on head, slurmd on node1/node2) on ``nodes``
@@ -161,6 +165,7 @@ class Cluster:
                               capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
             raise RuntimeError(f"cluster_slurm.sh failed:\n{proc.stdout}\n{proc.stderr}")
+        self.slurm_up = True
         return proc.stdout
 
     def mpirun(self, n: int, hosts: str, argv: list, timeout: float = 300) -> subprocess.CompletedProcess:
