@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -32,7 +33,8 @@ from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import watched_chunk
 from hpcml.backends.lifeline import ignore_interrupts
-from hpcml.backends.jobqueue import ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster
+from hpcml.backends.jobqueue import (ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster,
+                                     scheduler_interface)
 
 log = logging.getLogger("hpcml.dask")
 LOOPBACK = "127.0.0.1"
@@ -122,6 +124,7 @@ class DaskBackend(Backend):
         self._token = uuid.uuid4().hex[:8]
         self._saved_loggers: list[tuple[logging.Logger, list, bool]] = []
         self._terminal: logging.Handler | None = None  # dask's errors that still reach the terminal
+        self._job_logs = self._run_dir = self._where = None  # a batch cluster's, set as it starts
 
     @property
     def workers(self) -> int:
@@ -162,7 +165,11 @@ class DaskBackend(Backend):
             else:
                 logs = opts.log_directory or str((log_dir / "dask").resolve())
                 Path(logs).mkdir(parents=True, exist_ok=True)
-                self.cluster = make_jobqueue_cluster(opts.cluster, opts, f"hpcml-{name}", logs)
+                self._job_logs, self._run_dir = Path(logs), Path(log_dir).resolve().parent
+                where = self._where = scheduler_interface(opts.cluster, opts)
+                log.info("dask scheduler on %s; set backend.interface to choose another", where.describe())
+                self.cluster = make_jobqueue_cluster(opts.cluster, opts, f"hpcml-{name}", logs, where,
+                                                     dashboard=opts.dashboard)
                 expect = opts.startup_workers()
             if self.client is None:
                 self.client = Client(self.cluster)
@@ -178,10 +185,23 @@ class DaskBackend(Backend):
         except (TimeoutError, asyncio.TimeoutError, OSError):
             have = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
             where = opts.address or opts.cluster
-            hint = "; check squeue and the job logs" if opts.cluster != "local" else ""
+            scheduler = getattr(self.cluster, "scheduler_address", None)
             self.stop()
+            hint = self._batch_hint(scheduler) if opts.cluster != "local" else ""
             raise SpecError.one("backend.start_timeout_s", opts.start_timeout_s,
                                 f"only {have} of {n} dask worker(s) on {where} came up in time{hint}") from None
+
+    def _batch_hint(self, scheduler: str | None) -> str:
+        """What to check when batch workers never came up, and where their job logs are kept
+        (moved out of a run directory that is removed with the failed start)."""
+        opts, logs = self.options, self._job_logs
+        if logs.is_relative_to(self._run_dir) and logs.exists():
+            kept = self._run_dir.parent / f"{self._run_dir.name}.start-logs-{self._token}"
+            shutil.move(str(logs), kept)
+            logs = kept
+        return (f"; the worker jobs must reach the scheduler at {scheduler} (backend.interface: "
+                f"{self._where.describe()}) and start backend.python ({opts.python}) on the nodes: "
+                f"check squeue and the job logs, kept in {logs}")
 
     def _submit(self, order: WorkOrder, futures: dict) -> object:
         # Absolute: workers (batch jobs) need not share the driver's working directory.

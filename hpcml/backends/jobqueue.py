@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hpcml.backends.netif import Choice, named_interface, reaching_interface
 from hpcml.errors import SpecError
 
 # name -> (dask_jobqueue class, keyword its account/project directive uses, walltime format)
@@ -55,7 +56,8 @@ class JobResources(BaseModel):
     account: str | None = Field(None, description="account (project) charged")
     job_extra_directives: list[str] = Field(default_factory=list, description="extra '#SBATCH'-style lines")
     gpus: int | None = Field(None, gt=0, description="GPUs per job (Slurm --gres=gpu:N, PBS ngpus=N, ...)")
-    interface: str | None = Field("lo", description="network interface the workers listen on (lo: one machine)")
+    interface: str | None = Field(None, description="network interface of the scheduler and workers (default: "
+                                  "the scheduler on the one that reaches other nodes, workers by their route to it)")
     local_directory: str | None = Field(None, description="node-local scratch for worker spill files")
     log_directory: str | None = Field(None, description="job logs (default: <run dir>/logs/dask)")
     python: str = Field(sys.executable, description="python on the compute nodes (default: this one)")
@@ -132,9 +134,11 @@ def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: s
         if res.lifetime_stagger_min:
             worker_args += ["--lifetime-stagger", f"{res.lifetime_stagger_min * 60:.0f}s"]
     kw: dict[str, Any] = dict(
-        cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", interface=res.interface,
-        python=res.python, job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
+        cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", python=res.python,
+        job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
         worker_extra_args=worker_args, job_script_prologue=list(res.job_script_prologue))
+    if res.interface:  # else dask-jobqueue's config (null unless a site sets it): workers use their route
+        kw["interface"] = res.interface
     if res.local_directory:
         kw["local_directory"] = res.local_directory
     if wall_fmt:
@@ -155,11 +159,30 @@ def _condor_pair(line: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_directory: str):
+def scheduler_interface(name: str, res: JobResources) -> Choice:
+    """Where the scheduler listens: ``backend.interface``, else the site's dask-jobqueue config,
+    else the interface that reaches other nodes."""
+    import dask
+    import dask_jobqueue
+
+    if res.interface:
+        return named_interface(res.interface)
+    config = getattr(dask_jobqueue, CLUSTERS[name][0]).job_cls.default_config_name()
+    configured = dask.config.get(f"jobqueue.{config}.interface", None)
+    if configured:
+        return named_interface(configured, f"dask config jobqueue.{config}.interface")
+    return reaching_interface()
+
+
+def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_directory: str,
+                          where: Choice, dashboard: bool = False):
+    """The dask-jobqueue cluster, its scheduler (and HTTP server, a dashboard only when asked)
+    on ``where``'s address alone, on free ports: never 0.0.0.0, never a fixed 8787."""
     import dask_jobqueue
 
     cls = getattr(dask_jobqueue, CLUSTERS[name][0])
-    cluster = cls(**cluster_kwargs(name, res, job_name, log_directory))
+    scheduler = {"host": where.address, "dashboard_address": f"{where.address}:0", "dashboard": dashboard}
+    cluster = cls(**cluster_kwargs(name, res, job_name, log_directory), scheduler_options=scheduler)
     bounds = res.scaling()
     if bounds is not None:
         cluster.adapt(minimum_jobs=bounds.minimum_jobs, maximum_jobs=bounds.maximum_jobs)

@@ -269,3 +269,113 @@ def test_dask_logs_go_to_the_run_dir_not_the_terminal(tmp_path):
     assert noise == [], noise  # no scheduler, nanny or dashboard lines
     log = (tmp_path / "run" / "logs" / "dask" / "dask.log").read_text()
     assert "Scheduler at" in log and "dashboard at" in log
+
+
+# ------------------------------------------------------------------ batch clusters: the network defaults
+
+def _network(monkeypatch, addresses: dict, hostname: tuple, route):
+    from hpcml.backends import netif
+
+    monkeypatch.setattr(netif, "ipv4_addresses", lambda: addresses)
+    monkeypatch.setattr(netif, "hostname_address", lambda: hostname)
+    monkeypatch.setattr(netif, "route_address", lambda: route)
+
+
+@pytest.mark.parametrize("hostname, route, want", [
+    # the hostname's address comes first: what the nodes' own lookups of it give
+    (("login1", "10.1.0.5"), "192.168.1.9", ("ib0", "10.1.0.5", "the address of hostname login1")),
+    # Debian's 127.0.1.1 for the hostname: the interface of the route out instead
+    (("login1", "127.0.1.1"), "192.168.1.9", ("eth0", "192.168.1.9", "the route out of this machine")),
+    (("login1", None), "192.168.1.9", ("eth0", "192.168.1.9", "the route out of this machine")),
+    # no other interface: loopback, and the reason says only this machine's workers can connect
+    (("login1", "127.0.1.1"), None, ("lo", "127.0.0.1", "no other interface has an address")),
+])
+def test_the_scheduler_interface_is_the_one_that_reaches_other_nodes(monkeypatch, hostname, route, want):
+    from hpcml.backends.netif import reaching_interface
+
+    _network(monkeypatch, {"127.0.0.1": "lo", "10.1.0.5": "ib0", "192.168.1.9": "eth0"}, hostname, route)
+    got = reaching_interface()
+    assert (got.interface, got.address) == want[:2]
+    assert got.found_from.startswith(want[2]), got
+
+
+def test_a_named_interface_wins_and_an_unknown_one_is_one_line(monkeypatch):
+    import dask
+
+    from hpcml.backends.jobqueue import JobResources, scheduler_interface
+    from hpcml.errors import SpecError
+
+    _network(monkeypatch, {"127.0.0.1": "lo", "10.1.0.5": "ib0", "192.168.1.9": "eth0"}, ("login1", "10.1.0.5"), None)
+    assert scheduler_interface("slurm", JobResources(interface="eth0")).address == "192.168.1.9"
+    with dask.config.set({"jobqueue.pbs.interface": "eth0"}):  # a site's dask-jobqueue config is honoured
+        got = scheduler_interface("pbs", JobResources())
+    assert (got.address, got.found_from) == ("192.168.1.9", "dask config jobqueue.pbs.interface")
+    assert scheduler_interface("slurm", JobResources()).interface == "ib0"
+    with pytest.raises(SpecError) as err:
+        scheduler_interface("slurm", JobResources(interface="ib9"))
+    assert err.value.lines() == ["backend.interface: no IPv4 address on this machine (interfaces: eth0, ib0, lo) "
+                                 "(got 'ib9')"]
+
+
+def test_workers_are_not_pinned_to_loopback_by_default():
+    """Workers on compute nodes find their address by their route to the scheduler; a site's
+    interface still reaches their command line."""
+    from hpcml.backends.jobqueue import JobResources
+
+    assert JobResources().interface is None
+    assert "--interface" not in _script("slurm").strip().splitlines()[-1]
+    assert "--interface ib0" in _script("slurm", interface="ib0").strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("dashboard", [False, True])
+def test_jobqueue_scheduler_listens_on_the_chosen_address_only(tmp_path, dashboard):
+    """Not 0.0.0.0 and not 8787, even without a dashboard (the HTTP server still runs)."""
+    import urllib.error
+    import urllib.request
+
+    from hpcml.backends.jobqueue import JobResources, make_jobqueue_cluster
+    from hpcml.backends.netif import Choice
+
+    res = JobResources(adapt={"minimum_jobs": 0, "maximum_jobs": 1})  # no job is submitted
+    cluster = make_jobqueue_cluster("slurm", res, "hpcml-t", str(tmp_path), Choice("lo", "127.0.0.1", "test"),
+                                    dashboard=dashboard)
+    try:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        sockets = [s.getsockname() for s in cluster.scheduler.http_server._sockets.values()]
+        assert sockets and all(host == "127.0.0.1" and port != 8787 for host, port, *_ in sockets), sockets
+        try:
+            code = urllib.request.urlopen(f"http://127.0.0.1:{sockets[0][1]}/status", timeout=30).status
+        except urllib.error.HTTPError as err:
+            code = err.code
+        assert (code == 200) == dashboard  # the dashboard only when asked
+    finally:
+        cluster.close()
+
+
+@pytest.mark.timeout(120)
+def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_logs(tmp_path, monkeypatch):
+    """The start timeout names what to check (the interface the scheduler chose, the Python on
+    the nodes) and moves the job logs out of the run directory, which the failed start removes."""
+    from distributed import LocalCluster
+
+    from hpcml import run
+    from hpcml.backends import dask as dask_backend
+    from hpcml.backends.netif import Choice
+    from hpcml.errors import SpecError
+
+    def no_workers(name, res, job_name, logs, where, dashboard=False):
+        (Path(logs) / "slurm-41.out").write_text("Timed out trying to connect to tcp://10.1.0.5:40000\n")
+        return LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None)
+
+    monkeypatch.setattr(dask_backend, "make_jobqueue_cluster", no_workers)
+    monkeypatch.setattr(dask_backend, "scheduler_interface", lambda *a: Choice("ib0", "10.1.0.5", "the test"))
+    spec = small_spec(tmp_path, backend={"name": "dask", "cluster": "slurm", "jobs": 2, "start_timeout_s": 1,
+                                         "python": "/opt/env/bin/python"})
+    with pytest.raises(SpecError) as err:
+        run(spec, progress=False)
+    (line,) = err.value.lines()
+    assert line.startswith("backend.start_timeout_s: only 0 of 2 dask worker(s) on slurm came up in time; ")
+    assert "backend.interface: ib0 (10.1.0.5, the test)" in line and "backend.python (/opt/env/bin/python)" in line
+    kept = Path(line.split("job logs, kept in ")[1].split(" (got ")[0])
+    assert not (tmp_path / "run").exists() and kept.parent == tmp_path
+    assert "Timed out trying to connect" in (kept / "slurm-41.out").read_text()

@@ -1,0 +1,83 @@
+"""The same bootstrap across the simulated cluster's nodes gives the numbers of a one-host local
+run, bit for bit: Dask with workers on node1 and node2 (scheduler and driver on head), and MPI
+packing with ranks on node1 and node2 started by ``mpirun`` on head, static and dynamic.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import assert_same_results, small_spec
+
+import hpcml
+from hpcml.backends.mpi import MPIOptions
+from hpcml.drivers.mpi_static import rank_share
+from hpcml.rundir.store import RunStore
+
+from .conftest import PYTHON
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """The one-host run everything else must equal (this machine, outside the cluster)."""
+    return hpcml.run(small_spec(tmp_path_factory.mktemp("local")), progress=False).results
+
+
+def write_spec(folder: Path, **over) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(small_spec(folder, **over)))
+    return path
+
+
+def chunk_tasks(run: Path) -> list[list[int]]:
+    return [pq.read_table(f).column("task_index").to_pylist() for f in RunStore(run).chunk_files()]
+
+
+@pytest.mark.timeout(300)
+def test_dask_workers_on_two_nodes_equal_local(cluster, dask_nodes, local_reference):
+    spec = write_spec(cluster.shared / "dask", backend={"name": "dask", "address": dask_nodes, "chunk_size": 4})
+    proc = cluster.hpcml("head", "run", spec, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "40/40 tasks ok" in proc.stdout
+    run = spec.parent / "run"
+    assert_same_results(local_reference, pd.read_parquet(run / "results.parquet"))
+    assert sorted(i for c in chunk_tasks(run) for i in c) == list(range(40))  # every task once
+    # Both compute nodes ran chunks (the driver on head ran none: it has no worker).
+    ran = cluster.run("head", [PYTHON, "-c", (
+        "import json; from distributed import Client; c = Client(%r, timeout=60); "
+        "print(json.dumps(dict(c.run(lambda dask_worker: (dask_worker.name, dask_worker.state.transition_counter))"
+        ".values())))") % dask_nodes], timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    counts = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert set(counts) == {"node1", "node2"} and all(counts.values()), counts
+
+
+needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                               reason="Open MPI or mpi4py not installed (make test installs both)")
+
+
+@needs_mpi
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode, n, hosts", [("static", 2, "node1,node2"), ("dynamic", 3, "node1:2,node2:1")])
+def test_mpi_ranks_on_two_nodes_equal_local(cluster, local_reference, mode, n, hosts):
+    spec = write_spec(cluster.shared / f"mpi-{mode}", backend={"name": "mpi", "mode": mode, "chunk_size": 4})
+    proc = cluster.mpirun(n, hosts, ["-m", "hpcml.pack", spec, "-q"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("40/40 tasks ok") == 1, proc.stdout
+    run = spec.parent / "run"
+    assert_same_results(local_reference, pd.read_parquet(run / "results.parquet"))
+    chunks = chunk_tasks(run)
+    assert sorted(i for c in chunks for i in c) == list(range(40))  # every task once, none twice
+    if mode == "static":  # rank 0 on node1 and rank 1 on node2 each wrote the chunks of its share
+        owner = {i: r for r in range(n) for i in rank_share(list(range(40)), r, n, MPIOptions().layout)}
+        assert {owner[c[0]] for c in chunks} == {0, 1}
