@@ -14,6 +14,7 @@ from __future__ import annotations
 from hpcml.data.mapped import map_stats
 from hpcml.data.sources import array_columns, full_load, load_stats
 from hpcml.models.base import Dataset
+from hpcml.data.lazy_rows import lazy_rows
 
 __all__ = ["load_dataset", "array_columns", "load_stats", "map_stats", "Dataset"]
 
@@ -32,8 +33,6 @@ def load_dataset(job, *, lazy: bool = True, keep: bool = True) -> Dataset:
     features, needs_target = spec.model.features, job.model.needs_target
     data = None
     if lazy and job.plan.reads_rows_lazily:
-        from hpcml.data.lazy_rows import lazy_rows
-
         data = lazy_rows(spec.data, features, needs_target)
     if data is None:
         data = full_load(spec.data, features, needs_target, keep=keep)

@@ -20,6 +20,7 @@ from hpcml.data.cache import cache_dir
 from hpcml.data.sources import array_columns
 from hpcml.errors import SpecError
 from hpcml.trust import private_dir, trusted_file
+from hpcml.files import atomic_write_bytes, parquet_bytes
 
 
 def as_frame(data: Any) -> pd.DataFrame:
@@ -53,8 +54,6 @@ def _numeric_digest(frame: pd.DataFrame) -> str | None:
 
 def frame_source(data: Any) -> str:
     """Write ``data`` once (by content) and return the path to use as ``data.source``."""
-    from hpcml.files import atomic_write_bytes, parquet_bytes
-
     frame = as_frame(data)
     # The name is a hash of everything the table holds (values, column names and types,
     # categories): of its numbers in memory when it holds only numbers, so a table already

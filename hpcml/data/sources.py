@@ -22,6 +22,7 @@ from hpcml.errors import SpecError
 from hpcml.machine import too_big
 from hpcml.models.base import Dataset
 from hpcml.spec import DataSpec
+from hpcml.data.images import load_image_source
 
 # Re-exported: shards.py and the tests validate frames and name array columns through here.
 __all__ = ["array_columns", "build_dataset", "frame_to_dataset", "full_load", "is_categorical", "load_stats",
@@ -145,8 +146,6 @@ def build_dataset(spec: DataSpec, features: list[str] | None, needs_target: bool
                   allocate: Callable[[tuple[int, int]], np.ndarray] = np.empty) -> Dataset:
     """The validated data, its design matrix written into ``allocate((rows, columns))``."""
     if spec.source.startswith("idx:"):
-        from hpcml.data.images import load_image_source
-
         return load_image_source(spec.source, spec.options)
     cols, meta = open_table(spec)
     if isinstance(cols, FrameColumns):

@@ -12,12 +12,12 @@ from hpcml.plans.base import block_share
 from hpcml.tasks.chunks import chunk_size_for
 from hpcml.drivers.attempts import in_this_process, run_attempts
 from hpcml.errors import SpecError
+from hpcml.spec import load_job
+from hpcml.rundir.opening import prepared_run
 
 
 def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
-    from hpcml.spec import load_job
-    from hpcml.rundir.opening import prepared_run
 
     if of < 1:
         raise SpecError.one("of", of, "must be at least 1")

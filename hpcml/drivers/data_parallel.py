@@ -32,6 +32,20 @@ from typing import Any, Mapping
 
 from hpcml.errors import SpecError
 from hpcml.launchers import RankInfo
+from hpcml.models.cnn.train import resolve_device
+from hpcml.models.cnn.train import DistContext
+from hpcml.drivers.attempts import refuse_retries_and_timeout
+from hpcml.drivers.run import check_job
+from hpcml.spec import load_job
+from hpcml.data import load_dataset
+from hpcml.models.cnn.train import distributed
+from hpcml.drivers.finish import finish
+from hpcml.plans import plan_tasks
+from hpcml.rundir.opening import open_run
+from hpcml.rundir.store import RunStore, write_chunk_records
+from hpcml.tasks.task_records import ok_record
+from hpcml.tasks.worker import run_task
+from hpcml.rundir.store import Chunk
 
 log = logging.getLogger("hpcml.ddp")
 DEFAULT_PORT = 29500
@@ -80,8 +94,6 @@ def rendezvous(info: RankInfo, env: Mapping[str, str] | None = None) -> tuple[st
 def _device_for(job, info: RankInfo):
     import torch
 
-    from hpcml.models.cnn.train import resolve_device
-
     dev = resolve_device(getattr(job.params, "device", "cpu"))
     if dev.type == "cuda":
         torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
@@ -92,8 +104,6 @@ def init_process_group(info: RankInfo, backend: str, timeout_s: float = 300):
     """Start torch.distributed for this rank; returns the DistContext ``train`` uses."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-
-    from hpcml.models.cnn.train import DistContext
 
     if info.launcher == "torchrun":
         init = "env://"  # torchrun's agent already serves the store at MASTER_ADDR:MASTER_PORT
@@ -116,9 +126,6 @@ def init_process_group(info: RankInfo, backend: str, timeout_s: float = 300):
 
 def load_ddp_job(spec: str | Path, out: str | None = None):
     """The job, checked for what a DDP run needs (SpecError names the field otherwise)."""
-    from hpcml.drivers.attempts import refuse_retries_and_timeout
-    from hpcml.drivers.run import check_job
-    from hpcml.spec import load_job
 
     job = load_job(spec, output=out)
     refuse_retries_and_timeout(job, "data-parallel training trains one model across all ranks")
@@ -136,15 +143,6 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
     import torch
     import torch.distributed as dist
     from threadpoolctl import threadpool_limits
-
-    from hpcml.data import load_dataset
-    from hpcml.models.cnn.train import distributed
-    from hpcml.drivers.finish import finish
-    from hpcml.plans import plan_tasks
-    from hpcml.rundir.opening import open_run
-    from hpcml.rundir.store import RunStore, write_chunk_records
-    from hpcml.tasks.task_records import ok_record
-    from hpcml.tasks.worker import run_task
 
     t0 = time.perf_counter()
     device = _device_for(job, info)
@@ -184,6 +182,4 @@ def run_ddp(job, info: RankInfo, *, backend: str = "auto", resume: bool = False,
 
 
 def _one_chunk():
-    from hpcml.rundir.store import Chunk
-
     return Chunk((0,))

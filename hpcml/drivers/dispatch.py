@@ -9,6 +9,9 @@
 from __future__ import annotations
 
 from hpcml.errors import SpecError
+from hpcml.drivers.run import execute
+from hpcml.drivers.spark_engine import execute_mllib
+from hpcml.drivers.mpi import run_under_mpi
 
 DRIVERS = ("spark", "mpi", "run")
 
@@ -28,13 +31,8 @@ def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: boo
     """Run ``job`` with its driver: the RunResult (None on an MPI rank other than 0)."""
     driver = driver_for(job)
     if driver == "spark":
-        from hpcml.drivers.spark_engine import execute_mllib
-
         return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     if driver == "mpi":
-        from hpcml.drivers.mpi import run_under_mpi
-
         return run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
-    from hpcml.drivers.run import execute
 
     return execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

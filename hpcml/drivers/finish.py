@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hpcml.rundir.store import RunStore
+from hpcml.data import load_dataset
+from hpcml.report.tables import ok_rows
 
 log = logging.getLogger("hpcml")
 
@@ -54,8 +56,6 @@ def summary_frame(table: pa.Table) -> pd.DataFrame:
 
 def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
     """The plan's summary, plus what the model kind adds to it (R-hat, variance thresholds...)."""
-    from hpcml.data import load_dataset
-    from hpcml.report.tables import ok_rows
 
     body = job.plan.summarize(job, results, run_dir, lambda: load_dataset(job))
     ok = ok_rows(results)
@@ -65,8 +65,6 @@ def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
 
 
 def write_plots(job, results: pd.DataFrame, summary: dict[str, Any], plot_dir: Path) -> list[Path]:
-    from hpcml.report.tables import ok_rows
-
     ok = ok_rows(results)
     if ok.empty:
         return []

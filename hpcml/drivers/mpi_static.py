@@ -20,6 +20,7 @@ from hpcml.report.progress import Progress
 from hpcml.rundir.opening import open_run
 from hpcml.rundir.store import RunStore, write_chunk_records
 from hpcml.tasks.task_records import failure_record
+from hpcml.drivers.run import check_job
 
 log = logging.getLogger("hpcml.mpi")
 
@@ -35,8 +36,6 @@ def rank_share(todo: list[int], rank: int, size: int, layout: str) -> list[int]:
 def _open_on_rank0(session, job, stack: ExitStack, resume: bool, overwrite: bool) -> list[int]:
     """Rank 0 opens the run directory (held until ``stack`` closes) before anyone writes; the
     others wait for its word. The tasks no rank has finished yet."""
-    from hpcml.drivers.run import check_job
-
     if session.rank != 0:
         _, message = wait_message(session.comm, session.live, 0, None)
         if message[0] == "spec":

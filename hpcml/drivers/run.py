@@ -18,14 +18,13 @@ from hpcml.rundir.paths import check_output
 from hpcml.spec import Job
 from hpcml.rundir.store import RunStore
 from hpcml.tasks.worker import execute_chunk
+from hpcml.data import load_dataset
 
 log = logging.getLogger("hpcml")
 
 def check_job(job: Job, *, keep: bool = False) -> None:
     """Everything that can be known wrong before a run directory exists. ``keep``: the data
     stays in this process's cache (a job run in the driver loads it once)."""
-    from hpcml.data import load_dataset
-
     check_output(job.output)
     # Not kept by default: the driver needs the data again only for the summary (then mapped again).
     data = load_dataset(job, lazy=False, keep=keep)

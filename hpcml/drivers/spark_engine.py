@@ -26,6 +26,10 @@ from hpcml.tasks.task_records import failure_record, ok_record
 from hpcml.rundir.opening import open_run
 from hpcml.spec import Job
 from hpcml.rundir.store import write_chunk_records
+from hpcml.backends.spark import SparkOptions
+from hpcml.backends.spark import spark_session
+from hpcml.drivers.finish import finish
+from hpcml.backends.spark import spark_error_line
 
 log = logging.getLogger("hpcml")
 
@@ -55,8 +59,6 @@ def static_problems(job: Job) -> None:
 
 
 def _spark_options(job: Job):
-    from hpcml.backends.spark import SparkOptions
-
     backend = job.spec.backend
     # Spark options apply only when the spec names the spark backend; another backend's
     # options (e.g. local's start_method) mean nothing to this engine.
@@ -279,8 +281,6 @@ def execute_mllib(job: Job, *, resume: bool = False, overwrite: bool = False, pr
 
 
 def _fit_and_finish(job: Job, run, t0: float):
-    from hpcml.backends.spark import spark_session
-    from hpcml.drivers.finish import finish
 
     store = run.store
     if 0 in store.completed():
@@ -301,8 +301,6 @@ def _fit_and_finish(job: Job, run, t0: float):
 
 def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
     """The fit as the plan's one task record; a failure is a record, not a crash."""
-    from hpcml.backends.spark import spark_error_line
-
     t, task_id = time.perf_counter(), job.task_id(0)
     try:
         outputs = FITTERS[job.model.name](job, data, features, facts)

@@ -29,6 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcml.errors import SpecError
 from hpcml.launchers import launch
+from hpcml.drivers.run import check_job
+from hpcml.rundir.opening import open_run
+from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
+from hpcml.drivers.finish import finish
+from hpcml.rundir.status import run_job
+from hpcml.rundir.store import RunStore
 
 MAIN_SCRIPT = "hpcml.sbatch"
 COLLECT_SCRIPT = "collect.sbatch"
@@ -162,12 +168,9 @@ def _sbatch(sbatch: str, args: list[str], script: Path) -> str:
 def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, overwrite: bool = False,
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
-    from hpcml.drivers.run import check_job
-    from hpcml.rundir.opening import open_run
 
     check_job(job)  # spec and data errors surface before anything is written
     if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
-        from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
 
         spec_mode = MPIOptions(**(job.spec.backend.model_extra or {})).mode if job.spec.backend.name == "mpi" \
             else "dynamic"
@@ -201,10 +204,6 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
 def collect(run_dir: Path):
     """Consolidate a run whose chunk files were written by batch jobs; the RunResult."""
     import time
-
-    from hpcml.drivers.finish import finish
-    from hpcml.rundir.status import run_job
-    from hpcml.rundir.store import RunStore
 
     store = RunStore(run_dir)
     job = run_job(store)

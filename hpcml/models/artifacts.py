@@ -5,13 +5,12 @@ bootstrap of 10,000 replicates must not write 10,000 copies of the scores."""
 from __future__ import annotations
 
 from pathlib import Path
+from hpcml.files import atomic_write_table
 
 
 def write_parquet_artifact(path: Path, frame) -> None:
     """A pandas DataFrame as a Parquet file, written atomically."""
     import pyarrow as pa
-
-    from hpcml.files import atomic_write_table
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_table(path, pa.Table.from_pandas(frame, preserve_index=False))

@@ -318,7 +318,7 @@ class KMeansKind(ModelKind):
         """The elbow: the best inertia of each k of the grid."""
         if "param_k" not in ok or "inertia" not in ok:
             return
-        from hpcml.report.plots import line
+        from hpcml.report.plots import line  # matplotlib loads only where a run draws
 
         curve = ok.groupby("param_k")["inertia"].min().sort_index()
         line(curve.index, curve.values, "k", "inertia (best over repeats)", "k-means elbow", plot_dir / "elbow.png")

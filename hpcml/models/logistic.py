@@ -11,6 +11,8 @@ from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, regis
 from hpcml.numerics.irls import LogisticFit, classification_metrics, fit_logistic, logistic_summary, predict_proba
 from hpcml.numerics.least_squares import BOOTSTRAP_GROUP, coef_outputs
 from hpcml.numerics.weights import row_mask
+from hpcml.numerics.batched_logistic import logistic_coefs_batch
+from hpcml.models.full_fit import refit_whole_data
 
 
 class LogisticParams(ModelParams):
@@ -53,16 +55,12 @@ class LogisticKind(ModelKind):
         return BOOTSTRAP_GROUP
 
     def outputs_batch(self, params: LogisticParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        from hpcml.numerics.batched_logistic import logistic_coefs_batch
-
         coefs = logistic_coefs_batch(data.X, data.y, weights, params.fit_intercept, params.max_iter, params.tol)
         return [None if c is None else coef_outputs(c, params.fit_intercept, data.features) for c in coefs]
 
     def jackknife(self, params: LogisticParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]]:
         """Leave-group-out fits for BCa, a group of them at a time by the batched Newton path
         (each is the full data less a few rows: two or three passes); IRLS where it declines."""
-        from hpcml.numerics.batched_logistic import logistic_coefs_batch
-
         out: list[dict[str, Any]] = []
         for start in range(0, groups, BOOTSTRAP_GROUP):
             stop = min(groups, start + BOOTSTRAP_GROUP)
@@ -78,8 +76,6 @@ class LogisticKind(ModelKind):
 
     def whole_data_summary(self, params: LogisticParams, fit) -> dict[str, Any]:
         """R's ``summary(glm)`` table."""
-        from hpcml.models.full_fit import refit_whole_data
-
         fitted, data = refit_whole_data(self, params, fit)
         return logistic_summary(data.X, data.y, fitted, data.features)
 

@@ -10,6 +10,8 @@ from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, regis
 from hpcml.numerics.least_squares import (BOOTSTRAP_GROUP, OLSFit, coef_outputs, fit_ols, leave_group_out_coefs,
                                           ols_summary, predict, regression_metrics)
 from hpcml.numerics.weights import row_mask
+from hpcml.models.full_fit import refit_whole_data
+from hpcml.numerics.batched_ols import ols_coefs_batch
 
 
 class OLSParams(ModelParams):
@@ -48,8 +50,6 @@ class OLSKind(ModelKind):
 
     def whole_data_summary(self, params: OLSParams, fit) -> dict[str, Any]:
         """R's ``summary(lm)`` table (see :func:`ols_summary`)."""
-        from hpcml.models.full_fit import refit_whole_data
-
         fitted, data = refit_whole_data(self, params, fit)
         return ols_summary(data.X, data.y, fitted, data.features)
 
@@ -57,8 +57,6 @@ class OLSKind(ModelKind):
         return BOOTSTRAP_GROUP if params.fit_intercept else 1
 
     def outputs_batch(self, params: OLSParams, data: Dataset, weights: np.ndarray) -> list[dict[str, float] | None]:
-        from hpcml.numerics.batched_ols import ols_coefs_batch
-
         return [None if c is None else coef_outputs(c, True, data.features)
                 for c in ols_coefs_batch(data.X, data.y, weights)]
 

@@ -259,7 +259,7 @@ class PCAKind(ModelKind):
                 "scores_file": str(scores.relative_to(fit.run_dir))}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
-        from hpcml.report.plots import scree
+        from hpcml.report.plots import scree  # matplotlib loads only where a run draws
 
         row = ok.iloc[0]
         evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
@@ -274,7 +274,7 @@ class PCAKind(ModelKind):
             return
         import pandas as pd
 
-        from hpcml.report.plots import biplot
+        from hpcml.report.plots import biplot  # matplotlib loads only where a run draws
 
         row = fit.record
         evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))

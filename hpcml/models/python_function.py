@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from hpcml.files import bytes_digest
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from hpcml.models.user_outputs import pickled, to_record
+from hpcml.trust import why_untrusted
 
 # What a function may ask for by parameter name.
 INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")
@@ -233,8 +234,6 @@ def load_items(path: str) -> list:
 
 def check_unpicklable(field: str, path: Path) -> None:
     """Loading a pickle runs its code: only a file this user alone can have written is loaded."""
-    from hpcml.trust import why_untrusted
-
     why = why_untrusted(path.resolve())
     if why is not None:
         raise UserCodeError(field, str(path), f"{why}; hpcml never unpickles a file another user could "

@@ -34,6 +34,7 @@ from scipy import linalg
 
 from hpcml.numerics.gram import as_float64, dot, row_products
 from hpcml.numerics.normal_equations import equilibrated_cholesky
+from hpcml.numerics.irls import encode_binary, fit_logistic
 
 # Elements (group members x rows) in one row block of the passes: 2 MiB of float64, the
 # block's residuals between the product that makes them and the one that uses them (a pass
@@ -97,8 +98,6 @@ def _design_blocks(X: np.ndarray, centre: np.ndarray, icpt: int, rows: int):
 
 
 def _full_fit(X: np.ndarray, y, fit_intercept: bool, max_iter: int, tol: float) -> _Full:
-    from hpcml.numerics.irls import encode_binary, fit_logistic
-
     settings = (fit_intercept, max_iter, tol)
     for hit in _CACHE:
         if hit.X is X and hit.y is y and hit.settings == settings:

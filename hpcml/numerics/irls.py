@@ -19,6 +19,8 @@ from hpcml.numerics.aliasing import kept_columns_gram
 from hpcml.numerics.gram import block_rows, row_blocks
 from hpcml.numerics.normal_equations import solve_spd
 from hpcml.numerics.weights import as_weights, positive_rows
+from hpcml.numerics.least_squares import kept_columns
+from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
 
 # Beyond this |eta|, e^-|eta| underflows and Newton stops moving: a diverging (separated) fit.
 _ETA_MAX = 700.0
@@ -176,8 +178,6 @@ def _design(X: np.ndarray, rows: np.ndarray | None, w: np.ndarray, fit_intercept
     once, from the Gram matrix where that is clear (``hpcml.numerics.aliasing``); IRLS then
     iterates on the kept columns only.
     """
-    from hpcml.numerics.least_squares import kept_columns
-
     p = X.shape[1]
     w_all = w if rows is None else np.zeros(X.shape[0])
     if rows is not None:
@@ -296,8 +296,6 @@ def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weig
     interval is Wald's (R's ``confint.default``; R's ``confint`` profiles the likelihood).
     AIC is R's for 0/1 responses: deviance + 2 * rank.
     """
-    from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
-
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]

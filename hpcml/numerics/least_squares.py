@@ -14,6 +14,7 @@ from scipy import linalg
 
 from hpcml.numerics.weights import as_weights, keep_rows, row_mask
 from hpcml.numerics.normal_equations import ALIAS_TOL, cholesky_full_rank
+from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
 
 # Bootstrap replicates fitted together by one matrix product (see batched_ols).
 BOOTSTRAP_GROUP = 64
@@ -242,8 +243,6 @@ def ols_summary(X: Any, y: Any, fit: OLSFit, features: list[str], weights: Any =
     them; with weights, R's ``lm(weights = )`` (counts: the resampled copy).
     """
     from scipy import stats
-
-    from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
 
     X, y, w = _prepare(X, y, weights, fit.fit_intercept)
     n_eff, p = fit.n_eff, X.shape[1]

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
+from hpcml.models.base import FitContext
 
 # Jackknife refits for BCa's acceleration: leave-one-out up to this many rows, else groups.
 JACKKNIFE_GROUPS = 200
@@ -102,8 +103,6 @@ def bca_interval(boot: np.ndarray, theta_hat: float, jack: np.ndarray, level: fl
 def full_fit_and_jackknife(job, data, columns: list[str], jackknife: bool = True) \
         -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The fit on all rows and, with ``jackknife``, the leave-group-out values BCa needs."""
-    from hpcml.models.base import FitContext
-
     model, params = job.model, job.params
     # The reference fit uses the generator of a task index no plan uses, so it is as
     # reproducible as every task.
@@ -196,7 +195,7 @@ class BootstrapPlan(Plan):
         return {**summary, "notes": notes} if notes else summary
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.report.plots import histograms
+        from hpcml.report.plots import histograms  # matplotlib loads only where a run draws
 
         histograms(ok, output_columns(ok), f"{job.spec.name}: bootstrap distribution", plot_dir / "bootstrap.png",
                    summary.get("table"), summary.get("level"))

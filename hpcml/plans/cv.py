@@ -74,7 +74,7 @@ class CVPlan(Plan):
                 "per_repeat": [{k: json_number(v) for k, v in r.items()} for r in per_repeat.to_dict("records")]}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.report.plots import boxplots
+        from hpcml.report.plots import boxplots  # matplotlib loads only where a run draws
 
         metrics = [c for c in output_columns(ok) if c.startswith("test_")]
         boxplots(ok, metrics, f"{job.spec.name}: {job.spec.plan.cv.folds}-fold CV", plot_dir / "cv.png")

@@ -39,7 +39,7 @@ class ReplicatePlan(Plan):
         return {"table": mean_sd_table(ok, output_columns(ok))}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.report.plots import histograms
+        from hpcml.report.plots import histograms  # matplotlib loads only where a run draws
 
         histograms(ok, output_columns(ok), f"{job.spec.name}: replicate distribution", plot_dir / "replicate.png",
                    summary.get("table"))

@@ -109,7 +109,7 @@ class SweepPlan(Plan):
         return body
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
-        from hpcml.report.plots import leaderboard
+        from hpcml.report.plots import leaderboard  # matplotlib loads only where a run draws
 
         leaderboard(summary, plot_dir / "leaderboard.png")
         job.model.grid_plots(job.params, ok, summary, plot_dir)

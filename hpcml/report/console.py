@@ -6,6 +6,7 @@ import functools
 import sys
 
 from hpcml.errors import SpecError
+from hpcml.launchers import launcher_rank
 
 
 @functools.lru_cache(maxsize=2)
@@ -27,8 +28,6 @@ def warn(text: str) -> None:
 
 def print_spec_error(e: SpecError) -> int:
     """One line per bad field, printed once even when every MPI rank read the same input; 2."""
-    from hpcml.launchers import launcher_rank
-
     if launcher_rank() == 0:
         for line in e.lines():
             warn(f"error: {line}")

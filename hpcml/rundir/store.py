@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import platform
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
+from hpcml.models.python_function import module_from_file
 
 
 def _flat_size(features: Callable, input_shape: Sequence[int], module: nn.Module | None = None) -> int:
@@ -185,8 +186,6 @@ def user_arch_class(arch: str) -> type[nn.Module]:
     if not where or not name:
         raise ValueError("expected `package.module:Class` or `path/to/file.py:Class`")
     if where.endswith(".py"):
-        from hpcml.models.python_function import module_from_file
-
         if not Path(where).is_file():
             raise ValueError(f"file {where} not found (relative paths are from the working directory)")
         try:

@@ -15,6 +15,9 @@ from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, ModelParams, register_model
 from hpcml.models.r.common import RKindBase, r_seed
+from hpcml.files import atomic_write_bytes
+from hpcml.models.r import bridge
+from hpcml.report.tables import mean_sd_table, output_columns
 
 _BAYESM_R = r"""
 function(n_units, n_alt, n_obs, n_attr, data_seed, R, keep, ncomp, chain_seed) {
@@ -74,14 +77,10 @@ class BayesmKind(RKindBase):
     primary_metric = "mean_loglike"
 
     def fit(self, params: BayesmParams, data: Dataset, weights, ctx: FitContext) -> dict[str, float]:
-        from hpcml.models.r import bridge
-
         with bridge.session():
             return self._fit(params, ctx)
 
     def _fit(self, params: BayesmParams, ctx: FitContext) -> dict[str, float]:
-        from hpcml.models.r import bridge
-
         seed = r_seed(ctx)
         bridge.seed(seed)
         fn = bridge.evaluate(_BAYESM_R)
@@ -116,15 +115,13 @@ class BayesmKind(RKindBase):
                          "chains": len(chains), "draws_per_chain": int(arr.shape[1])})
         # The printed table: each output's mean/sd across chains, with R-hat beside the
         # posterior means it belongs to (mu_j; the log-likelihood's beside mean_loglike).
-        from hpcml.report.tables import mean_sd_table, output_columns
-
         rhat = {("mean_loglike" if r["parameter"] == "loglike" else r["parameter"]): r["rhat"] for r in rows}
         table = [{**row, "rhat": rhat.get(row["output"])} for row in mean_sd_table(ok, output_columns(ok))]
         return {"rhat": rows, "table": table}
 
     def plots(self, job, ok, summary, plot_dir) -> None:
         """``traces.png``: every chain's kept draws of each parameter, burn-in shaded, R-hat in the titles."""
-        from hpcml.report.plots import traces
+        from hpcml.report.plots import traces  # matplotlib loads only where a run draws
 
         chains = chain_draws(ok, Path(plot_dir).parent)  # plots/ is in the run directory
         if not chains:
@@ -148,8 +145,6 @@ def chain_draws(ok, run_dir: Path) -> dict[str, Any]:
 
 def write_draws(scratch: Path, draws: dict[str, np.ndarray]) -> Path:
     import pandas as pd
-
-    from hpcml.files import atomic_write_bytes
 
     path = scratch / "draws.parquet"
     atomic_write_bytes(path, pd.DataFrame(draws).to_parquet(index=False))

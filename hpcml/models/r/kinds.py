@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelParams, register_model, with_function_args
 from hpcml.models.r.common import RKindBase, r_seed
+from hpcml.models.r import bridge
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
 R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
@@ -54,8 +55,6 @@ _FRAMES: dict[int, tuple[Any, Any]] = {}
 
 def _function(params: RParams):
     """The R function of a spec, evaluated once per process in an environment of its own."""
-    from hpcml.models.r import bridge
-
     key = (params.code, params.file, params.rds, params.function)
     if key not in _FUNCTIONS:
         if params.rds is not None:
@@ -86,8 +85,6 @@ def _function(params: RParams):
 
 def _frame(data: Dataset):
     """The data as an R data.frame, converted once per process (the Dataset is cached too)."""
-    from hpcml.models.r import bridge
-
     cached = _FRAMES.get(id(data.X))
     if cached is None or cached[0] is not data.X:
         _FRAMES.clear()
@@ -130,14 +127,10 @@ class RFunctionKind(RKindBase):
         return params.metric, params.greater_is_better
 
     def fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
-        from hpcml.models.r import bridge
-
         with bridge.session():
             return self._fit(params, data, weights, ctx)
 
     def _fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
-        from hpcml.models.r import bridge
-
         seed = r_seed(ctx)
         fn, formals = _function(params)
         bridge.seed(seed)
