@@ -19,16 +19,16 @@ def run(spec: str | Path | dict, *, backend: str | None = None, workers: int | N
     Under an MPI launcher with ``backend="mpi"`` every rank calls this; rank 0 gets the
     result, the other ranks None.
     """
-    from hpcml.spec import load_job
+    from hpcml.spec import load_job  # import hpcml stays light: loaded on the first run
 
     overrides = {"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                  "output": str(out) if out is not None else None}
     if data is not None:
-        from hpcml.data.frames import frame_source
+        from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first run
 
         overrides["data.source"] = frame_source(data)
     overrides.update({f"backend.{k}": v for k, v in backend_options.items()})
     job = load_job(spec, **overrides)
-    from hpcml.drivers.dispatch import run_job
+    from hpcml.drivers.dispatch import run_job  # import hpcml stays light: loaded on the first run
 
     return run_job(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

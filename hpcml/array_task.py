@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--of", type=int, required=True, help="number of array elements")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    from hpcml.report.console import print_spec_error, say
-    from hpcml.drivers.array import run_element
+    from hpcml.report.console import print_spec_error, say  # loaded after argument parsing: --help starts fast
+    from hpcml.drivers.array import run_element  # loaded after argument parsing: --help starts fast
 
     try:
         ok, failed = run_element(args.spec, args.index, args.of)

@@ -56,8 +56,8 @@ def run(
 ) -> None:
     """Run a job; print its summary. Exit 0 all done, 1 some tasks failed, 2 bad input, 3 the run
     directory could not be written (disk full, read-only)."""
-    from hpcml.drivers.dispatch import run_job
-    from hpcml.spec import load_job
+    from hpcml.drivers.dispatch import run_job  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.spec import load_job  # loaded when the command runs: `hpcml --help` starts fast
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
@@ -82,13 +82,13 @@ def run(
 def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
              data: bool = typer.Option(True, "--data/--no-data", help="also load the data and check it")) -> None:
     """Check a spec (and its data). Exit 0 if valid, 2 with one line per problem."""
-    from hpcml.drivers.run import check_job
-    from hpcml.spec import load_job
+    from hpcml.drivers.run import check_job  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.spec import load_job  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
         job = load_job(spec)
         if data and job.spec.engine == "spark":  # data too big to load here: check what needs no Spark
-            from hpcml.drivers.spark_engine import static_problems
+            from hpcml.drivers.spark_engine import static_problems  # loaded when the command runs: `hpcml --help` starts fast
 
             static_problems(job)
         elif data:
@@ -101,7 +101,7 @@ def validate(spec: Path = typer.Argument(..., help="job spec (YAML)"),
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the job spec."""
-    from hpcml.spec import json_schema
+    from hpcml.spec import json_schema  # loaded when the command runs: `hpcml --help` starts fast
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
@@ -110,7 +110,7 @@ def schema() -> None:
 def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list")) -> None:
     """Done / failed / missing tasks of a run, failures with their error. Exit 1 unless complete."""
-    from hpcml.rundir.status import run_status
+    from hpcml.rundir.status import run_status  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
         st = run_status(run_dir)
@@ -155,9 +155,9 @@ def submit(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the script(s); write and submit nothing"),
 ) -> None:
     """Write a Slurm batch script for the whole run and submit it; print the job id. Exit 2 bad input."""
-    from hpcml.drivers import submit as sub
-    from hpcml.drivers.run import check_job
-    from hpcml.spec import load_job
+    from hpcml.drivers import submit as sub  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.drivers.run import check_job  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.spec import load_job  # loaded when the command runs: `hpcml --help` starts fast
 
     raw = dict(mode=mode, ntasks=ntasks, nodes=nodes, elements=elements, max_concurrent=max_concurrent,
                cpus_per_task=cpus_per_task, mem_gb=mem_gb, walltime_min=walltime_min, partition=partition,
@@ -187,7 +187,7 @@ def submit(
 def collect(run_dir: Path = typer.Argument(..., help="run directory"),
             quiet: bool = typer.Option(False, "--quiet", "-q", help="no table")) -> None:
     """Consolidate a run written by batch jobs (a job array); print its summary. Exit 1 unless complete."""
-    from hpcml.drivers.submit import collect as collect_run
+    from hpcml.drivers.submit import collect as collect_run  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
         result = collect_run(run_dir)

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from hpcml.report.console import print_spec_error, say
-    from hpcml.drivers.data_parallel import load_ddp_job, run_ddp
-    from hpcml.launchers import rank_from_env
+    from hpcml.report.console import print_spec_error, say  # torch loads only when training starts
+    from hpcml.drivers.data_parallel import load_ddp_job, run_ddp  # torch loads only when training starts
+    from hpcml.launchers import rank_from_env  # torch loads only when training starts
 
     try:
         info = rank_from_env()

@@ -19,7 +19,7 @@ from hpcml.errors import SpecError
 
 
 def _load(path: str, args: argparse.Namespace):
-    from hpcml.spec import load_job, read_spec_file
+    from hpcml.spec import load_job, read_spec_file  # loaded after argument parsing: --help starts fast
 
     raw = read_spec_file(path)
     if isinstance(raw, dict) and isinstance(raw.get("backend"), dict) and raw["backend"].get("name", "local") != "mpi":
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    from hpcml.report.console import print_spec_error, report
-    from hpcml.drivers.dispatch import run_job
+    from hpcml.report.console import print_spec_error, report  # loaded after argument parsing: --help starts fast
+    from hpcml.drivers.dispatch import run_job  # loaded after argument parsing: --help starts fast
 
     try:
         job = _load(args.spec, args)  # backend mpi: every rank runs its part (engine: spark is refused)

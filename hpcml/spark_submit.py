@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv == ["--path"]:  # where spark-submit should look for this file
         print(os.path.abspath(__file__))
         return
-    from hpcml.cli import app
+    from hpcml.cli import app  # after sys.path is fixed (see above)
 
     if not any(a in ("--backend", "-b") or a.startswith("--backend=") for a in argv):
         argv += ["--backend", "spark"]

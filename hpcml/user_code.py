@@ -37,7 +37,7 @@ from hpcml.models.python_function import INJECTED
 def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
     """The file of ``payload``, named by its content; ``durable``: written atomically and fsynced
     (a temporary directory, removed within the call, needs neither)."""
-    from hpcml.files import atomic_write_bytes
+    from hpcml.files import atomic_write_bytes  # import hpcml stays light: loaded on the first call
 
     path = directory / f"{prefix}-{hashlib.sha256(payload).hexdigest()[:24]}.pkl"
     if durable:
@@ -84,8 +84,8 @@ def function_fields(func: Callable, directory: Path, durable: bool = True) -> di
 def _inputs_dir(out: Path | None, temp: Path | None) -> Path:
     if temp is not None:
         return temp / "inputs"
-    from hpcml.data.cache import cache_dir
-    from hpcml.trust import private_dir
+    from hpcml.data.cache import cache_dir  # import hpcml stays light: loaded on the first call
+    from hpcml.trust import private_dir  # import hpcml stays light: loaded on the first call
 
     inputs = private_dir(cache_dir() / "inputs")
     if inputs is None:
@@ -102,14 +102,14 @@ def _job_name(prefix: str, func: Callable) -> str:
 def _execute(spec: dict, out: str | Path | None, progress: bool):
     """The run of ``spec``: in a run directory that later calls resume (``out``), else in memory
     (then its :class:`MemoryRecords`)."""
-    from hpcml.spec import load_job
+    from hpcml.spec import load_job  # import hpcml stays light: loaded on the first call
 
     job = load_job(spec)
     if out is None:
-        from hpcml.drivers.in_memory import execute_in_memory
+        from hpcml.drivers.in_memory import execute_in_memory  # import hpcml stays light: loaded on the first call
 
         return job, execute_in_memory(job, progress=progress)
-    from hpcml.drivers.run import execute
+    from hpcml.drivers.run import execute  # import hpcml stays light: loaded on the first call
 
     return job, execute(job, resume=True, overwrite=False, progress=progress, plots=False)
 
@@ -140,7 +140,7 @@ class _Run:
     the function and items files and any ``scratch`` a task asks for."""
 
     def __init__(self, out: str | Path | None):
-        from hpcml.trust import why_not_my_run_dir
+        from hpcml.trust import why_not_my_run_dir  # import hpcml stays light: loaded on the first call
 
         why = why_not_my_run_dir(Path(out)) if out is not None else None
         if why is not None:  # its chunk files hold pickles that would be loaded as the results
@@ -292,7 +292,7 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     given); a statistic that asks for ``weights`` by name gets the whole data and each
     replicate's counts instead. It may also ask for ``rng``, ``task``, ``scratch``.
     """
-    from hpcml.data.frames import frame_source
+    from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
 
     if not 0 < level < 1:
         raise SpecError.one("level", level, "must be between 0 and 1")
@@ -308,7 +308,7 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
             "backend": _backend(backend, workers, chunk_size, backend_options),
             "output": str(run.out), "retries": retries, "timeout_s": timeout_s,
         }
-        from hpcml.data import load_dataset
+        from hpcml.data import load_dataset  # import hpcml stays light: loaded on the first call
 
         job, result = _execute(spec, out, progress)
         if out is None:

@@ -118,7 +118,7 @@ def recorded(job, store: RunStore) -> RunResult:
 def _track(job, run_dir: Path, results: pd.DataFrame, summary: dict[str, Any]) -> None:
     """Experiment tracking (MLflow): a warning if it fails, never a lost result."""
     try:
-        from hpcml.report.tracking import log_run
+        from hpcml.report.tracking import log_run  # MLflow is an optional extra
 
         run_id = log_run(job, run_dir, results, summary)
         if run_id:

@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hpcml.errors import SpecError
+from hpcml.errors import SpecError, pydantic_problems
 from hpcml.launchers import launch
 from hpcml.drivers.run import check_job
 from hpcml.rundir.opening import open_run
@@ -71,8 +71,6 @@ def parse_options(raw: dict) -> SubmitOptions:
     try:
         return SubmitOptions(**{k: v for k, v in raw.items() if v is not None})
     except ValidationError as err:
-        from hpcml.spec import pydantic_problems
-
         raise SpecError(pydantic_problems(err, "submit")) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from hpcml.errors import SpecError
 
 
 class MPIOptions(BaseModel):
@@ -30,8 +31,6 @@ def check_fork_safety(job, mode: str, field: str = "backend.mode") -> None:
     ``threads_per_task`` > 1) in dynamic mode: a forked child of a rank that runs the dynamic
     scheduler's threads can wait forever on a lock one of those threads held."""
     if mode != "static" and job.model.forks_in_task and job.spec.threads_per_task > 1:
-        from hpcml.errors import SpecError
-
         raise SpecError.one(field, mode,
                             f"model kind {job.model.name!r} forks R processes inside a task (doParallel with "
                             f"threads_per_task {job.spec.threads_per_task}), and forking a rank that runs the "

@@ -236,7 +236,7 @@ class CNNKind(ModelKind):
         if not plots:
             return [str(hist)]
         try:
-            from hpcml.models.cnn.plots import write_training_plots
+            from hpcml.models.cnn.plots import write_training_plots  # matplotlib loads only where a run draws
 
             names = fitted.class_names or fitted.classes
             paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, names)
