@@ -86,6 +86,47 @@ def test_imports_only_go_down(lower, upper):
     assert not wrong, f"{lower} must not import {upper}: {wrong}"
 
 
+def _area(module: str) -> str:
+    """A module's folder under hpcml (``hpcml.rundir.store`` -> ``rundir``), or the module
+    itself for one at the top (``hpcml.cli`` -> ``cli``)."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_no_two_folders_import_each_other():
+    edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for m, targets in GRAPH.items():
+        for t in targets:
+            if _area(m) != _area(t) and "hpcml" not in (_area(m), _area(t)):
+                edges.setdefault((_area(m), _area(t)), []).append((m, t))
+    both = {(a, b): (edges[a, b], edges[b, a]) for a, b in edges if a < b and (b, a) in edges}
+    assert not both, f"folders that import each other: {both}"
+
+
+TOP_LEVEL_LIMIT = 16  # front ends users type (hpcml.pack, hpcml.ddp, ...) and a few shared modules
+
+
+def test_few_modules_at_the_top():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_LIMIT, f"{len(top)} modules at the top of hpcml/: {top}"
+
+
+def test_an_import_inside_a_function_says_why():
+    """hpcml's own imports sit at the top of a module; one inside a function carries a
+    comment saying why (start-up time, an optional extra such as matplotlib or MLflow)."""
+    silent = []
+    for m, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for n in ast.walk(node):
+                own = (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("hpcml") and not n.level) or \
+                    (isinstance(n, ast.Import) and any(a.name.startswith("hpcml") for a in n.names))
+                if own and "#" not in lines[n.lineno - 1] and "#" not in lines[n.lineno - 2]:
+                    silent.append(f"{m}:{n.lineno}")
+    assert not sorted(set(silent)), f"imports inside functions without a reason: {sorted(set(silent))}"
+
+
 def test_no_private_name_crosses_a_module():
     leaks = [(m, target, n) for m, p in MODULES.items() for target, names in _imports(p)
              for n in names if n.startswith("_") and target != m]

@@ -28,6 +28,7 @@ from hpcml.drivers.mpi_static import run_static
 from hpcml.drivers.run import execute
 from hpcml.errors import SpecError
 from hpcml.launchers import launcher_size
+from hpcml.spec import Job
 
 log = logging.getLogger("hpcml.mpi")
 
@@ -35,7 +36,6 @@ log = logging.getLogger("hpcml.mpi")
 def _with_threads(job, options: MPIOptions):
     if options.threads_per_rank is None or options.threads_per_rank == job.spec.threads_per_task:
         return job
-    from hpcml.spec import Job
 
     return Job(job.spec.model_copy(update={"threads_per_task": options.threads_per_rank}))
 

@@ -78,7 +78,7 @@ class TaskLookup:
 
 @functools.lru_cache(maxsize=4)
 def _job_and_tasks(job_json: str):
-    from hpcml.spec import Job
+    from hpcml.spec import Job  # the spec and the data import the backends, which import this module
 
     job = Job.from_json(job_json)
     return job, TaskLookup(job)
@@ -162,7 +162,7 @@ def execute_chunk(order: WorkOrder) -> ChunkResult:
 def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkResult, list[dict[str, Any]]]:
     """The chunk's result and records, not yet written. With ``watch``, each task runs under it
     and its records go to ``watch.records`` as they are made (another thread may take them)."""
-    from hpcml.data import load_dataset  # shards plans on a file: each task reads only its rows
+    from hpcml.data import load_dataset  # (see _job_and_tasks) shards plans on a file: each task reads its rows
 
     result = ChunkResult(order.chunk)
     records: list[dict[str, Any]] = watch.records if watch is not None else []
@@ -211,7 +211,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
 
 def deliver(order: WorkOrder, result: ChunkResult, records: list[dict[str, Any]], start_chunk: float) -> ChunkResult:
     """Write the chunk's file (``order.write``) or send its records back with the result."""
-    from hpcml.rundir.store import write_chunk_records
+    from hpcml.rundir.store import write_chunk_records  # loaded where a worker writes its own files
 
     if order.write:
         path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
@@ -232,7 +232,7 @@ def warm_cache(job_json: str) -> None:
     Backends call this as a worker starts (pool initializer, worker plugin). It loads what
     ``execute_chunk`` will ask for: for a shards plan on a file, only the file's metadata.
     """
-    from hpcml.data import load_dataset
+    from hpcml.data import load_dataset  # the spec and the data import the backends, which import this module
 
     try:
         job, _ = _job_and_tasks(job_json)
@@ -253,7 +253,7 @@ def _warm_model(job) -> None:
 def _task_id(order: WorkOrder, index: int) -> str:
     """The plan's id of a task, even where the job itself could not be rebuilt."""
     try:
-        from hpcml.spec import spec_from_json
+        from hpcml.spec import spec_from_json  # the spec and the data import the backends, which import this module
 
         return PLANS[spec_from_json(order.job_json).plan.kind].task_id(index)
     except Exception:
