@@ -26,6 +26,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Iterable, Iterator
 
 from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, ignore_interrupts
@@ -35,6 +36,7 @@ from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, run_chunk, warm_
 
 GRACE_S = 2.0  # past a task's deadline before its worker is killed (its own alarm goes first)
 STOP_S = 5.0  # for workers asked to leave before they are killed
+PIPE_ROOM = 32 * 1024  # an order this small fits in a busy worker's pipe without waiting (64 KiB)
 PRELOAD = ["hpcml.backends.procpool", "hpcml.tasks.worker", "hpcml.data", "hpcml.spec"]
 
 
@@ -111,7 +113,8 @@ class _Worker:
         self.proc.start()
         theirs.close()  # the worker's end lives in the worker only: its death is EOF here
         self.ready = False
-        self.order: WorkOrder | None = None
+        # Chunks sent, in order: the first is running, the next (if any) waits in its pipe.
+        self.orders: deque[WorkOrder] = deque()
         self.task: tuple[list[int], float, float] | None = None  # indices, deadline, seconds
 
     def end(self, kill: bool = True) -> None:
@@ -142,7 +145,7 @@ class WorkerPool:
     @property
     def pending(self) -> int:
         """Chunks submitted and not yet handed back by ``results``."""
-        return len(self._queue) + len(self._done) + sum(w.order is not None for w in self._workers)
+        return len(self._queue) + len(self._done) + sum(len(w.orders) for w in self._workers)
 
     def started(self) -> bool:
         """Whether any worker is up (a fresh pool's take a second or more)."""
@@ -197,7 +200,8 @@ class WorkerPool:
                 message = w.conn.recv()
                 if isinstance(message, ChunkResult):
                     self._done.append(message)
-                    w.order = w.task = None
+                    w.orders.popleft()
+                    w.task = None
                 elif message == "ready":
                     w.ready, self._failed_starts = True, 0
                 elif message[0] == "task":
@@ -212,8 +216,10 @@ class WorkerPool:
     def _died(self, w: _Worker) -> None:
         w.proc.join(1)
         why = _how(w.proc.exitcode)
-        if w.order is not None:
-            self._done.append(ChunkResult.lost(w.order.chunk, why))
+        if w.orders:  # the running chunk is lost; the one waiting behind it never started
+            self._done.append(ChunkResult.lost(w.orders.popleft().chunk, why))
+            self._queue.extendleft(reversed(w.orders))
+            w.orders.clear()
         if not w.ready:
             self._failed_starts += 1
             if self._failed_starts >= 2 * len(self._workers) and self._queue:
@@ -233,11 +239,12 @@ class WorkerPool:
             if w.task is None or now < w.task[1] + GRACE_S:
                 continue
             self._read(w)  # a message on its way may say the task is over
-            if w not in self._workers or w.task is None or w.order is None:
+            if w not in self._workers or w.task is None or not w.orders:
                 continue
             indices, _, seconds = w.task
-            order = w.order
-            w.order = None
+            order = w.orders.popleft()
+            self._queue.extendleft(reversed(w.orders))
+            w.orders.clear()
             self._replace(w)  # the stuck call ends with the process
             error = f"{TaskTimeout.__name__}: task exceeded timeout_s={seconds:g} (stopped by ending its worker process)"
             self._done.append(ChunkResult(Chunk(tuple(indices)), failed={i: error for i in indices}))
@@ -246,30 +253,36 @@ class WorkerPool:
                 self._queue.appendleft(dataclasses.replace(order, chunk=Chunk(rest)))
 
     def _dispatch(self) -> None:
-        for w in list(self._workers):
-            if not self._queue:
-                return
-            if w.ready and w.order is None:
-                order = self._queue.popleft()
+        """A chunk to each idle worker, and a second one to wait in a busy worker's pipe while
+        more chunks are queued than there are workers (so a worker never idles while the
+        driver wakes up, yet the last chunks are never stuck behind a long one)."""
+        for depth in (1, 2):
+            for w in list(self._workers):
+                if not self._queue or (depth == 2 and len(self._queue) <= len(self._workers)):
+                    return
+                if not w.ready or len(w.orders) >= depth:
+                    continue
+                payload = ForkingPickler.dumps(self._queue[0])
+                if w.orders and len(payload) > PIPE_ROOM:
+                    continue  # a send that fills the pipe would wait for the worker's current chunk
                 try:
-                    w.conn.send(order)
+                    w.conn.send_bytes(payload)
                 except OSError:  # it died since it was ready: the chunk never reached it
-                    self._queue.appendleft(order)
                     self._died(w)
                     continue
-                w.order = order
+                w.orders.append(self._queue.popleft())
 
     def close(self) -> None:
         """Idle workers are asked to leave, busy ones killed (nobody waits for their chunks);
         none is waited for more than ``STOP_S``."""
         for w in self._workers:
-            if w.order is None:
+            if not w.orders:
                 try:
                     w.conn.send(None)
                 except OSError:
                     pass
         for w in self._workers:
-            w.end(kill=w.order is not None)
+            w.end(kill=bool(w.orders))
         self._workers = []
         self._queue.clear()
         _OPEN.discard(self)
