@@ -11,15 +11,12 @@ then treat the task like any other failure.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import threading
 import time
 
-from hpcml.rundir.store import Chunk
-from hpcml.tasks.deadlines import Abandoned, TaskTimeout, TaskWatch
-from hpcml.tasks.task_records import failure_record
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, job_of, run_chunk
+from hpcml.tasks.deadlines import Abandoned, TaskWatch
+from hpcml.tasks.stuck import gave_up, timeout_of
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
 
 # After timeout_s, the time a task has to return by itself (the asynchronous TaskTimeout lands
 # at its next bytecode) before it counts as stuck.
@@ -27,13 +24,9 @@ GRACE_S = 1.0
 POLL_S = 0.05
 
 
-def _timeout_of(job_json: str) -> float | None:
-    return json.loads(job_json).get("timeout_s")
-
-
 def watched_chunk(order: WorkOrder) -> ChunkResult:
     """``execute_chunk`` for a Dask worker: a task stuck past its limit does not hold the chunk."""
-    seconds = _timeout_of(order.job_json)
+    seconds = timeout_of(order.job_json)
     if not seconds:
         return execute_chunk(order)
     start = time.perf_counter()
@@ -58,17 +51,6 @@ def watched_chunk(order: WorkOrder) -> ChunkResult:
 def _gave_up(order: WorkOrder, seconds: float, stuck: list[int], records: list[dict], start: float) -> ChunkResult:
     from distributed import get_worker
 
-    job = job_of(order.job_json)
-    error = f"{TaskTimeout.__name__}: task exceeded timeout_s={seconds:g} (stopped by restarting its dask worker)"
-    records = records + [failure_record(i, job.task_id(i), error, "", order.attempt, time.perf_counter() - start)
-                         for i in stuck]
-    recorded = {r["task_index"] for r in records}
-    result = ChunkResult(Chunk(tuple(sorted(recorded))))
-    for r in records:
-        if r["status"] == "ok":
-            result.ok.append(r["task_index"])
-        else:
-            result.failed[r["task_index"]] = r["error"]
-    result.unfinished = tuple(i for i in order.chunk.indices if i not in recorded)
+    result = gave_up(order, seconds, "stopped by restarting its dask worker", stuck, records, start)
     result.restart_worker = get_worker().address
-    return deliver(dataclasses.replace(order, chunk=result.chunk), result, records, start)
+    return result

@@ -6,22 +6,18 @@ does, and shuts the pool down when it exits. ``reuse_workers: false`` starts a f
 """
 from __future__ import annotations
 
-import atexit
-from collections import deque
 import logging
-import multiprocessing as mp
 import os
 import sys
+from collections import deque
 from pathlib import Path
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk, warm_cache
+from hpcml.tasks.worker import ChunkResult, WorkOrder
 from hpcml.backends.base import Backend
-from hpcml.backends.lifeline import die_with, ignore_interrupts
+from hpcml.backends.procpool import WorkerPool
 
 
 class LocalOptions(BaseModel):
@@ -49,37 +45,9 @@ def _main_reloadable() -> bool:
     return path is None or os.path.exists(path)
 
 
-def _healthy(pool: ProcessPoolExecutor) -> bool:
-    """Whether a kept pool still answers (a worker may have died since its last job)."""
-    try:
-        pool.submit(os.getpid).result(timeout=60)
-        return True
-    except Exception:
-        pool.shutdown(wait=False, cancel_futures=True)
-        return False
-
-
-# Pools kept for the next job of this process, by (workers, start method).
-_WARM: dict[tuple[int, str, str], ProcessPoolExecutor] = {}
-
-
-def _shutdown_warm() -> None:
-    for pool in _WARM.values():
-        pool.shutdown(wait=True, cancel_futures=True)
-    _WARM.clear()
-
-
-atexit.register(_shutdown_warm)
-
-
-def start_worker(job_json: str, driver_pid: int, driver_dir: str) -> None:
-    """Pool initializer: die with the driver, leave Ctrl-C to it, work in the driver's
-    directory (relative data, code and output paths mean what they mean to the driver),
-    load the data once."""
-    die_with(driver_pid)
-    ignore_interrupts()
-    os.chdir(driver_dir)
-    warm_cache(job_json)
+# Pools kept for the next job of this process, by (workers, start method, directory); every
+# pool, kept or not, is closed at exit (``procpool``).
+_WARM: dict[tuple[int, str, str], WorkerPool] = {}
 
 
 class LocalBackend(Backend):
@@ -88,16 +56,17 @@ class LocalBackend(Backend):
 
     def __init__(self, workers=None, options=None):
         super().__init__(workers, options)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._job_json: str | None = None
         self._clean = False  # the last run() ended with nothing left running in the pool
-        self._starting = False  # the pool is new and none of its workers has answered yet
 
     def start(self, job_json: str, log_dir: Path) -> None:
         self._job_json = job_json
         warm = _WARM.pop(self._key(), None) if self.options.reuse_workers else None
-        self._starting = warm is None or not _healthy(warm)  # a fresh pool: its workers are still starting
-        self._pool = self._new_pool() if self._starting else warm
+        if warm is not None and not warm.healthy():
+            warm.close()
+            warm = None
+        self._pool = warm if warm is not None else self._new_pool()
         self._clean = False
 
     def may_run_in_driver(self) -> bool:
@@ -115,17 +84,13 @@ class LocalBackend(Backend):
         # (and cached) relative paths there.
         return self.workers, self._method(), os.getcwd()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        method = self._method()
-        ctx = mp.get_context(method)
-        if method == "forkserver":
-            ctx.set_forkserver_preload(["hpcml.tasks.worker", "hpcml.data", "hpcml.spec"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=start_worker,
-                                   initargs=(self._job_json, os.getpid(), os.getcwd()))
+    def _new_pool(self) -> WorkerPool:
+        return WorkerPool(self.workers, self._method(), self._job_json, os.getcwd())
 
     def run(self, orders: Iterable[WorkOrder]) -> Iterator[ChunkResult]:
         assert self._pool is not None, "start() first"
-        yield from self._collect(self._submit(orders))
+        self._pool.submit(orders)
+        yield from self._collect()
 
     def run_helped(self, orders: Iterable[WorkOrder],
                    run_here: Callable[[WorkOrder], ChunkResult]) -> Iterator[ChunkResult]:
@@ -136,42 +101,25 @@ class LocalBackend(Backend):
         workers are up, and a long chunk never waits behind the driver's. Who runs a chunk
         does not change its numbers."""
         assert self._pool is not None, "start() first"
-        if not self._starting:
+        if self._pool.started():
             yield from self.run(orders)
             return
         queue = deque(orders)
-        pending = self._submit([queue.popleft() for _ in range(min(self.workers, len(queue)))])
         self._clean = False
-        while queue and not any(future.done() for future in pending):
+        self._pool.submit([queue.popleft() for _ in range(min(self.workers, len(queue)))])
+        while queue:
+            back = self._pool.results(timeout=0)
+            if back:
+                yield from back
+                break
             yield run_here(queue.pop())
-        self._starting = False
-        pending.update(self._submit(queue))
-        yield from self._collect(pending)
+        self._pool.submit(queue)
+        yield from self._collect()
 
-    def _submit(self, orders: Iterable[WorkOrder]) -> dict:
-        return {self._pool.submit(execute_chunk, order): order for order in orders}
-
-    def _collect(self, pending: dict) -> Iterator[ChunkResult]:
+    def _collect(self) -> Iterator[ChunkResult]:
         self._clean = False
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                order = pending.pop(future)
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    # A worker died (killed, segfault, out of memory). The pool cannot tell
-                    # which chunk it held, so every unfinished chunk is reported lost and a
-                    # fresh pool serves later rounds (the driver's retries rerun them).
-                    yield ChunkResult.lost(order.chunk, "worker process died")
-                    for other in pending.values():
-                        yield ChunkResult.lost(other.chunk, "worker process died")
-                    pending.clear()
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._new_pool()
-                    break
-                except Exception as err:  # unpicklable result and the like
-                    yield ChunkResult.lost(order.chunk, f"{type(err).__name__}: {err}")
+        while self._pool.pending:
+            yield from self._pool.results()
         self._clean = True
 
     def stop(self) -> None:
@@ -180,8 +128,8 @@ class LocalBackend(Backend):
         if self.options.reuse_workers and self._clean:
             old = _WARM.pop(self._key(), None)
             if old is not None:
-                old.shutdown(wait=False, cancel_futures=True)
+                old.close()
             _WARM[self._key()] = self._pool  # kept warm for this process's next job
         else:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
         self._pool = None

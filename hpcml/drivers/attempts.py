@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator
 
 from hpcml.errors import SpecError
 from hpcml.report.progress import Progress
+from hpcml.rundir.store import Chunk
 from hpcml.tasks.chunks import make_chunks
 from hpcml.rundir.store import RunStore
 from hpcml.tasks.task_records import failure_record
@@ -67,11 +68,16 @@ def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_ord
     otherwise their records come back and are written here, so every attempt leaves a trace.
     """
     job_json, retries = job.to_json(), job.spec.retries
+    isolated: set[int] = set()  # tasks of chunks whose worker died: retried one per chunk
     for attempt in range(retries + 1):
-        orders = [WorkOrder(job_json, str(store.path), chunk, attempt, writes_own_files)
-                  for chunk in make_chunks(todo, chunk_size)]
+        chunks = make_chunks(todo, chunk_size) if not isolated else \
+            make_chunks([i for i in todo if i not in isolated], chunk_size) + [Chunk((i,)) for i in todo if i in isolated]
+        orders = [WorkOrder(job_json, str(store.path), chunk, attempt, writes_own_files) for chunk in chunks]
         failed: list[int] = []
+        isolated = set()
         for result in run_orders(orders):
+            if result.lost_worker:  # which of its tasks killed the worker is unknown: a retry tells them apart
+                isolated.update(result.failed)
             if result.path is None:  # records came back, or the worker was lost: write them here
                 records = result.records or [failure_record(i, job.task_id(i), msg, "", attempt)
                                              for i, msg in result.failed.items()]

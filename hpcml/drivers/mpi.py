@@ -142,3 +142,7 @@ def _drive_dynamic(session: Session, job, resume: bool, overwrite: bool, progres
         session.outbox.flush(session.live, timeout_s=session.options.dead_after_s)
         if session.live.dead:
             session.abort_at_exit(1, complete=result is not None and result.n_failed == 0)
+        elif session.stuck:  # they would hold every rank in MPI_Finalize until their call returns
+            session.abort_at_exit(1, complete=result is not None and result.n_failed == 0,
+                                  why=f"MPI rank(s) {', '.join(map(str, sorted(session.stuck)))} still in a task "
+                                      "given up on past timeout_s")

@@ -14,8 +14,9 @@ would (``shlex``) but never run through one unless ``shell: true``.
 
 Stdout and stderr go to the task's artifact directory. Exit 0 is success and the outputs are
 the JSON object of numbers the command wrote to ``{scratch}/outputs.json`` (none if it wrote
-nothing); any other exit fails the task with the last lines of stderr. A timeout (``timeout_s``)
-or any other interruption ends the command's whole process group.
+nothing); any other exit fails the task with the last lines of stderr. When the command ends,
+so does what it left in its process group (``sleep 60 &``); a timeout (``timeout_s``) or any
+other interruption ends the whole group.
 """
 from __future__ import annotations
 
@@ -131,6 +132,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
+        pass
+
+
+def _end_rest(pgid: int) -> None:
+    """What the command left running in its process group (``sleep 60 &``) ends with the task:
+    it would hold the run's terminal pipe open and its cores. (The group's id stays taken
+    while any member lives, so this reaches no one else.)"""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
 
 
@@ -268,6 +279,7 @@ class CommandKind(ModelKind):
             except BaseException:  # the task's timeout, an interrupt: nothing of the command outlives it
                 _kill_group(proc)
                 raise
+            _end_rest(proc.pid)
         if code != 0:
             what = f"killed by signal {-code}" if code < 0 else f"exited {code}"
             tail = _tail(scratch / "stderr.txt", params.tail_lines)

@@ -3,8 +3,9 @@
 In a process's main thread (local, MPI, Spark's Python workers) an alarm interrupts the task
 wherever it is; in a worker thread (Dask) an asynchronous exception stops it at its next
 bytecode, or when a long call into C returns. A task that stays in C past its limit (a sleep,
-a long BLAS call) is seen by a :class:`TaskWatch` from another thread, which gives up on it:
-the Dask backend records the timeout and restarts that worker.
+a long BLAS call) is seen from outside, and its process ended: by a :class:`TaskWatch` in
+another thread on Dask, which records the timeout and restarts that worker; on local by the
+driver, which a worker tells each task's deadline (``backends/procpool.py``).
 """
 from __future__ import annotations
 

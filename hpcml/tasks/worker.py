@@ -54,11 +54,14 @@ class ChunkResult:
     # (the backend runs them as a chunk of their own) and the worker to restart.
     unfinished: tuple[int, ...] = ()
     restart_worker: str | None = None
+    # The chunk's worker died or vanished under it: one of its tasks may be the cause, so a
+    # retry runs each of them in a chunk of its own.
+    lost_worker: bool = False
 
     @classmethod
     def lost(cls, chunk: Chunk, reason: str) -> "ChunkResult":
         """A chunk whose worker died or vanished: every task in it failed with ``reason``."""
-        return cls(chunk, failed={i: reason for i in chunk.indices})
+        return cls(chunk, failed={i: reason for i in chunk.indices}, lost_worker=True)
 
 
 class TaskLookup:

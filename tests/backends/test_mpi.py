@@ -476,3 +476,48 @@ def test_deadline_stops_new_work_records_the_rest_and_resume_finishes(tmp_path):
     proc = mpirun(2, "scripts/pack_tasks.py", str(write_spec(tmp_path / "resume.yaml", spec)), "--resume", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(ok_records(tmp_path / "dynamic")["task_index"]) == list(range(40))
+
+
+STUCK_FUNCS = """
+import ctypes
+import signal
+
+
+def call(task):
+    if task["index"] == 2:
+        # What a long call into C looks like to Python: no handler runs until it returns (the
+        # alarm of timeout_s is held off; an eigvals of a large matrix behaves the same).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        ctypes.CDLL(None).sleep(600)
+    return task["index"]
+"""
+
+
+@pytest.mark.timeout(300)
+@real_mpi
+def test_timeout_s_gives_up_on_a_rank_stuck_in_c(tmp_path):
+    """Dynamic mode, a task 600 s into a call into C with ``timeout_s: 3``: its rank gives up
+    on it within seconds (failed with TaskTimeout), the rest of its chunk runs, the results are
+    consolidated, and rank 0 ends the MPI job rather than wait for the stuck rank."""
+    (tmp_path / "funcs.py").write_text(STUCK_FUNCS)
+    spec = {"name": "t-stuck", "data": {"source": "none"},
+            "model": {"kind": "python", "file": str(tmp_path / "funcs.py"), "function": "call"},
+            "plan": {"replicate": {"n": 6}}, "timeout_s": 3, "output": str(tmp_path / "run"),
+            "backend": {"name": "mpi", "mode": "dynamic", "rank0_works": False, "chunk_size": 3, **FAST_LIVENESS}}
+    path = write_spec(tmp_path / "job.yaml", spec)
+    tag = uuid.uuid4().hex
+    proc = start_mpirun(2, "-m", "hpcml.cli", "run", str(path), "-q", tag=tag)
+    t0 = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=200)
+        took = time.monotonic() - t0
+    finally:
+        _reap(proc, tag)
+    assert took < 200, took  # the call alone would take 600 s
+    assert "still in a task given up on past timeout_s" in err, err
+    results = pd.read_parquet(tmp_path / "run" / "results.parquet").set_index("task_index")
+    assert sorted(results.index) == list(range(6))
+    assert list(results.loc[results["status"] == "ok"].index) == [0, 1, 3, 4, 5]
+    assert results.loc[2, "error"] == ("TaskTimeout: task exceeded timeout_s=3 (given up on; MPI rank 1 was stuck "
+                                       "in it)"), results.loc[2, "error"]
+    assert rank_pids(tag) == {}

@@ -1,8 +1,17 @@
 """Dynamic mode on rank 0: a thread hands chunks to ranks as they free up while the calling
-thread runs chunks too; on ranks > 0, the loop that asks for work and sends results back."""
+thread runs chunks too; on ranks > 0, the loop that asks for work and sends results back.
+
+Under ``timeout_s`` a rank > 0 watches its own tasks from a thread: one still running
+``GRACE_S`` past its limit is stuck in C, where the alarm cannot stop it. The rank then sends
+rank 0 the chunk's result at once (the task failed with ``TaskTimeout``, the tasks that never
+started to run elsewhere) and stays out of the work until the call returns; rank 0 ends the
+MPI job at the end if the rank is still in it. Rank 0's own chunks have the alarm only
+(``rank0_works: false`` leaves every task to watched ranks).
+"""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import threading
@@ -12,9 +21,13 @@ from typing import Iterator
 from hpcml.backends.mpi.liveness import backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_JOB, TAG_READY, TAG_STOP, TAG_WORK, Session
 from hpcml.rundir.store import Chunk
-from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
+from hpcml.tasks.deadlines import Abandoned, TaskWatch
+from hpcml.tasks.stuck import gave_up, timeout_of
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
 
 log = logging.getLogger("hpcml.mpi")
+
+GRACE_S = 2.0  # past a task's limit (its alarm goes first) before a rank gives up on it
 
 
 class Scheduler:
@@ -26,7 +39,8 @@ class Scheduler:
         self.results: queue.Queue[ChunkResult] = queue.Queue()
         self.lock = threading.Lock()
         self.idle: collections.deque[int] = collections.deque()
-        self.busy: dict[int, WorkOrder] = {}
+        self.busy: dict[int, WorkOrder | None] = {}  # None: given up on, the rank still in the call
+        self.added = 0  # chunks made of given-up chunks' unstarted tasks, not yet counted by run()
         self.failure: str | None = None
         self._stop = threading.Event()
         for r in range(1, session.size):
@@ -47,7 +61,8 @@ class Scheduler:
     def _lose_all(self, reason: str) -> None:
         self._lose_pending(reason)
         for order in self.busy.values():
-            self.results.put(ChunkResult.lost(order.chunk, reason))
+            if order is not None:
+                self.results.put(ChunkResult.lost(order.chunk, reason))
         self.busy.clear()
 
     def _lose_pending(self, reason: str) -> None:
@@ -67,6 +82,10 @@ class Scheduler:
                 src, busy = status.Get_source(), True
                 result = message.recv()
                 with self.lock:
+                    if isinstance(result, tuple):  # ("gave up", result): the rank is still in the call
+                        self._gave_up(src, result[1])
+                        continue
+                    self.s.stuck.discard(src)
                     if self.busy.pop(src, None) is not None and result is not None:
                         self.results.put(result)
                     if src not in live.dead:
@@ -80,8 +99,10 @@ class Scheduler:
                 for rank in live.poll():
                     if rank in self.idle:
                         self.idle.remove(rank)
-                    if rank in self.busy:
-                        self.results.put(ChunkResult.lost(self.busy.pop(rank).chunk, live.lost_message(rank)))
+                    if self.busy.get(rank) is not None:
+                        self.results.put(ChunkResult.lost(self.busy[rank].chunk, live.lost_message(rank)))
+                    self.busy.pop(rank, None)
+                    self.s.stuck.discard(rank)
                 # At the deadline nothing new starts; chunks under way get dead_after_s to finish.
                 if self._past_deadline():
                     self._lose_pending("backend.deadline_s passed before this task ran")
@@ -90,6 +111,22 @@ class Scheduler:
             outbox.reap()
             pause = backoff(pause, busy, ceiling=0.005)
             time.sleep(pause)
+
+    def _gave_up(self, rank: int, result: ChunkResult) -> None:
+        order = self.busy.get(rank)
+        if order is None:
+            return
+        self.busy[rank] = None  # it owes nothing more, and takes nothing new until its READY
+        self.s.stuck.add(rank)
+        self.results.put(result)
+        if result.unfinished:
+            self.pending.appendleft(dataclasses.replace(order, chunk=Chunk(result.unfinished)))
+            self.added += 1
+
+    def _count_added(self) -> int:
+        with self.lock:
+            added, self.added = self.added, 0
+        return added
 
     def run(self, orders: list[WorkOrder]) -> Iterator[ChunkResult]:
         with self.lock:
@@ -101,7 +138,10 @@ class Scheduler:
         remaining = len(orders)
         # With no other live rank, rank 0 must run everything itself.
         works = self.s.options.rank0_works or self.s.size == 1
-        while remaining:
+        while True:
+            remaining += self._count_added()  # counted with the result that made them: never late
+            if not remaining:
+                break
             while True:  # results from other ranks first: they are cheap to hand on
                 try:
                     result = self.results.get_nowait()
@@ -109,9 +149,10 @@ class Scheduler:
                     break
                 remaining -= 1
                 yield result
+            remaining += self._count_added()
             if not remaining:
                 break
-            alone = len(self.s.live.dead) == self.s.size - 1
+            alone = len(self.s.live.dead | self.s.stuck) == self.s.size - 1  # no other rank can take work
             with self.lock:
                 take = self.pending and (works or alone) and not self._past_deadline()
                 mine = self.pending.popleft() if take else None
@@ -146,6 +187,32 @@ def serve_rank(session: Session) -> int:
             job_json = payload
             continue
         indices, attempt, run_dir, write = payload
-        result = execute_chunk(WorkOrder(job_json, run_dir, Chunk(tuple(indices)), attempt, write,
-                                         write_until=session.write_until))
+        order = WorkOrder(job_json, run_dir, Chunk(tuple(indices)), attempt, write, write_until=session.write_until)
+        seconds = timeout_of(job_json)
+        result = _watched(session, order, seconds) if seconds else execute_chunk(order)
         outbox.send(result, 0, TAG_READY)
+
+
+def _watched(session: Session, order: WorkOrder, seconds: float) -> ChunkResult | None:
+    """``execute_chunk`` in this (main) thread, the alarm stopping a task in Python; a thread
+    gives up on a task stuck in C ``GRACE_S`` past its limit and sends rank 0 the chunk's
+    result at once. None once the stuck call has returned (its late result is not kept)."""
+    start, watch, done = time.perf_counter(), TaskWatch(), threading.Event()
+
+    def watcher() -> None:
+        while not done.wait(0.2):
+            stuck = watch.give_up(GRACE_S)
+            if stuck is not None:
+                how = f"given up on; MPI rank {session.rank} was stuck in it"
+                session.outbox.send(("gave up", gave_up(order, seconds, how, *stuck, start)), 0, TAG_READY)
+                return
+
+    thread = threading.Thread(target=watcher, name="hpcml-task-watch", daemon=True)
+    thread.start()
+    try:
+        return deliver(order, *run_chunk(order, watch), start)
+    except Abandoned:
+        return None
+    finally:
+        done.set()
+        thread.join()  # its message goes before this rank's next READY

@@ -26,6 +26,8 @@ class Session:
         self.options = options
         self.live = Liveness(MPI.COMM_WORLD, options.heartbeat_s, options.dead_after_s)
         self.outbox = Outbox(self.comm)
+        # Rank 0: ranks whose task was given up on past timeout_s and are still in its call.
+        self.stuck: set[int] = set()
         self.deadline = time.monotonic() + options.deadline_s if options.deadline_s else None
         # Rank 0 consolidates dead_after_s after the deadline, whoever is still working; the
         # other ranks keep no chunk file that would land after half of that (rank 0's clock).
