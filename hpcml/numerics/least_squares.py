@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from hpcml.numerics.weights import as_weights, keep_rows, row_mask
+from hpcml.numerics.weights import as_weights, keep_rows
 from hpcml.numerics.normal_equations import ALIAS_TOL, cholesky_full_rank
 from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
 

@@ -14,7 +14,7 @@ import time
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskTimeout
 from hpcml.tasks.task_records import failure_record
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver
+from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, job_of
 
 
 def timeout_of(job_json: str) -> float | None:
@@ -24,9 +24,7 @@ def timeout_of(job_json: str) -> float | None:
 def gave_up(order: WorkOrder, seconds: float, how: str, stuck: list[int], records: list[dict],
             start: float) -> ChunkResult:
     """The chunk's result once task(s) ``stuck`` were given up on; ``how``: what stops them."""
-    from hpcml.spec import Job
-
-    job = Job.from_json(order.job_json)
+    job = job_of(order.job_json)
     error = f"{TaskTimeout.__name__}: task exceeded timeout_s={seconds:g} ({how})"
     records = records + [failure_record(i, job.task_id(i), error, "", order.attempt, time.perf_counter() - start)
                          for i in stuck]
