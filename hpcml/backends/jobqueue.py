@@ -25,7 +25,8 @@ CLUSTERS: dict[str, tuple[str, str | None, str]] = {
     "moab": ("MoabCluster", "account", "hms"),
     "htcondor": ("HTCondorCluster", None, ""),
 }
-ClusterName = Literal["local", "slurm", "pbs", "sge", "lsf", "oar", "moab", "htcondor"]
+# The `cluster` option's choices, made from CLUSTERS: a scheduler added there is accepted by the spec.
+ClusterName = Literal[("local", *CLUSTERS)]  # type: ignore[valid-type]
 
 
 def bad_option(field: str, value: Any, message: str) -> SpecError:

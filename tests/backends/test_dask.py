@@ -379,3 +379,19 @@ def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_log
     kept = Path(line.split("job logs, kept in ")[1].split(" (got ")[0])
     assert not (tmp_path / "run").exists() and kept.parent == tmp_path
     assert "Timed out trying to connect" in (kept / "slurm-41.out").read_text()
+
+
+def test_a_scheduler_added_to_clusters_is_accepted_by_the_spec():
+    """Adding a batch scheduler is one line in CLUSTERS: the `cluster` option's choices are made
+    from it, so none is listed twice."""
+    from typing import get_args
+
+    from hpcml.backends.jobqueue import ClusterName
+    from hpcml.backends.dask import DaskOptions
+    from hpcml.backends.jobqueue import CLUSTERS
+
+    assert set(get_args(ClusterName)) == {"local", *CLUSTERS}
+    for name in CLUSTERS:
+        assert DaskOptions(cluster=name).cluster == name
+    with pytest.raises(Exception, match="cluster"):
+        DaskOptions(cluster="no-such-scheduler")
