@@ -110,7 +110,7 @@ def schema() -> None:
 def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list")) -> None:
     """Done / failed / missing tasks of a run, failures with their error. Exit 1 unless complete."""
-    from hpcml.rundir.status import run_status  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.report.status import run_status  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
         st = run_status(run_dir)

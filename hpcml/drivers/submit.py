@@ -33,7 +33,7 @@ from hpcml.drivers.run import check_job
 from hpcml.rundir.opening import open_run
 from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
 from hpcml.drivers.finish import finish
-from hpcml.rundir.status import run_job
+from hpcml.report.status import run_job
 from hpcml.rundir.store import RunStore
 
 MAIN_SCRIPT = "hpcml.sbatch"

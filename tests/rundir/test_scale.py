@@ -13,7 +13,7 @@ import hpcml
 from hpcml.rundir import records
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.chunks import make_chunks
-from hpcml.rundir.status import run_status
+from hpcml.report.status import run_status
 from hpcml.rundir.store import RunStore, write_chunk_records
 
 from conftest import hpcml_cli
