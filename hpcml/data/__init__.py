@@ -14,7 +14,7 @@ from __future__ import annotations
 from hpcml.data.mapped import map_stats
 from hpcml.data.sources import array_columns, full_load, load_stats
 from hpcml.models.base import Dataset
-from hpcml.data.lazy_rows import lazy_rows
+from hpcml.data.lazy_rows import lazy_rows as read_lazy_rows  # the module keeps its name here
 
 __all__ = ["load_dataset", "array_columns", "load_stats", "map_stats", "Dataset"]
 
@@ -33,7 +33,7 @@ def load_dataset(job, *, lazy: bool = True, keep: bool = True) -> Dataset:
     features, needs_target = spec.model.features, job.model.needs_target
     data = None
     if lazy and job.plan.reads_rows_lazily:
-        data = lazy_rows(spec.data, features, needs_target)
+        data = read_lazy_rows(spec.data, features, needs_target)
     if data is None:
         data = full_load(spec.data, features, needs_target, keep=keep)
     data.meta["map_stats"] = map_stats
