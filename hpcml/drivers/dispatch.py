@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 from hpcml.errors import SpecError
-from hpcml.drivers.run import execute
-from hpcml.drivers.spark_engine import execute_mllib
-from hpcml.drivers.mpi import run_under_mpi
+from hpcml.drivers import mpi, run, spark_engine
 
 DRIVERS = ("spark", "mpi", "run")
 
@@ -31,8 +29,7 @@ def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: boo
     """Run ``job`` with its driver: the RunResult (None on an MPI rank other than 0)."""
     driver = driver_for(job)
     if driver == "spark":
-        return execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
+        return spark_engine.execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     if driver == "mpi":
-        return run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
-
-    return execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)
+        return mpi.run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
+    return run.execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)
