@@ -34,7 +34,7 @@ from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import watched_chunk
 from hpcml.backends.lifeline import ignore_interrupts
 from hpcml.backends.jobqueue import (ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster,
-                                     scheduler_interface)
+                                     own_http_routes, scheduler_interface)
 
 log = logging.getLogger("hpcml.dask")
 LOOPBACK = "127.0.0.1"
@@ -157,10 +157,11 @@ class DaskBackend(Backend):
             elif opts.cluster == "local":
                 # The scheduler's HTTP server (dashboard or not) listens where the scheduler does,
                 # on a free port: never 0.0.0.0, never a fixed 8787 that other clusters take.
-                self.cluster = LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
-                    dashboard_address=f"{LOOPBACK}:0", scheduler_kwargs={"dashboard": opts.dashboard},
-                    local_directory=opts.local_directory, silence_logs=logging.ERROR)
+                with own_http_routes():
+                    self.cluster = LocalCluster(
+                        n_workers=self.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
+                        dashboard_address=f"{LOOPBACK}:0", scheduler_kwargs={"dashboard": opts.dashboard},
+                        local_directory=opts.local_directory, silence_logs=logging.ERROR)
                 expect = self.workers
             else:
                 logs = opts.log_directory or str((log_dir / "dask").resolve())

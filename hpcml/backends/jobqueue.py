@@ -7,6 +7,7 @@ the scheduler's cluster class. Adding a scheduler is one line in ``CLUSTERS`` (a
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Literal
 
@@ -175,6 +176,21 @@ def scheduler_interface(name: str, res: JobResources) -> Choice:
     return reaching_interface()
 
 
+MISSING_BOKEH = "distributed.http.scheduler.missing_bokeh"
+
+
+@contextlib.contextmanager
+def own_http_routes():
+    """The scheduler's HTTP routes as a fresh list: a scheduler asked for a dashboard without
+    bokeh appends a fallback page to the routes in dask's *global* config, so every later
+    scheduler of the process served /status even with ``dashboard: false``."""
+    import dask
+
+    routes = [r for r in dask.config.get("distributed.scheduler.http.routes") if r != MISSING_BOKEH]
+    with dask.config.set({"distributed.scheduler.http.routes": routes}):
+        yield
+
+
 def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_directory: str,
                           where: Choice, dashboard: bool = False):
     """The dask-jobqueue cluster, its scheduler (and HTTP server, a dashboard only when asked)
@@ -183,7 +199,8 @@ def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_direc
 
     cls = getattr(dask_jobqueue, CLUSTERS[name][0])
     scheduler = {"host": where.address, "dashboard_address": f"{where.address}:0", "dashboard": dashboard}
-    cluster = cls(**cluster_kwargs(name, res, job_name, log_directory), scheduler_options=scheduler)
+    with own_http_routes():
+        cluster = cls(**cluster_kwargs(name, res, job_name, log_directory), scheduler_options=scheduler)
     bounds = res.scaling()
     if bounds is not None:
         cluster.adapt(minimum_jobs=bounds.minimum_jobs, maximum_jobs=bounds.maximum_jobs)
