@@ -3,6 +3,7 @@ run records of its data and code, so that a resume or a warm worker never runs w
 changed under it."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,20 @@ def file_digest(path: str | Path) -> str:
         while block := fh.read(_BLOCK):
             h.update(block)
     return h.hexdigest()
+
+
+def current_digest(path: str | Path) -> str:
+    """``file_digest``, read once per version of the file in this process: a worker checks the
+    job's code files before every chunk, and a large ``items`` pickle must not be read again
+    each time. Keyed by inode, size, mtime and ctime: every write changes ctime, which no one
+    can set back (unlike mtime)."""
+    st = os.stat(path)
+    return _digest_of(str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(path: str, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    return file_digest(path)
 
 
 def bytes_digest(data: bytes) -> str:

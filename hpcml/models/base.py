@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcml.files import file_digest
+from hpcml.files import current_digest, file_digest
 
 
 class ModelParams(BaseModel):
@@ -163,7 +163,7 @@ class ModelKind(ABC):
         """A ``CodeChanged`` error if a code file's content is not what the job was loaded with."""
         for field, digest in params.code_sha256.items():
             path = getattr(params, field, None)
-            if isinstance(path, str) and Path(path).is_file() and file_digest(path) != digest:
+            if isinstance(path, str) and Path(path).is_file() and current_digest(path) != digest:
                 raise CodeChanged(f"model.{field}: {path} changed since the job was loaded (its SHA-256 differs); "
                                   "a run's tasks all run the same code: start a new run (another --out)")
 
