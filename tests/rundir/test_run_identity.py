@@ -22,10 +22,11 @@ STAT_V1 = "def stat(data, task):\n    return {'value': 1.0 + task['index']}\n"
 STAT_V2 = "def stat(data, task):\n    return {'value': 2.0 + task['index']}\n"  # same size as v1
 
 
-def _code_spec(tmp_path: Path, code: Path, n: int = 6) -> dict:
-    return {"name": "code", "seed": 1, "data": {"source": "none"},
+def _code_spec(tmp_path: Path, code: Path, plan: dict | None = None, seed: int = 1) -> dict:
+    """A job of the function ``stat`` in ``code`` (6 replicates unless ``plan`` says otherwise)."""
+    return {"name": "code", "seed": seed, "data": {"source": "none"},
             "model": {"kind": "python", "file": str(code), "function": "stat"},
-            "plan": {"replicate": {"n": n}}, "backend": {"name": "local", "workers": 1},
+            "plan": plan or {"replicate": {"n": 6}}, "backend": {"name": "local", "workers": 1},
             "output": str(tmp_path / "run")}
 
 
@@ -154,10 +155,7 @@ def test_failed_replicates_are_named_beside_the_intervals(tmp_path):
                     "        raise ValueError('no fit')\n"
                     "    return {'m': float(np.average(data['x0'], weights=weights))}\n")
     frame = pd.DataFrame({"x0": np.random.default_rng(0).normal(size=40)})
-    spec = {"name": "failing", "seed": 3, "data": {"source": "none"},
-            "model": {"kind": "python", "file": str(code), "function": "stat"},
-            "plan": {"bootstrap": {"replicates": 12}}, "backend": {"name": "local", "workers": 1},
-            "output": str(tmp_path / "run")}
+    spec = _code_spec(tmp_path, code, plan={"bootstrap": {"replicates": 12}}, seed=3)
     result = run(spec, data=frame, progress=False)
     assert result.n_failed == 3
     assert any("3 of 12 replicates failed" in n for n in result.summary["notes"])
@@ -171,10 +169,7 @@ def test_a_statistic_that_fails_on_the_whole_data_is_one_note(tmp_path):
                     "def stat(data, weights, task):\n"
                     "    return {'m': float(task['index']) + float(np.average(data['x0'], weights=weights))}\n")
     frame = pd.DataFrame({"x0": np.random.default_rng(0).normal(size=40)})
-    spec = {"name": "fullfail", "seed": 3, "data": {"source": "none"},
-            "model": {"kind": "python", "file": str(code), "function": "stat"},
-            "plan": {"bootstrap": {"replicates": 6}}, "backend": {"name": "local", "workers": 1},
-            "output": str(tmp_path / "run")}
+    spec = _code_spec(tmp_path, code, plan={"bootstrap": {"replicates": 6}}, seed=3)
     result = run(spec, data=frame, progress=False)  # the full-data call has no task index
     assert result.ok
     assert any("fit of the whole data raised TypeError" in n for n in result.summary["notes"])
