@@ -118,7 +118,8 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
         fail_spec(e)
     say(f"{st['name']}: {st['total']} tasks: {st['done']} done, {st['failed']} failed, {st['missing']} missing")
     for f in st["failures"][:show]:
-        say(f"  {f['task_id']} (attempt {f['attempt']}): {f['error']}")
+        error = f["error"].replace("\n", "\n      ")  # a message of several lines stays under its task
+        say(f"  {f['task_id']} (attempt {f['attempt']}): {error}")
     if st["done"] != st["total"]:
         raise typer.Exit(1)
     if not st["finished"]:

@@ -162,9 +162,9 @@ task_error <- function(error, traceback = NULL) {
   sub("^RError: ", "", whole_error(as.character(error)[1], traceback))
 }
 
-# A task's `error` holds the first line of its exception only ("RError: <line 1>"). The whole
+# A task's `error` holds its exception's whole message, cut at 4,000 characters; the whole
 # message of an R error (a message of several lines; a parse error's lines that show where the
-# code is wrong) ends the task's `traceback`: it replaces the first line when they agree.
+# code is wrong) also ends the task's `traceback`: it replaces `error` when they agree.
 whole_error <- function(error, traceback) {
   full <- r_error_message(traceback)
   if (!is.null(full) && startsWith(paste0("RError: ", full), error)) paste0("RError: ", full) else error

@@ -2,7 +2,7 @@
 
 One dask task per chunk (``execute_chunk`` on a :class:`WorkOrder`; with ``timeout_s``, watched
 by ``dask_watch.watched_chunk`` so a task stuck in C code is given up on and its worker
-restarted), results streamed with ``distributed.as_completed``. Workers load the job's data once per process: a worker plugin
+restarted; on a worker of one thread, what the chunk's tasks started ends with it), results streamed with ``distributed.as_completed``. Workers load the job's data once per process: a worker plugin
 warms the per-process cache when a worker joins, so data never travels inside a task.
 
 A worker that dies mid-chunk is handled twice over: Dask itself reruns the chunk on another
@@ -31,7 +31,7 @@ from hpcml.errors import SpecError
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
-from hpcml.backends.dask_watch import watched_chunk
+from hpcml.backends.dask_watch import chunk_on_worker
 from hpcml.backends.lifeline import ignore_interrupts
 from hpcml.backends.jobqueue import (ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster,
                                      own_http_routes, scheduler_interface)
@@ -208,7 +208,7 @@ class DaskBackend(Backend):
         # Absolute: workers (batch jobs) need not share the driver's working directory.
         order = dataclasses.replace(order, run_dir=str(Path(order.run_dir).resolve()))
         key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}"
-        future = self.client.submit(watched_chunk, order, key=key, pure=False)
+        future = self.client.submit(chunk_on_worker, order, key=key, pure=False)
         futures[future] = order
         return future
 

@@ -11,17 +11,36 @@ then treat the task like any other failure.
 """
 from __future__ import annotations
 
-import threading
-import time
-
-from hpcml.tasks.deadlines import Abandoned, TaskWatch
-from hpcml.tasks.stuck import gave_up, timeout_of
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
+from hpcml.backends.lifeline import become_subreaper, end_descendants, helpers
+from hpcml.tasks.stuck import run_watched, timeout_of
+from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
 
 # After timeout_s, the time a task has to return by itself (the asynchronous TaskTimeout lands
 # at its next bytecode) before it counts as stuck.
 GRACE_S = 1.0
-POLL_S = 0.05
+
+
+def chunk_on_worker(order: WorkOrder) -> ChunkResult:
+    """A chunk as a Dask task: ``watched_chunk``, then what its tasks started (a ``setsid`` child,
+    a daemon) ends with it, as on local workers. Only on a worker of one thread (hpcml's own, and
+    dask-jobqueue's): where chunks run side by side, one's children are not told from another's."""
+    alone = _one_thread()
+    if alone:
+        become_subreaper()  # orphans of the task's children come to this worker, not to init
+    try:
+        return watched_chunk(order)
+    finally:
+        if alone:
+            end_descendants(helpers())
+
+
+def _one_thread() -> bool:
+    from distributed import get_worker  # only in a Dask worker
+
+    try:
+        return get_worker().state.nthreads == 1
+    except (ValueError, AttributeError):
+        return False
 
 
 def watched_chunk(order: WorkOrder) -> ChunkResult:
@@ -29,28 +48,9 @@ def watched_chunk(order: WorkOrder) -> ChunkResult:
     seconds = timeout_of(order.job_json)
     if not seconds:
         return execute_chunk(order)
-    start = time.perf_counter()
-    watch, box, done = TaskWatch(), {}, threading.Event()
+    result, stuck = run_watched(order, seconds, GRACE_S, "stopped by restarting its dask worker")
+    if stuck:
+        from distributed import get_worker  # only in a Dask worker, only once a task is stuck
 
-    def body() -> None:
-        try:
-            box["out"] = run_chunk(order, watch)
-        except Abandoned:
-            pass
-        finally:
-            done.set()
-
-    threading.Thread(target=body, name=f"hpcml-chunk-{order.chunk.id}", daemon=True).start()
-    while not done.wait(POLL_S):
-        stuck = watch.give_up(GRACE_S)
-        if stuck is not None:
-            return _gave_up(order, seconds, *stuck, start)
-    return deliver(order, *box["out"], start)
-
-
-def _gave_up(order: WorkOrder, seconds: float, stuck: list[int], records: list[dict], start: float) -> ChunkResult:
-    from distributed import get_worker
-
-    result = gave_up(order, seconds, "stopped by restarting its dask worker", stuck, records, start)
-    result.restart_worker = get_worker().address
+        result.restart_worker = get_worker().address
     return result

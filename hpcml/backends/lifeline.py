@@ -9,7 +9,8 @@ starts a watchdog thread that exits once the driver is gone (its pid dead or a z
 Linux 5.3+ it waits on a pidfd of the driver, in the kernel, without ever waking). With
 the workers gone the forkserver and the resource tracker see their pipes close and exit.
 
-What a task starts ends with it: a local worker is its descendants' reaper
+What a task starts ends with it: a local worker (and a Dask worker of one thread,
+``dask_watch.chunk_on_worker``) is its descendants' reaper
 (``PR_SET_CHILD_SUBREAPER``), so a child that outlives its parent (``sleep 45 &`` of a
 command, a daemonized or ``setsid`` process) is re-parented to the worker, not to init, and
 ``end_descendants`` kills and reaps all of them after each chunk. Left running, they would
@@ -158,3 +159,11 @@ def ignore_interrupts() -> None:
     """Ctrl-C reaches every process of the terminal's group: the driver alone handles it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def helpers() -> frozenset[int]:
+    """This process's children that are not a task's: multiprocessing's resource tracker."""
+    from multiprocessing import resource_tracker  # only where a chunk has just ended
+
+    pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return frozenset([pid]) if pid else frozenset()

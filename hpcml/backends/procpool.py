@@ -29,7 +29,7 @@ from multiprocessing.connection import wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Iterable, Iterator
 
-from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, ignore_interrupts
+from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, helpers, ignore_interrupts
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskTimeout
 from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, run_chunk, warm_cache
@@ -59,13 +59,6 @@ class _PipeWatch:
             self._conn.send(("idle",))
 
 
-def _spare() -> frozenset[int]:
-    from multiprocessing import resource_tracker
-
-    pid = getattr(resource_tracker._resource_tracker, "_pid", None)
-    return frozenset([pid]) if pid else frozenset()
-
-
 def serve(conn, job_json: str, driver_pid: int, driver_dir: str) -> None:
     """A worker process: die with the driver, leave Ctrl-C to it, work in its directory
     (relative paths mean what they mean to the driver), load the data once, then run chunks
@@ -87,7 +80,7 @@ def serve(conn, job_json: str, driver_pid: int, driver_dir: str) -> None:
         try:
             result = deliver(order, *run_chunk(order, _PipeWatch(conn)), start)
         finally:
-            end_descendants(_spare())
+            end_descendants(helpers())
         try:
             conn.send(result)
         except Exception as err:  # records that cannot be pickled and the like

@@ -10,7 +10,8 @@ from __future__ import annotations
 from hpcml.plans.base import block_share
 
 from hpcml.tasks.chunks import chunk_size_for
-from hpcml.drivers.attempts import in_this_process, run_attempts
+from hpcml.drivers.attempts import run_attempts
+from hpcml.tasks.stuck import run_here
 from hpcml.errors import SpecError
 from hpcml.spec import load_job
 from hpcml.rundir.opening import prepared_run
@@ -30,5 +31,5 @@ def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     if not todo:
         return 0, 0
     chunk_size = chunk_size_for(job, len(todo), 1)
-    failed = run_attempts(job, store, todo, chunk_size, in_this_process)
+    failed = run_attempts(job, store, todo, chunk_size, run_here)
     return len(todo) - len(failed), len(failed)

@@ -22,7 +22,9 @@ RunOrders = Callable[[list[WorkOrder]], Iterable[ChunkResult]]
 
 
 def in_this_process(orders: list[WorkOrder]) -> Iterator[ChunkResult]:
-    """Run chunks one after another here (an MPI rank's static share, a job-array element)."""
+    """Run chunks one after another in this thread, ``timeout_s`` by an alarm (built-in model
+    kinds in the driver; a rank or array element uses ``tasks.stuck.run_here``, which also
+    gives up on a task stuck in C)."""
     for order in orders:
         yield execute_chunk(order)
 

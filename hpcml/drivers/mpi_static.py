@@ -9,11 +9,12 @@ import time
 from contextlib import ExitStack
 
 from hpcml.backends.mpi.liveness import RankLost, backoff, mpi, wait_message
+from hpcml.backends.mpi.scheduler import own_chunks
 from hpcml.backends.mpi.session import TAG_DONE, TAG_PREP
 from hpcml.rundir.store import Chunk
 from hpcml.plans.base import block_share
 from hpcml.tasks.chunks import chunk_size_for
-from hpcml.drivers.attempts import in_this_process, run_attempts
+from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import finish
 from hpcml.errors import SpecError
 from hpcml.report.progress import Progress
@@ -79,7 +80,7 @@ def run_static(session, job, *, resume: bool, overwrite: bool, progress: bool):
                 if session.deadline is not None and time.monotonic() > session.deadline:
                     log.error("rank %d: backend.deadline_s passed; leaving the rest of its share undone", rank)
                     return
-                yield from in_this_process([dataclasses.replace(order, write_until=session.write_until)])
+                yield from own_chunks(session, [dataclasses.replace(order, write_until=session.write_until)])
 
         try:
             run_attempts(job, store, share, chunk_size, until_deadline, progress=bar)

@@ -56,6 +56,12 @@ def print_table(rows: list[dict], title: str | None = None, limit: int = 40) -> 
         say(f"... {len(rows) - limit} more rows in summary.json")
 
 
+def first_line(message) -> str:
+    """A failure's message on one line of the run's last words; ``hpcml status`` shows it whole."""
+    lines = str(message or "").strip().splitlines() or [""]
+    return lines[0] + (f" [+{len(lines) - 1} more line(s)]" if len(lines) > 1 else "")
+
+
 def report(result, title: str | None, quiet: bool = False) -> int:
     """A finished run's table, its one result line, its first failure; the exit status (0 or 1)."""
     if not quiet:
@@ -66,7 +72,8 @@ def report(result, title: str | None, quiet: bool = False) -> int:
     if not result.n_failed:
         return 0
     failures = result.failures()
-    first = f"; first: {failures.iloc[0]['task_id']}: {failures.iloc[0].get('error')}" if len(failures) else ""
+    first = f"; first: {failures.iloc[0]['task_id']}: {first_line(failures.iloc[0].get('error'))}" \
+        if len(failures) else ""
     warn(f"{result.n_failed} task(s) failed{first}")
     warn(f"see: hpcml status {result.run_dir}")
     return 1

@@ -18,7 +18,13 @@ def failure_record(index: int, task_id: str, error: str, traceback_text: str, at
             "error": error, "traceback": traceback_text}
 
 
-def failure_line(err: BaseException) -> str:
-    """An exception as the one line a failed record (and ``hpcml status``) shows."""
+MESSAGE_CHARS = 4000  # of an exception's message kept in a record's ``error`` (its traceback has it all)
+
+
+def failure_message(err: BaseException) -> str:
+    """An exception as a failed record's ``error``: its type and whole message, every line
+    (a message whose detail is on its second line is no use cut to the first)."""
     text = f"{type(err).__name__}: {err}".strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + " [...]"

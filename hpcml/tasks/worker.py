@@ -19,7 +19,7 @@ from typing import Any
 from hpcml.models.base import Dataset, FitContext
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
-from hpcml.tasks.task_records import failure_line, failure_record, ok_record
+from hpcml.tasks.task_records import failure_message, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
 from hpcml.rundir.paths import task_folder
 
@@ -148,7 +148,7 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
                 records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
                                              shared, wanted)
         except Exception as err:
-            log.info("group %d ran into %s; its tasks run one by one", g, failure_line(err))
+            log.info("group %d ran into %s; its tasks run one by one", g, failure_message(err))
             continue
         kept = [i for i in sorted(wanted) if i in records]
         seconds = (time.perf_counter() - t0) / max(1, len(kept))
@@ -179,8 +179,8 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     except BaseException as err:  # the whole chunk fails the same way
         tb = traceback.format_exc()
         for i in order.chunk.indices:
-            result.failed[i] = failure_line(err)
-            records.append(failure_record(i, _task_id(order, i), failure_line(err), tb, order.attempt))
+            result.failed[i] = failure_message(err)
+            records.append(failure_record(i, _task_id(order, i), failure_message(err), tb, order.attempt))
     else:
         _warm_model(job)
         with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
@@ -203,8 +203,8 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
                     else:  # no deadline to arm, nothing for a watcher to give up on: no context manager per task
                         outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
                 except Exception as err:
-                    result.failed[i] = failure_line(err)
-                    records.append(failure_record(i, task.id, failure_line(err), traceback.format_exc(),
+                    result.failed[i] = failure_message(err)
+                    records.append(failure_record(i, task.id, failure_message(err), traceback.format_exc(),
                                                   order.attempt, time.perf_counter() - t0))
                     continue
                 result.ok.append(i)

@@ -136,12 +136,13 @@ def spawn(task):
 """
 
 
-@pytest.mark.parametrize("kind,backend", [("command", "local"), ("python", "local"), ("command", "dask")])
+@pytest.mark.parametrize("kind,backend", [("command", "local"), ("python", "local"), ("command", "dask"),
+                                          ("python", "dask")])
 def test_what_a_task_starts_ends_with_it(tmp_path, kind, backend):
     """A ``command`` that leaves ``sleep 45 &`` behind, and a Python task that starts a
     ``setsid`` child: ``hpcml run ... | cat`` returns long before the 45 s are up and none
-    of those processes remains (a local worker reaps and ends what its tasks left; on Dask,
-    whose workers are not hpcml's, the command kind ends its own process group)."""
+    of those processes remains (a local worker, and a Dask worker of one thread, reaps and
+    ends what its tasks left; the command kind also ends its own process group)."""
     if backend == "dask":
         pytest.importorskip("distributed")
     # a token no other test uses

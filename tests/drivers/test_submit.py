@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -133,6 +135,46 @@ def test_submit_array_with_fake_sbatch(tmp_path):
     # The run directory is prepared for the elements: the resolved spec with an absolute output.
     assert json.loads((run_dir / "spec.json").read_text())["output"] == str(run_dir)
     assert "--of 3" in (run_dir / "submit" / "hpcml.sbatch").read_text()
+
+
+STUCK_IN_C = """
+import ctypes
+import signal
+
+
+def call(task):
+    if task["index"] == 2:
+        # A long call into C as Python sees it: no signal handler runs until it returns.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        ctypes.CDLL(None).sleep(600)
+    return task["index"]
+"""
+
+
+def test_an_array_element_gives_up_on_a_task_stuck_in_c(tmp_path):
+    """An array element whose task sits 600 s in a call into C with ``timeout_s: 3`` records
+    it as timed out within seconds, runs the rest of its share and exits 1, instead of holding
+    its allocation until the walltime."""
+    _fake_sbatch(tmp_path / "bin")
+    (tmp_path / "funcs.py").write_text(STUCK_IN_C)
+    spec = small_spec(tmp_path, data={"source": "none"}, plan={"replicate": {"n": 5}}, timeout_s=3,
+                      model={"kind": "python", "file": str(tmp_path / "funcs.py"), "function": "call"})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+    proc = hpcml_cli("submit", tmp_path / "job.yaml", "--mode", "array", "--elements", "1",
+                     env=_env_with(tmp_path / "bin"))
+    assert proc.returncode == 0, proc.stderr
+    run_dir = (tmp_path / "run").resolve()
+    t0 = time.monotonic()
+    element = subprocess.run([PYTHON, "-m", "hpcml.array_task", str(run_dir / "spec.json"), "--index", "0",
+                              "--of", "1"], capture_output=True, text=True, timeout=300)
+    assert time.monotonic() - t0 < 200  # the call alone would take 600 s
+    assert element.returncode == 1, element.stderr
+    assert "4 task(s) ok, 1 failed" in element.stdout + element.stderr
+    assert hpcml_cli("collect", run_dir).returncode == 1
+    results = pd.read_parquet(run_dir / "results.parquet").set_index("task_index")
+    assert list(results.loc[results["status"] == "ok"].index) == [0, 1, 3, 4]
+    assert results.loc[2, "error"] == ("TaskTimeout: task exceeded timeout_s=3 (given up on; its call was left "
+                                       "running in this process)")
 
 
 def test_sbatch_rejection_leaves_nothing(tmp_path):

@@ -54,3 +54,36 @@ def test_a_short_vector_stays_columns(tmp_path):
             "output": str(tmp_path / "run")}
     res = run(spec, progress=False)
     assert res.results["value_2"].tolist() == [2.0, 2.0]
+
+
+MULTI_LINE = """
+def check(task):
+    if task["index"] == 1:
+        raise ValueError("the input does not fit\\n  row 17: NaN in column 'dose'")
+    return {"value": 1.0}
+"""
+
+
+def test_an_error_of_several_lines_is_kept_whole(tmp_path):
+    """A Python exception whose detail is on its second line keeps every line in the record's
+    ``error`` and in ``hpcml status``; the CLI's last line shows the first and says more follow."""
+    import yaml
+
+    from conftest import hpcml_cli
+
+    (tmp_path / "check.py").write_text(MULTI_LINE)
+    spec = {"name": "lines", "seed": 1, "data": {"source": "none"},
+            "model": {"kind": "python", "file": str(tmp_path / "check.py"), "function": "check"},
+            "plan": {"replicate": {"n": 3}}, "backend": {"name": "local", "workers": 1},
+            "output": str(tmp_path / "run")}
+    res = run(spec, progress=False)
+    whole = "ValueError: the input does not fit\n  row 17: NaN in column 'dose'"
+    assert res.failures()["error"].tolist() == [whole]
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({**spec, "output": str(tmp_path / "cli")}))
+    proc = hpcml_cli("run", tmp_path / "job.yaml", "-q")
+    assert proc.returncode == 1
+    assert ("1 task(s) failed; first: replicate/000001: ValueError: the input does not fit [+1 more line(s)]"
+            in proc.stderr), proc.stderr
+    status = hpcml_cli("status", tmp_path / "run")
+    assert "  replicate/000001 (attempt 0): ValueError: the input does not fit\n" \
+           "        row 17: NaN in column 'dose'" in status.stdout, status.stdout

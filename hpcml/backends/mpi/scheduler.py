@@ -5,8 +5,10 @@ Under ``timeout_s`` a rank > 0 watches its own tasks from a thread: one still ru
 ``GRACE_S`` past its limit is stuck in C, where the alarm cannot stop it. The rank then sends
 rank 0 the chunk's result at once (the task failed with ``TaskTimeout``, the tasks that never
 started to run elsewhere) and stays out of the work until the call returns; rank 0 ends the
-MPI job at the end if the rank is still in it. Rank 0's own chunks have the alarm only
-(``rank0_works: false`` leaves every task to watched ranks).
+MPI job at the end if the rank is still in it. A chunk a rank runs for itself (rank 0's own in
+dynamic mode, every rank's share in static mode) runs under ``timeout_s`` in a thread the rank
+watches (``own_chunks``): a stuck task is given up on, and the rank goes on with its work
+while the call sits in the abandoned thread.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from hpcml.backends.mpi.liveness import backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_JOB, TAG_READY, TAG_STOP, TAG_WORK, Session
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import Abandoned, TaskWatch
-from hpcml.tasks.stuck import gave_up, timeout_of
+from hpcml.tasks.stuck import gave_up, run_here, timeout_of
 from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
 
 log = logging.getLogger("hpcml.mpi")
@@ -158,7 +160,7 @@ class Scheduler:
                 mine = self.pending.popleft() if take else None
             if mine is not None:
                 remaining -= 1
-                yield execute_chunk(mine)
+                yield from own_chunks(self.s, [mine])  # more than one result if a task was given up on
                 continue
             try:
                 result = self.results.get(timeout=0.05)
@@ -170,6 +172,11 @@ class Scheduler:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def own_chunks(session: Session, orders: list[WorkOrder]) -> Iterator[ChunkResult]:
+    """Chunks this rank runs itself; under ``timeout_s`` a task stuck in C is given up on."""
+    return run_here(orders, f"given up on; MPI rank {session.rank} was stuck in it")
 
 
 def serve_rank(session: Session) -> int:
