@@ -205,12 +205,11 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
 
 
 def _pickle_items(items: list) -> bytes:
-    try:
-        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        import cloudpickle
+    # cloudpickle, not pickle: items made of classes defined in __main__ travel by value, as
+    # workers never import the driver's script (backends/without_main.py)
+    import cloudpickle  # import hpcml stays light: loaded on the first call
 
-        return cloudpickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # ---------------------------------------------------------------- bootstrap

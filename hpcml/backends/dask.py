@@ -33,6 +33,7 @@ from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import chunk_on_worker
 from hpcml.backends.lifeline import ignore_interrupts
+from hpcml.backends.without_main import starting_without_main
 from hpcml.backends.jobqueue import (ClusterName, JobResources, bad_option, cluster_kwargs, make_jobqueue_cluster,
                                      own_http_routes, scheduler_interface)
 
@@ -157,7 +158,8 @@ class DaskBackend(Backend):
             elif opts.cluster == "local":
                 # The scheduler's HTTP server (dashboard or not) listens where the scheduler does,
                 # on a free port: never 0.0.0.0, never a fixed 8787 that other clusters take.
-                with own_http_routes():
+                # Its worker processes do not run a plain script of the user's again.
+                with own_http_routes(), starting_without_main():
                     self.cluster = LocalCluster(
                         n_workers=self.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
                         dashboard_address=f"{LOOPBACK}:0", scheduler_kwargs={"dashboard": opts.dashboard},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal
@@ -30,19 +29,6 @@ class LocalOptions(BaseModel):
 
 
 log = logging.getLogger("hpcml")
-
-
-def _main_reloadable() -> bool:
-    """Whether forkserver/spawn workers can re-import the driver's ``__main__``.
-
-    A driver script read from standard input has ``__file__ == '<stdin>'``: every spawned
-    worker would die re-running it, so such drivers get forked workers instead.
-    """
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None):
-        return True
-    path = getattr(main, "__file__", None)
-    return path is None or os.path.exists(path)
 
 
 # Pools kept for the next job of this process, by (workers, start method, directory); every
@@ -73,11 +59,9 @@ class LocalBackend(Backend):
         return self.options.in_driver
 
     def _method(self) -> str:
-        method = self.options.start_method
-        if method != "fork" and not _main_reloadable():
-            log.info("the driver's __main__ cannot be re-imported (read from stdin); using forked workers")
-            method = "fork"
-        return method
+        # Any driver, a script read from stdin too: workers never import its __main__
+        # (backends/without_main.py).
+        return self.options.start_method
 
     def _key(self) -> tuple[int, str, str]:
         # A warm pool serves only a job started from the same directory: its workers resolved

@@ -29,6 +29,7 @@ from multiprocessing.connection import wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Iterable, Iterator
 
+from hpcml.backends.without_main import starting_without_main
 from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, helpers, ignore_interrupts
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskTimeout
@@ -103,7 +104,8 @@ class _Worker:
     def __init__(self, ctx, args: tuple):
         self.conn, theirs = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=serve, args=(theirs, *args), name="hpcml-worker")
-        self.proc.start()
+        with starting_without_main():  # a plain script without a __main__ guard is not run again
+            self.proc.start()
         theirs.close()  # the worker's end lives in the worker only: its death is EOF here
         self.ready = False
         # Chunks sent, in order: the first is running, the next (if any) waits in its pipe.
