@@ -15,7 +15,7 @@ import typer
 # records leaves no retained pages behind for the summary and the plots. A user's setting wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-from hpcml.report.console import print_spec_error, print_table, report, say, warn  # noqa: E402
+from hpcml.report.console import print_spec_error, print_table, report, say, set_up_logging, warn  # noqa: E402
 from hpcml.errors import SpecError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -59,8 +59,7 @@ def run(
     from hpcml.drivers.dispatch import run_job  # loaded when the command runs: `hpcml --help` starts fast
     from hpcml.spec import load_job  # loaded when the command runs: `hpcml --help` starts fast
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
+    set_up_logging(quiet)
     try:
         job = load_job(spec, **{"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                                 "output": str(out_dir) if out_dir else None})

@@ -12,7 +12,6 @@ Both modes are driven by :mod:`hpcml.drivers.mpi`; this module is only the comma
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from hpcml.errors import SpecError
@@ -41,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-rank", type=int, default=None, help="threads per rank (hybrid runs)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress, no table")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
-    from hpcml.report.console import print_spec_error, report  # loaded after argument parsing: --help starts fast
+    from hpcml.report.console import print_spec_error, report, set_up_logging  # loaded after argument parsing: --help starts fast
+
+    set_up_logging(args.quiet)
     from hpcml.drivers.dispatch import run_job  # loaded after argument parsing: --help starts fast
 
     try:

@@ -3,19 +3,49 @@ hpcml.ddp``, job-array elements): bad input once per launch, summary tables, the
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from hpcml.errors import SpecError
-from hpcml.launchers import launcher_rank
+from hpcml.launchers import launcher_rank, launcher_size, rank_from_env
+
+
+def interactive(stream) -> bool:
+    """Whether ``stream`` is a person's terminal: colours, styles and live bars only then.
+
+    Not under an MPI or Slurm launcher, whose ranks write to a pseudo-terminal even when the
+    job's output goes to a file (``mpirun ... > log`` would fill the log with escape codes),
+    and not with ``NO_COLOR`` set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return False
+    try:
+        return launcher_size() is None and rank_from_env().launcher == "single"
+    except SpecError:  # malformed launcher variables: some launcher started this process
+        return False
+
+
+QUIET_VAR = "HPCML_QUIET"
+
+
+def set_up_logging(quiet: bool) -> None:
+    """A front end's log lines: INFO, or with ``-q`` warnings and errors only, here and in
+    the worker processes it starts (they inherit ``HPCML_QUIET``: a CNN's epoch lines)."""
+    import logging  # only front ends configure logging
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    if quiet:
+        os.environ[QUIET_VAR] = "1"
 
 
 @functools.lru_cache(maxsize=2)
 def _console(stderr: bool):
     from rich.console import Console  # imported when something is printed, not at start
 
-    # Batch logs are not terminals: give tables room instead of rich's 80-column default.
+    # Batch logs are not terminals: plain text, with room for tables instead of 80 columns.
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+    tty = interactive(stream)
+    return Console(stderr=stderr, force_terminal=tty, no_color=not tty, width=None if tty else 160)
 
 
 def say(text: str) -> None:

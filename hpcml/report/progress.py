@@ -5,6 +5,8 @@ import logging
 import sys
 import time
 
+from hpcml.report.console import interactive
+
 log = logging.getLogger("hpcml")
 
 
@@ -14,7 +16,7 @@ class Progress:
         self.done = self.failed = 0
         self._every_s, self._last = every_s, time.monotonic()
         self._bar = None
-        if enabled and sys.stderr.isatty():
+        if enabled and interactive(sys.stderr):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -263,3 +263,18 @@ def test_fashion_mnist_class_names_label_the_confusion_matrix(tmp_path):
     fit = kind.fit(kind.Params(arch="fc", epochs=1), data, None,
                    FitContext(rng=np.random.default_rng(0), scratch=tmp_path / "task"))
     assert fit.class_names == CLASS_NAMES["fashion-mnist"] and (tmp_path / "task" / "confusion.png").exists()
+
+
+def test_quiet_silences_the_epoch_lines_of_worker_processes(tmp_path):
+    """``hpcml run -q`` prints no per-epoch lines, also from the local worker processes that
+    train (which nobody's logging configures); without ``-q`` they are there."""
+    spec = job(tmp_path, "q", {"arch": "fc", "epochs": 1}, plan={"sweep": {"grid": {"lr": [0.01, 0.05]}}})
+    spec["backend"] = {"name": "local", "workers": 2}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    loud = hpcml_cli("run", path)
+    assert loud.returncode == 0, loud.stderr
+    assert "epoch 1/1: train_loss" in loud.stderr, loud.stderr
+    quiet = hpcml_cli("run", path, "-q", "--overwrite")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "epoch" not in quiet.stderr, quiet.stderr

@@ -201,9 +201,10 @@ def _tensorboard(logdir):
 
 
 def show_progress() -> None:
-    """Epoch lines on stderr in a process whose logging nobody configured (a pool worker);
-    where logging is configured (``hpcml run``, ``-q``), its level decides."""
-    if not logging.getLogger().handlers and not log.handlers:
+    """Epoch lines on stderr in a process whose logging nobody configured (a pool worker)
+    unless its driver was asked to be quiet (``-q`` sets ``HPCML_QUIET``); where logging is
+    configured (``hpcml run``), its level decides."""
+    if not logging.getLogger().handlers and not log.handlers and not os.environ.get("HPCML_QUIET"):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
