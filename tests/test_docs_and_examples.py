@@ -95,10 +95,12 @@ def test_core_examples_run_and_match_references(tmp_path):
     assert pca.summary["variance_thresholds"]["k_95"] is not None
     np.testing.assert_allclose(got["cum_evr_1"], ref.explained_variance_ratio_[0], rtol=1e-10)
     assert (pca.run_dir / "artifacts" / "fit-000000" / "scores.parquet").exists()
-    # Sweep: the leaderboard lists every k of the grid, best (lowest held-out inertia) first.
+    # Sweep: the leaderboard lists every k of the grid, best (largest held-out Calinski-Harabasz
+    # index) first.
     board = results["kmeans-sweep"].summary["table"]
     assert sorted(r["k"] for r in board) == [2, 3, 4, 5, 6]
-    assert board[0]["test_inertia_mean"] == min(r["test_inertia_mean"] for r in board)
+    key = "test_calinski_harabasz_mean"
+    assert board[0][key] == max(r[key] for r in board)
     # CV: 5 folds x 2 repeats, a logistic fit that beats the majority class.
     cv = results["logistic-cv"]
     assert len(cv.results) == 10 and cv.results["test_accuracy"].mean() > 0.8

@@ -81,6 +81,31 @@ def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, sq_dist_to(X, centers, labels)
 
 
+def calinski_harabasz(X: np.ndarray, rows: np.ndarray | None, labels: np.ndarray, k: int) -> float:
+    """The Calinski-Harabasz index (scikit-learn's ``calinski_harabasz_score``) of rows ``rows``
+    of ``X`` (all when None) with cluster ``labels``, read in row blocks: between- over
+    within-cluster dispersion, each per degree of freedom. NaN with fewer than two clusters
+    among the rows or no more rows than clusters."""
+    n = labels.size
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    present = int((counts > 0).sum())
+    if present < 2 or n <= present:
+        return float("nan")
+    sums = np.zeros((k, X.shape[1]))
+    start = 0
+    for _, _, B in row_blocks(X, rows):
+        np.add.at(sums, labels[start:start + B.shape[0]], B)
+        start += B.shape[0]
+    means = sums / np.maximum(counts, 1.0)[:, None]
+    centre = sums.sum(axis=0) / n
+    between = float((counts * ((means - centre) ** 2).sum(axis=1)).sum())
+    within, start = 0.0, 0
+    for _, _, B in row_blocks(X, rows):  # a second pass: no cancellation of large sums of squares
+        within += float(((B - means[labels[start:start + B.shape[0]]]) ** 2).sum())
+        start += B.shape[0]
+    return 1.0 if within == 0.0 else between * (n - present) / (within * (present - 1))
+
+
 def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ (as scikit-learn): each step keeps the best of 2 + log k D^2 draws."""
     n, n_trials = X.shape[0], 2 + int(np.log(k))
@@ -307,12 +332,25 @@ class KMeansKind(ModelKind):
         return {"sizes": sizes, "clusters_file": f"{fit.files}/clusters.parquet"}
 
     def score(self, params: KMeansParams, fitted: KMeansFit, data: Dataset, mask: np.ndarray | None) -> dict[str, float]:
+        """Inertia of the scored rows, and their Calinski-Harabasz index (rows labelled by the
+        fitted centres): inertia always falls as k grows, the index compares different k."""
         m = row_mask(mask, data.n)
         rows = None if m.all() else np.flatnonzero(m)
+        X = np.asarray(data.X, dtype=np.float64)
         inertia, count = 0.0, data.n if rows is None else rows.size
-        for _, _, B in row_blocks(np.asarray(data.X, dtype=np.float64), rows):  # no copy of X[m]
-            inertia += float(assign(np.ascontiguousarray(B), fitted.centers)[1].sum())
-        return {"inertia": inertia, "mean_sq_dist": inertia / count if count else float("nan")}
+        labels = []
+        for _, _, B in row_blocks(X, rows):  # no copy of X[m]
+            lab, d2 = assign(np.ascontiguousarray(B), fitted.centers)
+            inertia += float(d2.sum())
+            labels.append(lab)
+        labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+        return {"inertia": inertia, "mean_sq_dist": inertia / count if count else float("nan"),
+                "calinski_harabasz": calinski_harabasz(X, rows, labels, len(fitted.centers))}
+
+    def sweep_metric(self, params: KMeansParams) -> tuple[str, bool]:
+        """A sweep compares settings that may differ in k: held-out inertia would always rank
+        the largest k first, the Calinski-Harabasz index does not."""
+        return "test_calinski_harabasz", True
 
     def grid_plots(self, params: KMeansParams, ok, summary, plot_dir) -> None:
         """The elbow: the best inertia of each k of the grid."""

@@ -135,6 +135,8 @@ def leaderboard(summary: dict, path: Path) -> None:
 def line(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     fig, ax = subplots(figsize=(5, 3.5))
     ax.plot(x, y, "o-")
+    if len(x) and all(float(v).is_integer() for v in x):  # k = 2.5 is no setting: integer ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -156,3 +156,35 @@ def test_worker_thread_limits_see_sklearn_openmp():
             "print(sorted({p['internal_api'] for p in threadpool_info()}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "openmp" in out
+
+
+def test_calinski_harabasz_of_scored_rows_equals_sklearn():
+    from sklearn.metrics import calinski_harabasz_score
+
+    kind, params, fitted, _ = _run(1)
+    mask = np.arange(150) % 3 == 0
+    sc = kind.score(params, fitted, _data(), mask)
+    labels = assign(IRIS.data[mask], fitted.centers)[0]
+    assert sc["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(IRIS.data[mask], labels), rel=1e-10)
+    one = cl.calinski_harabasz(IRIS.data, None, np.zeros(150, dtype=np.int64), 3)
+    assert np.isnan(one)  # one cluster among the rows: no index
+
+
+def test_a_sweep_over_k_does_not_rank_the_largest_k_first(tmp_path):
+    """Four well separated blobs, k from 2 to 7: the sweep ranks by the held-out
+    Calinski-Harabasz index and picks 4, where held-out inertia picks a larger k."""
+    import pandas as pd
+    from sklearn.datasets import make_blobs
+
+    import hpcml
+
+    X, _ = make_blobs(n_samples=400, centers=4, cluster_std=0.6, random_state=1)
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(tmp_path / "blobs.csv", index=False)
+    res = hpcml.run({"name": "blobs", "seed": 2, "data": {"source": str(tmp_path / "blobs.csv")},
+                     "model": {"kind": "kmeans", "features": ["a", "b"], "n_init": 3},
+                     "plan": {"sweep": {"grid": {"k": [2, 3, 4, 5, 6, 7]}}},
+                     "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "run")}, progress=False)
+    assert res.summary["metric"] == "test_calinski_harabasz" and res.summary["greater_is_better"]
+    assert res.summary["best"]["k"] == 4
+    by_inertia = res.results.sort_values("test_inertia")
+    assert int(by_inertia["param_k"].iloc[0]) > 4  # ranking by held-out inertia picks a larger k
