@@ -24,6 +24,11 @@ class SpecError(Exception):
         return [f"{field}: {message} (got {_short(value)})" for field, value, message in self.problems]
 
 
+class RunDirNotShared(SpecError):
+    """A worker does not see the run directory the driver made (``--out`` on a node's own
+    disk): nothing it runs could be kept, so the run stops before any task runs."""
+
+
 def pydantic_problems(err, prefix: str = "") -> list[tuple[str, Any, str]]:
     """A pydantic ``ValidationError`` as problems, each field under ``prefix`` (``plan.sweep.grid``)."""
     problems = []

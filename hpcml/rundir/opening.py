@@ -5,7 +5,8 @@ way out it releases the lock, whatever ended the block (an error, Ctrl-C). A dir
 call created is removed again when the block fails before any task could have run (bad input
 found after the preparation, a backend that never started): bad input leaves no run directory.
 From ``run.keep()`` on (tasks are about to run, or batch jobs were handed the directory) it is
-kept whatever happens, so ``--resume`` finds what finished.
+kept whatever happens, so ``--resume`` finds what finished (unless a worker reported that it
+cannot see the directory before any chunk was written).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hpcml.errors import SpecError
+from hpcml.errors import RunDirNotShared, SpecError
 from hpcml.rundir.paths import remove_new_run
 from hpcml.rundir.store import RunStore
 
@@ -39,8 +40,11 @@ def open_run(job, *, resume: bool = False, overwrite: bool = False, path: str | 
     run = OpenRun(store, fresh)
     try:
         yield run
-    except BaseException:
-        if not run.kept:
+    except BaseException as err:
+        # A worker that does not see the directory stops the run before any task of it was
+        # kept: a directory made for it alone goes, as for any other bad input.
+        unshared = isinstance(err, RunDirNotShared) and run.fresh and not store.chunk_files()
+        if not run.kept or unshared:
             store.release()
             remove_new_run(store.path)
         raise

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ class ChunkResult:
     # The chunk's worker died or vanished under it: one of its tasks may be the cause, so a
     # retry runs each of them in a chunk of its own.
     lost_worker: bool = False
+    # Why no task of this run can be kept on this worker (it does not see the run directory):
+    # the driver stops the run with this line.
+    fatal: str | None = None
 
     @classmethod
     def lost(cls, chunk: Chunk, reason: str) -> "ChunkResult":
@@ -156,6 +161,26 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
     return done
 
 
+@functools.lru_cache(maxsize=16)
+def _sees_run_dir(run_dir: str) -> bool:
+    """Whether this process sees the run directory the driver prepared (its spec.json and
+    chunks folder), looked at without creating anything; once per process and directory."""
+    return os.path.isfile(os.path.join(run_dir, "spec.json")) and os.path.isdir(os.path.join(run_dir, "chunks"))
+
+
+def _unseen_run_dir(order: WorkOrder) -> tuple[ChunkResult, list[dict[str, Any]]] | None:
+    """The chunk's result and records where this worker does not see the run directory it
+    must write to: every task failed, ``fatal`` saying which node and path; no task runs."""
+    if not order.write or _sees_run_dir(order.run_dir):
+        return None
+    _sees_run_dir.cache_clear()  # not cached while unseen: a mount may yet appear
+    why = (f"the run directory {order.run_dir} is not visible on node {socket.gethostname()}: put it (--out, "
+           "output) on a file system every worker shares")
+    log.error("%s", why)
+    result = ChunkResult(order.chunk, failed={i: why for i in order.chunk.indices}, fatal=why)
+    return result, [failure_record(i, _task_id(order, i), why, "", order.attempt) for i in order.chunk.indices]
+
+
 def execute_chunk(order: WorkOrder) -> ChunkResult:
     """Run every task of the chunk; never raises. Writes the chunk file when ``order.write``."""
     start_chunk = time.perf_counter()
@@ -167,6 +192,9 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     and its records go to ``watch.records`` as they are made (another thread may take them)."""
     from hpcml.data import load_dataset  # (see _job_and_tasks) shards plans on a file: each task reads its rows
 
+    unseen = _unseen_run_dir(order)
+    if unseen is not None:
+        return unseen
     result = ChunkResult(order.chunk)
     records: list[dict[str, Any]] = watch.records if watch is not None else []
     try:
@@ -216,7 +244,7 @@ def deliver(order: WorkOrder, result: ChunkResult, records: list[dict[str, Any]]
     """Write the chunk's file (``order.write``) or send its records back with the result."""
     from hpcml.rundir.store import write_chunk_records  # loaded where a worker writes its own files
 
-    if order.write:
+    if order.write and result.fatal is None:  # (a worker that cannot see the run directory carries them back)
         path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
         if path is None:
             result.ok = []

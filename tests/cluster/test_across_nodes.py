@@ -81,3 +81,21 @@ def test_mpi_ranks_on_two_nodes_equal_local(cluster, local_reference, mode, n, h
     if mode == "static":  # rank 0 on node1 and rank 1 on node2 each wrote the chunks of its share
         owner = {i: r for r in range(n) for i in rank_share(list(range(40)), r, n, MPIOptions().layout)}
         assert {owner[c[0]] for c in chunks} == {0, 1}
+
+
+@pytest.mark.timeout(300)
+def test_a_run_directory_the_workers_cannot_see_stops_the_run_in_one_line(cluster, dask_nodes):
+    """``--out`` on the head node's own /tmp, Dask workers on node1 and node2: the first chunk
+    a worker gets finds no run directory there, so the run stops at once with one line naming
+    the path and the node, exit 2, and leaves no run directory (before: "40/40 tasks done", then
+    40 failed). Nothing was created on the nodes either."""
+    spec = write_spec(cluster.shared / "unseen", backend={"name": "dask", "address": dask_nodes, "chunk_size": 4})
+    out = f"/tmp/hpcml-unseen-{spec.parent.name}"
+    proc = cluster.hpcml("head", "run", spec, "-q", "--out", out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"output: the run directory {out} is not visible on node node" in errors[0], \
+        proc.stderr
+    assert "file system every worker shares" in errors[0]
+    for node in ("head", "node1", "node2"):
+        assert cluster.run(node, ["test", "-e", out]).returncode == 1, node
