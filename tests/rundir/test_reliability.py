@@ -324,6 +324,7 @@ def test_a_chunk_past_its_write_cutoff_leaves_no_file(tmp_path):
     job = load_job({"name": "t-late", "data": {"source": "sklearn:iris"}, "model": {"kind": "sleep", "ms": 1},
                     "plan": {"replicate": {"n": 2}}})
     (tmp_path / "chunks").mkdir()
+    (tmp_path / "spec.json").write_text(job.to_json())  # a run directory the worker sees
     late = execute_chunk(WorkOrder(job.to_json(), str(tmp_path), Chunk((0, 1)), write_until=time.time() - 1))
     assert late.path is None and not late.ok and set(late.failed.values()) == {TOO_LATE}
     assert not list((tmp_path / "chunks").iterdir())
