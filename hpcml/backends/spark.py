@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hpcml.tasks.worker import ChunkResult, WorkOrder, execute_chunk
 from hpcml.backends.base import Backend
+from hpcml.errors import SpecError
 
 log = logging.getLogger("hpcml")
 
@@ -138,6 +139,29 @@ class SparkHandle:
             SparkContext._jvm = None
 
 
+MASTER_PROBE_S = 5.0  # to open a TCP connection to a standalone master before Spark tries for a minute
+
+
+def check_master(url: str | None) -> None:
+    """A standalone master (``spark://host:port``, or several for high availability) that no
+    connection reaches: one line naming it, before a JVM starts. Spark itself would retry for
+    about a minute and end in a Java stack trace."""
+    if not url or not url.startswith("spark://"):
+        return
+    import socket  # only for a standalone master
+
+    why = ""
+    for hostport in url[len("spark://"):].split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=MASTER_PROBE_S):
+                return
+        except (OSError, ValueError) as err:
+            why = why or f"{hostport}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"
+    raise SpecError.one("backend.spark_master", url, f"no Spark master reachable there ({why}); start one "
+                        "(scripts/spark_start.sh starts one on this machine) or name the one your site runs")
+
+
 def spark_session(options: SparkOptions, workers: int | None, default_log_dir: Path) -> SparkHandle:
     """The active SparkSession if there is one (spark-submit, a notebook), else a new one."""
     from pyspark import SparkConf, SparkContext
@@ -152,6 +176,7 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
         if options.spark_master and options.spark_master != master:
             log.warning("spark_master=%s ignored: this process already runs Spark on %s", options.spark_master, master)
         return SparkHandle(active, owned=False, log_file=None)
+    check_master(_master_url(options, workers))
     log_dir = Path(options.log_dir or default_log_dir).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "spark.log"

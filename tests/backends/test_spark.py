@@ -329,6 +329,32 @@ def test_cli_backend_spark_quiet_terminal(reference, tmp_path):
     assert (out / "logs" / "spark.log").exists()
 
 
+@pytest.mark.parametrize("engine", [None, "spark"])
+def test_an_unreachable_master_is_one_line_and_no_run_directory(tmp_path, engine):
+    """A ``spark://`` master nobody listens at: one line naming ``backend.spark_master``, exit 2,
+    no run directory, in seconds (Spark alone retries for about a minute, then prints a Java
+    stack trace), for tasks on Spark and for an MLlib fit alike."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = small_spec(tmp_path, backend={"name": "spark", "spark_master": f"spark://127.0.0.1:{port}"})
+    if engine:
+        from sklearn.datasets import load_diabetes
+
+        load_diabetes(as_frame=True).frame.to_csv(tmp_path / "diabetes.csv", index=False)
+        spec.update(engine=engine, plan={"fit": {}}, data={"source": str(tmp_path / "diabetes.csv"), "target": "target"})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = hpcml_cli("run", path, "-q", timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: backend.spark_master: no Spark master reachable there "
+                                                    f"(127.0.0.1:{port}: Connection refused)"), proc.stderr[-2000:]
+    assert not Path(spec["output"]).exists()
+
+
 @pytest.mark.timeout(400)
 def test_standalone_master_is_bit_for_bit_local(spark_master, reference, tmp_path):
     job = _write_job(tmp_path, spark_master=spark_master)
