@@ -9,7 +9,9 @@ bytes, or a generator's spec and library versions), the features and whether a t
 needed (a set of Parquet files: every file's content): a changed file gets a new key, the same content at another path shares one.
 
 A lock file makes one process build while others wait; the entry appears by renaming a
-finished temporary directory, so a reader never sees a partial one. Data smaller than
+finished temporary directory, so a reader never sees a partial one. A builder that died (a
+node that crashed mid-build) leaves its temporary directory behind: whoever next holds the
+key's lock removes it, since no other builder of that key can be at work then. Data smaller than
 ``$HPCML_MAP_MIN_BYTES`` (32 MiB by default) stays a private array in each process; the map
 directory is ``$HPCML_MAP_DIR``, else ``<cache dir>/mapped`` (point it at node-local disk on a
 cluster whose home directory is shared).
@@ -202,6 +204,31 @@ def _publish(data: Dataset, tmp: Path, entry: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _remove_abandoned(root: Path, key: str, mine: Path | None = None) -> None:
+    """Temporary directories of ``key`` that no builder owns (the caller holds the key's lock)."""
+    for stale in root.glob(f"{key}.*.tmp"):
+        if stale != mine:
+            log.info("removing %s, left by a build that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _tidy_if_free(root: Path, key: str) -> None:
+    """Remove a dead builder's leftovers of ``key`` if its lock is free now (never waits)."""
+    if not any(root.glob(f"{key}.*.tmp")):
+        return
+    try:
+        import fcntl
+
+        with os.fdopen(os.open(root / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a builder at work: leave its directory be
+            try:
+                _remove_abandoned(root, key)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    except (ImportError, OSError):
+        return
+
+
 class _BuiltMeanwhile(BaseException):
     """Raised out of a build once the lock shows another process has published the data."""
 
@@ -221,6 +248,7 @@ def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
     data = open_entry(entry)
     if data is not None:
         _STATS["mapped"] += 1
+        _tidy_if_free(root, key)
         return data
     tmp = root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     shared = _allocator(tmp)
@@ -234,6 +262,7 @@ def load_shared(key: str, build: Callable[..., Dataset]) -> Dataset:
                 return np.empty(shape)
             if entry.exists():  # built while this process waited for the lock
                 raise _BuiltMeanwhile
+            _remove_abandoned(root, key, tmp)
             return shared(shape)
 
         try:

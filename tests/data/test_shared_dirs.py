@@ -125,3 +125,29 @@ def test_cached_copies_are_as_private_as_their_source(tmp_path, monkeypatch):
     assert any(name.endswith("X.npy") for name in modes) and any(name.endswith(".parquet") for name in modes)
     loose = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
     assert not loose, f"cached copies of a 0600 file readable by others: {loose}"
+
+
+@pytest.mark.parametrize("built", [False, True], ids=["next build", "entry already built"])
+def test_a_builder_that_died_leaves_no_temporary_directory_for_good(tmp_path, monkeypatch, built):
+    """A node that crashed while it wrote the shared copy leaves ``<key>.<pid>.<id>.tmp`` in the
+    map directory; the next process that builds the key, or maps it while no build is at
+    work, removes it. The data read are the file's."""
+    monkeypatch.setenv("HPCML_MAP_DIR", str(tmp_path / "map"))
+    monkeypatch.setenv("HPCML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPCML_MAP_MIN_BYTES", "0")
+    path = tmp_path / "d.parquet"
+    linear_frame(300, FEATURES).to_parquet(path)
+    spec = DataSpec(source=str(path), target="y")
+    if built:
+        full_load(spec, None, True, keep=False)
+    root = tmp_path / "map" / f"user-{os.geteuid()}" if (tmp_path / "map" / f"user-{os.geteuid()}").exists() \
+        else tmp_path / "map"
+    key = dataset_key(spec, None, True)
+    root.mkdir(parents=True, exist_ok=True)
+    left = root / f"{key}.4242.deadbeef.tmp"
+    left.mkdir()
+    (left / "X.npy").write_bytes(b"\0" * 1_000_000)
+    data = full_load(spec, None, True, keep=False)
+    assert not left.exists()
+    assert np.asarray(data.X).tobytes() == pd.read_parquet(path)[FEATURES].to_numpy(dtype=np.float64).tobytes()
+    assert [p.name for p in root.iterdir() if p.name.endswith(".tmp")] == []
