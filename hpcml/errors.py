@@ -24,9 +24,10 @@ class SpecError(Exception):
         return [f"{field}: {message} (got {_short(value)})" for field, value, message in self.problems]
 
 
-class RunDirNotShared(SpecError):
-    """A worker does not see the run directory the driver made (``--out`` on a node's own
-    disk): nothing it runs could be kept, so the run stops before any task runs."""
+class NotShared(SpecError):
+    """A worker does not see what the driver sees: the run directory (``--out`` on a node's
+    own disk) or the data file (in-memory data under a node-local cache directory). No task
+    of the run can succeed there, so the run stops, naming the node."""
 
 
 def pydantic_problems(err, prefix: str = "") -> list[tuple[str, Any, str]]:

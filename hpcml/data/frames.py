@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,16 @@ from hpcml.data.sources import array_columns
 from hpcml.errors import SpecError
 from hpcml.trust import private_dir, trusted_file
 from hpcml.files import atomic_write_bytes, parquet_bytes
+
+
+FRAME_PREFIX = "frame-"
+
+
+def is_frame_file(path: str) -> bool:
+    """Whether ``path`` is a frame this module wrote (``<cache dir>/frames/frame-<digest>.parquet``),
+    whichever cache directory the process that asks has."""
+    p = Path(path)
+    return p.parent.name == "frames" and p.name.startswith(FRAME_PREFIX) and p.suffix == ".parquet"
 
 
 def as_frame(data: Any) -> pd.DataFrame:
@@ -67,7 +78,7 @@ def frame_source(data: Any) -> str:
     if frames is None:
         raise SpecError.one("HPCML_CACHE_DIR", str(cache_dir()), "has no directory only you can write to keep "
                             "the frame in; set HPCML_CACHE_DIR")
-    path = frames / f"frame-{digest[:24]}.parquet"
+    path = frames / f"{FRAME_PREFIX}{digest[:24]}.parquet"
     if not trusted_file(path):  # in a directory only this user writes: a file there is this frame
         if payload is None:
             payload = parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))

@@ -8,7 +8,7 @@ import logging
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-from hpcml.errors import RunDirNotShared, SpecError
+from hpcml.errors import NotShared, SpecError
 from hpcml.report.progress import Progress
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.chunks import make_chunks
@@ -78,8 +78,8 @@ def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_ord
         failed: list[int] = []
         isolated = set()
         for result in run_orders(orders):
-            if result.fatal:  # a worker that cannot see the run directory: nothing could be kept
-                raise RunDirNotShared.one("output", str(store.path), result.fatal)
+            if result.fatal:  # a worker that cannot see the run directory or the data: nothing can succeed
+                raise NotShared([result.fatal])
             if result.lost_worker:  # which of its tasks killed the worker is unknown: a retry tells them apart
                 isolated.update(result.failed)
             if result.path is None:  # records came back, or the worker was lost: write them here

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hpcml.errors import RunDirNotShared, SpecError
+from hpcml.errors import NotShared, SpecError
 from hpcml.rundir.paths import remove_new_run
 from hpcml.rundir.store import RunStore
 
@@ -41,9 +41,9 @@ def open_run(job, *, resume: bool = False, overwrite: bool = False, path: str | 
     try:
         yield run
     except BaseException as err:
-        # A worker that does not see the directory stops the run before any task of it was
-        # kept: a directory made for it alone goes, as for any other bad input.
-        unshared = isinstance(err, RunDirNotShared) and run.fresh and not store.chunk_files()
+        # A worker that does not see the directory (or the data) stops the run before any task
+        # of it was kept: a directory made for it alone goes, as for any other bad input.
+        unshared = isinstance(err, NotShared) and run.fresh and not store.chunk_files()
         if not run.kept or unshared:
             store.release()
             remove_new_run(store.path)

@@ -59,9 +59,9 @@ class ChunkResult:
     # The chunk's worker died or vanished under it: one of its tasks may be the cause, so a
     # retry runs each of them in a chunk of its own.
     lost_worker: bool = False
-    # Why no task of this run can be kept on this worker (it does not see the run directory):
-    # the driver stops the run with this line.
-    fatal: str | None = None
+    # Why no task of this run can succeed on this worker, as (field, value, why): it does not
+    # see the run directory or the data file. The driver stops the run with this line.
+    fatal: tuple[str, str, str] | None = None
 
     @classmethod
     def lost(cls, chunk: Chunk, reason: str) -> "ChunkResult":
@@ -177,8 +177,27 @@ def _unseen_run_dir(order: WorkOrder) -> tuple[ChunkResult, list[dict[str, Any]]
     why = (f"the run directory {order.run_dir} is not visible on node {socket.gethostname()}: put it (--out, "
            "output) on a file system every worker shares")
     log.error("%s", why)
-    result = ChunkResult(order.chunk, failed={i: why for i in order.chunk.indices}, fatal=why)
+    result = ChunkResult(order.chunk, failed={i: why for i in order.chunk.indices},
+                         fatal=("output", order.run_dir, why))
     return result, [failure_record(i, _task_id(order, i), why, "", order.attempt) for i in order.chunk.indices]
+
+
+def _unseen_data(err: BaseException) -> tuple[str, str, str] | None:
+    """(field, value, why) when the driver's data file is missing on this worker's node."""
+    from hpcml.data.frames import is_frame_file  # only where a chunk could not load its data
+    from hpcml.errors import SpecError  # only where a chunk could not load its data
+
+    if not isinstance(err, SpecError):
+        return None
+    for field_, value, message in err.problems:
+        if field_ == "data.source" and message == "file not found":
+            where = (": data handed over in memory are written under the cache directory (HPCML_CACHE_DIR), "
+                     "which every worker's node must share" if is_frame_file(str(value))
+                     else ": put the data on a file system every worker shares")
+            why = f"the data file {value} is not visible on node {socket.gethostname()}{where}"
+            log.error("%s", why)
+            return "data.source", str(value), why
+    return None
 
 
 def execute_chunk(order: WorkOrder) -> ChunkResult:
@@ -206,6 +225,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
         raise
     except BaseException as err:  # the whole chunk fails the same way
         tb = traceback.format_exc()
+        result.fatal = _unseen_data(err)
         for i in order.chunk.indices:
             result.failed[i] = failure_message(err)
             records.append(failure_record(i, _task_id(order, i), failure_message(err), tb, order.attempt))

@@ -99,3 +99,35 @@ def test_a_run_directory_the_workers_cannot_see_stops_the_run_in_one_line(cluste
     assert "file system every worker shares" in errors[0]
     for node in ("head", "node1", "node2"):
         assert cluster.run(node, ["test", "-e", out]).returncode == 1, node
+
+
+IN_MEMORY = """
+import sys
+import hpcml
+from sklearn.datasets import load_diabetes
+
+spec = {"name": "frame", "seed": 7, "data": {"target": "target"}, "model": {"kind": "ols"},
+        "plan": {"bootstrap": {"replicates": 8}}, "backend": {"name": "dask", "address": sys.argv[1]}}
+try:
+    hpcml.run(spec, data=load_diabetes(as_frame=True).frame, out=sys.argv[2], progress=False)
+except hpcml.SpecError as err:
+    print("SpecError:", err)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_in_memory_data_under_a_node_local_cache_stops_the_run_in_one_line(cluster, dask_nodes):
+    """``hpcml.run(spec, data=frame)`` on head with ``HPCML_CACHE_DIR`` on head's own /tmp:
+    the frame's Parquet file is there only, so the first chunk a worker gets stops the run with
+    one SpecError naming the file, the node and HPCML_CACHE_DIR (before: every task failed with
+    "data.source: file not found"); no run directory is left."""
+    script = cluster.shared / "in_memory.py"
+    script.write_text(IN_MEMORY)
+    out = cluster.shared / "in-memory-run"
+    proc = cluster.run("head", [PYTHON, script, dask_nodes, out], env={"HPCML_CACHE_DIR": "/tmp/hpcml-node-cache"})
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stdout.splitlines() if line.startswith("SpecError:")]
+    assert len(said) == 1, proc.stdout + proc.stderr
+    assert "data.source: the data file /tmp/hpcml-node-cache/" in said[0] and " is not visible on node node" in said[0]
+    assert "(HPCML_CACHE_DIR), which every worker's node must share" in said[0], said[0]
+    assert not out.exists()
