@@ -168,17 +168,29 @@ class Cluster:
         self.slurm_up = True
         return proc.stdout
 
+    def partition(self, node: str) -> None:
+        """Cut ``node`` off the network (its switch port down); its processes keep running."""
+        subprocess.run(["ip", "netns", "exec", f"{self.prefix}-sw", "ip", "link", "set", f"v-{node}", "down"],
+                       check=True, timeout=30)
+
+    def heal(self, node: str) -> None:
+        subprocess.run(["ip", "netns", "exec", f"{self.prefix}-sw", "ip", "link", "set", f"v-{node}", "up"],
+                       check=True, timeout=30)
+
     def mpirun(self, n: int, hosts: str, argv: list, timeout: float = 300) -> subprocess.CompletedProcess:
         """``mpirun`` on head with ranks on ``hosts``, started through the rsh agent that enters a
         node's namespaces; MPI's TCP restricted to the cluster's subnet."""
-        cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(n), "--host", hosts,
-               "--mca", "plm", "rsh", "--mca", "plm_rsh_agent", str(SCRIPTS / "cluster_rsh.sh"),
-               "--mca", "plm_rsh_no_tree_spawn", "1",
-               "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", SUBNET,
-               "--mca", "oob_tcp_if_include", SUBNET,
-               *[a for var in ("PYTHONPATH", "HOME", "NO_COLOR", "TERM", "HPCML_CLUSTER_STATE") for a in ("-x", var)],
-               PYTHON, *argv]
-        return self.run("head", cmd, timeout=timeout)
+        return self.run("head", self.mpirun_argv(n, hosts, argv), timeout=timeout)
+
+    def mpirun_argv(self, n: int, hosts: str, argv: list) -> list:
+        """The ``mpirun`` command line of ``mpirun`` (to run on head)."""
+        return ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(n), "--host", hosts,
+                "--mca", "plm", "rsh", "--mca", "plm_rsh_agent", str(SCRIPTS / "cluster_rsh.sh"),
+                "--mca", "plm_rsh_no_tree_spawn", "1",
+                "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", SUBNET,
+                "--mca", "oob_tcp_if_include", SUBNET,
+                *[a for var in ("PYTHONPATH", "HOME", "NO_COLOR", "TERM", "HPCML_CLUSTER_STATE") for a in ("-x", var)],
+                PYTHON, *argv]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
-"""A compute node crashes mid-run (every process of node2 killed at once), under Dask with a
-scheduler of the site's and under dask-jobqueue on the two-node Slurm: the run finishes on
-node1, or stops with hpcml's one line and ``--resume`` completes; either way the results
+"""A compute node fails mid-run, under Dask with a scheduler of the site's and under
+dask-jobqueue on the two-node Slurm: it crashes (every process of node2 killed at once), or it
+is cut off the network (its switch port down, its processes still running). The run finishes
+on node1, or stops with hpcml's one line and ``--resume`` completes; either way the results
 equal a one-host local run bit for bit, with every task once.
 """
 from __future__ import annotations
@@ -37,9 +38,10 @@ def local_sleep(tmp_path_factory):
                      progress=False).results
 
 
-def crash_mid_run(cluster, local, name: str, backend: dict) -> None:
+def crash_mid_run(cluster, local, name: str, backend: dict, fault: str = "crash") -> None:
     """Run the sleep job from head; crash node2 once 4 chunks are done, then boot it again
-    (with its Slurm daemons if Slurm is up); check the results."""
+    (with its Slurm daemons if Slurm is up), or cut it off the network (``fault="partition"``)
+    and join it again after the run; check the results."""
     folder = cluster.shared / name
     folder.mkdir()
     spec = folder / "job.yaml"
@@ -57,13 +59,19 @@ def crash_mid_run(cluster, local, name: str, backend: dict) -> None:
         if driver.poll() is not None or done_before >= TASKS // CHUNK:
             driver.wait(60)
             raise AssertionError(f"the run ended before the crash (exit {driver.returncode}): {driver.stderr.read()}")
-        assert cluster.crash("node2"), "node2 had no processes to kill"
+        if fault == "crash":
+            assert cluster.crash("node2"), "node2 had no processes to kill"
+        else:
+            cluster.partition("node2")
         out, err = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait(10)
-        cluster.revive("node2")
+        if fault == "crash":
+            cluster.revive("node2")
+        else:
+            cluster.heal("node2")
     if driver.returncode != 0:  # stopped: hpcml's one line, then --resume
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err
@@ -85,6 +93,13 @@ def crash_mid_run(cluster, local, name: str, backend: dict) -> None:
 @pytest.mark.timeout(480)
 def test_dask_node_crash_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, local_sleep):
     crash_mid_run(cluster, local_sleep, "crash-dask", {"name": "dask", "address": dask_nodes})
+
+
+@pytest.mark.timeout(480)
+def test_dask_network_partition_mid_run_loses_and_repeats_nothing(cluster, dask_nodes, local_sleep):
+    """node2 cut off: the scheduler loses its worker when the connection times out (about 30 s
+    here) and the chunks it held run on node1."""
+    crash_mid_run(cluster, local_sleep, "partition-dask", {"name": "dask", "address": dask_nodes}, fault="partition")
 
 
 @pytest.mark.slurm
