@@ -105,6 +105,20 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
 
+@app.command("report")
+def report_page(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Write RUN_DIR/report.html again from the run directory's files: one page, no server."""
+    from hpcml.report.html import write_report  # loaded when the command runs: `hpcml --help` starts fast
+    from hpcml.rundir.store import RunStore  # loaded when the command runs: `hpcml --help` starts fast
+
+    if not RunStore(run_dir).spec_path.is_file():
+        fail_spec(SpecError.one("run_dir", str(run_dir), "not a run directory (no spec.json)"))
+    try:
+        say(str(write_report(run_dir)))
+    except OSError as e:
+        unwritable(e)
+
+
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list")) -> None:

@@ -97,7 +97,18 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
             log.warning("plots skipped: %s", err)
     if job.spec.tracking is not None:
         _track(job, store.path, results, summary)
+    _write_report(store.path)
     return RunResult(store.path, table, summary, n_tasks, n_failed, seconds)
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.html: a warning if it cannot be written, never a lost result."""
+    try:
+        from hpcml.report.html import write_report  # only where a run directory is finished
+
+        write_report(run_dir)
+    except Exception as err:
+        log.warning("report.html skipped: %s: %s", type(err).__name__, err)
 
 
 def is_finished(job, store: RunStore) -> bool:

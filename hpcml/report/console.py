@@ -98,7 +98,9 @@ def report(result, title: str | None, quiet: bool = False) -> int:
         print_table(result.summary.get("table", []), title=title)
         for note in result.summary.get("notes", []):  # e.g. a CNN sweep's chosen configuration
             say(note)
-    say(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok in {result.seconds:.1f}s -> {result.run_dir}")
+    page = result.run_dir / "report.html" if result.run_dir is not None else None
+    link = f" (report: {page})" if page is not None and page.is_file() else ""
+    say(f"{result.n_tasks - result.n_failed}/{result.n_tasks} tasks ok in {result.seconds:.1f}s -> {result.run_dir}{link}")
     if not result.n_failed:
         return 0
     failures = result.failures()

@@ -302,7 +302,8 @@ class RunStore:
         two files (or a later consolidation) leaves a stamp that no longer matches."""
         stamp = (self.path / RESULTS).stat().st_mtime_ns
         run = {**summary.get("run", {}), SUMMARY_STAMP: str(stamp)}
-        atomic_write_json(self.path / "summary.json", {**summary, "run": run})
+        # In the plan's order: a table's columns read as the console prints them (output, estimate, se...).
+        atomic_write_json(self.path / "summary.json", {**summary, "run": run}, sort_keys=False)
 
     def read_summary(self) -> dict[str, Any] | None:
         """summary.json if it summarizes the results.parquet there is now, else None."""
