@@ -6,6 +6,7 @@
     run_dir/artifacts/<task> files a task wrote (checkpoints, plots)
     run_dir/results.parquet  one row per task, consolidated from the chunk files
     run_dir/summary.json     the plan's summary; run_dir/plots/*.png
+    run_dir/report.html      all of it on one page (``report/html.py``)
 
 A chunk file exists only once complete (temp file + fsync + rename), so its presence is the
 proof the work is done: any process (a worker, an MPI rank) may write one without a
