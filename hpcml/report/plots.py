@@ -77,7 +77,9 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
         return
     ncol = min(4, len(columns))
     nrow = math.ceil(len(columns) / ncol)
-    fig, axes = subplots(nrow, ncol, figsize=(3.2 * ncol, 2.5 * nrow), squeeze=False, layout="constrained")
+    # One or two panels: wide enough for the title and a legend stacked beside nothing else.
+    fig, axes = subplots(nrow, ncol, figsize=(max(3.2 * ncol, 5.6), 2.5 * nrow + (0.5 if ncol < 3 else 0)),
+                         squeeze=False, layout="constrained")
     bounds = {r["output"]: r for r in (table or [])}
     percent = int(round(100 * (level or 0.95)))
     handles = {}
@@ -98,7 +100,8 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8)
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=len(handles) if ncol >= 3 else 1, fontsize=8)
     fig.suptitle(title)
     save(fig, path)
 
@@ -113,22 +116,40 @@ def boxplots(frame: pd.DataFrame, columns: list[str], title: str, path: Path) ->
     save(fig, path, crop=True)  # metric names of any length, rotated
 
 
+def _setting(value) -> str:
+    """A grid value as a person writes it: 2 for 2.0, JSON mappings as they came."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def leaderboard(summary: dict, path: Path) -> None:
-    """A sweep's best configurations as horizontal bars (mean ± sd of the ranking metric)."""
+    """A sweep's best configurations as horizontal bars (mean ± sd of the ranking metric), the
+    chosen one marked. The axis starts where the data make differences visible (not at 0,
+    where 0.797 and 0.845 look alike), and its label says so."""
     rows = summary.get("table", [])[:20]
     metric = summary.get("metric", "metric")
     if not rows:
         return
     grid = summary.get("grid")  # the swept parameters; else every column but the metric's
-    labels = [", ".join(f"{k}={v}" for k, v in r.items()
+    labels = [", ".join(f"{k}={_setting(v)}" for k, v in r.items()
                         if (k in grid if grid is not None else not k.startswith(metric) and k != "repeats"))
               for r in rows]
-    fig, ax = subplots(figsize=(7, 0.3 * len(rows) + 1.2))
-    ax.barh(range(len(rows)), [r.get(f"{metric}_mean", r.get(metric)) for r in rows],
-            xerr=[r.get(f"{metric}_sd") or 0 for r in rows], color="#55A868")
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    means = np.array([float(r.get(f"{metric}_mean", r.get(metric)) or np.nan) for r in rows])
+    sds = np.array([float(r.get(f"{metric}_sd") or 0.0) for r in rows])
+    low, high = np.nanmin(means - sds), np.nanmax(means + sds)
+    pad = 0.08 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
+    left = low - pad
+    fig, ax = subplots(figsize=(7, 0.3 * len(rows) + 1.4))
+    colours = ["#C44E52" if i == 0 else "#55A868" for i in range(len(rows))]
+    ax.barh(range(len(rows)), means - left, left=left, xerr=sds, color=colours)
+    ax.set_xlim(left, high + pad)
+    ax.set_yticks(range(len(rows)), [f"{label}  (chosen)" if i == 0 else label for i, label in enumerate(labels)],
+                  fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel(metric)
+    better = "larger is better" if summary.get("greater_is_better", True) else "smaller is better"
+    ax.set_xlabel(f"{metric} (mean ± sd over repeats; {better}; axis from {left:.4g}, not 0)")
+    ax.set_title(f"{summary.get('name', 'sweep')}: leaderboard", fontsize=9)
     save(fig, path, crop=True)  # labels of any length
 
 

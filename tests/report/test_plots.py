@@ -99,3 +99,73 @@ def test_histograms_count_every_replicate(drawn, tmp_path):
         np.testing.assert_allclose(steps.get_data().edges, edges)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == \
         ["replicates", "95 % percentile interval", "full-data estimate"]
+
+
+@pytest.fixture
+def drawn_with_crop(monkeypatch):
+    """(figure, whether it is saved cropped to its content) of each figure a helper saves."""
+    figures = []
+
+    def keep(fig, path, crop=False):
+        fig.canvas.draw()
+        figures.append((fig, crop))
+
+    monkeypatch.setattr(plots, "save", keep)
+    return figures
+
+
+def _every_kind(tmp_path):
+    """Each plot kind with the longest labels the docs' examples give it."""
+    rng = np.random.default_rng(0)
+    one = pd.DataFrame({"coef_(Intercept)": rng.normal(size=200)})
+    many = pd.DataFrame(rng.normal(size=(200, 11)), columns=[f"coef_{c}" for c in "abcdefghijk"])
+    row = [{"output": "coef_(Intercept)", "estimate": 0.0, "pct_low": -1.9, "pct_high": 2.0}]
+    board = {"name": "iris-kmeans-sweep", "metric": "test_calinski_harabasz", "greater_is_better": True,
+             "grid": ["arch_params", "lr"],
+             "table": [{"arch_params": '{"c1": 8, "c2": 16, "hidden": 32}', "lr": 0.01,
+                        "test_calinski_harabasz_mean": 0.845, "test_calinski_harabasz_sd": 0.01},
+                       {"arch_params": '{"c1": 4, "c2": 8, "hidden": 16}', "lr": 0.1,
+                        "test_calinski_harabasz_mean": 0.797, "test_calinski_harabasz_sd": 0.02}]}
+    chains = {f"chain {i}": pd.DataFrame(rng.normal(size=(300, 3)), columns=["beta_1", "beta_2", "sigma_sq"])
+              for i in range(4)}
+    return {
+        "histogram of one output": lambda: plots.histograms(one, list(one), "diabetes-bootstrap: bootstrap "
+                                                            "distribution", tmp_path / "h1.png", row, 0.95),
+        "histograms": lambda: plots.histograms(many, list(many), "diabetes-bootstrap: bootstrap distribution",
+                                               tmp_path / "h.png"),
+        "boxplots": lambda: plots.boxplots(many, list(many)[:4], "logistic-cv: test metrics per fold",
+                                           tmp_path / "b.png"),
+        "leaderboard": lambda: plots.leaderboard(board, tmp_path / "l.png"),
+        "elbow": lambda: plots.line([2, 3, 4, 5, 6], [112.0, 59.0, 41.0, 35.0, 29.0], "k",
+                                    "inertia (best over repeats)", "k-means elbow", tmp_path / "e.png"),
+        "scree": lambda: plots.scree(range(1, 65), np.full(64, 1 / 64), tmp_path / "s.png", kept=40),
+        "traces": lambda: plots.traces(chains, ["beta_1", "beta_2", "sigma_sq"], "bayesm-chains: traces",
+                                       tmp_path / "t.png", burnin=50, rhat={"beta_1": 1.001}),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_every_kind(None)))
+def test_no_artist_is_cut_off_at_the_figure_edge(drawn_with_crop, tmp_path, kind):
+    """What a person checks first: every title, label, tick and legend lies inside the figure
+    (matplotlib's tight bounding box of the drawn figure), or the figure is saved cropped to it."""
+    _every_kind(tmp_path)[kind]()
+    ((fig, crop),) = drawn_with_crop
+    if crop:
+        return  # saved with bbox_inches="tight": the PNG is its content's box
+    renderer = fig.canvas.get_renderer()
+    box, frame = fig.get_tightbbox(renderer), fig.bbox_inches
+    assert box.x0 >= frame.x0 - 0.01 and box.y0 >= frame.y0 - 0.01, (kind, box, frame)
+    assert box.x1 <= frame.x1 + 0.01 and box.y1 <= frame.y1 + 0.01, (kind, box, frame)
+
+
+def test_the_leaderboard_marks_the_choice_and_shows_the_difference(drawn, tmp_path):
+    board = {"name": "sweep", "metric": "test_accuracy", "greater_is_better": True, "grid": ["k"],
+             "table": [{"k": 3.0, "test_accuracy_mean": 0.845, "test_accuracy_sd": 0.0},
+                       {"k": 2.0, "test_accuracy_mean": 0.797, "test_accuracy_sd": 0.0}]}
+    plots.leaderboard(board, tmp_path / "l.png")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["k=3  (chosen)", "k=2"]
+    left, right = ax.get_xlim()
+    assert 0.7 < left < 0.797 and right > 0.845  # not from 0, where the bars would look alike
+    assert "not 0" in ax.get_xlabel() and "larger is better" in ax.get_xlabel()
