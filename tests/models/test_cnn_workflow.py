@@ -278,3 +278,17 @@ def test_quiet_silences_the_epoch_lines_of_worker_processes(tmp_path):
     quiet = hpcml_cli("run", path, "-q", "--overwrite")
     assert quiet.returncode == 0, quiet.stderr
     assert "epoch" not in quiet.stderr, quiet.stderr
+
+
+def test_a_nested_grid_value_is_named_key_by_key():
+    """Progress lines, TensorBoard runs and plot titles name ``arch_params`` of a grid point as
+    a person writes it, not as escaped JSON (``arch_params=__c1__8,...``)."""
+    from types import SimpleNamespace
+
+    from hpcml.models.cnn.kind import run_label
+
+    ctx = SimpleNamespace(task_id="sweep/000003", task_params={
+        "params": {"arch_params": {"c1": 8, "c2": 16, "hidden": 32}, "lr": 0.01}, "repeat": 0})
+    assert run_label(ctx) == "arch_params.c1=8,arch_params.c2=16,arch_params.hidden=32,lr=0.01"
+    ctx.task_params["repeat"] = 2
+    assert run_label(ctx).endswith(",lr=0.01,repeat=2")

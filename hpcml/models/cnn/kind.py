@@ -69,15 +69,25 @@ def _short(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True) if isinstance(value, (dict, list)) else str(value)
 
 
+def _dotted(mapping: dict, prefix: str = ""):
+    """(dotted key, value) of every leaf of a nested mapping, in its order."""
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def run_label(ctx: FitContext) -> str:
     """A training's name in logs and TensorBoard: its sweep grid point (``arch=cnn1,lr=0.01``),
     else its task id (``fit-000000``, ``bootstrap-000012``)."""
     grid = ctx.task_params.get("params") if isinstance(ctx.task_params, dict) else None
     if not grid:
         return (ctx.task_id or "fit").replace("/", "-")
-    # The grid point, then the task's other parameters that are set (a repeat after the first).
+    # The grid point, then the task's other parameters that are set (a repeat after the first);
+    # a mapping one key each, as a person writes it: arch_params.c1=8,arch_params.c2=16.
     parts = {**grid, **{k: v for k, v in ctx.task_params.items() if k != "params" and v}}
-    label = ",".join(f"{k}={_short(v)}" for k, v in parts.items())
+    label = ",".join(f"{k}={_short(v)}" for k, v in _dotted(parts))
     return re.sub(r"[^\w.=,+-]", "_", label)[:150]
 
 
@@ -239,7 +249,8 @@ class CNNKind(ModelKind):
             from hpcml.models.cnn.plots import write_training_plots  # matplotlib loads only where a run draws
 
             names = fitted.class_names or fitted.classes
-            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, names)
+            paths += write_training_plots(scratch, fitted.history, fitted.model, fitted.confusion, names,
+                                          title=run_label(ctx))
         except Exception as e:  # a plot failure must not lose a finished training
             if ctx.log is not None:
                 ctx.log.warning("cnn plots failed: %s", e)

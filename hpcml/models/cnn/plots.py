@@ -23,8 +23,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_history(history: Sequence[dict], path: str | Path) -> Path:
-    """Train/validation loss and validation accuracy per epoch."""
+def plot_history(history: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
+    """Train/validation loss and validation accuracy per epoch; ``title``: which training."""
     ep = [h["epoch"] for h in history]
     from matplotlib.ticker import MaxNLocator
 
@@ -38,6 +38,8 @@ def plot_history(history: Sequence[dict], path: str | Path) -> Path:
     ax1.legend()
     ax2.plot(ep, [h["val_accuracy"] for h in history], "s-", color="C1")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -55,7 +57,7 @@ def first_layer_filters(model) -> np.ndarray | None:
     return None
 
 
-def plot_filters(model, path: str | Path, max_filters: int = 64) -> Path | None:
+def plot_filters(model, path: str | Path, max_filters: int = 64, title: str | None = None) -> Path | None:
     """Grid of first-layer filters (3x3, 5x5, 9x9 kernels...), each on its own colour scale."""
     w = first_layer_filters(model)
     if w is None:
@@ -69,12 +71,14 @@ def plot_filters(model, path: str | Path, max_filters: int = 64) -> Path | None:
         ax.axis("off")
     for ax, f in zip(axes, w):
         ax.imshow(f, cmap="gray", interpolation="nearest")
-    fig.suptitle(f"First-layer filters ({w.shape[1]}x{w.shape[2]})")
+    fig.suptitle(f"First-layer filters ({w.shape[1]}x{w.shape[2]})" + (f"\n{title}" if title else ""), fontsize=9)
     return _save(fig, path)
 
 
-def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | None = None) -> Path:
-    """Confusion matrix with counts; rows true class, columns prediction."""
+def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | None = None,
+                   title: str | None = None) -> Path:
+    """Confusion matrix with counts; rows true class, columns prediction. Class names longer
+    than a digit or two are written at an angle, so neighbours never overlap."""
     cm = np.asarray(cm)
     k = cm.shape[0]
     names = [str(c) for c in (class_names if class_names is not None else range(k))]
@@ -82,8 +86,12 @@ def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | Non
     ax = fig.subplots()
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax)
-    ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
-           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    ax.set(xticks=range(k), yticks=range(k), yticklabels=names, xlabel="predicted", ylabel="true",
+           title="Confusion matrix" + (f"\n{title}" if title else ""))
+    slanted = max((len(n) for n in names), default=0) > 2
+    ax.set_xticklabels(names, rotation=45 if slanted else 0, ha="right" if slanted else "center",
+                       rotation_mode="anchor")
+    ax.title.set_fontsize(9)
     thresh = cm.max() / 2 if cm.size else 0
     for i in range(k):
         for j in range(k):
@@ -92,13 +100,15 @@ def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | Non
     return _save(fig, path)
 
 
-def write_training_plots(directory: str | Path, history, model, cm=None, class_names=None) -> list[Path]:
-    """All plots of one run into ``directory``; returns the paths written."""
+def write_training_plots(directory: str | Path, history, model, cm=None, class_names=None,
+                         title: str | None = None) -> list[Path]:
+    """All plots of one run into ``directory``, each titled with ``title`` (which training:
+    its grid point or task id); returns the paths written."""
     d = Path(directory)
-    out = [plot_history(history, d / "curves.png")]
-    f = plot_filters(model, d / "filters.png")
+    out = [plot_history(history, d / "curves.png", title)]
+    f = plot_filters(model, d / "filters.png", title=title)
     if f is not None:
         out.append(f)
     if cm is not None:
-        out.append(plot_confusion(cm, d / "confusion.png", class_names))
+        out.append(plot_confusion(cm, d / "confusion.png", class_names, title))
     return out
