@@ -36,7 +36,8 @@ def pydantic_problems(err, prefix: str = "") -> list[tuple[str, Any, str]]:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "job")
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        # A validator's own message, without pydantic's "Value error, " before it.
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         problems.append((field, e.get("input"), msg))
     return problems
 

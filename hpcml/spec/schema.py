@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from hpcml.plans import PLANS
 
@@ -72,10 +72,20 @@ class BackendSpec(BaseModel):
 
 
 class MlflowSpec(Strict):
-    uri: str = Field("./mlruns", description="MLflow tracking URI: a directory (a local file store), "
-                     "file:, sqlite:, http(s): or databricks")
+    uri: str = Field("./mlruns", description="MLflow tracking URI: a directory (hpcml keeps a SQLite store, "
+                     "mlflow.db, and the artifacts there), sqlite:, http(s): or databricks")
     experiment: str | None = Field(None, description="experiment name (default: the job's name)")
     child_runs: bool = Field(True, description="a sweep's tasks as nested runs of the job's run")
+
+    @field_validator("uri")
+    @classmethod
+    def _no_file_store(cls, uri: str) -> str:
+        # Found before the run, not as a warning after it: MLflow 3 writes no new data to its
+        # plain-file store.
+        if uri.startswith("file:"):
+            raise ValueError("MLflow 3 refuses a file: tracking URI for new runs; give the directory itself "
+                             "(hpcml keeps a SQLite store there), sqlite:///path/mlflow.db, or http(s)://server")
+        return uri
 
 
 class TrackingSpec(Strict):

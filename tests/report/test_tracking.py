@@ -66,3 +66,18 @@ def test_cnn_sweep_tasks_are_child_runs_with_epochs_as_steps(tmp_path):
     history = client.get_metric_history(child["run_id"], "val_loss")
     assert sorted(m.step for m in history) == [1, 2]
     assert {"curves.png", "history.csv"} <= {a.path for a in client.list_artifacts(child["run_id"])}
+
+
+def test_a_file_uri_is_refused_when_the_spec_is_checked(tmp_path):
+    """MLflow 3 writes no new runs to a file: store: said before anything runs, in one line
+    naming the field and what works (before: a warning after the run, nothing tracked)."""
+    from conftest import hpcml_cli, small_spec
+
+    spec = small_spec(tmp_path, tracking={"mlflow": {"uri": f"file://{tmp_path}/mlruns"}})
+    (tmp_path / "job.yaml").write_text(__import__("yaml").safe_dump(spec))
+    proc = hpcml_cli("run", tmp_path / "job.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: tracking.mlflow.uri: MLflow 3 refuses a file: tracking URI for new runs; give the directory itself "
+        f"(hpcml keeps a SQLite store there), sqlite:///path/mlflow.db, or http(s)://server (got 'file://{tmp_path}/mlruns')"]
+    assert not (tmp_path / "run").exists()
