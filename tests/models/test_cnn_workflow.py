@@ -292,3 +292,19 @@ def test_a_nested_grid_value_is_named_key_by_key():
     assert run_label(ctx) == "arch_params.c1=8,arch_params.c2=16,arch_params.hidden=32,lr=0.01"
     ctx.task_params["repeat"] = 2
     assert run_label(ctx).endswith(",lr=0.01,repeat=2")
+
+
+def test_a_grid_arch_params_is_merged_key_by_key_and_a_typo_in_the_base_refused(nets, tmp_path):
+    """Base ``arch_params: {hiden: 8}`` (a typo) with a grid over ``arch_params: {...}``: the
+    base's key is kept and checked, so the typo is a spec error naming model.arch_params, where
+    it had been silently replaced by each grid point's mapping."""
+    kind = CNNKind()
+    base = kind.Params(arch=f"{nets}:TinyNet", arch_params={"hidden": 8, "extra": 1})
+    merged = kind.with_params(base, {"arch_params": {"hidden": 32}, "lr": 0.1})
+    assert merged.arch_params == {"hidden": 32, "extra": 1} and merged.lr == 0.1
+    spec = job(tmp_path, "typo", {"arch": f"{nets}:TinyNet", "arch_params": {"hiden": 8}},
+               {"sweep": {"grid": {"arch_params": [{"hidden": 8}, {"hidden": 16}]}}})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = hpcml_cli("validate", path)
+    assert proc.returncode == 2 and "model.arch_params" in proc.stderr and "hiden" in proc.stderr, proc.stderr

@@ -134,6 +134,13 @@ class CNNKind(ModelKind):
                                  "torch.nn.Module as `package.module:Class` or `path/to/file.py:Class`")
             return v
 
+    def with_params(self, base, overrides: dict[str, Any]):
+        """``base`` with a grid point applied; a grid's ``arch_params`` is merged into the
+        base's key by key (the base's keys stay and are checked with the net, a typo too)."""
+        if isinstance(overrides.get("arch_params"), dict):
+            overrides = {**overrides, "arch_params": {**base.arch_params, **overrides["arch_params"]}}
+        return super().with_params(base, overrides)
+
     def check(self, params, data: Dataset) -> list[tuple[str, Any, str]]:
         shape = data.image_shape
         if shape is None:
