@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         return print_spec_error(e)
     if record is not None:
-        keys = ("world_size", "test_accuracy", "val_accuracy", "epochs_run", "seconds_per_epoch", "seconds")
+        keys = ("world_size", "test_split_accuracy", "val_accuracy", "epochs_run", "seconds_per_epoch", "seconds")
         say(" ".join(f"{k}={record[k]:.6g}" if isinstance(record[k], float) else f"{k}={record[k]}"
                      for k in keys if k in record))
         say(f"run directory: {job.output}")

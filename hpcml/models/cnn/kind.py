@@ -208,9 +208,8 @@ class CNNKind(ModelKind):
         model = res.model
 
         # The confusion matrix is of the source's test split when it has one, else of the
-        # validation rows. Only a real test split gives test_* outputs: plans that hold rows
-        # out (sweep, cv) score those themselves as test_*, and a validation score under
-        # that name would overwrite theirs.
+        # validation rows. A real test split gives test_split_* outputs, named apart from the
+        # test_* scores of the rows a plan holds out (sweep, cv): one name per metric and rows.
         test, cm = None, None
         has_test = data.test is not None and data.test.y is not None and data.test.n > 0
         if has_test:
@@ -225,7 +224,11 @@ class CNNKind(ModelKind):
         last = res.history[-1]
         if params.patience and n_val:  # the returned weights are the best epoch's: report those
             last = {**last, **{k: res.history[res.best_epoch - 1][k] for k in ("val_loss", "val_accuracy")}}
-        outputs = {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"]} if has_test else {}
+        outputs = {}
+        if has_test:
+            with torch.inference_mode():
+                split = _accuracy_log_loss(predict_log_proba(model, *test[:1]).cpu(), test[1].cpu())
+            outputs = {f"test_split_{k}": v for k, v in split.items()}
         outputs |= {
             "train_loss": last["train_loss"],
             "val_loss": last["val_loss"],
@@ -272,10 +275,7 @@ class CNNKind(ModelKind):
             return {"accuracy": float("nan"), "log_loss": float("nan")}
         Xt, yt = to_tensors(X, encode_labels(y, fitted.classes), fitted.image_shape, "cpu")
         with torch.inference_mode():
-            logp = predict_log_proba(fitted.model, Xt)
-            # Clip as sklearn's log_loss does, so one confident miss can't give inf.
-            nll = -logp.gather(1, yt[:, None]).clamp(min=float(np.log(1e-15)))
-        return {"accuracy": float((logp.argmax(1) == yt).double().mean()), "log_loss": float(nll.double().mean())}
+            return _accuracy_log_loss(predict_log_proba(fitted.model, Xt), yt)
 
     def sweep_metric(self, params) -> tuple[str, bool]:
         # Model selection on the validation split: the held-out test rows choose nothing.
@@ -287,7 +287,8 @@ class CNNKind(ModelKind):
         keys = [c for c in ok.columns if c.startswith("param_")]
         cols = [c for c in ("val_accuracy", "val_loss", "seconds_per_epoch", "epochs_run", "n_parameters")
                 if c in ok.columns]
-        tests = [c for c in ("test_accuracy", "test_loss", "test_log_loss") if c in ok.columns]
+        tests = [c for c in ("test_accuracy", "test_log_loss", "test_split_accuracy", "test_split_log_loss")
+                 if c in ok.columns]
         if ok.empty or not keys or "val_accuracy" not in cols:
             return {}
         grouped = ok.groupby(keys, dropna=False)
@@ -302,9 +303,20 @@ class CNNKind(ModelKind):
                   "epochs": int(r["epochs_run"]) if "epochs_run" in r else None}
                  for p, r in zip(params, rows)]
         named = ", ".join(f"{k}={v}" for k, v in params[0].items())
-        scores = "; ".join(f"{c} {chosen[c]:.4f}" for c in tests) or "no test rows"
+        held = ", ".join(f"{c} {chosen[c]:.4f}" for c in tests if not c.startswith("test_split_"))
+        split = ", ".join(f"{c} {chosen[c]:.4f}" for c in tests if c.startswith("test_split_"))
+        scores = "; ".join(part for part in (f"on the held-out rows {held}" if held else "",
+                                             f"on the data's test split {split}" if split else "") if part) \
+            or "no test rows"
         return {"leaderboard": rows, "table": table, "best": chosen,
                 "notes": [f"chosen by validation accuracy ({chosen['val_accuracy']:.4f}): {named}; {scores}"]}
+
+
+def _accuracy_log_loss(logp: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Accuracy and mean log loss of log-probabilities, the log loss clipped as sklearn's
+    ``log_loss`` clips (one confident miss cannot give inf): the one definition of both."""
+    nll = -logp.gather(1, y[:, None]).clamp(min=float(np.log(1e-15)))
+    return {"accuracy": float((logp.argmax(1) == y).double().mean()), "log_loss": float(nll.double().mean())}
 
 
 def _plain(v: Any) -> Any:
