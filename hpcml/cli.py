@@ -15,7 +15,8 @@ import typer
 # records leaves no retained pages behind for the summary and the plots. A user's setting wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-from hpcml.report.console import print_spec_error, print_table, report, say, set_up_logging, warn  # noqa: E402
+from hpcml.report.console import (print_spec_error, print_table, quiet_workers, report, say,  # noqa: E402
+                                  set_up_logging, warn)
 from hpcml.errors import SpecError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -63,7 +64,8 @@ def run(
     try:
         job = load_job(spec, **{"backend.name": backend, "backend.workers": workers, "backend.chunk_size": chunk_size,
                                 "output": str(out_dir) if out_dir else None})
-        result = run_job(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
+        with quiet_workers(quiet):
+            result = run_job(job, resume=resume, overwrite=overwrite, progress=not quiet, plots=plots)
         if result is None:  # an MPI rank other than 0: rank 0 reports
             raise typer.Exit(0)
     except SpecError as e:

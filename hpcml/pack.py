@@ -40,14 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-rank", type=int, default=None, help="threads per rank (hybrid runs)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress, no table")
     args = parser.parse_args(argv)
-    from hpcml.report.console import print_spec_error, report, set_up_logging  # loaded after argument parsing: --help starts fast
+    from hpcml.report.console import print_spec_error, quiet_workers, report, set_up_logging  # loaded after argument parsing: --help starts fast
 
     set_up_logging(args.quiet)
     from hpcml.drivers.dispatch import run_job  # loaded after argument parsing: --help starts fast
 
     try:
         job = _load(args.spec, args)  # backend mpi: every rank runs its part (engine: spark is refused)
-        result = run_job(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        with quiet_workers(args.quiet):
+            result = run_job(job, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except SpecError as err:
         return print_spec_error(err)
     if result is None:  # not rank 0: rank 0 reports

@@ -115,7 +115,8 @@ def _scan(job: Job, frame, features: list[str], target: str | None) -> tuple[Any
 
     def summary(df):
         aggs = [F.count(F.lit(1)).alias("n"), *[missing(i, c) for i, c in enumerate(used)],
-                *[F.var_pop(F.col(c)).alias(f"v_{i}") for i, c in enumerate(features)]]
+                *[F.var_pop(F.col(c)).alias(f"v_{i}") for i, c in enumerate(features)],
+                *[F.avg(F.col(c)).alias(f"m_{i}") for i, c in enumerate(features)]]
         return df.agg(*aggs).first().asDict()
 
     row = summary(frame)
@@ -130,7 +131,8 @@ def _scan(job: Job, frame, features: list[str], target: str | None) -> tuple[Any
     n = int(row["n"])
     if n == 0:
         raise SpecError.one("data.source", job.spec.data.source, "the data has no rows")
-    return frame, {"n": n, "var_pop": [float(row[f"v_{i}"] or 0.0) for i in range(len(features))]}
+    return frame, {"n": n, "var_pop": [float(row[f"v_{i}"] or 0.0) for i in range(len(features))],
+                   "mean": [float(row[f"m_{i}"] or 0.0) for i in range(len(features))]}
 
 
 def _binary_label(job: Job, frame, target: str):
@@ -234,7 +236,20 @@ def fit_kmeans(job: Job, data, features: list[str], facts: dict) -> dict[str, fl
         out.update({f"center_{j}_{f}": v for f, v in zip(features, c)})
     out.update({f"size_{j}": float(size) for j, (_, size) in enumerate(clusters, start=1)})
     out["mean_sq_dist"] = inertia / facts["n"]
+    out["calinski_harabasz"] = _calinski_harabasz(clusters, facts["mean"], inertia, facts["n"])
     return out
+
+
+def _calinski_harabasz(clusters, mean: list[float], within: float, n: int) -> float:
+    """The index the single-node kind scores (``models/kmeans.calinski_harabasz``), from the
+    fitted centres (the means of their clusters), their sizes, the data's mean and the
+    within-cluster sum of squares."""
+    present = [(c, size) for c, size in clusters if size > 0]
+    k = len(present)
+    if k < 2 or n <= k:
+        return float("nan")
+    between = sum(size * sum((a - b) ** 2 for a, b in zip(c, mean)) for c, size in present)
+    return 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1))
 
 
 def fit_pca(job: Job, data, features: list[str], facts: dict) -> dict[str, float]:

@@ -99,7 +99,9 @@ class SweepPlan(Plan):
         metric, greater = job.model.sweep_metric(job.params)
         if ok.empty or metric not in ok:
             return {"metric": metric, "table": []}
-        board = ok.groupby(keys, dropna=False)[metric].agg(["mean", "std", "count"]).reset_index()
+        grouped = ok.groupby(keys, dropna=False)
+        # repeats: the setting's tasks, also where the metric is undefined (k-means' index at k = 1)
+        board = grouped[metric].agg(["mean", "std"]).join(grouped.size().rename("count")).reset_index()
         board = board.sort_values("mean", ascending=not greater, kind="stable")
         rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
                  f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]

@@ -2,6 +2,7 @@
 hpcml.ddp``, job-array elements): bad input once per launch, summary tables, the result line."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -28,14 +29,30 @@ QUIET_VAR = "HPCML_QUIET"
 
 
 def set_up_logging(quiet: bool) -> None:
-    """A front end's log lines: INFO, or with ``-q`` warnings and errors only, here and in
-    the worker processes it starts (they inherit ``HPCML_QUIET``: a CNN's epoch lines)."""
+    """A front end's log lines: INFO, or with ``-q`` warnings and errors only."""
     import logging  # only front ends configure logging
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    if quiet:
-        os.environ[QUIET_VAR] = "1"
+
+
+@contextlib.contextmanager
+def quiet_workers(quiet: bool):
+    """With ``-q``, the worker processes started inside the block are quiet too (they inherit
+    ``HPCML_QUIET``: a CNN's epoch lines); the process's environment is restored after it, so
+    a front end called in-process (a test, a notebook) leaves no trace."""
+    if not quiet:
+        yield
+        return
+    before = os.environ.get(QUIET_VAR)
+    os.environ[QUIET_VAR] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(QUIET_VAR, None)
+        else:
+            os.environ[QUIET_VAR] = before
 
 
 @functools.lru_cache(maxsize=2)

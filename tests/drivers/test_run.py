@@ -173,8 +173,11 @@ def test_sweep_kmeans_leaderboard_and_elbow(tmp_path):
                       model={"kind": "kmeans", "n_init": 3}, plan={"sweep": {"grid": {"k": [1, 2, 3, 4]}, "repeats": 2}})
     res = run_spec(spec, workers=2)
     board = res.summary["table"]
-    assert len(board) == 4 and board[0]["k"] == 4  # least held-out inertia first
-    assert [r["k"] for r in board] == [4, 3, 2, 1]
+    # Largest held-out Calinski-Harabasz index first; k = 1 has none and comes last.
+    scores = [r["test_calinski_harabasz_mean"] for r in board[:3]]
+    assert len(board) == 4 and scores == sorted(scores, reverse=True) and board[0]["k"] != 4
+    assert board[-1]["k"] == 1 and board[-1]["test_calinski_harabasz_mean"] is None
+    assert [r["repeats"] for r in board] == [2, 2, 2, 2]
     assert (tmp_path / "run" / "plots" / "elbow.png").exists()
     assert (tmp_path / "run" / "plots" / "leaderboard.png").exists()
 
