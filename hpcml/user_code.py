@@ -267,6 +267,16 @@ def _adapt(statistic: Callable, vector: bool) -> Callable:
     return call
 
 
+def _along_last_axis(statistic: Callable) -> Callable:
+    """A vectorized statistic as the python kind calls it: ``data`` one resample (1-D) or a
+    batch of them (G, n), reduced along the last axis."""
+    def call(data):
+        return statistic(data, axis=-1)
+
+    call.__name__ = getattr(statistic, "__name__", "statistic")
+    return call
+
+
 def _as_source(data: Any) -> tuple[Any, str, bool]:
     """(the table to store, data_as, whether the statistic gets a 1-D vector)."""
     if isinstance(data, pd.DataFrame):
@@ -284,25 +294,35 @@ def _as_source(data: Any) -> tuple[Any, str, bool]:
 def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend: str = "local",
               workers: int | None = None, seed: int = 0, resample: str = "auto", level: float = 0.95,
               out: str | Path | None = None, chunk_size: int | None = None, retries: int = 0,
-              timeout_s: float | None = None, progress: bool = False, **backend_options: Any) -> BootstrapResult:
+              timeout_s: float | None = None, progress: bool = False, vectorized: bool = False,
+              **backend_options: Any) -> BootstrapResult:
     """Bootstrap ``statistic`` of ``data`` on any backend: estimate, SE, percentile and BCa intervals.
 
     ``statistic(x)`` gets the resampled data (a 1-D array if ``data`` is 1-D, else what was
     given); a statistic that asks for ``weights`` by name gets the whole data and each
     replicate's counts instead. It may also ask for ``rng``, ``task``, ``scratch``.
+
+    ``vectorized=True`` (1-D data): ``statistic(x, axis=-1)`` is handed a (G, n) array of G
+    resamples at once and returns G values, as ``scipy.stats.bootstrap``'s vectorized
+    statistics (``np.median``, ``scipy.stats.trim_mean`` with its cut, ...); the replicates are
+    the same as without it.
     """
     from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
 
     if not 0 < level < 1:
         raise SpecError.one("level", level, "must be between 0 and 1")
     table, data_as, vector = _as_source(data)
+    if vectorized and not vector:
+        raise SpecError.one("vectorized", True, "a vectorized statistic takes 1-D data (one sample); "
+                            f"got {type(data).__name__} of more than one column")
     with _Run(out) as run:
-        fn = _adapt(statistic, vector)
+        fn = _along_last_axis(statistic) if vectorized else _adapt(statistic, vector)
         spec = {
             "name": _job_name("bootstrap", statistic), "seed": seed,
             "data": {"source": frame_source(table)},
-            "model": {"kind": "python", **function_fields(fn, run.inputs, run.durable), "resample": resample,
-                      "data_as": data_as},
+            "model": {"kind": "python", **function_fields(fn, run.inputs, run.durable),
+                      "resample": "copy" if vectorized else resample, "data_as": data_as,
+                      **({"vectorized": True} if vectorized else {})},
             "plan": {"bootstrap": {"replicates": replicates}},
             "backend": _backend(backend, workers, chunk_size, backend_options),
             "output": str(run.out), "retries": retries, "timeout_s": timeout_s,

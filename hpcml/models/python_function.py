@@ -39,6 +39,8 @@ from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, re
 from hpcml.models.user_outputs import pickled, to_record
 from hpcml.trust import why_untrusted
 
+# Resamples a vectorized function gets per call (a (64, n) float64 array: 512 bytes a data row).
+VECTOR_BATCH = 64
 # What a function may ask for by parameter name.
 INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")
 
@@ -59,6 +61,10 @@ class PythonParams(FunctionParams):
     result: Literal["outputs", "object"] = Field(
         "outputs", description="outputs: numbers, one column each; object: any picklable value, kept pickled "
                                "in column `result` (hpcml.map)")
+    vectorized: bool = Field(
+        False, description="a bootstrap of data of one column: `data` is that column (1-D), and the function also "
+                           "takes a (G, n) array of G resamples at once and returns G numbers, as "
+                           "scipy.stats.bootstrap's vectorized statistics (`axis=-1`)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "PythonParams":
@@ -69,6 +75,9 @@ class PythonParams(FunctionParams):
         bad = sorted(set(self.args) & set(INJECTED))
         if bad:
             raise ValueError(f"args: {bad[0]!r} is a name hpcml passes itself; rename it")
+        if self.vectorized and (self.resample == "weights" or self.result == "object" or self.items is not None):
+            raise ValueError("vectorized: the function gets resampled copies of one column and returns numbers "
+                             "(resample weights, result object and items do not go with it)")
         return self
 
 
@@ -281,6 +290,9 @@ class PythonFunctionKind(ModelKind):
         if data.target is not None:
             return [("data.target", data.target, "the python kind passes every column to the function; "
                      "remove data.target and use the column in the function")]
+        if params.vectorized and data.X.shape[1] != 1:
+            return [("model.vectorized", True, f"a vectorized function resamples data of one column; these data "
+                     f"have {data.X.shape[1]}")]
         if params.file is not None and not Path(params.file).is_file():
             return [("model.file", params.file, "file not found")]
         if params.items is not None and not Path(params.items).is_file():
@@ -293,6 +305,28 @@ class PythonFunctionKind(ModelKind):
 
     def with_params(self, base: PythonParams, overrides: dict[str, Any]) -> PythonParams:
         return with_function_args(base, overrides)
+
+    def batch_size(self, params: PythonParams) -> int:
+        return VECTOR_BATCH if params.vectorized else 1
+
+    def outputs_batch(self, params: PythonParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
+        """A vectorized function's values for every row of counts (G x n) in one call: the
+        resampled copies stacked as a (G, n) array of the one column, each row the copy the
+        function would get on its own (rows in order, each repeated by its count)."""
+        fn, _, _ = load_function(params)
+        column = np.asarray(data.X, dtype=np.float64)[:, 0]
+        live = [i for i in range(weights.shape[0]) if weights[i].any()]
+        if not live:
+            return [None] * weights.shape[0]
+        batch = np.stack([column[np.repeat(np.arange(data.n), weights[i].astype(np.int64))] for i in live])
+        values = np.asarray(fn(data=batch, **params.args), dtype=np.float64)
+        if values.shape != (len(live),):
+            raise TypeError(f"a vectorized function must return one number per resample: {len(live)} resamples "
+                            f"gave an array of shape {values.shape}")
+        out: list[dict[str, Any] | None] = [None] * weights.shape[0]
+        for i, value in zip(live, values):
+            out[i] = {"value": float(value)}
+        return out
 
     def warm(self, params: PythonParams) -> None:
         load_function(params)
@@ -312,6 +346,9 @@ class PythonFunctionKind(ModelKind):
             value = fn(**kwargs)
         if params.result == "object":
             return {"result": pickled(value)}
+        if params.vectorized and np.ndim(value) != 0:  # what its batched call would have to give per resample
+            raise TypeError(f"a vectorized function must return one number per resample; one resample gave an "
+                            f"array of shape {np.shape(value)}")
         return to_record(value, lambda: ctx.scratch if ctx.scratch is not None else None)
 
     def _values(self, params: PythonParams, data: Dataset, weights, ctx: FitContext, wanted) -> dict[str, Any]:
@@ -344,6 +381,9 @@ class PythonFunctionKind(ModelKind):
     def _data(params: PythonParams, data: Dataset, rows: np.ndarray | None):
         if data.X.shape[1] == 0:  # source: none
             return None
+        if params.vectorized:  # the one column, as the batched call gets each row of its batch
+            column = np.asarray(data.X, dtype=np.float64)[:, 0]
+            return column if rows is None else column[rows]
         if params.data_as == "array":
             X = np.asarray(data.X)
             return X if rows is None else X[rows]
