@@ -153,7 +153,8 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
 @app.command()
 def submit(
     spec: Path = typer.Argument(..., help="job spec (YAML)"),
-    mode: str = typer.Option("pack", "--mode", help="pack: one allocation under srun; array: job array + collect"),
+    mode: str = typer.Option("auto", "--mode", help="pack: one allocation under srun; array: job array + collect; "
+                             "auto: array up to 16 tasks, else pack (the choice is printed)"),
     ntasks: Optional[int] = typer.Option(None, "--ntasks", "-n", help="pack: MPI ranks (default 2)"),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="pack: nodes"),
     elements: Optional[int] = typer.Option(None, "--elements", help="array: elements (default min(tasks, 8))"),
@@ -190,6 +191,7 @@ def submit(
     try:
         opts = sub.parse_options(raw)
         job = load_job(spec, output=str(out_dir) if out_dir else None)
+        _, why = sub.choose_mode(job, opts)
         if dry_run:
             check_job(job)
             scripts = sub.render(job, opts, job.output.resolve(), workdir)
@@ -204,6 +206,8 @@ def submit(
         say(f"submitted array job {main_id} and collect job {done.job_ids[sub.COLLECT_SCRIPT]} -> {done.run_dir}")
     else:
         say(f"submitted job {main_id} -> {done.run_dir}")
+    if why:  # --mode auto: which mode, and why
+        say(why)
 
 
 @app.command()

@@ -44,8 +44,9 @@ class SubmitOptions(BaseModel):
     """What the batch job asks Slurm for, and how it starts hpcml (units in the names)."""
 
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["pack", "array"] = Field("pack", description="pack: one allocation under a launcher; "
-                                           "array: a job array plus a dependent collect job")
+    mode: Literal["auto", "pack", "array"] = Field(
+        "auto", description="pack: one allocation under a launcher; array: a job array plus a dependent collect "
+                            "job; auto: chosen from the number of tasks (see choose_mode)")
     ntasks: int = Field(2, gt=0, description="pack: MPI ranks in the allocation")
     nodes: int | None = Field(None, gt=0, description="pack: nodes (default: Slurm's choice)")
     elements: int | None = Field(None, gt=0, description="array: array elements (default: min(tasks, 8))")
@@ -64,6 +65,33 @@ class SubmitOptions(BaseModel):
     python: str = Field(sys.executable, description="python on the compute nodes (default: this one)")
     job_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="default hpcml-<name>")
     collect_walltime_min: int = Field(10, gt=0, description="array: time limit of the collect job")
+
+
+# Up to this many tasks `auto` makes a job array: few tasks, each long enough that an
+# allocation of its own (scheduled, backfilled and rerun on its own) costs nothing by comparison.
+# More tasks are packed into one allocation, whose ranks take them in chunks: a job array of
+# thousands of short elements costs the scheduler a job each (pylauncher's and TACC's advice).
+ARRAY_MAX_TASKS = 16
+
+
+def choose_mode(job, opts: SubmitOptions) -> tuple[SubmitOptions, str | None]:
+    """``opts`` with ``auto`` resolved to pack or array, and the sentence that says why (None
+    when the mode was given)."""
+    if opts.mode != "auto":
+        return opts, None
+    given = opts.model_fields_set
+    if given & {"pack_mode", "ntasks", "nodes", "launcher"}:  # options only a pack has: a pack was meant
+        return opts.model_copy(update={"mode": "pack"}), None
+    if given & {"elements", "max_concurrent"}:
+        return opts.model_copy(update={"mode": "array"}), None
+    n = job.n_tasks
+    if n <= ARRAY_MAX_TASKS:
+        why = (f"mode array: {n} task(s), at most {ARRAY_MAX_TASKS}: each array element is a job of its own that "
+               "Slurm schedules and backfills alone (--mode pack packs them into one allocation)")
+        return opts.model_copy(update={"mode": "array"}), why
+    why = (f"mode pack: {n} tasks, more than {ARRAY_MAX_TASKS}: one allocation of {opts.ntasks} ranks takes them in "
+           "chunks, one job for the scheduler instead of one per task (--mode array makes a job array)")
+    return opts.model_copy(update={"mode": "pack"}), why
 
 
 def parse_options(raw: dict) -> SubmitOptions:
@@ -111,6 +139,7 @@ def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, 
     if job.spec.engine == "spark":  # MPI ranks and array elements would run its tasks on the hpcml engine
         raise SpecError.one("engine", "spark", "hpcml submit runs independent tasks in batch jobs; run an "
                             "engine: spark job with spark-submit or hpcml run")
+    opts, _ = choose_mode(job, opts)
     n_tasks = job.n_tasks
     name = opts.job_name or f"hpcml-{job.spec.name}"
     cpus = opts.cpus_per_task or job.spec.threads_per_task
@@ -168,6 +197,7 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
 
     check_job(job)  # spec and data errors surface before anything is written
+    opts, _ = choose_mode(job, opts)
     if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
 
         spec_mode = MPIOptions(**(job.spec.backend.model_extra or {})).mode if job.spec.backend.name == "mpi" \

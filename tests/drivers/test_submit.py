@@ -177,6 +177,22 @@ def test_an_array_element_gives_up_on_a_task_stuck_in_c(tmp_path):
                                        "running in this process)")
 
 
+@pytest.mark.parametrize("replicates, mode", [(40, "pack"), (5, "array")])
+def test_submit_picks_pack_or_array_from_the_number_of_tasks_and_says_why(tmp_path, replicates, mode):
+    log = _fake_sbatch(tmp_path / "bin")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(tmp_path, plan={"bootstrap": {"replicates": replicates}})))
+    proc = hpcml_cli("submit", spec, env=_env_with(tmp_path / "bin"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith(f"mode {mode}: {replicates} task"), lines
+    assert ("--mode array" if mode == "pack" else "--mode pack") in lines[-1]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == (1 if mode == "pack" else 2)  # an array comes with its collect job
+    script = (tmp_path / "run" / "submit" / "hpcml.sbatch").read_text()
+    assert ("hpcml.pack" in script) == (mode == "pack") and ("hpcml.array_task" in script) == (mode == "array")
+
+
 def test_sbatch_rejection_leaves_nothing(tmp_path):
     _fake_sbatch(tmp_path / "bin")
     spec = tmp_path / "job.yaml"
