@@ -25,7 +25,8 @@ def _load(path: str, args: argparse.Namespace):
         # Another backend's options mean nothing here; keep only what every backend shares.
         raw["backend"] = {k: v for k, v in raw["backend"].items() if k == "chunk_size"}
     overrides = {"backend.name": "mpi", "backend.mode": args.mode, "backend.layout": args.layout,
-                 "backend.threads_per_rank": args.threads_per_rank, "output": args.out}
+                 "backend.threads_per_rank": args.threads_per_rank, "backend.deadline_s": args.deadline_s,
+                 "output": args.out}
     return load_job(raw, **overrides)
 
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     parser.add_argument("--out", default=None, help="run directory")
     parser.add_argument("--threads-per-rank", type=int, default=None, help="threads per rank (hybrid runs)")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="seconds from the start after which no new chunk starts (hpcml submit: the walltime "
+                             "less a margin); what is left is rerun by --resume")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress, no table")
     args = parser.parse_args(argv)
     from hpcml.report.console import print_spec_error, quiet_workers, report, set_up_logging  # loaded after argument parsing: --help starts fast

@@ -7,6 +7,9 @@ missing), and writes its chunks into the run directory like any worker. ``hpcml 
 """
 from __future__ import annotations
 
+import logging
+import time
+
 from hpcml.plans.base import block_share
 
 from hpcml.tasks.chunks import chunk_size_for
@@ -16,12 +19,16 @@ from hpcml.errors import SpecError
 from hpcml.spec import load_job
 from hpcml.rundir.opening import prepared_run
 
+log = logging.getLogger("hpcml")
 
-def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
-    """Run element ``index`` of ``of``; returns (tasks ok, tasks failed)."""
+
+def run_element(spec_path: str, index: int, of: int, deadline_s: float | None = None) -> tuple[int, int, int]:
+    """Run element ``index`` of ``of``: (tasks ok, tasks failed, tasks left because no chunk
+    starts once ``deadline_s`` seconds have passed: the walltime is near)."""
 
     if of < 1:
         raise SpecError.one("of", of, "must be at least 1")
+    end = time.monotonic() + deadline_s if deadline_s else None
     job = load_job(spec_path)
     store = prepared_run(job)  # no lock: the elements write into it side by side
     if not 0 <= index < of:
@@ -29,7 +36,19 @@ def run_element(spec_path: str, index: int, of: int) -> tuple[int, int]:
     done = store.completed()
     todo = [i for i in block_share(job.n_tasks, index, of) if i not in done]
     if not todo:
-        return 0, 0
+        return 0, 0, 0
     chunk_size = chunk_size_for(job, len(todo), 1)
-    failed = run_attempts(job, store, todo, chunk_size, run_here)
-    return len(todo) - len(failed), len(failed)
+    started: set[int] = set()
+
+    def until_deadline(orders):
+        for order in orders:
+            if end is not None and time.monotonic() > end:
+                log.warning("element %d: the deadline (%gs) passed; the rest of its share is left for --resume",
+                            index, deadline_s)
+                return
+            started.update(order.chunk.indices)
+            yield from run_here([order])
+
+    failed = run_attempts(job, store, todo, chunk_size, until_deadline)
+    left = len([i for i in todo if i not in started])
+    return len(started) - len(failed), len(failed), left

@@ -127,6 +127,15 @@ def _body(opts: SubmitOptions, comment: str, command: str) -> list[str]:
     return [f"# {comment}", "set -eo pipefail", *opts.setup, command, ""]
 
 
+def deadline_s(opts: SubmitOptions) -> int:
+    """Seconds after which a batch job starts no new chunk: its walltime less a margin (5 %, at
+    least 2 minutes, at most 15) for the chunks under way and writing their files, so Slurm
+    never kills a job mid-chunk; what is left waits for a resubmission with --resume."""
+    wall = 60 * opts.walltime_min
+    margin = min(900, max(120, wall // 20))
+    return max(30, wall - margin)
+
+
 def _elements(opts: SubmitOptions, n_tasks: int) -> int:
     n = opts.elements or min(n_tasks, 8)
     if n > n_tasks:
@@ -147,7 +156,7 @@ def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, 
     common = [("partition", opts.partition), ("account", opts.account)]
     py = _q(opts.python)
     if opts.mode == "pack":
-        cmd = f"{py} -m hpcml.pack {_q(spec_json)} --resume --out {_q(run_dir)}"
+        cmd = f"{py} -m hpcml.pack {_q(spec_json)} --resume --out {_q(run_dir)} --deadline-s {deadline_s(opts)}"
         if opts.pack_mode:
             cmd += f" --mode {opts.pack_mode}"
         extra = [f"--mpi={opts.srun_mpi}"] if opts.launcher == "srun" and opts.srun_mpi not in (None, "none") else []
@@ -161,7 +170,8 @@ def render(job, opts: SubmitOptions, run_dir: Path, workdir: Path) -> dict[str, 
         return {MAIN_SCRIPT: "\n".join(head + _body(opts, note, cmd))}
     n = _elements(opts, n_tasks)
     array = f"0-{n - 1}" + (f"%{opts.max_concurrent}" if opts.max_concurrent else "")
-    cmd = f'{py} -m hpcml.array_task {_q(spec_json)} --index "$SLURM_ARRAY_TASK_ID" --of {n}'
+    cmd = f'{py} -m hpcml.array_task {_q(spec_json)} --index "$SLURM_ARRAY_TASK_ID" --of {n} ' \
+          f'--deadline-s {deadline_s(opts)}'
     head = _header([("job-name", name), ("output", logs / "slurm-%A_%a.out"), ("chdir", workdir), ("array", array),
                     ("ntasks", 1), ("cpus-per-task", cpus), ("mem", _mem(opts.mem_gb) if opts.mem_gb else None),
                     ("time", _hms(opts.walltime_min)), *common,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -191,6 +192,29 @@ def test_submit_picks_pack_or_array_from_the_number_of_tasks_and_says_why(tmp_pa
     assert len(calls) == (1 if mode == "pack" else 2)  # an array comes with its collect job
     script = (tmp_path / "run" / "submit" / "hpcml.sbatch").read_text()
     assert ("hpcml.pack" in script) == (mode == "pack") and ("hpcml.array_task" in script) == (mode == "array")
+
+
+def test_an_array_element_starts_no_chunk_past_its_deadline_and_resume_finishes(tmp_path):
+    """The walltime near (``--deadline-s``, which hpcml submit sets to the walltime less a
+    margin): the element starts no new chunk, says how many tasks it leaves, exits 1 with
+    nothing failed; the element run again (a resubmission) does only the rest."""
+    _fake_sbatch(tmp_path / "bin")
+    spec = small_spec(tmp_path, data={"source": "sklearn:iris"}, plan={"replicate": {"n": 12}},
+                      model={"kind": "sleep", "ms": 300, "busy": False}, backend={"name": "local", "chunk_size": 1})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+    assert hpcml_cli("submit", tmp_path / "job.yaml", "--mode", "array", "--elements", "1",
+                     env=_env_with(tmp_path / "bin")).returncode == 0
+    run_dir = (tmp_path / "run").resolve()
+    assert "--deadline-s 3420" in (run_dir / "submit" / "hpcml.sbatch").read_text()  # 60 min less 3 min
+    element = [PYTHON, "-m", "hpcml.array_task", str(run_dir / "spec.json"), "--index", "0", "--of", "1"]
+    first = subprocess.run(element + ["--deadline-s", "1"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1, first.stderr
+    said = re.search(r"(\d+) task\(s\) ok, 0 failed, (\d+) left for a resubmission with --resume", first.stdout)
+    assert said and int(said.group(2)) > 0 and int(said.group(1)) + int(said.group(2)) == 12, first.stdout
+    again = subprocess.run(element, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"{said.group(2)} task(s) ok, 0 failed in" in again.stdout, again.stdout
+    assert hpcml_cli("collect", run_dir).returncode == 0
+    assert len(pd.read_parquet(run_dir / "results.parquet")) == 12
 
 
 def test_sbatch_rejection_leaves_nothing(tmp_path):
