@@ -88,7 +88,9 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
     summary = summarize(job, results, store.path)
-    summary["run"] = run_facts(job, n_failed, seconds, **(run_extra or {}))
+    earlier = store.earlier_seconds()  # a resumed run: the parts before this one count too
+    summary["run"] = run_facts(job, n_failed, earlier + seconds, **(run_extra or {}),
+                               **({"seconds_this_session": round(seconds, 3)} if earlier else {}))
     store.write_summary(summary)
     if plots:  # callers that only want the numbers (the R package) skip a second of drawing
         try:

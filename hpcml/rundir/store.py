@@ -7,6 +7,7 @@
     run_dir/results.parquet  one row per task, consolidated from the chunk files
     run_dir/summary.json     the plan's summary; run_dir/plots/*.png
     run_dir/report.html      all of it on one page (``report/html.py``)
+    run_dir/sessions.json    when each run or resume of the directory began
 
 A chunk file exists only once complete (temp file + fsync + rename), so its presence is the
 proof the work is done: any process (a worker, an MPI rank) may write one without a
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from hpcml.trust import why_not_my_run_dir, written_by_me
 
 CHUNKS = "chunks"
 RESULTS = "results.parquet"
+SESSIONS = "sessions.json"
 DAMAGED = "damaged"  # chunk files that could not be read, kept for inspection
 SUMMARY_STAMP = "results_mtime_ns"  # in summary.json's "run": the results.parquet it was made from
 log = logging.getLogger("hpcml")
@@ -149,6 +152,7 @@ class RunStore:
                 atomic_write_json(self.path / "data.json", fingerprint(job.spec.data.source))
             self.chunks_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.spec_path, spec)
+            self._note_session()
             atomic_write_json(self.path / "versions.json", versions())
         except BaseException:
             self.lock.release()
@@ -297,6 +301,30 @@ class RunStore:
         if not written_by_me(self.path / RESULTS):  # not this user's: made again from this user's chunks
             return self.consolidate()
         return pd.read_parquet(self.path / RESULTS)
+
+    def _note_session(self) -> None:
+        """sessions.json: when each run or resume of this directory began (a crashed one too)."""
+        path = self.path / SESSIONS
+        try:
+            starts = [float(t) for t in json.loads(path.read_text())] if path.is_file() else []
+        except (OSError, ValueError, TypeError):
+            starts = []
+        atomic_write_json(path, starts + [time.time()])
+
+    def earlier_seconds(self) -> float:
+        """Wall-clock seconds of the sessions before the latest: each from its start to the
+        last chunk file written before the next one began (a session that crashed counts up
+        to its last finished chunk), so a resumed run reports the time of all its parts."""
+        try:
+            starts = [float(t) for t in json.loads((self.path / SESSIONS).read_text())]
+        except (OSError, ValueError, TypeError):
+            return 0.0
+        stamps = sorted(f.stat().st_mtime for f in self.chunk_files())
+        total = 0.0
+        for begin, end in zip(starts, starts[1:]):
+            inside = [t for t in stamps if begin <= t < end]
+            total += (max(inside) - begin) if inside else 0.0
+        return total
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json, stamped with the results.parquet it summarizes: a crash between the

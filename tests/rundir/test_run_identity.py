@@ -201,3 +201,29 @@ def test_an_unwritable_run_is_one_line_and_exit_3(tmp_path, monkeypatch):
     assert status.returncode == 1
     resumed = run(spec, resume=True, progress=False)
     assert resumed.ok and resumed.summary["replicates"] == 8
+
+
+def test_a_resumed_run_reports_the_time_of_all_its_sessions(tmp_path):
+    """The summary's run.seconds of a resumed run counts each earlier session up to its last
+    finished chunk (before: only the last session's), and says what the last one took."""
+    import json
+
+    code = tmp_path / "f.py"
+    code.write_text("import os, time\n"
+                    "def f(task, marker):\n"
+                    "    time.sleep(0.4)\n"
+                    "    if task['index'] == 5 and not os.path.exists(marker):\n"
+                    "        raise RuntimeError('not yet')\n"
+                    "    return 1.0\n")
+    marker = tmp_path / "marker"
+    spec = {"name": "sessions", "data": {"source": "none"}, "plan": {"replicate": {"n": 6}},
+            "model": {"kind": "python", "file": str(code), "function": "f", "args": {"marker": str(marker)}},
+            "backend": {"name": "local", "workers": 1, "chunk_size": 1}, "output": str(tmp_path / "run")}
+    first = run(spec, progress=False)
+    assert first.n_failed == 1
+    marker.touch()
+    second = run(spec, resume=True, progress=False)
+    assert second.ok
+    facts = json.loads((tmp_path / "run" / "summary.json").read_text())["run"]
+    assert len(json.loads((tmp_path / "run" / "sessions.json").read_text())) == 2
+    assert facts["seconds"] >= 2.0 > facts["seconds_this_session"], facts  # five 0.4 s tasks in the first
