@@ -139,6 +139,10 @@ def _every_kind(tmp_path):
         "elbow": lambda: plots.line([2, 3, 4, 5, 6], [112.0, 59.0, 41.0, 35.0, 29.0], "k",
                                     "inertia (best over repeats)", "k-means elbow", tmp_path / "e.png"),
         "scree": lambda: plots.scree(range(1, 65), np.full(64, 1 / 64), tmp_path / "s.png", kept=40),
+        "biplot": lambda: plots.biplot(rng.normal(size=(150, 2)) * [3, 1], np.array(
+            [[0.36, 0.66], [-0.08, 0.73], [0.86, -0.17], [0.36, -0.07]]), ["sepal length (cm)", "sepal width (cm)",
+                                                                           "petal length (cm)", "petal width (cm)"],
+            tmp_path / "bi.png", [0.92, 0.05]),
         "traces": lambda: plots.traces(chains, ["beta_1", "beta_2", "sigma_sq"], "bayesm-chains: traces",
                                        tmp_path / "t.png", burnin=50, rhat={"beta_1": 1.001}),
     }
