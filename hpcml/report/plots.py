@@ -107,13 +107,22 @@ def histograms(frame: pd.DataFrame, columns: list[str], title: str, path: Path, 
 
 
 def boxplots(frame: pd.DataFrame, columns: list[str], title: str, path: Path) -> None:
+    """One panel per metric, each on its own scale (accuracy near 1 and a log loss near 0.15
+    on one axis would leave both boxes flat), the folds' values drawn over each box."""
+    columns = columns[:MAX_PANELS]
     if not columns:
         return
-    fig, ax = subplots(figsize=(1.5 * len(columns) + 2, 3.5))
-    ax.boxplot([frame[m].dropna() for m in columns])
-    ax.set_xticks(range(1, len(columns) + 1), columns, rotation=30, fontsize=8)
-    ax.set_title(title)
-    save(fig, path, crop=True)  # metric names of any length, rotated
+    fig, axes = subplots(1, len(columns), figsize=(max(2.2 * len(columns), 4.0), 3.2), squeeze=False,
+                         layout="constrained")
+    for ax, m in zip(axes.flat, columns):
+        values = frame[m].dropna().to_numpy(dtype=float)
+        ax.boxplot([values], widths=0.5)
+        ax.plot(np.ones(values.size) + np.linspace(-0.12, 0.12, values.size), values, "o", ms=3, alpha=0.6,
+                color="#4C72B0")
+        ax.set_xticks([1], [m], fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(title)
+    save(fig, path)
 
 
 def _setting(value) -> str:
