@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from hpcml.errors import SpecError
 from hpcml.rundir.records import counts
 from hpcml.spec import Job
+from hpcml.rundir.lock import pid_alive
 from hpcml.rundir.store import RunStore
 
 
@@ -50,19 +50,9 @@ def _holder(store: RunStore) -> str | None:
     if not info:
         return None
     host, pid = info.get("host"), info.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+    if host == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
         return None  # a driver that died here left its lock behind
     return f"pid {pid} on {host}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def watch_line(st: dict[str, Any], holder: str | None, rate: float | None, batch: bool = False) -> str:

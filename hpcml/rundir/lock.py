@@ -19,7 +19,8 @@ from hpcml.errors import SpecError
 LOCK_NAME = ".hpcml.lock"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has ``pid`` (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -69,7 +70,7 @@ class RunLock:
         info = self.holder()
         if info is None or not info:  # being written this instant, or emptied: not ours to judge
             return False
-        if info.get("host") != host or _pid_alive(int(info.get("pid", 0))):
+        if info.get("host") != host or pid_alive(int(info.get("pid", 0))):
             return False
         try:  # the holder died on this host: remove its lock and try again
             self.path.unlink()
