@@ -9,6 +9,7 @@ Tracking never costs a result: any failure is one warning.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -37,6 +38,16 @@ def store_uris(uri: str) -> tuple[str, str | None]:
     root = Path(uri).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / DB_NAME}", (root / "artifacts").as_uri()
+
+
+def _mapping(value: Any) -> Any:
+    """A grid value as the sweep ran it: a mapping kept as JSON text in its column is a mapping again."""
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -161,13 +172,15 @@ def _child_runs(client, exp_id: str, parent: str, job, ok: pd.DataFrame, run_dir
     own = list(job.plan.records)
     skip = {"task_index", "attempt", "seconds", "world_size", *own}
     for _, row in ok.iterrows():
-        grid = {k[len("param_"):]: row[k] for k in row.index if k.startswith("param_")}
-        label = ", ".join(f"{k}={v}" for k, v in grid.items()) or str(row["task_id"])
+        grid = {k[len("param_"):]: _mapping(row[k]) for k in row.index if k.startswith("param_")}
+        # A mapping of the grid key by key, as progress lines and TensorBoard name it (arch_params.c1=8).
+        label = ", ".join(f"{k}={v}" for k, v in flatten(grid).items()) or str(row["task_id"])
         child = client.create_run(exp_id, run_name=label, tags={"mlflow.parentRunId": parent,
                                                                 "hpcml.task_id": str(row["task_id"])}).info.run_id
         task_dir = _task_dir(run_dir, str(row["task_id"]))
         stepped = _history(client, child, task_dir)  # per epoch; the last step is the final value
         outputs = {k: row[k] for k in row.index if not k.startswith("param_") and k not in skip | stepped}
-        _log_batch(client, child, params=_params({**grid, **{c: row.get(c) for c in own}}), metrics=_metrics(outputs))
+        _log_batch(client, child, params=_params({**flatten(grid), **{c: row.get(c) for c in own}}),
+                   metrics=_metrics(outputs))
         _task_artifacts(client, child, task_dir)
         client.set_terminated(child, status="FINISHED")

@@ -81,3 +81,13 @@ def test_a_file_uri_is_refused_when_the_spec_is_checked(tmp_path):
         "error: tracking.mlflow.uri: MLflow 3 refuses a file: tracking URI for new runs; give the directory itself "
         f"(hpcml keeps a SQLite store there), sqlite:///path/mlflow.db, or http(s)://server (got 'file://{tmp_path}/mlruns')"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_nested_grid_value_names_mlflow_child_runs_key_by_key():
+    """A sweep over a mapping (``arch_params``) names its MLflow child runs and parameters as
+    progress lines and TensorBoard do: ``arch_params.c1=8``, not the column's JSON text."""
+    from hpcml.report.tracking import _mapping, flatten
+
+    grid = {"arch_params": _mapping('{"c1": 8, "c2": 16}'), "lr": 0.01}
+    assert flatten(grid) == {"arch_params.c1": 8, "arch_params.c2": 16, "lr": 0.01}
+    assert _mapping("{not json") == "{not json" and _mapping(3.0) == 3.0
