@@ -173,3 +173,33 @@ def test_the_leaderboard_marks_the_choice_and_shows_the_difference(drawn, tmp_pa
     left, right = ax.get_xlim()
     assert 0.7 < left < 0.797 and right > 0.845  # not from 0, where the bars would look alike
     assert "not 0" in ax.get_xlabel() and "larger is better" in ax.get_xlabel()
+
+
+def test_the_training_plots_keep_their_labels_inside(monkeypatch, tmp_path):
+    """A CNN training's curves (laid out by matplotlib) and confusion matrix with Fashion-MNIST's
+    class names (cropped to its content): every label inside what is saved, the long class
+    names slanted so that neighbours do not overlap, and each plot titled with its training."""
+    pytest.importorskip("torch")
+    import hpcml.models.cnn.plots as cnn_plots
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figures = []
+    monkeypatch.setattr(cnn_plots, "_save", lambda fig, path: (FigureCanvasAgg(fig).draw(), figures.append(fig)))
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.8 + e / 100} for e in (1, 2, 3)]
+    title = "arch_params.c1=8,arch_params.c2=16,lr=0.01"
+    cnn_plots.plot_history(history, tmp_path / "curves.png", title)
+    cnn_plots.plot_confusion(np.arange(100).reshape(10, 10), tmp_path / "confusion.png", names, title)
+    curves, confusion = figures
+    assert curves.get_suptitle() == title and title in confusion.axes[0].get_title()
+    renderer = curves.canvas.get_renderer()
+    box, frame = curves.get_tightbbox(renderer), curves.bbox_inches
+    assert box.x0 >= frame.x0 - 0.01 and box.x1 <= frame.x1 + 0.01 and box.y1 <= frame.y1 + 0.01
+    labels = confusion.axes[0].get_xticklabels()
+    assert [t.get_text() for t in labels] == names
+    assert all(t.get_rotation() == 45 and t.get_horizontalalignment() == "right" for t in labels)
+    # slanted at 45 degrees, neighbours are apart by their tick spacing across the text's direction
+    renderer = confusion.canvas.get_renderer()
+    spacing = labels[1].get_window_extent(renderer).x1 - labels[0].get_window_extent(renderer).x1
+    assert spacing / np.sqrt(2) > labels[0].get_fontsize() * confusion.dpi / 72
