@@ -131,9 +131,7 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
     from hpcml.report.status import run_status, watch as watch_run  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
-        if watch:
-            watch_run(run_dir, every, say)
-        st = run_status(run_dir)
+        st = watch_run(run_dir, every, say) if watch else run_status(run_dir)  # watch ends with the last status
     except SpecError as e:
         fail_spec(e)
     except KeyboardInterrupt:

@@ -244,12 +244,11 @@ def _calinski_harabasz(clusters, mean: list[float], within: float, n: int) -> fl
     """The index the single-node kind scores (``models/kmeans.calinski_harabasz``), from the
     fitted centres (the means of their clusters), their sizes, the data's mean and the
     within-cluster sum of squares."""
+    from hpcml.models.kmeans import calinski_harabasz_ratio  # only for a k-means fit
+
     present = [(c, size) for c, size in clusters if size > 0]
-    k = len(present)
-    if k < 2 or n <= k:
-        return float("nan")
     between = sum(size * sum((a - b) ** 2 for a, b in zip(c, mean)) for c, size in present)
-    return 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1))
+    return calinski_harabasz_ratio(between, within, n, len(present))
 
 
 def fit_pca(job: Job, data, features: list[str], facts: dict) -> dict[str, float]:

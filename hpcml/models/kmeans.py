@@ -81,6 +81,15 @@ def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, sq_dist_to(X, centers, labels)
 
 
+def calinski_harabasz_ratio(between: float, within: float, n: int, k: int) -> float:
+    """The Calinski-Harabasz index from the between- and within-cluster sums of squares of
+    ``n`` rows in ``k`` non-empty clusters, as scikit-learn defines it (1 when within is 0);
+    NaN with fewer than two clusters or no more rows than clusters."""
+    if k < 2 or n <= k:
+        return float("nan")
+    return 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1))
+
+
 def calinski_harabasz(X: np.ndarray, rows: np.ndarray | None, labels: np.ndarray, k: int) -> float:
     """The Calinski-Harabasz index (scikit-learn's ``calinski_harabasz_score``) of rows ``rows``
     of ``X`` (all when None) with cluster ``labels``, read in row blocks: between- over
@@ -103,7 +112,7 @@ def calinski_harabasz(X: np.ndarray, rows: np.ndarray | None, labels: np.ndarray
     for _, _, B in row_blocks(X, rows):  # a second pass: no cancellation of large sums of squares
         within += float(((B - means[labels[start:start + B.shape[0]]]) ** 2).sum())
         start += B.shape[0]
-    return 1.0 if within == 0.0 else between * (n - present) / (within * (present - 1))
+    return calinski_harabasz_ratio(between, within, n, present)
 
 
 def _kmeanspp(X: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -319,6 +319,8 @@ class RunStore:
             starts = [float(t) for t in json.loads((self.path / SESSIONS).read_text())]
         except (OSError, ValueError, TypeError):
             return 0.0
+        if len(starts) < 2:  # a run of one session: no chunk file need be looked at
+            return 0.0
         stamps = sorted(f.stat().st_mtime for f in self.chunk_files())
         total = 0.0
         for begin, end in zip(starts, starts[1:]):

@@ -24,12 +24,11 @@ from hpcml.backends.mpi.liveness import backoff, mpi, wait_message
 from hpcml.backends.mpi.session import TAG_JOB, TAG_READY, TAG_STOP, TAG_WORK, Session
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import Abandoned, TaskWatch
-from hpcml.tasks.stuck import gave_up, run_here, timeout_of
+from hpcml.tasks.stuck import GRACE_S, gave_up, run_here, timeout_of
 from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, execute_chunk, run_chunk
 
 log = logging.getLogger("hpcml.mpi")
 
-GRACE_S = 2.0  # past a task's limit (its alarm goes first) before a rank gives up on it
 
 
 class Scheduler:
