@@ -6,6 +6,7 @@
 - ``columns`` and ``validate``: a source read and checked one column at a time;
 - ``mapped``: large data written once per machine as a read-only file every process maps;
 - ``lazy_rows``: for a plan whose tasks read only their own rows (``shards``), lazy rows of a file;
+- ``row_blocks``: a fit over row blocks (data larger than a node): each pass's task reads its block;
 - ``frames``: an in-memory DataFrame or array stored once, by content, as Parquet;
 - ``images``: IDX (MNIST / Fashion-MNIST) files.
 """
@@ -32,6 +33,12 @@ def load_dataset(job, *, lazy: bool = True, keep: bool = True) -> Dataset:
     spec = job.spec
     features, needs_target = spec.model.features, job.model.needs_target
     data = None
+    if lazy and job.plan.reads_blocks:  # a pass of a fit over row blocks: each task reads its block
+        from hpcml.data.row_blocks import block_dataset  # import hpcml stays light
+
+        data = block_dataset(spec.data, features, needs_target)
+        data.meta["map_stats"] = map_stats
+        return data
     if lazy and job.plan.reads_rows_lazily:
         data = read_lazy_rows(spec.data, features, needs_target)
     if data is None:

@@ -3,15 +3,18 @@
 
 - ``engine: spark``: one distributed MLlib fit (``spark_engine``), whatever the backend
   runs tasks on; but not with ``backend: mpi``, whose ranks run independent tasks (refused);
-- ``backend: mpi``: every rank of the MPI launch (``mpi``; static or dynamic mode);
+- ``backend: mpi``: every rank of the MPI launch (``mpi``; static or dynamic mode; a fit over
+  row blocks in dynamic mode);
+- a ``fit`` or ``bootstrap`` of data larger than ``data.blocks_above_mb``: passes over row
+  blocks (``row_blocks``);
 - anything else: this process drives the backend (``run``).
 """
 from __future__ import annotations
 
 from hpcml.errors import SpecError
-from hpcml.drivers import mpi, run, spark_engine
+from hpcml.drivers import mpi, row_blocks, run, spark_engine
 
-DRIVERS = ("spark", "mpi", "run")
+DRIVERS = ("spark", "mpi", "row_blocks", "run")
 
 
 def driver_for(job) -> str:
@@ -22,7 +25,9 @@ def driver_for(job) -> str:
             raise SpecError.one("engine", "spark", "backend mpi packs independent tasks onto MPI ranks; "
                                 "engine: spark runs one Spark fit: use backend spark (or engine: hpcml)")
         return "spark"
-    return "mpi" if spec.backend.name == "mpi" else "run"
+    if spec.backend.name == "mpi":
+        return "mpi"
+    return "row_blocks" if row_blocks.uses_row_blocks(job) else "run"
 
 
 def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: bool = True, plots: bool = True):
@@ -32,4 +37,7 @@ def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: boo
         return spark_engine.execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     if driver == "mpi":
         return mpi.run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
+    if driver == "row_blocks":
+        return row_blocks.execute_over_row_blocks(job, resume=resume, overwrite=overwrite, progress=progress,
+                                                  plots=plots)
     return run.execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

@@ -54,10 +54,11 @@ def summary_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
 
 
-def summarize(job, results: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
-    """The plan's summary, plus what the model kind adds to it (R-hat, variance thresholds...)."""
+def summarize(job, results: pd.DataFrame, run_dir: Path, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plan's summary (or ``body``, what a driver that made the fit itself reports: a
+    fit over row blocks), plus what the model kind adds to it (R-hat, variance thresholds...)."""
 
-    body = job.plan.summarize(job, results, run_dir, lambda: load_dataset(job))
+    body = dict(body) if body is not None else job.plan.summarize(job, results, run_dir, lambda: load_dataset(job))
     ok = ok_rows(results)
     if len(ok):
         body.update(job.model.summarize_extra(job, ok, run_dir))
@@ -80,14 +81,15 @@ def run_facts(job, n_failed: int, seconds: float, **extra: Any) -> dict[str, Any
 
 
 def finish(job, store: RunStore, seconds: float, plots: bool = True,
-           run_extra: dict[str, Any] | None = None) -> RunResult:
+           run_extra: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> RunResult:
     """Consolidate, summarize, plot: the run directory's final state. ``run_extra``: what
-    an engine adds to the summary's ``run`` section."""
+    an engine adds to the summary's ``run`` section; ``body``: the summary a driver made
+    itself, in place of the plan's."""
     table = store.consolidate_table()
     results = summary_frame(table)
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
-    summary = summarize(job, results, store.path)
+    summary = summarize(job, results, store.path, body)
     earlier = store.earlier_seconds()  # a resumed run: the parts before this one count too
     summary["run"] = run_facts(job, n_failed, earlier + seconds, **(run_extra or {}),
                                **({"seconds_this_session": round(seconds, 3)} if earlier else {}))

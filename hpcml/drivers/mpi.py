@@ -25,6 +25,7 @@ from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
 from hpcml.backends.mpi.scheduler import serve_rank
 from hpcml.backends.mpi.session import TAG_STOP, Session
 from hpcml.drivers.mpi_static import run_static
+from hpcml.drivers.row_blocks import execute_over_row_blocks, uses_row_blocks
 from hpcml.drivers.run import execute
 from hpcml.errors import SpecError
 from hpcml.launchers import launcher_size
@@ -102,7 +103,7 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     try:
         if session.rank == 0:
             _check_binding(job.spec.threads_per_task)
-        if options.mode == "static":
+        if options.mode == "static" and not uses_row_blocks(job):  # a fit over row blocks: rank 0 combines passes
             return run_static(session, job, resume=resume, overwrite=overwrite, progress=progress)
         if session.rank != 0:
             code = serve_rank(session)
@@ -128,7 +129,8 @@ def _drive_dynamic(session: Session, job, resume: bool, overwrite: bool, progres
     sys.setswitchinterval(0.001)  # the scheduler thread answers promptly while rank 0 computes
     try:
         backend = MPIBackend(options=job.spec.backend.model_extra, session=session)
-        result = execute(job, backend=backend, resume=resume, overwrite=overwrite, progress=progress)
+        run = execute_over_row_blocks if uses_row_blocks(job) else execute
+        result = run(job, backend=backend, resume=resume, overwrite=overwrite, progress=progress)
         code = 0
         return result
     except SpecError:

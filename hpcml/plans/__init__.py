@@ -10,7 +10,7 @@ from __future__ import annotations
 from hpcml.plans.base import PLANS, Plan, PlanOptions, Task, register_plan, task_rng
 
 # Each module registers its plan; imported in the order the job spec lists them.
-from hpcml.plans import bootstrap, cv, sweep, replicate, fit, shards  # noqa: E402,F401  isort: skip
+from hpcml.plans import bootstrap, cv, sweep, replicate, fit, shards, row_blocks  # noqa: E402,F401  isort: skip
 
 __all__ = ["PLANS", "Plan", "PlanOptions", "Task", "plan_tasks", "register_plan", "task_rng"]
 

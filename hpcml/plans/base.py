@@ -61,6 +61,13 @@ class Plan(ABC):
     # Each task reads only its own rows: on a file, workers get lazy rows (each reads its
     # part) and the driver does not keep the whole data during the run.
     reads_rows_lazily: ClassVar[bool] = False
+    # A pass of a fit over row blocks: the data is only a reader (``data/row_blocks.py``);
+    # each task reads its own block.
+    reads_blocks: ClassVar[bool] = False
+    # On data larger than a node (``data.blocks_above_mb``) this plan runs as passes over row
+    # blocks (``drivers/row_blocks.py``): "fit" (one global fit) or "bootstrap" (Poisson
+    # weights); None: the plan always runs as tasks.
+    over_row_blocks: ClassVar[str | None] = None
     # The tasks fit the model under different parameter settings (``param_<name>`` columns) to
     # compare them: an experiment tracker logs each task as a run of its own.
     compares_settings: ClassVar[bool] = False

@@ -123,12 +123,31 @@ def full_fit_and_jackknife(job, data, columns: list[str], jackknife: bool = True
     return full, jack
 
 
+def interval_table(ok, columns: list[str], full: dict[str, float], jack: dict[str, np.ndarray], level: float,
+                   refit: bool = True) -> list[dict[str, Any]]:
+    """One row per output: the estimate (the fit of the whole data, ``full``), the replicates'
+    mean, SE and percentile interval, and BCa's where ``jack`` has the output."""
+    rows = []
+    alpha = (1 - level) / 2
+    for c in columns:
+        boot = ok[c].to_numpy(dtype=float)
+        estimate = full.get(c, math.nan if refit else float(np.nanmean(boot)))
+        row = {"output": c, "estimate": estimate, "mean": float(np.nanmean(boot)),
+               "se": float(np.nanstd(boot, ddof=1)) if boot.size > 1 else math.nan,
+               "pct_low": float(np.nanquantile(boot, alpha)), "pct_high": float(np.nanquantile(boot, 1 - alpha))}
+        if c in jack:
+            row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], level)
+        rows.append({k: json_number(v) for k, v in row.items()})
+    return rows
+
+
 @register_plan
 class BootstrapPlan(Plan):
     name = "bootstrap"
     Options = BootstrapOptions
     parameters = ("replicate",)
     records = ("replicate",)
+    over_row_blocks = "bootstrap"
 
     def count(self, options: BootstrapOptions) -> int:
         return options.replicates
@@ -180,18 +199,8 @@ class BootstrapPlan(Plan):
                 message = f"{type(err).__name__}: {err}".strip()
                 notes.append(f"the fit of the whole data raised {message}: no estimate and no BCa intervals "
                              "(the replicates' SE and percentile intervals stand)")
-        rows = []
-        alpha = (1 - level) / 2
-        for c in columns:
-            boot = ok[c].to_numpy(dtype=float)
-            estimate = full.get(c, math.nan if refit else float(np.nanmean(boot)))
-            row = {"output": c, "estimate": estimate, "mean": float(np.nanmean(boot)),
-                   "se": float(np.nanstd(boot, ddof=1)) if boot.size > 1 else math.nan,
-                   "pct_low": float(np.nanquantile(boot, alpha)), "pct_high": float(np.nanquantile(boot, 1 - alpha))}
-            if c in jack:
-                row["bca_low"], row["bca_high"] = bca_interval(boot, full[c], jack[c], level)
-            rows.append({k: json_number(v) for k, v in row.items()})
-        summary = {"replicates": int(len(ok)), "level": level, "table": rows}
+        summary = {"replicates": int(len(ok)), "level": level,
+                   "table": interval_table(ok, columns, full, jack, level, refit)}
         return {**summary, "notes": notes} if notes else summary
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:

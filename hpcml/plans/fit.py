@@ -20,6 +20,7 @@ class FitPlan(Plan):
     name = "fit"
     Options = FitOptions
     single_fit = True
+    over_row_blocks = "fit"
 
     def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
         return {}

@@ -1,0 +1,57 @@
+"""``row_blocks``: one pass of a fit over row blocks (``drivers/row_blocks.py`` writes it; a
+spec names ``fit`` or ``bootstrap`` and never this plan itself).
+
+Task i reads block i of the data (rows [i * block_rows, (i + 1) * block_rows)) and returns
+the pass's statistics of those rows (``numerics.block_steps``), combined unit by unit along
+the fixed tree, as npz bytes: arrays only, never a pickle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import Field
+
+from hpcml.plans.base import Plan, PlanOptions, register_plan
+
+
+class RowBlocksOptions(PlanOptions):
+    step: str = Field(description="the per-unit statistics of this pass (numerics/block_steps.py)")
+    state: dict[str, Any] = Field(default_factory=dict, description="what the pass needs: coefficients, centres")
+    block_rows: int = Field(gt=0, description="rows per block: 1024 times a power of two")
+    n_rows: int = Field(ge=0, description="rows of the data")
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.n_rows // self.block_rows)
+
+
+@register_plan
+class RowBlocksPlan(Plan):
+    name = "row_blocks"
+    Options = RowBlocksOptions
+    records = ("block_stats", "rows")
+    reads_blocks = True
+
+    def count(self, options: RowBlocksOptions) -> int:
+        return options.blocks
+
+    def params_at(self, options: RowBlocksOptions, index: int) -> dict[str, Any]:
+        return {}
+
+    def size_options(self, options: RowBlocksOptions) -> dict[str, tuple[int, Any]]:
+        return {"block_rows": (options.blocks, options.block_rows)}
+
+    def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
+        from hpcml.numerics.block_stats import to_bytes  # arrays in, arrays out
+        from hpcml.numerics.block_steps import block_statistics
+
+        options = job.spec.plan.options
+        start = task.index * options.block_rows
+        stop = min(options.n_rows, start + options.block_rows)
+        X, y = data.meta["blocks"].read(start, stop)
+        stats = block_statistics(options.step, X, y, start, options.state, job.spec.seed)
+        return {"block_stats": to_bytes(stats), "rows": stop - start}
+
+    def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
+        return {"table": []}
