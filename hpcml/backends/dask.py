@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -123,6 +124,7 @@ class DaskBackend(Backend):
         self.cluster = None
         self.client = None
         self._token = uuid.uuid4().hex[:8]
+        self._submissions = itertools.count()
         self._saved_loggers: list[tuple[logging.Logger, list, bool]] = []
         self._terminal: logging.Handler | None = None  # dask's errors that still reach the terminal
         self._job_logs = self._run_dir = self._where = None  # a batch cluster's, set as it starts
@@ -209,7 +211,9 @@ class DaskBackend(Backend):
     def _submit(self, order: WorkOrder, futures: dict) -> object:
         # Absolute: workers (batch jobs) need not share the driver's working directory.
         order = dataclasses.replace(order, run_dir=str(Path(order.run_dir).resolve()))
-        key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}"
+        # Unique per submission: a started backend runs many jobs (the passes of a fit over row
+        # blocks), whose chunks share ids; Dask would hand back an earlier result of a same key.
+        key = f"hpcml-{order.chunk.id}-a{order.attempt}-{self._token}-{next(self._submissions)}"
         future = self.client.submit(chunk_on_worker, order, key=key, pure=False)
         futures[future] = order
         return future

@@ -46,7 +46,7 @@ class LazyRows:
         return self._read(start, max(start, stop))
 
 
-def _to_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+def to_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     # The same conversion as data.frame_to_dataset, row block by row block.
     return np.ascontiguousarray(frame[features].to_numpy(dtype=np.float64))
 
@@ -109,7 +109,7 @@ def _count_records(path: Path) -> int:
 _READERS = {".parquet": _Parquet, ".csv": _Csv, ".npy": _Npy}
 
 
-def _reader_for(spec: DataSpec):
+def reader_for(spec: DataSpec):
     if spec.dropna or ":" in spec.source.split("/")[0]:
         return None
     path = Path(spec.source)
@@ -125,7 +125,7 @@ def _reader_for(spec: DataSpec):
 @functools.lru_cache(maxsize=4)
 def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Dataset | None:
     spec = DataSpec.model_validate_json(spec_json)
-    reader = _reader_for(spec)
+    reader = reader_for(spec)
     if reader is None:
         return None
     features = json.loads(features_json)
@@ -145,7 +145,7 @@ def _lazy_cached(spec_json: str, features_json: str, needs_target: bool) -> Data
     used = list(features)
 
     def read(start: int, stop: int) -> np.ndarray:
-        return _to_matrix(reader.read(start, stop, used), used)
+        return to_matrix(reader.read(start, stop, used), used)
 
     return Dataset(X=LazyRows(reader.n, len(features), read), y=y, features=[str(f) for f in features],
                    target=target, classes=classes)

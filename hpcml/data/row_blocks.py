@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpcml.data.lazy_rows import LazyRows, _reader_for, _to_matrix
+from hpcml.data.lazy_rows import LazyRows, reader_for, to_matrix
 from hpcml.data.parts import is_file_set, set_files
 from hpcml.errors import SpecError
 from hpcml.models.base import Dataset
@@ -41,7 +41,7 @@ class BlockReader:
 
     def __init__(self, spec: DataSpec, features: list[str] | None, needs_target: bool):
         self.source = spec.source
-        reader = _reader_for(spec)
+        reader = reader_for(spec)
         if reader is None:
             raise SpecError.one("data.source", spec.source, "cannot be read by row blocks (a .parquet file or "
                                 "set, .csv or .npy file is needed)")
@@ -62,7 +62,7 @@ class BlockReader:
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         used = self.features + ([self.target] if self.target else [])
         frame = self.reader.read(start, stop, used)
-        X = _to_matrix(frame, self.features)
+        X = to_matrix(frame, self.features)
         bad = np.isnan(X)
         if bad.any():
             row, col = np.argwhere(bad)[0]

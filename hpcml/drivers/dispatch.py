@@ -6,7 +6,7 @@
 - ``backend: mpi``: every rank of the MPI launch (``mpi``; static or dynamic mode; a fit over
   row blocks in dynamic mode);
 - a ``fit`` or ``bootstrap`` of data larger than ``data.blocks_above_mb``: passes over row
-  blocks (``row_blocks``);
+  blocks (``over_blocks``);
 - anything else: this process drives the backend (``run``).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from hpcml.errors import SpecError
 from hpcml.drivers import mpi, row_blocks, run, spark_engine
 
-DRIVERS = ("spark", "mpi", "row_blocks", "run")
+DRIVERS = ("spark", "mpi", "over_blocks", "run")
 
 
 def driver_for(job) -> str:
@@ -27,7 +27,7 @@ def driver_for(job) -> str:
         return "spark"
     if spec.backend.name == "mpi":
         return "mpi"
-    return "row_blocks" if row_blocks.uses_row_blocks(job) else "run"
+    return "over_blocks" if row_blocks.uses_row_blocks(job) else "run"
 
 
 def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: bool = True, plots: bool = True):
@@ -37,7 +37,7 @@ def run_job(job, *, resume: bool = False, overwrite: bool = False, progress: boo
         return spark_engine.execute_mllib(job, resume=resume, overwrite=overwrite, progress=progress)
     if driver == "mpi":
         return mpi.run_under_mpi(job, resume=resume, overwrite=overwrite, progress=progress)
-    if driver == "row_blocks":
+    if driver == "over_blocks":
         return row_blocks.execute_over_row_blocks(job, resume=resume, overwrite=overwrite, progress=progress,
                                                   plots=plots)
     return run.execute(job, resume=resume, overwrite=overwrite, progress=progress, plots=plots)

@@ -40,6 +40,27 @@ Stats = dict[str, np.ndarray]
 Fit = Generator[Pass, Stats, tuple[dict[str, float], dict[str, Any]]]
 
 
+def drive(fit: Fit, run_pass) -> Any:
+    """Run a fit to its end, each pass it asks for by ``run_pass`` (statistics back)."""
+    request = next(fit)
+    while True:
+        try:
+            request = fit.send(run_pass(request))
+        except StopIteration as done:
+            return done.value
+
+
+def fit_for(kind: str, params, features: list[str], seed: int, n_rows: int) -> Fit:
+    """The fit over row blocks of the built-in ``kind`` with its parameters."""
+    if kind == "ols":
+        return ols(features, params.fit_intercept)
+    if kind == "logistic":
+        return logistic(features, params.fit_intercept, params.max_iter, params.tol)
+    if kind == "pca":
+        return pca(features, params.n_components, params.variance, params.scale)
+    return kmeans(features, params.k, params.max_iter, params.tol, seed, n_rows)
+
+
 def _kept_columns(R: np.ndarray, n_cols: int) -> list[int]:
     """The design columns (of the first ``n_cols`` of R) that are not aliased, in order."""
     kept: list[int] = []
@@ -176,9 +197,9 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
 def kmeans(features: list[str], k: int, max_iter: int, tol: float, seed: int, n_rows: int) -> Fit:
     """Lloyd's algorithm, one pass per iteration, from k-means++ on a seeded sample of rows;
     without ``tol`` until no centre moves (no row changes cluster), as R's kmeans."""
-    from sklearn.cluster import kmeans_plusplus
+    from sklearn.cluster import kmeans_plusplus  # scikit-learn loads only for a k-means fit
 
-    from hpcml.models.kmeans import calinski_harabasz_ratio
+    from hpcml.models.kmeans import calinski_harabasz_ratio  # the k-means kind loads only for a k-means fit
 
     got = yield Pass("scan", {}, "column means")
     n = float(got["sum_n"][0])

@@ -64,10 +64,10 @@ class Plan(ABC):
     # A pass of a fit over row blocks: the data is only a reader (``data/row_blocks.py``);
     # each task reads its own block.
     reads_blocks: ClassVar[bool] = False
-    # On data larger than a node (``data.blocks_above_mb``) this plan runs as passes over row
-    # blocks (``drivers/row_blocks.py``): "fit" (one global fit) or "bootstrap" (Poisson
-    # weights); None: the plan always runs as tasks.
-    over_row_blocks: ClassVar[str | None] = None
+    # The model kinds this plan runs as passes over row blocks on data larger than a node
+    # (``data.blocks_above_mb``; ``drivers/row_blocks.py`` asks ``over_row_blocks``); none:
+    # the plan always runs as tasks.
+    row_block_kinds: ClassVar[tuple[str, ...]] = ()
     # The tasks fit the model under different parameter settings (``param_<name>`` columns) to
     # compare them: an experiment tracker logs each task as a run of its own.
     compares_settings: ClassVar[bool] = False
@@ -138,6 +138,12 @@ class Plan(ABC):
     def plots(self, job, ok, summary: dict[str, Any], plot_dir: Path) -> None:
         """PNG figures of the ok records (none by default); the model kind's own ``plots``
         are drawn beside them."""
+
+    def over_row_blocks(self, job, blocks) -> dict[str, Any]:
+        """The job run as passes over row blocks (a kind of ``row_block_kinds``): ``blocks``
+        (``drivers/row_blocks.RowBlocksRun``) runs passes (``blocks.run_pass``), keeps records
+        (``blocks.write``) and knows the data's features and rows. Returns the summary body."""
+        raise NotImplementedError
 
     def task_id(self, index: int) -> str:
         return f"{self.name}/{index:06d}"

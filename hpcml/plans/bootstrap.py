@@ -7,6 +7,7 @@ copy of the data: the same numbers as refitting the copy, without copying anythi
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,9 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     """How often each row is drawn in one replicate (n draws with replacement)."""
     return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
+
+# Replicates of a Poisson bootstrap over row blocks computed in one pass over the data.
+POISSON_GROUP = 64
 
 # Up to this many rows a replicate's n draws are counted at once by np.bincount (fast; for a
 # moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by sorting
@@ -147,7 +151,7 @@ class BootstrapPlan(Plan):
     Options = BootstrapOptions
     parameters = ("replicate",)
     records = ("replicate",)
-    over_row_blocks = "bootstrap"
+    row_block_kinds = ("ols",)
 
     def count(self, options: BootstrapOptions) -> int:
         return options.replicates
@@ -202,6 +206,31 @@ class BootstrapPlan(Plan):
         summary = {"replicates": int(len(ok)), "level": level,
                    "table": interval_table(ok, columns, full, jack, level, refit)}
         return {**summary, "notes": notes} if notes else summary
+
+    def over_row_blocks(self, job, blocks) -> dict[str, Any]:
+        """The Poisson bootstrap: 64 replicates a pass, each group's records kept as it ends (a
+        resume repeats only the groups not kept); the estimate is one fit of all rows."""
+        from hpcml.models.over_row_blocks import drive, ols, ols_poisson_bootstrap  # only for data larger than a node
+
+        replicates, done = job.spec.plan.options.replicates, blocks.done()
+        for first in range(0, replicates, POISSON_GROUP):
+            last = min(replicates, first + POISSON_GROUP)
+            if all(i in done for i in range(first, last)):
+                continue
+            t = time.perf_counter()
+            group, _ = drive(ols_poisson_bootstrap(blocks.features, job.params.fit_intercept, first, last),
+                             blocks.run_pass)
+            seconds = (time.perf_counter() - t) / (last - first)
+            blocks.write([(i, None if out is None else {"replicate": i, **out},
+                           "LinAlgError: the replicate's design is singular" if out is None else None, seconds)
+                          for i, out in zip(range(first, last), group)])
+        full, _ = drive(ols(blocks.features, job.params.fit_intercept), blocks.run_pass)
+        ok = ok_rows(blocks.results())
+        return {"replicates": int(len(ok)), "level": LEVEL, "weights": "poisson",
+                "table": interval_table(ok, output_columns(ok), full, {}, LEVEL),
+                "notes": ["Poisson bootstrap over row blocks: each row's weight in a replicate is Poisson(1), drawn "
+                          "from (seed, replicate, row); the estimate is the fit of all rows; no BCa intervals (they "
+                          "need a jackknife of the whole data)"]}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.report.plots import histograms  # matplotlib loads only where a run draws

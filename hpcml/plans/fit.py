@@ -2,6 +2,7 @@
 fit (R's summary table, PCA's loadings, k-means' clusters) and saves its files."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ class FitPlan(Plan):
     name = "fit"
     Options = FitOptions
     single_fit = True
-    over_row_blocks = "fit"
+    row_block_kinds = ("ols", "logistic", "pca", "kmeans")
 
     def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
         return {}
@@ -33,6 +34,21 @@ class FitPlan(Plan):
         if ctx.scratch is not None:  # a run directory: the fit's files beside its record
             job.model.save_whole_data_files(job.params, fitted, data, Path(ctx.scratch))
         return {**job.model.outputs(job.params, fitted, data), **job.model.score(job.params, fitted, data, None)}
+
+    def over_row_blocks(self, job, blocks) -> dict[str, Any]:
+        """One global fit: the record of task 0 and the kind's report on it (``summary(lm)``,
+        loadings...) from the statistics of every row."""
+        from hpcml.models.over_row_blocks import drive, fit_for  # only for data larger than a node
+
+        t = time.perf_counter()
+        try:
+            record, report = drive(fit_for(job.model.name, job.params, blocks.features, job.spec.seed, blocks.n_rows),
+                                   blocks.run_pass)
+        except (blocks.PassFailed, ValueError) as err:
+            blocks.write([(0, None, f"{type(err).__name__}: {err}", time.perf_counter() - t)])
+            return {"table": []}
+        blocks.write([(0, record, None, time.perf_counter() - t)])
+        return {"table": [{"output": c, "value": json_number(v)} for c, v in record.items()], **report}
 
     def whole_data_fit(self, job, ok, run_dir: Path | None, data: Callable[[], Any] | None) -> WholeDataFit:
         return WholeDataFit(record=ok.iloc[0], run_dir=None if run_dir is None else Path(run_dir),

@@ -26,6 +26,18 @@ class RowBlocksOptions(PlanOptions):
         return -(-self.n_rows // self.block_rows)
 
 
+def pass_spec(spec: dict[str, Any], step: str, state: dict[str, Any], block_rows: int, n_rows: int) -> dict[str, Any]:
+    """A job spec (a dumped one) made one pass: its plan replaced by this one."""
+    return {**spec, "plan": {"row_blocks": {"step": step, "state": state, "block_rows": block_rows, "n_rows": n_rows}}}
+
+
+def pass_statistics(records: list[dict[str, Any]]):
+    """The blocks' statistics (records in block order) combined along the fixed tree."""
+    from hpcml.numerics.block_stats import from_bytes, tree  # arrays in, arrays out
+
+    return tree([from_bytes(record["block_stats"]) for record in records])
+
+
 @register_plan
 class RowBlocksPlan(Plan):
     name = "row_blocks"

@@ -79,8 +79,12 @@ NOT_IDENTITY = ("backend", "output", "retries", "timeout_s", "tracking")
 
 
 def _identity(spec: dict) -> dict:
-    """The part of a spec that decides the numbers (not where or how it runs)."""
-    return {k: v for k, v in spec.items() if k not in NOT_IDENTITY}
+    """The part of a spec that decides the numbers (not where or how it runs; nor the row
+    blocks of a fit over them, whose answer is the same bits for any block size)."""
+    kept = {k: v for k, v in spec.items() if k not in NOT_IDENTITY}
+    if isinstance(kept.get("data"), dict):
+        kept["data"] = {k: v for k, v in kept["data"].items() if k != "block_rows"}
+    return kept
 
 
 class RunStore:
@@ -166,8 +170,8 @@ class RunStore:
         spec = job.normalized(spec)
         source = job.spec.data.source
         if _identity(old) != _identity(spec):
-            changed = sorted(k for k in set(old) | set(spec) if k not in NOT_IDENTITY
-                             and old.get(k) != spec.get(k))
+            old_id, new_id = _identity(old), _identity(spec)
+            changed = sorted(k for k in set(old_id) | set(new_id) if old_id.get(k) != new_id.get(k))
             raise SpecError.one("output", str(self.path), f"holds a run of a different spec (fields differ: {', '.join(changed)}); use another --out")
         data_file = self.path / "data.json"
         if data_file.exists():  # runs made before data fingerprints have none

@@ -44,9 +44,13 @@ class Scheduler:
         self.added = 0  # chunks made of given-up chunks' unstarted tasks, not yet counted by run()
         self.failure: str | None = None
         self._stop = threading.Event()
+        # The job each rank holds: a started backend may run several jobs (the passes of a fit
+        # over row blocks); a rank gets the job again before a chunk of another one.
+        self.jobs: dict[int, str] = {}
         for r in range(1, session.size):
             if r not in session.live.dead:
                 session.outbox.send(job_json, r, TAG_JOB)
+                self.jobs[r] = job_json
         self._thread = threading.Thread(target=self._serve, name="hpcml-scheduler", daemon=True)
         self._thread.start()
 
@@ -95,6 +99,9 @@ class Scheduler:
                 while self.idle and self.pending:
                     rank, order = self.idle.popleft(), self.pending.popleft()
                     self.busy[rank] = order
+                    if self.jobs.get(rank) != order.job_json:
+                        outbox.send(order.job_json, rank, TAG_JOB)
+                        self.jobs[rank] = order.job_json
                     outbox.send((order.chunk.indices, order.attempt, order.run_dir, order.write), rank, TAG_WORK)
                     busy = True
                 for rank in live.poll():
