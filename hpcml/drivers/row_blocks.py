@@ -19,11 +19,10 @@ from hpcml.backends import make_backend
 from hpcml.data.row_blocks import block_reader, source_bytes
 from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
-from hpcml.drivers.in_memory import MemoryRecords
 from hpcml.errors import SpecError
 from hpcml.models.over_row_blocks import Pass
 from hpcml.numerics.block_stats import UNIT_ROWS, block_units
-from hpcml.plans.row_blocks import pass_spec, pass_statistics
+from hpcml.plans.row_blocks import PassStatistics, pass_spec
 from hpcml.report.progress import Progress
 from hpcml.rundir.opening import open_run
 from hpcml.rundir.paths import check_output
@@ -108,7 +107,7 @@ class RowBlocksRun:
         self.count += 1
         label = f"{self.job.spec.name} [{self.backend.name}] pass {self.count}: {step.label}"
         log.info("%s (%d blocks of %d rows)", label, n_blocks, self.block_rows)
-        records = MemoryRecords(self.store.path, n_blocks)
+        records = PassStatistics(self.store.path, n_blocks)
         bar = Progress(n_blocks, label, enabled=self.progress)
         try:
             failed = run_attempts(job, records, range(n_blocks), 1, self.backend.run, writes_own_files=False,
@@ -116,9 +115,9 @@ class RowBlocksRun:
         finally:
             bar.close()
         if failed:
-            raise _pass_error(records.latest[failed[0]].get("error") or "lost", failed[0], step)
+            raise _pass_error(records.errors.get(failed[0], "lost"), failed[0], step)
         self._keep()
-        return pass_statistics([records.latest[b] for b in range(n_blocks)])
+        return records.statistics
 
     def write(self, outcomes: list[tuple[int, dict[str, Any] | None, str | None, float]]) -> None:
         """Records of tasks (index, outputs or None, error or None, seconds) as one chunk file."""

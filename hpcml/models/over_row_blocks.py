@@ -25,6 +25,9 @@ from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficien
 # R's lm: a column whose part not explained by the earlier ones is below this fraction of
 # its norm is aliased (NA).
 ALIAS_TOL = 1e-7
+# Above this many columns a PCA takes the Gram route (where accurate): TSQR's R factors
+# are then as large as the Gram matrix and each combination a QR of twice its rows.
+WIDE_COLUMNS = 512
 # Rows sampled for k-means' start: about this many, whatever the data's size.
 KMEANS_SAMPLE_ROWS = 100_000
 
@@ -167,18 +170,39 @@ def logistic(features: list[str], fit_intercept: bool, max_iter: int, tol: float
 
 
 def pca(features: list[str], n_components: int | None, variance: float | None, scale: bool) -> Fit:
-    """``prcomp``: the SVD of the R factor of the centred rows (TSQR), two passes."""
+    """``prcomp``: the SVD of the R factor of the centred rows (TSQR), two passes. Wide data
+    (more than WIDE_COLUMNS columns, where TSQR's R factors are as large as the Gram matrix
+    and far dearer) takes the Gram route, pbdR's ``crossprod`` then an eigendecomposition,
+    where its accuracy check allows (``numerics.gram.gram_ok``); else TSQR after all."""
+    from hpcml.numerics.gram import eigh_desc, gram_ok  # only for a PCA
+
     got = yield Pass("scan", {}, "column means")
     n = float(got["sum_n"][0])
     mean = got["sum_x"] / n
-    got = yield Pass("centred_qr", {"mean": mean.tolist()}, "QR of the centred rows")
-    R = got["qr_r"]
-    if scale:
-        sd = np.linalg.norm(R, axis=0) / math.sqrt(n - 1)
-        if not np.all(sd > 0):
-            raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
-        R = R / sd
-    _, s, Vt = np.linalg.svd(R, full_matrices=False)
+    width = len(features)
+    lam = None
+    if width > WIDE_COLUMNS:
+        got = yield Pass("centred_gram", {"mean": mean.tolist()}, "Gram matrix of the centred rows")
+        G = got["sum_gram"]
+        if scale:
+            sd = np.sqrt(np.diag(G) / (n - 1))
+            if not np.all(sd > 0):
+                raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+            G = G / np.outer(sd, sd)
+        lam, V = eigh_desc(G)
+        if not gram_ok(lam, n_components or lam.size, width):
+            lam = None  # not accurate enough for the components asked for: TSQR
+        else:
+            s, Vt = np.sqrt(lam), V.T
+    if lam is None:
+        got = yield Pass("centred_qr", {"mean": mean.tolist()}, "QR of the centred rows")
+        R = got["qr_r"]
+        if scale:
+            sd = np.linalg.norm(R, axis=0) / math.sqrt(n - 1)
+            if not np.all(sd > 0):
+                raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+            R = R / sd
+        _, s, Vt = np.linalg.svd(R, full_matrices=False)
     Vt = Vt * np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])[:, None]
     total = float(np.sum(s**2))
     ratio = s**2 / total if total > 0 else np.zeros_like(s)
@@ -188,10 +212,11 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     record: dict[str, float] = {"n_components": float(k)}
     for j in range(ratio.size):
         record.update({f"evr_{j + 1}": float(ratio[j]), f"cum_evr_{j + 1}": float(cum[j]), f"sv_{j + 1}": float(s[j])})
-    record["reconstruction_mse"] = float(np.sum(s[k:] ** 2)) / (n * len(features))
+    record["reconstruction_mse"] = float(np.sum(s[k:] ** 2)) / (n * width)
     sdev = (s / math.sqrt(n - 1)).tolist()
     loadings = [{"feature": str(f), **{f"PC{j + 1}": float(Vt[j, i]) for j in range(k)}} for i, f in enumerate(features)]
-    return record, {"sdev": sdev, "loadings": loadings, "mean": mean.tolist()}
+    return record, {"sdev": sdev, "loadings": loadings, "mean": mean.tolist(),
+                    "route": "tsqr" if lam is None else "gram"}
 
 
 def kmeans(features: list[str], k: int, max_iter: int, tol: float, seed: int, n_rows: int) -> Fit:

@@ -44,14 +44,55 @@ def combine(a: Stats, b: Stats) -> Stats:
     return {k: _rule(k)(a[k], b[k]) for k in a}
 
 
-def tree(nodes: list[Stats]) -> Stats:
+def tree(nodes: Iterable[Stats], combine_two: Callable[[Stats, Stats], Stats] = None) -> Stats:
     """Nodes of one tree level (in order) combined up to the root: pairs (2j, 2j+1), an odd
-    last node passed up as it is."""
-    if not nodes:
+    last node passed up as it is. Streamed: at most one node per level is held (a unit's
+    statistics may be a large Gram matrix), combined as a binary counter and, at the end,
+    from the right, which is the level-by-level order exactly."""
+    join = combine if combine_two is None else combine_two
+    stack: list[tuple[int, Stats]] = []  # (level, node), levels strictly decreasing
+    for node in nodes:
+        level = 0
+        while stack and stack[-1][0] == level:
+            node = join(stack.pop()[1], node)
+            level += 1
+        stack.append((level, node))
+    if not stack:
         raise ValueError("no rows")
-    while len(nodes) > 1:
-        nodes = [combine(nodes[i], nodes[i + 1]) if i + 1 < len(nodes) else nodes[i] for i in range(0, len(nodes), 2)]
-    return nodes[0]
+    root = stack.pop()[1]
+    while stack:
+        root = join(stack.pop()[1], root)
+    return root
+
+
+class ArrivingTree:
+    """The same tree as :func:`tree` over ``count`` nodes that arrive in any order (blocks as
+    workers finish them): a node is combined with its sibling as soon as both are here, so
+    only nodes whose sibling is still out are held."""
+
+    def __init__(self, count: int):
+        if count < 1:
+            raise ValueError("no rows")
+        self.sizes = [count]  # nodes on each level
+        while self.sizes[-1] > 1:
+            self.sizes.append(-(-self.sizes[-1] // 2))
+        self.held: dict[tuple[int, int], Stats] = {}
+        self.root: Stats | None = None
+
+    def add(self, index: int, node: Stats) -> None:
+        level = 0
+        while level < len(self.sizes) - 1:
+            sibling = index ^ 1
+            if sibling >= self.sizes[level]:  # an odd last node goes up as it is
+                pass
+            elif (level, sibling) in self.held:
+                other = self.held.pop((level, sibling))
+                node = combine(other, node) if sibling < index else combine(node, other)
+            else:
+                self.held[(level, index)] = node
+                return
+            level, index = level + 1, index // 2
+        self.root = node
 
 
 def units(start: int, stop: int) -> Iterable[tuple[int, int]]:

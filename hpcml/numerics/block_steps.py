@@ -72,6 +72,13 @@ def irls(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
             "qr_r": _r(np.hstack([D * sw[:, None], z[:, None]]))}
 
 
+@step("centred_gram")
+def centred_gram(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
+    """The Gram matrix of the rows less the column means (PCA of wide data: pbdR's crossprod)."""
+    A = X - np.asarray(state["mean"], dtype=np.float64)
+    return {"sum_gram": A.T @ A}
+
+
 @step("centred_qr")
 def centred_qr(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
     """R of the rows less the column means (PCA's TSQR)."""
@@ -129,6 +136,5 @@ def unit_stats(name: str, X: np.ndarray, y: np.ndarray | None, start: int, stop:
 def block_statistics(name: str, X: np.ndarray, y: np.ndarray | None, start: int, state: dict[str, Any],
                      seed: int) -> dict[str, np.ndarray]:
     """The statistics of the rows [start, start + len(X)), unit by unit up the fixed tree."""
-    nodes = [unit_stats(name, X[a - start:b - start], None if y is None else y[a - start:b - start], a, b, state, seed)
-             for a, b in units(start, start + X.shape[0])]
-    return tree(nodes)
+    return tree(unit_stats(name, X[a - start:b - start], None if y is None else y[a - start:b - start], a, b, state,
+                           seed) for a, b in units(start, start + X.shape[0]))

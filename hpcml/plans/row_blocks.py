@@ -31,11 +31,39 @@ def pass_spec(spec: dict[str, Any], step: str, state: dict[str, Any], block_rows
     return {**spec, "plan": {"row_blocks": {"step": step, "state": state, "block_rows": block_rows, "n_rows": n_rows}}}
 
 
-def pass_statistics(records: list[dict[str, Any]]):
-    """The blocks' statistics (records in block order) combined along the fixed tree."""
-    from hpcml.numerics.block_stats import from_bytes, tree  # arrays in, arrays out
+class PassStatistics:
+    """Where a pass's records go (in place of a run directory's store): each block's
+    statistics folded into the fixed tree as it comes back, in any order, and then dropped;
+    a failed block's error kept until a retry of it succeeds."""
 
-    return tree([from_bytes(record["block_stats"]) for record in records])
+    def __init__(self, path: str | Path, n_blocks: int):
+        from hpcml.numerics.block_stats import ArrivingTree  # arrays in, arrays out
+
+        self.path, self.tree = Path(path), ArrivingTree(n_blocks)
+        self.ok: set[int] = set()
+        self.errors: dict[int, str] = {}
+
+    def write_records(self, chunk, records: list[dict[str, Any]]) -> None:
+        from hpcml.numerics.block_stats import from_bytes  # arrays in, arrays out
+
+        for record in records:
+            index = record["task_index"]
+            if index in self.ok:
+                continue
+            if record["status"] == "ok":
+                self.ok.add(index)
+                self.errors.pop(index, None)
+                self.tree.add(index, from_bytes(record["block_stats"]))
+            else:
+                self.errors[index] = record.get("error") or "failed"
+
+    def completed(self) -> set[int]:
+        return set(self.ok)
+
+    @property
+    def statistics(self):
+        """The statistics of every row (once every block is in)."""
+        return self.tree.root
 
 
 @register_plan

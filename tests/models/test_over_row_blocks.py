@@ -139,3 +139,22 @@ def test_the_poisson_bootstrap_se_is_the_multinomial_bootstraps(data):
     ratio = poisson.std(axis=0, ddof=1) / np.array(multinomial).std(axis=0, ddof=1)
     # each SE from 1,000 replicates is within about 2.2 % (one standard error) of its own truth
     assert np.all(np.abs(ratio - 1) < 0.12), ratio
+
+
+def test_a_wide_pca_takes_the_checked_gram_route(monkeypatch):
+    """Wide data (here made wide by lowering the bar): pbdR's crossprod then eigen, the same
+    components as the SVD to 1e-10 where the conditioning allows it, else TSQR."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6)) @ np.diag([5, 4, 3, 2, 1.5, 1]) + 2
+    features = [f"f{i}" for i in range(6)]
+    monkeypatch.setattr(orb, "WIDE_COLUMNS", 3)
+    record, summary = by_blocks(orb.pca(features, None, None, False), X, None, 1024)
+    assert summary["route"] == "gram"
+    _, s, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    assert np.allclose([record[f"sv_{j}"] for j in range(1, 7)], s, rtol=1e-10)
+    loadings = np.array([[row[f"PC{j}"] for row in summary["loadings"]] for j in range(1, 7)])
+    assert np.allclose(np.abs(loadings), np.abs(Vt), atol=1e-9)
+    # a nearly singular column set: the Gram route would lose the last component, TSQR does not
+    Xs = np.hstack([X, X[:, :1] + 1e-9 * rng.normal(size=(3000, 1))])
+    _, summary = by_blocks(orb.pca(features + ["f0_again"], None, None, False), Xs, None, 1024)
+    assert summary["route"] == "tsqr"

@@ -56,3 +56,29 @@ def test_statistics_travel_as_arrays_only():
 
 def test_block_sizes_are_units_times_a_power_of_two():
     assert [block_units(r) for r in (1, 1024, 3000, 4096, 5000, 70_000)] == [1, 1, 2, 4, 4, 64]
+
+
+def _levelwise(nodes):
+    while len(nodes) > 1:
+        nodes = [f"({nodes[i]}{nodes[i + 1]})" if i + 1 < len(nodes) else nodes[i] for i in range(0, len(nodes), 2)]
+    return nodes[0]
+
+
+@pytest.mark.parametrize("count", range(1, 40))
+def test_the_streamed_tree_pairs_as_level_by_level(count):
+    names = [chr(65 + i % 26) + str(i) for i in range(count)]
+    assert tree(iter(names), lambda a, b: f"({a}{b})") == _levelwise(names)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13, 31])
+def test_blocks_arriving_in_any_order_make_the_same_tree(count):
+    from hpcml.numerics.block_stats import ArrivingTree
+
+    rng = np.random.default_rng(count)
+    nodes = [{"qr_r": rng.normal(size=(6, 4)), "sum_n": np.array([float(i)])} for i in range(count)]
+    expected = tree(iter(nodes))
+    for _ in range(3):
+        arriving = ArrivingTree(count)
+        for i in rng.permutation(count):
+            arriving.add(int(i), nodes[i])
+        assert np.array_equal(arriving.root["qr_r"], expected["qr_r"]) and not arriving.held
