@@ -94,6 +94,7 @@ class RowBlocksRun:
         self.features, self.n_rows, self.block_rows = reader.features, reader.n, block_rows
         self.progress, self._keep = progress, keep
         self.count = 0
+        self.peak_rss_mb = 0.0  # the largest worker's peak memory, over every pass
 
     def job_for(self, step: Pass) -> Job:
         spec = pass_spec(self.job.spec.model_dump(mode="json"), step.step, step.state, self.block_rows, self.n_rows)
@@ -117,6 +118,7 @@ class RowBlocksRun:
         if failed:
             raise _pass_error(records.errors.get(failed[0], "lost"), failed[0], step)
         self._keep()
+        self.peak_rss_mb = max(self.peak_rss_mb, records.peak_rss_mb)
         return records.statistics
 
     def write(self, outcomes: list[tuple[int, dict[str, Any] | None, str | None, float]]) -> None:
@@ -158,7 +160,7 @@ def execute_over_row_blocks(job, *, backend=None, resume: bool = False, overwrit
         finally:
             backend.stop()
         extra = {"row_blocks": {"block_rows": block_rows, "blocks": -(-reader.n // block_rows), "n_rows": reader.n,
-                                "passes": blocks.count}}
+                                "passes": blocks.count, "worker_peak_rss_mb": round(blocks.peak_rss_mb, 1)}}
         return finish(job, run.store, time.perf_counter() - t0, plots=plots, run_extra=extra, body=body)
 
 

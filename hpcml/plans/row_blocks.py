@@ -7,6 +7,7 @@ the fixed tree, as npz bytes: arrays only, never a pickle.
 """
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +43,7 @@ class PassStatistics:
         self.path, self.tree = Path(path), ArrivingTree(n_blocks)
         self.ok: set[int] = set()
         self.errors: dict[int, str] = {}
+        self.peak_rss_mb = 0.0  # the largest of the workers'
 
     def write_records(self, chunk, records: list[dict[str, Any]]) -> None:
         from hpcml.numerics.block_stats import from_bytes  # arrays in, arrays out
@@ -54,6 +56,7 @@ class PassStatistics:
                 self.ok.add(index)
                 self.errors.pop(index, None)
                 self.tree.add(index, from_bytes(record["block_stats"]))
+                self.peak_rss_mb = max(self.peak_rss_mb, float(record.get("peak_rss_mb") or 0.0))
             else:
                 self.errors[index] = record.get("error") or "failed"
 
@@ -70,7 +73,7 @@ class PassStatistics:
 class RowBlocksPlan(Plan):
     name = "row_blocks"
     Options = RowBlocksOptions
-    records = ("block_stats", "rows")
+    records = ("block_stats", "rows", "peak_rss_mb")
     reads_blocks = True
 
     def count(self, options: RowBlocksOptions) -> int:
@@ -91,7 +94,9 @@ class RowBlocksPlan(Plan):
         stop = min(options.n_rows, start + options.block_rows)
         X, y = data.meta["blocks"].read(start, stop)
         stats = block_statistics(options.step, X, y, start, options.state, job.spec.seed)
-        return {"block_stats": to_bytes(stats), "rows": stop - start}
+        # The worker's peak memory so far: what a block costs it, reported in the run's summary.
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"block_stats": to_bytes(stats), "rows": stop - start, "peak_rss_mb": peak_mb}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         return {"table": []}

@@ -164,3 +164,29 @@ def test_no_task_reads_a_row_outside_its_block(tmp_path, parts, monkeypatch):
     assert len(reads) == 6 * passes.count
     for start, stop in reads:
         assert start % 2048 == 0 and stop == min(11_000, start + 2048), (start, stop)
+
+
+@pytest.mark.slow
+def test_a_workers_memory_grows_with_its_block_not_with_the_data(tmp_path):
+    """352 MB of rows as float64: a worker that read them all would peak at least that much
+    higher than on a small file; a worker of 128 Ki-row blocks peaks about a block, the row
+    group it decodes and Arrow's buffers above (about 100 MB here, whatever the data's size)."""
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(8):
+        X = rng.normal(size=(500_000, 10))
+        frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(10)]).assign(y=X.sum(axis=1) + rng.normal(size=500_000))
+        frame.to_parquet(big / f"part-{i}.parquet", row_group_size=131_072)
+    small = tmp_path / "small.parquet"
+    frame.iloc[:5000].to_parquet(small)
+    peaks = {}
+    for name, source in (("small", small), ("big", big)):
+        spec = {"name": f"mem-{name}", "seed": 1, "output": str(tmp_path / f"run-{name}"),
+                "data": {"source": str(source), "target": "y", "blocks_above_mb": 0, "block_rows": 131_072},
+                "model": {"kind": "ols"}, "plan": {"fit": {}},
+                "backend": {"name": "local", "workers": 2, "reuse_workers": False}}
+        result = run(spec, progress=False, plots=False)
+        assert result.ok
+        peaks[name] = result.summary["run"]["row_blocks"]["worker_peak_rss_mb"]
+    assert 0 < peaks["big"] - peaks["small"] < 352 / 2, peaks
