@@ -142,9 +142,7 @@ def execute_over_row_blocks(job, *, backend=None, resume: bool = False, overwrit
     """Run a job as passes over row blocks (see the module)."""
     t0 = time.perf_counter()
     spec = job.spec
-    check_output(job.output)
-    reader = block_reader(spec.data, spec.model.features, job.model.needs_target)
-    _check(job, reader)
+    reader = check_over_row_blocks(job)
     if resume and is_finished(job, RunStore(job.output)):
         with open_run(job, resume=True) as run:
             if is_finished(job, run.store):
@@ -162,6 +160,15 @@ def execute_over_row_blocks(job, *, backend=None, resume: bool = False, overwrit
         extra = {"row_blocks": {"block_rows": block_rows, "blocks": -(-reader.n // block_rows), "n_rows": reader.n,
                                 "passes": blocks.count, "worker_peak_rss_mb": round(blocks.peak_rss_mb, 1)}}
         return finish(job, run.store, time.perf_counter() - t0, plots=plots, run_extra=extra, body=body)
+
+
+def check_over_row_blocks(job):
+    """What can be known wrong before any row is read (the output, the columns, the
+    parameters against the data's shape); the reader of the rows."""
+    check_output(job.output)
+    reader = block_reader(job.spec.data, job.spec.model.features, job.model.needs_target)
+    _check(job, reader)
+    return reader
 
 
 def _check(job, reader) -> None:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcml.errors import SpecError, pydantic_problems
 from hpcml.launchers import launch
+from hpcml.drivers.row_blocks import check_over_row_blocks, uses_row_blocks
 from hpcml.drivers.run import check_job
 from hpcml.rundir.opening import open_run
 from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
@@ -77,6 +78,13 @@ ARRAY_MAX_TASKS = 16
 def choose_mode(job, opts: SubmitOptions) -> tuple[SubmitOptions, str | None]:
     """``opts`` with ``auto`` resolved to pack or array, and the sentence that says why (None
     when the mode was given)."""
+    if uses_row_blocks(job):  # passes whose blocks rank 0 combines: one allocation, never an array
+        if opts.mode == "array" or opts.model_fields_set & {"elements", "max_concurrent"}:
+            raise SpecError.one("submit.mode", "array", "a fit over row blocks (data above data.blocks_above_mb) "
+                                "runs as passes that rank 0 combines: use --mode pack")
+        why = None if opts.mode == "pack" else \
+            "mode pack: a fit over row blocks runs as passes that rank 0 of one allocation combines"
+        return opts.model_copy(update={"mode": "pack"}), why
     if opts.mode != "auto":
         return opts, None
     given = opts.model_fields_set
@@ -206,7 +214,10 @@ def submit(job, opts: SubmitOptions, *, workdir: Path, resume: bool = False, ove
            sbatch: str = "sbatch") -> Submitted:
     """Prepare the run directory, write the script(s) into it, submit; returns the job ids."""
 
-    check_job(job)  # spec and data errors surface before anything is written
+    if uses_row_blocks(job):  # its rows are read by the ranks, pass by pass: not here
+        check_over_row_blocks(job)
+    else:
+        check_job(job)  # spec and data errors surface before anything is written
     opts, _ = choose_mode(job, opts)
     if opts.mode == "pack":  # what hpcml.pack would refuse on the compute node, refused here
 

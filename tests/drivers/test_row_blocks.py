@@ -190,3 +190,14 @@ def test_a_workers_memory_grows_with_its_block_not_with_the_data(tmp_path):
         assert result.ok
         peaks[name] = result.summary["run"]["row_blocks"]["worker_peak_rss_mb"]
     assert 0 < peaks["big"] - peaks["small"] < 352 / 2, peaks
+
+
+def test_submit_packs_a_fit_over_row_blocks_and_refuses_an_array(tmp_path, parts):
+    from hpcml.drivers.submit import choose_mode, parse_options
+    from hpcml.errors import SpecError
+
+    job = load_job(spec_of(tmp_path, parts, "ols"))
+    opts, why = choose_mode(job, parse_options({}))
+    assert opts.mode == "pack" and "rank 0" in why
+    with pytest.raises(SpecError, match="submit.mode: a fit over row blocks"):
+        choose_mode(job, parse_options({"mode": "array"}))
