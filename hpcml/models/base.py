@@ -200,6 +200,16 @@ class ModelKind(ABC):
         the ordinary ``fit`` must handle. Only called when ``batch_size`` > 1."""
         raise NotImplementedError
 
+    def replicate_group(self, params: ModelParams) -> int:
+        """How many runs of a ``replicate`` plan ``fit_replicates`` makes at once (1: one by one)."""
+        return 1
+
+    def fit_replicates(self, params: ModelParams, data: Dataset, ctxs: list) -> list[Any | None]:
+        """The fitted results of several runs at once (``ctxs``: each run's context, in order);
+        None for a run that must be fitted on its own (``fit`` then says why it fails). Only
+        called when ``replicate_group`` > 1; each result must be what ``fit`` would return."""
+        raise NotImplementedError
+
     def summarize_extra(self, job, ok, run_dir) -> dict[str, Any]:
         """What this kind adds to any plan's summary, from the ok records (and the run's
         artifacts in ``run_dir``): PCA's variance thresholds, bayesm's R-hat, logistic's

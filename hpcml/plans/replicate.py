@@ -30,9 +30,23 @@ class ReplicatePlan(Plan):
         return {"replicate": index}
 
     def run_task(self, job, data, task, ctx, shared) -> dict[str, Any]:
-        fitted = job.model.fit(job.params, data, None, ctx)
+        return self._record(job, data, task, job.model.fit(job.params, data, None, ctx))
+
+    def _record(self, job, data, task, fitted) -> dict[str, Any]:
         return {"replicate": task.params["replicate"], **job.model.outputs(job.params, fitted, data),
                 **job.model.score(job.params, fitted, data, None)}
+
+    def group_size(self, job) -> int:
+        return job.model.replicate_group(job.params)
+
+    def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
+        # Runs of a kind that makes many at once (an R loop's iterations in one call into R):
+        # each run still has its own context and generator, so its numbers are those of a run
+        # made alone; a run the kind declines (None) is made alone afterwards.
+        members = [(task, ctx) for task, ctx in zip(tasks, ctxs) if task.index in wanted]
+        fitted = job.model.fit_replicates(job.params, data, [ctx for _, ctx in members])
+        return {task.index: self._record(job, data, task, f) for (task, _), f in zip(members, fitted)
+                if f is not None}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)

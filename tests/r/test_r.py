@@ -486,3 +486,33 @@ def test_every_r_kind_parameter_is_documented(kind):
     text = (ROOT / "docs" / "r.md").read_text()
     missing = [p for p in get_model(kind).Params.model_fields if f"`{p}`" not in text]
     assert not missing, f"{kind}: parameters missing from docs/r.md: {missing}"
+
+
+@pytest.mark.parametrize("code, result", [
+    (DRAWS, "outputs"),
+    ("function(task_index) { if (task_index == 5) stop('five is bad'); list(x = runif(2), i = task_index) }",
+     "object"),
+])
+def test_an_r_loops_iterations_run_in_one_call_with_the_numbers_of_one_by_one(tmp_path, monkeypatch, code, result):
+    """A group of iterations in one call into R (the R package's loops): each iteration seeded
+    as alone, the same records bit for bit; a failing one is made alone, with R's message."""
+    from hpcml.models.r import kinds
+    from hpcml.rundir.store import Chunk
+    from hpcml.spec import load_job
+    from hpcml.tasks.worker import WorkOrder, execute_chunk
+
+    spec = r_spec(tmp_path, "grouped", code, n=12)
+    spec["model"]["result"] = result
+    job = load_job(spec)
+    assert job.plan.group_size(job) == kinds.R_GROUP > 1
+
+    def records(group: int) -> list[dict]:
+        monkeypatch.setattr(kinds, "R_GROUP", group)
+        done = execute_chunk(WorkOrder(job.to_json(), str(tmp_path / "grouped"), Chunk(range(12)), 0, False))
+        return [{k: v for k, v in r.items() if k not in ("seconds", "traceback")} for r in done.records]
+
+    grouped, alone = records(kinds.R_GROUP), records(1)
+    assert grouped == alone
+    failed = [r for r in grouped if r["status"] != "ok"]
+    assert [r["task_index"] for r in failed] == ([5] if result == "object" else [])
+    assert all("five is bad" in r["error"] for r in failed)

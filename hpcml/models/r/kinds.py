@@ -49,6 +49,38 @@ class RParams(FunctionParams):
         return self
 
 
+# Iterations of an R loop run in one call into R (see ``RFunctionKind.replicate_group``).
+R_GROUP = 256
+
+# Runs each iteration as ``_fit`` would: its own L'Ecuyer-CMRG seed, then the function with
+# the arguments it names; an error is caught per iteration (that one is then made alone).
+# Serialized values come back as one raw vector and their lengths (three conversions
+# through rpy2 for the whole group, not two per iteration).
+_GROUP_RUNNER = """
+function(fn, common, indices, seeds, tasks, want_index, want_seed, as_object) {
+  runs <- lapply(seq_along(indices), function(k) {
+    RNGkind("L'Ecuyer-CMRG"); set.seed(seeds[k])
+    args <- common
+    if (want_index) args$task_index <- indices[k]
+    if (want_seed) args$seed <- seeds[k]
+    if (!is.null(tasks)) args$task <- tasks[[k]]
+    tryCatch({
+      value <- do.call(fn, args)
+      list(TRUE, if (as_object) serialize(value, NULL) else value)
+    }, error = function(e) list(FALSE, NULL))
+  })
+  ok <- vapply(runs, function(r) r[[1]], logical(1))
+  if (!as_object) return(list(ok, lapply(runs, function(r) r[[2]])))
+  values <- lapply(runs, function(r) r[[2]])
+  list(ok, lengths(values), unlist(values, use.names = FALSE))
+}
+"""
+
+
+def _group_runner():
+    return bridge.evaluate(_GROUP_RUNNER)
+
+
 _FUNCTIONS: dict[tuple, Any] = {}
 _FRAMES: dict[int, tuple[Any, Any]] = {}
 
@@ -129,6 +161,43 @@ class RFunctionKind(RKindBase):
     def fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
         with bridge.session():
             return self._fit(params, data, weights, ctx)
+
+    def replicate_group(self, params: RParams) -> int:
+        # An R loop's iterations (foreach, hpcml_lapply, hpcml_boot) in one call into R each
+        # group: the per-call cost of rpy2 (about a millisecond) is paid once per group.
+        return R_GROUP
+
+    def fit_replicates(self, params: RParams, data: Dataset, ctxs: list[FitContext]) -> list[dict[str, Any] | None]:
+        with bridge.session():
+            fn, formals = _function(params)
+            wanted = R_ARGS if "..." in formals else [a for a in R_ARGS if a in formals]
+            if "scratch" in wanted or "weights" in wanted or any(c.threads > 1 for c in ctxs):
+                return [None] * len(ctxs)  # per-run folders, weights or forked R: one by one
+            seeds = [r_seed(ctx) for ctx in ctxs]
+            common = {k: bridge.to_r(v) if isinstance(v, (dict, list)) else v for k, v in params.args.items()}
+            if "data" in wanted:
+                common["data"] = _frame(data)
+            if "threads" in wanted:
+                common["threads"] = 1
+            tasks = bridge.to_r([c.task_params for c in ctxs]) if "task" in wanted else bridge.r().NULL
+            bridge.evaluate("if (requireNamespace('foreach', quietly = TRUE)) foreach::registerDoSEQ()")
+            runs = bridge.call(_group_runner(), fn, bridge.to_r(common),
+                               bridge.r().IntVector([int(c.task_index or 0) for c in ctxs]),
+                               bridge.r().IntVector(seeds), tasks, "task_index" in wanted, "seed" in wanted,
+                               params.result == "object")
+            ok = [bool(v) for v in runs[0]]  # a failed run is made alone: its error reported as any R error
+            if params.result == "object":
+                blob = bridge.raw_bytes(runs[2]) if len(runs[2]) else b""
+                ends = np.cumsum(np.asarray(runs[1], dtype=np.int64))
+                starts = ends - np.asarray(runs[1], dtype=np.int64)
+                return [{"result": blob[a:b]} if good else None for good, a, b in zip(ok, starts, ends)]
+            out: list[dict[str, Any] | None] = []
+            for good, value in zip(ok, runs[1]):
+                try:
+                    out.append(bridge.scalars(value, "the R function") if good else None)
+                except Exception:
+                    out.append(None)
+            return out
 
     def _fit(self, params: RParams, data: Dataset, weights: np.ndarray | None, ctx: FitContext) -> dict[str, float]:
         seed = r_seed(ctx)
