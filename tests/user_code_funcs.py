@@ -41,6 +41,10 @@ def ridge_mse(data, train, test, alpha):
     return {"mse": float(np.mean((y[test] - X[test] @ beta) ** 2)), "alpha": alpha}
 
 
+def ridge_mse_extra(data, train, test, alpha, extra=None):
+    return ridge_mse(data, train, test, alpha)
+
+
 def fails(task):
     if task["index"] % 3 == 1:
         raise ValueError(f"bad replicate {task['index']}")

@@ -299,7 +299,7 @@ class RunStore:
 
     def results(self) -> pd.DataFrame:
         if not written_by_me(self.path / RESULTS):  # not this user's: made again from this user's chunks
-            return self.consolidate()
+            return self.consolidate_table().to_pandas()
         return pd.read_parquet(self.path / RESULTS)
 
     def _note_session(self) -> None:
