@@ -75,3 +75,13 @@ def stuck_until(task, marker, stuck=(1, 4)):
     if task["index"] in stuck and not os.path.exists(marker):
         time.sleep(60)
     return {"i": float(task["index"])}
+
+
+def wait_for(path):
+    """Holds its task until the file ``path`` exists (five minutes at most)."""
+    import os
+
+    end = time.monotonic() + 300
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.05)
+    return {"waited": 1.0}

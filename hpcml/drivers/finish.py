@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hpcml.rundir import records
+from hpcml.rundir import records, running
 from hpcml.rundir.store import RunStore
 from hpcml.data import load_dataset
 from hpcml.report.tables import ok_rows
@@ -87,6 +87,7 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
     """Consolidate, summarize, plot: the run directory's final state. ``run_extra``: what
     an engine adds to the summary's ``run`` section."""
     table = store.consolidate_table()
+    running.clear(store.path)  # every chunk is over: a marker left (a lost worker's) runs nothing
     results = summary_frame(table)
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
