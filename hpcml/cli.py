@@ -126,9 +126,10 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
            show: int = typer.Option(10, help="failures to list"),
            watch: bool = typer.Option(False, "--watch", help="a line every --every seconds while the run runs"),
            every: float = typer.Option(2.0, "--every", min=0.1, help="seconds between --watch lines")) -> None:
-    """Done / failed / missing tasks of a run, failures with their error. Exit 1 unless complete.
-    With --watch, from another terminal: done, failed, throughput and time left until it ends."""
-    from hpcml.report.status import run_status, watch as watch_run  # loaded when the command runs: `hpcml --help` starts fast
+    """Done / failed / missing tasks of a run (and how many run now), failures with their error.
+    Exit 1 unless complete. With --watch, from another terminal: done, failed, running,
+    throughput and time left until it ends."""
+    from hpcml.report.status import run_status, status_line, watch as watch_run  # loaded when the command runs: `hpcml --help` starts fast
 
     try:
         st = watch_run(run_dir, every, say) if watch else run_status(run_dir)  # watch ends with the last status
@@ -136,7 +137,7 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
         fail_spec(e)
     except KeyboardInterrupt:
         raise typer.Exit(130)
-    say(f"{st['name']}: {st['total']} tasks: {st['done']} done, {st['failed']} failed, {st['missing']} missing")
+    say(status_line(st))
     for f in st["failures"][:show]:
         error = f["error"].replace("\n", "\n      ")  # a message of several lines stays under its task
         say(f"  {f['task_id']} (attempt {f['attempt']}): {error}")

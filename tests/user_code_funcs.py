@@ -41,6 +41,10 @@ def ridge_mse(data, train, test, alpha):
     return {"mse": float(np.mean((y[test] - X[test] @ beta) ** 2)), "alpha": alpha}
 
 
+def ridge_mse_extra(data, train, test, alpha, extra=None):
+    return ridge_mse(data, train, test, alpha)
+
+
 def fails(task):
     if task["index"] % 3 == 1:
         raise ValueError(f"bad replicate {task['index']}")
@@ -71,3 +75,13 @@ def stuck_until(task, marker, stuck=(1, 4)):
     if task["index"] in stuck and not os.path.exists(marker):
         time.sleep(60)
     return {"i": float(task["index"])}
+
+
+def wait_for(path):
+    """Holds its task until the file ``path`` exists (five minutes at most)."""
+    import os
+
+    end = time.monotonic() + 300
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.05)
+    return {"waited": 1.0}

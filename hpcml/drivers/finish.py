@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hpcml.rundir import records, running
 from hpcml.rundir.store import RunStore
 from hpcml.data import load_dataset
 from hpcml.report.tables import ok_rows
@@ -50,8 +51,10 @@ class RunResult:
 
 def summary_frame(table: pa.Table) -> pd.DataFrame:
     """The records as the plans' summaries read them: text columns stay in Arrow's buffers
-    (a million task ids are not a million Python strings); numbers are NumPy columns."""
-    return table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
+    (a million task ids are not a million Python strings); numbers are NumPy columns, but an
+    integer grid parameter with empty cells is Int64, so the leaderboard names 8, not 8.0."""
+    return records.with_int_params(table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get),
+                                   table.schema)
 
 
 def summarize(job, results: pd.DataFrame, run_dir: Path, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -86,6 +89,7 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
     an engine adds to the summary's ``run`` section; ``body``: the summary a driver made
     itself, in place of the plan's."""
     table = store.consolidate_table()
+    running.clear(store.path)  # every chunk is over: a marker left (a lost worker's) runs nothing
     results = summary_frame(table)
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 from hpcml.errors import pydantic_problems
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, ok_rows
+from hpcml.rundir.columns import param_columns
 
 HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
 SPLIT_KEY = 0x5EEE  # spawn key of the validation-split seed every task shares
@@ -37,7 +38,7 @@ class SweepPlan(Plan):
     name = "sweep"
     Options = SweepOptions
     parameters = ("repeat",)  # and a grid point, ``params`` (a command's {params.NAME})
-    records = ("repeat",)  # and param_<name> for each grid parameter
+    records = ("repeat",)  # and param_<name> for each grid parameter (param_<name>.<key> of a mapping)
     compares_settings = True
 
     def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
@@ -90,21 +91,22 @@ class SweepPlan(Plan):
         holdout = shared["holdout"]
         ctx.split_seed = shared.get("split_seed")  # every configuration validates on the same rows
         fitted, outputs = fit_and_record(job, data, (~holdout).astype(np.float64), ctx, params)
-        return {"repeat": task.params["repeat"], **{f"param_{k}": _column_value(v) for k, v in task.params["params"].items()},
+        return {"repeat": task.params["repeat"], **param_columns(task.params["params"]),
                 **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
-        keys = [c for c in ok.columns if c.startswith("param_")]
+        keys = [c for c in ok.columns if c.startswith("param_")]  # a mapping's keys one column each
         metric, greater = job.model.sweep_metric(job.params)
         if ok.empty or metric not in ok:
             return {"metric": metric, "table": []}
-        grouped = ok.groupby(keys, dropna=False)
+        grouped = ok.groupby(keys, dropna=False) if keys else ok.groupby(lambda _: 0)
         # repeats: the setting's tasks, also where the metric is undefined (k-means' index at k = 1)
-        board = grouped[metric].agg(["mean", "std"]).join(grouped.size().rename("count")).reset_index()
-        board = board.sort_values("mean", ascending=not greater, kind="stable")
+        board = grouped[metric].agg(["mean", "std"]).join(grouped.size().rename("count"))
+        board = (board.reset_index() if keys else board).sort_values("mean", ascending=not greater, kind="stable")
+        # Row by row as records: each column keeps its own type (an integer setting stays one).
         rows = [{**{k[len("param_"):]: json_number(r[k]) for k in keys}, f"{metric}_mean": json_number(r["mean"]),
-                 f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for _, r in board.iterrows()]
+                 f"{metric}_sd": json_number(r["std"]), "repeats": int(r["count"])} for r in board.to_dict("records")]
         body = {"metric": metric, "greater_is_better": greater, "best": rows[0] if rows else None,
                 "grid": [k[len("param_"):] for k in keys], "table": rows}
         body.update(job.model.grid_summary(job.params, ok))
@@ -116,12 +118,3 @@ class SweepPlan(Plan):
         leaderboard(summary, plot_dir / "leaderboard.png")
         job.model.grid_plots(job.params, ok, summary, plot_dir)
 
-
-def _column_value(value: Any) -> Any:
-    """A grid value as one record column: mappings and lists as JSON text (hashable, so the
-    leaderboard can group by it), numbers and strings as they are."""
-    if isinstance(value, (dict, list, tuple)):
-        import json
-
-        return json.dumps(value, sort_keys=True, default=str)
-    return value

@@ -126,7 +126,7 @@ def boxplots(frame: pd.DataFrame, columns: list[str], title: str, path: Path) ->
 
 
 def _setting(value) -> str:
-    """A grid value as a person writes it: 2 for 2.0, JSON mappings as they came."""
+    """A grid value as a person writes it: 2 for 2.0, lists as JSON as they came."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -141,8 +141,9 @@ def leaderboard(summary: dict, path: Path) -> None:
     if not rows:
         return
     grid = summary.get("grid")  # the swept parameters; else every column but the metric's
-    labels = [", ".join(f"{k}={_setting(v)}" for k, v in r.items()
-                        if (k in grid if grid is not None else not k.startswith(metric) and k != "repeats"))
+    # A mapping's keys one each (arch_params.c1=8); a key this setting's mapping lacks is left out.
+    labels = [", ".join(f"{k}={_setting(v)}" for k, v in r.items() if v is not None and
+                        (k in grid if grid is not None else not k.startswith(metric) and k != "repeats"))
               for r in rows]
     means = np.array([float(r.get(f"{metric}_mean", r.get(metric)) or np.nan) for r in rows])
     sds = np.array([float(r.get(f"{metric}_sd") or 0.0) for r in rows])

@@ -1,4 +1,5 @@
-"""What a run directory holds: done, failed and missing tasks (works mid-run, too)."""
+"""What a run directory holds: done, failed and missing tasks, and the chunks running now
+(works mid-run, too)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from hpcml.errors import SpecError
 from hpcml.rundir.records import counts
 from hpcml.spec import Job
 from hpcml.rundir.lock import pid_alive
+from hpcml.rundir.running import running
 from hpcml.rundir.store import RunStore
 
 
@@ -29,16 +31,24 @@ def run_job(store: RunStore) -> Job:
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
     """Counts of done, failed and missing tasks, and each failure; read as Arrow columns (a
-    finished run's results.parquet alone), never as a Python object per task."""
+    finished run's results.parquet alone), never as a Python object per task. ``running``:
+    the chunks workers run now (``running_tasks`` in them; ``oldest_running_s``, the age of
+    the oldest, or None), from the markers of workers that write their own chunk files
+    (``hpcml.rundir.running``); 0 where records travel back to the driver."""
     store = RunStore(run_dir)
     job = run_job(store)
     total = job.n_tasks
+    # The markers before the records: a chunk that ends between the two reads shows as running
+    # and done for a moment, never as neither.
+    now = running(store.path)
     done, failed = counts(store.latest_table(["task_index", "status"]))
     if failed.num_rows:  # the failures' ids and errors, read only when there are some
         failed = counts(store.latest_table(["task_id", "task_index", "status", "attempt", "error"]))[1]
     failures = failed.select([c for c in ("task_id", "attempt", "error") if c in failed.column_names]).to_pylist()
     return {"name": job.spec.name, "total": total, "done": done, "failed": len(failures),
             "missing": total - done - len(failures), "finished": store.read_summary() is not None,
+            "running": len(now), "running_tasks": sum(m["tasks"] for m in now),
+            "oldest_running_s": round(now[0]["age_s"], 1) if now else None,
             "failures": [{"task_id": r["task_id"], "attempt": int(r["attempt"]), "error": r.get("error") or ""}
                          for r in failures]}
 
@@ -55,10 +65,28 @@ def _holder(store: RunStore) -> str | None:
     return f"pid {pid} on {host}"
 
 
+def _running(st: dict[str, Any]) -> str:
+    """What runs among the tasks to go, ``' (2 running, the oldest for 40 s)'``, or '' when
+    none does; chunks of several tasks are named as such (a chunk runs its tasks one after
+    another)."""
+    n, tasks = st.get("running", 0), st.get("running_tasks", 0)
+    if not n:
+        return ""
+    what = f"{n} running" if tasks == n else f"{n} chunks running: {tasks} tasks"
+    return f" ({what}, the oldest for {_duration(st['oldest_running_s'] or 0)})"
+
+
+def status_line(st: dict[str, Any]) -> str:
+    """``hpcml status``'s line: the tasks done, failed and missing (some of them running)."""
+    return (f"{st['name']}: {st['total']} tasks: {st['done']} done, {st['failed']} failed, "
+            f"{st['missing']} missing{_running(st)}")
+
+
 def watch_line(st: dict[str, Any], holder: str | None, rate: float | None, batch: bool = False) -> str:
-    """One line of ``hpcml status --watch``: counts, who runs it, throughput and time left."""
+    """One line of ``hpcml status --watch``: counts (the chunks running now among the tasks
+    to go), who runs it, throughput and time left."""
     left = st["total"] - st["done"] - st["failed"]
-    line = f"{st['name']}: {st['done']}/{st['total']} done, {st['failed']} failed, {left} to go"
+    line = f"{st['name']}: {st['done']}/{st['total']} done, {st['failed']} failed, {left} to go{_running(st)}"
     if rate:
         line += f"; {rate:.3g} tasks/s, about {_duration(left / rate)} left" if left else f"; {rate:.3g} tasks/s"
     if holder:

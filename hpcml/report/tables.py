@@ -11,6 +11,8 @@ from hpcml.rundir.columns import not_outputs
 
 
 def json_number(x: Any) -> Any:
+    if x is pd.NA:  # an empty cell of an Arrow-backed column (a key some grid points lack)
+        return None
     if isinstance(x, (float, np.floating)):
         return None if not math.isfinite(float(x)) else float(x)
     if isinstance(x, np.integer):

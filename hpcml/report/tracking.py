@@ -41,13 +41,18 @@ def store_uris(uri: str) -> tuple[str, str | None]:
 
 
 def _mapping(value: Any) -> Any:
-    """A grid value as the sweep ran it: a mapping kept as JSON text in its column is a mapping again."""
+    """A grid value as the sweep ran it: a mapping kept as JSON text in its column (results
+    written before mappings had a column per key) is a mapping again."""
     if isinstance(value, str) and value.startswith("{"):
         try:
             return json.loads(value)
         except ValueError:
             return value
     return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -172,7 +177,9 @@ def _child_runs(client, exp_id: str, parent: str, job, ok: pd.DataFrame, run_dir
     own = list(job.plan.records)
     skip = {"task_index", "attempt", "seconds", "world_size", *own}
     for _, row in ok.iterrows():
-        grid = {k[len("param_"):]: _mapping(row[k]) for k in row.index if k.startswith("param_")}
+        # param_arch_params.c1 and the like: a mapping's keys, one column each; a key this
+        # grid point's mapping lacks is empty in its row and no parameter of the child run.
+        grid = {k[len("param_"):]: _mapping(row[k]) for k in row.index if k.startswith("param_") and not _empty(row[k])}
         # A mapping of the grid key by key, as progress lines and TensorBoard name it (arch_params.c1=8).
         label = ", ".join(f"{k}={v}" for k, v in flatten(grid).items()) or str(row["task_id"])
         child = client.create_run(exp_id, run_name=label, tags={"mlflow.parentRunId": parent,

@@ -8,6 +8,9 @@ them from here, so none of them knows any plan by name.
 """
 from __future__ import annotations
 
+import json
+from typing import Any
+
 REQUIRED = ("task_id", "task_index", "status", "attempt")
 BOOKKEEPING = ("task_id", "task_index", "status", "attempt", "seconds")
 FAILURE_ONLY = ("error", "traceback")
@@ -31,3 +34,19 @@ def not_outputs() -> frozenset[str]:
 def task_parameters() -> frozenset[str]:
     """The task parameters any registered plan gives its tasks (a command's placeholders)."""
     return frozenset(_TASK_PARAMETERS)
+
+
+def param_columns(point: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's grid point as record columns: ``param_<name>`` for each parameter, a mapping
+    one column per key (``param_arch_params.c1``; nested mappings dotted further, an empty one
+    no column), numbers and strings as they are, so each column keeps its type; a list as JSON
+    text (one value the leaderboard can group by)."""
+    out: dict[str, Any] = {}
+    for name, value in point.items():
+        if isinstance(value, dict):
+            out.update(param_columns({f"{name}.{k}": v for k, v in value.items()}))
+        elif isinstance(value, (list, tuple)):
+            out[f"param_{name}"] = json.dumps(value, sort_keys=True, default=str)
+        else:
+            out[f"param_{name}"] = value
+    return out

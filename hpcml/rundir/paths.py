@@ -14,7 +14,7 @@ from hpcml.errors import SpecError
 # Written by hpcml; a directory holding only these is an empty (or abandoned) run.
 RUN_FILES = frozenset({"spec.json", "versions.json", "data.json", "chunks", "logs", "artifacts", "results.parquet",
                        "summary.json", "plots", "report.html", "sessions.json", "damaged", "submit",
-                       ".hpcml.lock"})
+                       "running", ".hpcml.lock"})
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 
 

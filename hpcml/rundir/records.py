@@ -6,6 +6,7 @@ stay in Arrow buffers and NumPy arrays until a caller asks for a pandas frame.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hpcml.rundir.columns import BOOKKEEPING, FAILURE_ONLY, REQUIRED
+from hpcml.rundir.columns import BOOKKEEPING, FAILURE_ONLY, REQUIRED, param_columns
 
 # Schema metadata of results.parquet: how many chunk files it was consolidated from.
 CHUNK_COUNT_KEY = b"hpcml.chunk_files"
@@ -65,7 +66,9 @@ def latest(table: pa.Table, file_rows: np.ndarray, file_times: np.ndarray) -> pa
 
 def tidy(table: pa.Table) -> pa.Table:
     """Bookkeeping columns first, then outputs, then the failure columns; a run whose every
-    task is ok has no all-empty ``error``/``traceback`` columns."""
+    task is ok has no all-empty ``error``/``traceback`` columns; a sweep's mapping one column
+    per key (``split_mapping_params``)."""
+    table = split_mapping_params(table)
     if table.num_rows and pc.all(pc.equal(table["status"], "ok")).as_py():
         table = table.drop_columns([c for c in FAILURE_ONLY if c in table.column_names
                                     and table[c].null_count == table.num_rows])
@@ -73,6 +76,53 @@ def tidy(table: pa.Table) -> pa.Table:
     head = [c for c in BOOKKEEPING if c in names]
     tail = [c for c in FAILURE_ONLY if c in names]
     return table.select(head + [c for c in names if c not in head and c not in tail] + tail)
+
+
+def split_mapping_params(table: pa.Table) -> pa.Table:
+    """Chunk files written before a sweep recorded a mapping one column per key hold it as
+    JSON text in one column (``param_arch_params``: '{"c1": 8}'): such a column becomes the
+    columns a sweep writes now (``param_arch_params.c1``), merged with those of chunk files
+    written since, so a run resumed across the change has one column per key."""
+    for name in [c for c in table.column_names if c.startswith("param_")]:
+        column = table[name]
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        if not pc.any(pc.starts_with(column, "{")).as_py():  # (no Python string per task unless so)
+            continue
+        try:
+            values = [None if t is None else json.loads(t) for t in column.to_pylist()]
+        except ValueError:
+            continue  # text that is no JSON mapping: a string parameter as it is
+        if not all(v is None or isinstance(v, dict) for v in values):
+            continue
+        rows = [{} if v is None else param_columns({name[len("param_"):]: v}) for v in values]
+        at = table.column_names.index(name)
+        table = table.remove_column(at)
+        for key in dict.fromkeys(k for row in rows for k in row):
+            new = pa.array([row.get(key) for row in rows])
+            if key in table.column_names:  # written since by the same sweep: theirs where set
+                old = table[key]
+                try:
+                    new = pc.coalesce(old, new.cast(old.type)) if old.type != pa.null() else new
+                except pa.ArrowException:
+                    new = pc.coalesce(old.cast(pa.string()), new.cast(pa.string()))
+                table = table.set_column(table.column_names.index(key), key, new)
+            else:
+                table = table.add_column(at, key, new)
+                at += 1
+    return table
+
+
+def with_int_params(frame, schema: pa.Schema):
+    """``frame`` (the table of ``schema`` in pandas) with each integer ``param_`` column that
+    has empty cells (a key some grid points' mappings lack) as pandas' nullable Int64, so a
+    summary names 8, not 8.0, as results.parquet holds it. (Not for the frames users get:
+    pandas reads such a Parquet column as float, and R's reticulate cannot convert Int64.)"""
+    for field in schema:
+        if field.name.startswith("param_") and pa.types.is_integer(field.type) and field.name in frame \
+                and frame[field.name].dtype.kind == "f":
+            frame[field.name] = frame[field.name].astype("Int64")
+    return frame
 
 
 def ok_indices(table: pa.Table) -> np.ndarray:

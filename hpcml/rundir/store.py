@@ -31,7 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hpcml.rundir import paths as rundir, records
+from hpcml.rundir import paths as rundir, records, running
+from hpcml.rundir.running import SESSIONS
 from hpcml.data.fingerprint import check_same_data, fingerprint
 from hpcml.errors import SpecError
 from hpcml.files import atomic_write_bytes, atomic_write_json, atomic_write_table, parquet_bytes
@@ -40,7 +41,6 @@ from hpcml.trust import why_not_my_run_dir, written_by_me
 
 CHUNKS = "chunks"
 RESULTS = "results.parquet"
-SESSIONS = "sessions.json"
 DAMAGED = "damaged"  # chunk files that could not be read, kept for inspection
 SUMMARY_STAMP = "results_mtime_ns"  # in summary.json's "run": the results.parquet it was made from
 log = logging.getLogger("hpcml")
@@ -156,6 +156,7 @@ class RunStore:
                 atomic_write_json(self.path / "data.json", fingerprint(job.spec.data.source))
             self.chunks_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.spec_path, spec)
+            running.clear(self.path)  # markers of an earlier session: none of its chunks runs now
             self._note_session()
             atomic_write_json(self.path / "versions.json", versions())
         except BaseException:

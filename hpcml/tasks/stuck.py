@@ -16,6 +16,7 @@ import json
 import threading
 import time
 
+from hpcml.rundir import running
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import Abandoned, TaskTimeout, TaskWatch
 from hpcml.tasks.task_records import failure_record
@@ -44,6 +45,8 @@ def gave_up(order: WorkOrder, seconds: float, how: str, stuck: list[int], record
         else:
             result.failed[r["task_index"]] = r["error"]
     result.unfinished = tuple(i for i in order.chunk.indices if i not in recorded)
+    if order.write:  # the chunk as started is over; its unfinished tasks run as a chunk of their own
+        running.unmark(order.run_dir, order.chunk.indices)
     return deliver(dataclasses.replace(order, chunk=result.chunk), result, records, start)
 
 

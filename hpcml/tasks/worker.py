@@ -23,6 +23,7 @@ from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
+from hpcml.rundir import running
 from hpcml.rundir.paths import task_folder
 
 log = logging.getLogger("hpcml.tasks.worker")
@@ -214,6 +215,8 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     unseen = _unseen_run_dir(order)
     if unseen is not None:
         return unseen
+    if order.write:  # `hpcml status` counts it running until ``deliver`` has written its file
+        running.mark(order.run_dir, order.chunk.indices)
     result = ChunkResult(order.chunk)
     records: list[dict[str, Any]] = watch.records if watch is not None else []
     try:
@@ -264,15 +267,19 @@ def deliver(order: WorkOrder, result: ChunkResult, records: list[dict[str, Any]]
     """Write the chunk's file (``order.write``) or send its records back with the result."""
     from hpcml.rundir.store import write_chunk_records  # loaded where a worker writes its own files
 
-    if order.write and result.fatal is None:  # (a worker that cannot see the run directory carries them back)
-        path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
-        if path is None:
-            result.ok = []
-            result.failed = {i: TOO_LATE for i in order.chunk.indices}
+    try:
+        if order.write and result.fatal is None:  # (a worker that cannot see the run directory carries them back)
+            path = write_chunk_records(order.run_dir, order.chunk, records, until=order.write_until)
+            if path is None:
+                result.ok = []
+                result.failed = {i: TOO_LATE for i in order.chunk.indices}
+            else:
+                result.path = str(path)
         else:
-            result.path = str(path)
-    else:
-        result.records = records
+            result.records = records
+    finally:
+        if order.write:  # the chunk's file is written (or its records go back): it runs no more
+            running.unmark(order.run_dir, order.chunk.indices)
     result.seconds = time.perf_counter() - start_chunk
     return result
 

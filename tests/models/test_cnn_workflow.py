@@ -294,6 +294,31 @@ def test_a_nested_grid_value_is_named_key_by_key():
     assert run_label(ctx).endswith(",lr=0.01,repeat=2")
 
 
+@pytest.mark.timeout(300)
+def test_a_sweep_over_arch_params_has_a_results_column_per_key(nets, tmp_path):
+    """A sweep whose grid sets ``arch_params`` mappings: results.parquet, the leaderboard and
+    the chosen configuration name each key (``param_arch_params.hidden``, ``arch_params.hidden``)
+    as an integer, as progress lines, TensorBoard and MLflow do; no column of JSON text."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from hpcml import run
+
+    spec = job(tmp_path, "mapping", {"arch": f"{nets}:TinyNet", "epochs": 1, "progress": False},
+               {"sweep": {"grid": {"arch_params": [{"hidden": 8}, {"hidden": 16}]}}})
+    res = run(spec, progress=False, plots=False)
+    assert res.ok
+    schema = pq.read_schema(res.run_dir / "results.parquet")
+    assert "param_arch_params" not in schema.names and str(schema.field("param_arch_params.hidden").type) == "int64"
+    assert sorted(res.results["param_arch_params.hidden"]) == [8, 16]
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    assert summary["grid"] == ["arch_params.hidden"]
+    assert sorted(r["arch_params.hidden"] for r in summary["leaderboard"]) == [8, 16]
+    assert summary["best"]["arch_params.hidden"] in (8, 16) and type(summary["best"]["arch_params.hidden"]) is int
+    assert f"arch_params.hidden={summary['best']['arch_params.hidden']};" in summary["notes"][0]
+
+
 def test_a_grid_arch_params_is_merged_key_by_key_and_a_typo_in_the_base_refused(nets, tmp_path):
     """Base ``arch_params: {hiden: 8}`` (a typo) with a grid over ``arch_params: {...}``: the
     base's key is kept and checked, so the typo is a spec error naming model.arch_params, where

@@ -169,12 +169,14 @@ def test_sweep_over_an_r_functions_arguments_ranks_by_the_named_metric(tmp_path)
     assert sorted(ok_results(res)["a_seen"]) == [1.0, 2.0, 3.0]
     assert res.summary["metric"] == "score"
     assert res.summary["best"]["a"] == 2 and len(res.summary["table"]) == 3
-    # The arguments as whole mappings: one leaderboard row per mapping, smaller is better here.
+    # The arguments as whole mappings: one leaderboard row per mapping, smaller is better here;
+    # a column per key of the mappings, empty where a mapping lacks the key.
     spec = r_spec(tmp_path, "sweep2", SWEEP, plan={"sweep": {"grid": {"args": [{"a": 1}, {"a": 3, "b": 1}]}}},
                   model={"kind": "r", "code": SWEEP, "metric": "score", "greater_is_better": False})
     res = run(spec, progress=False)
     assert res.ok and len(res.summary["table"]) == 2
-    assert json.loads(res.summary["best"]["args"]) == {"a": 1}
+    assert res.summary["grid"] == ["args.a", "args.b"]
+    assert res.summary["best"]["args.a"] == 1 and res.summary["best"]["args.b"] is None
 
 
 def test_outputs_named_like_hpcml_columns_are_kept_under_their_own_name(tmp_path):

@@ -121,10 +121,10 @@ def _every_kind(tmp_path):
     many = pd.DataFrame(rng.normal(size=(200, 11)), columns=[f"coef_{c}" for c in "abcdefghijk"])
     row = [{"output": "coef_(Intercept)", "estimate": 0.0, "pct_low": -1.9, "pct_high": 2.0}]
     board = {"name": "iris-kmeans-sweep", "metric": "test_calinski_harabasz", "greater_is_better": True,
-             "grid": ["arch_params", "lr"],
-             "table": [{"arch_params": '{"c1": 8, "c2": 16, "hidden": 32}', "lr": 0.01,
+             "grid": ["arch_params.c1", "arch_params.c2", "arch_params.hidden", "lr"],
+             "table": [{"arch_params.c1": 8, "arch_params.c2": 16, "arch_params.hidden": 32, "lr": 0.01,
                         "test_calinski_harabasz_mean": 0.845, "test_calinski_harabasz_sd": 0.01},
-                       {"arch_params": '{"c1": 4, "c2": 8, "hidden": 16}', "lr": 0.1,
+                       {"arch_params.c1": 4, "arch_params.c2": 8, "arch_params.hidden": 16, "lr": 0.1,
                         "test_calinski_harabasz_mean": 0.797, "test_calinski_harabasz_sd": 0.02}]}
     chains = {f"chain {i}": pd.DataFrame(rng.normal(size=(300, 3)), columns=["beta_1", "beta_2", "sigma_sq"])
               for i in range(4)}
@@ -173,6 +173,18 @@ def test_the_leaderboard_marks_the_choice_and_shows_the_difference(drawn, tmp_pa
     left, right = ax.get_xlim()
     assert 0.7 < left < 0.797 and right > 0.845  # not from 0, where the bars would look alike
     assert "not 0" in ax.get_xlabel() and "larger is better" in ax.get_xlabel()
+
+
+def test_the_leaderboard_names_a_mapping_key_by_key(drawn, tmp_path):
+    """A sweep over a mapping: each key of it in the label, a key a setting lacks left out."""
+    board = {"name": "sweep", "metric": "val_accuracy", "greater_is_better": True,
+             "grid": ["arch_params.c1", "arch_params.c2", "lr"],
+             "table": [{"arch_params.c1": 8, "arch_params.c2": 16, "lr": 0.01, "val_accuracy_mean": 0.9},
+                       {"arch_params.c1": 4, "arch_params.c2": None, "lr": 0.1, "val_accuracy_mean": 0.8}]}
+    plots.leaderboard(board, tmp_path / "l.png")
+    (fig,) = drawn
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == \
+        ["arch_params.c1=8, arch_params.c2=16, lr=0.01  (chosen)", "arch_params.c1=4, lr=0.1"]
 
 
 def test_the_training_plots_keep_their_labels_inside(monkeypatch, tmp_path):

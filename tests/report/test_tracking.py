@@ -88,6 +88,33 @@ def test_a_nested_grid_value_names_mlflow_child_runs_key_by_key():
     progress lines and TensorBoard do: ``arch_params.c1=8``, not the column's JSON text."""
     from hpcml.report.tracking import _mapping, flatten
 
-    grid = {"arch_params": _mapping('{"c1": 8, "c2": 16}'), "lr": 0.01}
+    grid = {"arch_params": _mapping('{"c1": 8, "c2": 16}'), "lr": 0.01}  # results.parquet of before
     assert flatten(grid) == {"arch_params.c1": 8, "arch_params.c2": 16, "lr": 0.01}
     assert _mapping("{not json") == "{not json" and _mapping(3.0) == 3.0
+
+
+@pytest.mark.timeout(300)
+def test_a_sweep_over_mappings_names_child_runs_by_the_keys_each_point_sets(tmp_path):
+    """results.parquet holds a column per key of a swept mapping (``param_args.alpha``): each
+    child run is named and parametrized by the keys its grid point sets, none by a key that
+    only another point's mapping has."""
+    import numpy as np
+    import pandas as pd
+
+    from conftest import ROOT
+
+    rng = np.random.default_rng(5)
+    x0 = rng.lognormal(size=80)
+    pd.DataFrame({"x0": x0, "x1": 0.5 * x0 + rng.normal(size=80)}).to_csv(tmp_path / "xy.csv", index=False)
+    spec = {"name": "mapping-tracked", "seed": 3, "data": {"source": str(tmp_path / "xy.csv")},
+            "model": {"kind": "python", "file": str(ROOT / "tests" / "user_code_funcs.py"),
+                      "function": "ridge_mse_extra", "metric": "mse", "greater_is_better": False},
+            "plan": {"sweep": {"grid": {"args": [{"alpha": 1}, {"alpha": 2, "extra": {"n": 3}}]}}},
+            "backend": {"name": "local", "workers": 1}, "output": str(tmp_path / "run"),
+            "tracking": {"mlflow": {"uri": str(tmp_path / "mlruns")}}}
+    assert hpcml.run(spec, progress=False, plots=False).ok
+    runs, _ = _runs(tmp_path / "mlruns", "mapping-tracked")
+    children = runs.loc[runs["tags.mlflow.parentRunId"].notna()].set_index("tags.mlflow.runName")
+    assert sorted(children.index) == ["args.alpha=1", "args.alpha=2, args.extra.n=3"]
+    assert children.loc["args.alpha=2, args.extra.n=3", "params.args.extra.n"] == "3"
+    assert pd.isna(children.loc["args.alpha=1", "params.args.extra.n"])

@@ -372,3 +372,24 @@ def test_warm_workers_follow_the_drivers_directory_and_changed_files(tmp_path, m
     pd.DataFrame({"x": x, "y": 3.0 * x + rng.normal(scale=0.01, size=50)}).to_csv(tmp_path / "b" / "data.csv", index=False)
     result = hpcml.run(spec, out="run2", progress=False, plots=False)
     assert result.ok and np.allclose(result.results["coef_x"], 3.0, atol=0.05)
+
+
+def test_a_mapping_kept_as_json_text_by_older_chunk_files_becomes_a_column_per_key(tmp_path):
+    """A sweep resumed across the change to a column per key of a mapping: the chunk files of
+    before (one ``param_arch_params`` column of JSON text) and those of after
+    (``param_arch_params.c1``...) consolidate into one column per key, each in its type."""
+    from hpcml.rundir.store import Chunk, write_chunk_records
+
+    (tmp_path / "chunks").mkdir()
+    base = {"status": "ok", "attempt": 0, "seconds": 0.1, "repeat": 0, "param_lr": 0.1, "val_accuracy": 0.9}
+    write_chunk_records(tmp_path, Chunk((0, 1)), [
+        {**base, "task_id": "sweep/000000", "task_index": 0, "param_arch_params": '{"c1": 8, "c2": 16}'},
+        {**base, "task_id": "sweep/000001", "task_index": 1, "param_arch_params": '{"c1": 16}'}])
+    write_chunk_records(tmp_path, Chunk((2,)), [
+        {**base, "task_id": "sweep/000002", "task_index": 2, "param_arch_params.c1": 32, "param_arch_params.c2": 64}])
+    table = RunStore(tmp_path).consolidate_table()
+    assert "param_arch_params" not in table.column_names
+    assert table["param_arch_params.c1"].to_pylist() == [8, 16, 32]
+    assert table["param_arch_params.c2"].to_pylist() == [16, None, 64]
+    assert table.schema.field("param_arch_params.c1").type == pa.int64()
+    assert RunStore(tmp_path).results()["param_arch_params.c2"].tolist()[:1] == [16]

@@ -6,6 +6,7 @@ their whole process group, a file of command lines under real ``mpirun``, kill -
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -363,8 +364,12 @@ def test_kill_9_of_the_driver_then_resume(tmp_path, csv):
 
 
 def test_sweep_over_whole_argument_mappings(tmp_path, csv):
-    """`grid: {args: [{...}, {...}]}` sweeps the function's arguments as whole mappings."""
-    s = spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"args": [{"alpha": 0.0}, {"alpha": 1000.0}]}}},
+    """`grid: {args: [{...}, {...}]}` sweeps the function's arguments as whole mappings; the
+    results, the leaderboard and the report have a column per key of the mapping
+    (``param_args.alpha``), in its own type, not one column of JSON text."""
+    import pyarrow.parquet as pq
+
+    s = spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"args": [{"alpha": 0}, {"alpha": 1000}]}}},
              metric="mse", greater_is_better=False)
     by_name = run(spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"alpha": [0.0, 1000.0]}}},
                        metric="mse", greater_is_better=False, out="by-name"))
@@ -372,6 +377,34 @@ def test_sweep_over_whole_argument_mappings(tmp_path, csv):
     assert res.ok and by_name.ok
     mse = sorted(r["mse_mean"] for r in res.summary["table"])
     assert mse == sorted(r["mse_mean"] for r in by_name.summary["table"]) and mse[0] < mse[1]
+    schema = pq.read_schema(res.run_dir / "results.parquet")
+    assert "param_args" not in schema.names and str(schema.field("param_args.alpha").type) == "int64"
+    assert sorted(res.results["param_args.alpha"].tolist()) == [0, 1000]
+    assert res.summary["grid"] == ["args.alpha"]
+    assert res.summary["best"]["args.alpha"] == 0 and type(res.summary["best"]["args.alpha"]) is int
+    saved = json.loads((res.run_dir / "summary.json").read_text())
+    assert [r["args.alpha"] for r in saved["table"]] == [0, 1000]
+    assert ">args.alpha<" in (res.run_dir / "report.html").read_text()
+
+
+def test_sweep_over_mappings_of_different_keys_keeps_each_key(tmp_path, csv):
+    """Grid points whose mappings name different keys: each key a column, empty where a point
+    lacks it, and each point one leaderboard row."""
+    s = spec(tmp_path, csv, "ridge_mse", plan={"sweep": {"grid": {"args": [{"alpha": 1}, {"alpha": 2, "extra": {"n": 3}}]}}},
+             metric="mse", greater_is_better=False)
+    s["model"]["function"] = "ridge_mse_extra"
+    res = run(s)
+    assert res.ok, res.failures()
+    names = set(res.results.columns)
+    assert {"param_args.alpha", "param_args.extra.n"} <= names and "param_args" not in names
+    rows = {r["args.alpha"]: r for r in res.summary["table"]}
+    assert set(rows) == {1, 2} and rows[1]["args.extra.n"] is None and rows[2]["args.extra.n"] == 3
+    # An integer column with empty cells: integers in the file, float with NaN in pandas.
+    import pyarrow.parquet as pq
+
+    assert str(pq.read_schema(res.run_dir / "results.parquet").field("param_args.extra.n").type) == "int64"
+    by_alpha = res.results.set_index("param_args.alpha")["param_args.extra.n"]
+    assert pd.isna(by_alpha[1]) and by_alpha[2] == 3
 
 
 @pytest.mark.slow

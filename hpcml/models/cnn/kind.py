@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
@@ -294,15 +295,16 @@ class CNNKind(ModelKind):
         grouped = ok.groupby(keys, dropna=False)
         board = grouped[cols + tests].mean().join(grouped.size().rename("repeats")).reset_index()
         board = board.sort_values("val_accuracy", ascending=False, kind="stable")
-        params = [{k[len("param_"):]: _plain(r[k]) for k in keys} for _, r in board.iterrows()]
-        rows = [{**p, **{c: float(r[c]) for c in cols}} for p, (_, r) in zip(params, board.iterrows())]
+        # As records, not iterrows: each column keeps its type (an integer arch_params.c1 stays one).
+        params = [{k[len("param_"):]: _plain(r[k]) for k in keys} for r in board.to_dict("records")]
+        rows = [{**p, **{c: float(r[c]) for c in cols}} for p, r in zip(params, board.to_dict("records"))]
         top = board.iloc[0]
         chosen = {**params[0], **{c: float(top[c]) for c in cols + tests}, "repeats": int(top["repeats"])}
         table = [{**p, "val_accuracy": r["val_accuracy"], "s/epoch": r.get("seconds_per_epoch"),
                   "parameters": int(r["n_parameters"]) if "n_parameters" in r else None,
                   "epochs": int(r["epochs_run"]) if "epochs_run" in r else None}
                  for p, r in zip(params, rows)]
-        named = ", ".join(f"{k}={v}" for k, v in params[0].items())
+        named = ", ".join(f"{k}={v}" for k, v in params[0].items() if v is not None)
         held = ", ".join(f"{c} {chosen[c]:.4f}" for c in tests if not c.startswith("test_split_"))
         split = ", ".join(f"{c} {chosen[c]:.4f}" for c in tests if c.startswith("test_split_"))
         scores = "; ".join(part for part in (f"on the held-out rows {held}" if held else "",
@@ -321,6 +323,8 @@ def _accuracy_log_loss(logp: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
 
 def _plain(v: Any) -> Any:
     """A parameter value as JSON has it (numpy scalars to Python, NaN to None)."""
+    if v is pd.NA:  # a key this configuration's mapping lacks
+        return None
     if isinstance(v, np.generic):
         v = v.item()
     return None if isinstance(v, float) and v != v else v
