@@ -72,6 +72,10 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
     on.exit(unlink(c(out, rds), recursive = TRUE), add = TRUE)
   }
   be <- c(list(name = backend), options)
+  # A session runs loop after loop: its Dask LocalCluster is started once and kept (closed when
+  # R quits), as the local backend keeps its worker pool.
+  if (identical(backend, "dask") && is.null(be$reuse_workers) && is.null(be$address) &&
+      (is.null(be$cluster) || identical(be$cluster, "local"))) be$reuse_workers <- TRUE
   if (!is.null(workers)) be$workers <- as.integer(workers)
   if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
   spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
@@ -87,8 +91,13 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
 # Under mpirun, mpi4py finalizes MPI when Python exits, but the Python inside R never exits
 # (reticulate does not finalize it): without MPI_Finalize, mpirun reports every rank as ended
 # abnormally. So MPI is finalized when R quits, once the MPI backend has started it.
+# The Dask LocalCluster kept for the session's loops is closed the same way (Python's own exit
+# hooks never run inside R).
 .finalize_mpi <- "
 import sys
+_warm = sys.modules.get('hpcml.backends.dask_warm')
+if _warm is not None:
+    _warm.close_warm()
 _mpi = sys.modules.get('mpi4py.MPI')
 if _mpi is not None and _mpi.Is_initialized() and not _mpi.Is_finalized():
     _mpi.Finalize()

@@ -32,6 +32,7 @@ from hpcml.errors import SpecError
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
+from hpcml.backends.dask_warm import keep_warm, take_warm, warm_key
 from hpcml.backends.dask_watch import chunk_on_worker
 from hpcml.backends.lifeline import ignore_interrupts
 from hpcml.backends.without_main import starting_without_main
@@ -53,6 +54,8 @@ class DaskOptions(JobResources):
         600.0, gt=0, description="fail chunks that wait this long with no worker able to run them (None: wait forever)")
     shared_filesystem: bool = Field(True, description="workers can write into the run directory")
     dashboard: bool = Field(False, description="serve the Dask dashboard (LocalCluster/jobqueue scheduler)")
+    reuse_workers: bool = Field(False, description="keep the LocalCluster for this process's next job (the R "
+                                                   "package's loops do): its start is paid once")
 
     @model_validator(mode="after")
     def _fits_cluster(self) -> "DaskOptions":
@@ -157,6 +160,10 @@ class DaskBackend(Backend):
             if opts.address:
                 self.client = _connect(opts)
                 expect = 1
+            elif opts.cluster == "local" and opts.reuse_workers and \
+                    (warm := take_warm(warm_key(self.workers, opts.local_directory, opts.dashboard))) is not None:
+                self.client, self.cluster = warm
+                expect = self.workers
             elif opts.cluster == "local":
                 # The scheduler's HTTP server (dashboard or not) listens where the scheduler does,
                 # on a free port: never 0.0.0.0, never a fixed 8787 that other clusters take.
@@ -289,6 +296,11 @@ class DaskBackend(Backend):
 
     def _stop(self) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        opts = self.options
+        if client is not None and cluster is not None and opts.cluster == "local" and opts.reuse_workers \
+                and client.status == "running":
+            keep_warm(warm_key(self.workers, opts.local_directory, opts.dashboard), client, cluster)
+            return
         if client is not None:
             if self.options.address:  # a shared scheduler: leave its workers as we found them
                 try:

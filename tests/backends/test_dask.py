@@ -88,6 +88,38 @@ def test_existing_scheduler_gets_data_once_per_worker(tmp_path, local_reference,
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+def test_a_kept_cluster_serves_the_next_job_and_closes_at_exit(tmp_path, local_reference):
+    """``reuse_workers``: the second job runs on the first one's LocalCluster (no new start),
+    with the local backend's numbers; a cluster that lost a worker is not reused; close_warm
+    (at exit) closes what is kept."""
+    from hpcml import run
+    from hpcml.backends import dask_warm
+
+    backend = {"name": "dask", "workers": 2, "reuse_workers": True}
+    try:
+        first = run(small_spec(tmp_path / "a", backend=backend), progress=False)
+        assert first.ok and len(dask_warm._WARM) == 1
+        (client, cluster), = dask_warm._WARM.values()
+        second = run(small_spec(tmp_path / "b", backend=backend), progress=False)
+        assert second.ok and list(dask_warm._WARM.values()) == [(client, cluster)]
+        assert_same_results(second.results, local_reference)
+        # one worker gone: the next job starts a cluster of its own
+        cluster.scale(1)
+        client.wait_for_workers(1, timeout=60)
+        deadline = time.monotonic() + 60
+        while len(client.scheduler_info(n_workers=-1)["workers"]) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        third = run(small_spec(tmp_path / "c", backend=backend), progress=False)
+        assert third.ok
+        (client3, cluster3), = dask_warm._WARM.values()
+        assert cluster3 is not cluster and cluster.status.name == "closed"
+    finally:
+        dask_warm.close_warm()
+    assert not dask_warm._WARM and cluster3.status.name == "closed"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_retries_rerun_failed_tasks_through_dask(tmp_path):
     from hpcml import run
 
