@@ -20,7 +20,7 @@ from hpcml.data.row_blocks import block_reader, source_bytes
 from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
-from hpcml.models.over_row_blocks import Pass
+from hpcml.models.passes import Pass
 from hpcml.numerics.block_stats import UNIT_ROWS, block_units
 from hpcml.plans.row_blocks import PassStatistics, pass_spec
 from hpcml.report.progress import Progress

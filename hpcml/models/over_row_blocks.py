@@ -14,12 +14,12 @@ from a k-means++ start drawn on a seeded sample of rows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 from scipy import linalg, stats
 
+from hpcml.models.passes import Fit, Pass, drive  # noqa: F401  (drive: the plans run fits with it)
 from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
 
 # R's lm: a column whose part not explained by the earlier ones is below this fraction of
@@ -30,27 +30,6 @@ ALIAS_TOL = 1e-7
 WIDE_COLUMNS = 512
 # Rows sampled for k-means' start: about this many, whatever the data's size.
 KMEANS_SAMPLE_ROWS = 100_000
-
-
-@dataclass
-class Pass:
-    step: str
-    state: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-
-
-Stats = dict[str, np.ndarray]
-Fit = Generator[Pass, Stats, tuple[dict[str, float], dict[str, Any]]]
-
-
-def drive(fit: Fit, run_pass) -> Any:
-    """Run a fit to its end, each pass it asks for by ``run_pass`` (statistics back)."""
-    request = next(fit)
-    while True:
-        try:
-            request = fit.send(run_pass(request))
-        except StopIteration as done:
-            return done.value
 
 
 def fit_for(kind: str, params, features: list[str], seed: int, n_rows: int) -> Fit:
