@@ -1,6 +1,6 @@
 """Fits and bootstraps of data larger than a node: passes over row blocks, on any backend.
 
-A plan with ``row_block_kinds`` (``fit``: ols, logistic, pca, kmeans; ``bootstrap``: ols)
+A plan with ``row_block_kinds`` (``fit``: ols, logistic, pca, kmeans; ``bootstrap``: ols, logistic)
 whose data file is larger than ``data.blocks_above_mb`` runs here. The plan's
 ``over_row_blocks`` asks for passes (``models/over_row_blocks.py``); each pass is a job of
 the ``row_blocks`` plan, one task per block, run on the backend started once for the whole

@@ -257,4 +257,54 @@ def ols_poisson_bootstrap(features: list[str], fit_intercept: bool, first: int, 
     return records, {}
 
 
+def logistic_poisson_bootstrap(features: list[str], fit_intercept: bool, max_iter: int, tol: float,
+                               first: int, last: int, start: np.ndarray, classes: list) -> Fit:
+    """Bootstrap replicates ``first``..``last``-1 of logistic regression with Poisson(1) row
+    weights: Newton's method for all of them at once, one pass per step, each replicate from
+    the fit of all rows (``start``), with glm.fit's step halving and the single-node
+    convergence rule; a replicate that does not converge is None."""
+    p, count = len(start), last - first
+    state = {"fit_intercept": fit_intercept, "classes": classes, "replicates": [first, last]}
+    beta = np.tile(np.asarray(start, dtype=np.float64), (count, 1))
+    step = np.zeros_like(beta)
+    dev = np.full(count, np.inf)
+    done = np.zeros(count, dtype=bool)
+    failed = np.zeros(count, dtype=bool)
+    for it in range(1, 3 * max_iter + 1):
+        trial = beta + step
+        got = yield Pass("poisson_irls", {**state, "betas": trial.tolist()},
+                         f"bootstrap replicates {first}-{last - 1}, Newton step {it}")
+        new_dev = got["sum_dev"]
+        worse = ~done & ~(np.isfinite(new_dev) & (new_dev <= dev * (1 + 1e-12) + 1e-12))
+        step[worse] /= 2  # halved and evaluated again next pass
+        failed |= worse & (np.max(np.abs(step), axis=1) < 1e-300)
+        moved = ~done & ~worse
+        flat = np.abs(new_dev - dev) / (np.abs(new_dev) + 0.1) < tol
+        small = np.max(np.abs(step), axis=1) <= math.sqrt(tol) * (np.max(np.abs(trial), axis=1) + 1.0)
+        beta[moved], dev[moved] = trial[moved], new_dev[moved]
+        done |= moved & flat & small & (it > 1)
+        for g in np.flatnonzero(moved & ~done):
+            try:
+                step[g] = linalg.solve(got["sum_info"][g], got["sum_score"][g], assume_a="pos")
+            except (linalg.LinAlgError, ValueError):
+                failed[g] = True
+        step[done | failed] = 0.0
+        if np.all(done | failed):
+            break
+    names = coef_names(fit_intercept, features)
+    return [None if failed[g] or not done[g] else {f"coef_{nm}": float(v) for nm, v in zip(names, beta[g])}
+            for g in range(count)], {}
+
+
+def poisson_bootstrap(kind: str, params, features: list[str], first: int, last: int, full: dict[str, float],
+                      report: dict[str, Any]) -> Fit:
+    """The Poisson bootstrap replicates ``first``..``last``-1 of ``kind`` (``full``: the fit of
+    all rows, its record and report)."""
+    if kind == "ols":
+        return ols_poisson_bootstrap(features, params.fit_intercept, first, last)
+    start = np.array([v for k, v in full.items() if k.startswith("coef_")])
+    return logistic_poisson_bootstrap(features, params.fit_intercept, params.max_iter, params.tol, first, last,
+                                      np.nan_to_num(start), report["classes"])
+
+
 FITS = {"ols": ols, "logistic": logistic, "pca": pca, "kmeans": kmeans}

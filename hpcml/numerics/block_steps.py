@@ -126,6 +126,23 @@ def poisson_gram(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
     return {"sum_gram": (W @ products).reshape(len(W), q, q)}
 
 
+@step("poisson_irls")
+def poisson_irls(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
+    """For each bootstrap replicate of ``replicates``, at its own coefficients (``betas``): the
+    Poisson-weighted deviance, score and information of the logistic likelihood."""
+    D = _design(X, state["fit_intercept"])
+    y01 = positive_class(y, state["classes"])
+    first, last = state["replicates"]
+    W = np.stack([poisson_weights(seed, r, start, stop) for r in range(first, last)]).astype(np.float64)
+    eta = D @ np.asarray(state["betas"], dtype=np.float64).T  # rows x replicates
+    e = np.exp(-np.abs(eta))
+    terms = np.log1p(e) + np.maximum(eta, 0.0) - y01[:, None] * eta
+    mu = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    Wt = W.T  # rows x replicates
+    return {"sum_dev": 2.0 * np.sum(Wt * terms, axis=0), "sum_score": ((y01[:, None] - mu) * Wt).T @ D,
+            "sum_info": np.einsum("ng,ni,nj->gij", Wt * mu * (1.0 - mu), D, D, optimize=True)}
+
+
 def unit_stats(name: str, X: np.ndarray, y: np.ndarray | None, start: int, stop: int, state: dict[str, Any],
                seed: int) -> dict[str, np.ndarray]:
     out = STEPS[name](X, y, start, stop, state, seed)

@@ -151,7 +151,7 @@ class BootstrapPlan(Plan):
     Options = BootstrapOptions
     parameters = ("replicate",)
     records = ("replicate",)
-    row_block_kinds = ("ols",)
+    row_block_kinds = ("ols", "logistic")
 
     def count(self, options: BootstrapOptions) -> int:
         return options.replicates
@@ -210,21 +210,23 @@ class BootstrapPlan(Plan):
     def over_row_blocks(self, job, blocks) -> dict[str, Any]:
         """The Poisson bootstrap: 64 replicates a pass, each group's records kept as it ends (a
         resume repeats only the groups not kept); the estimate is one fit of all rows."""
-        from hpcml.models.over_row_blocks import drive, ols, ols_poisson_bootstrap  # only for data larger than a node
+        from hpcml.models.over_row_blocks import drive, fit_for, poisson_bootstrap  # only for data larger than a node
 
+        kind, params = job.model.name, job.params
+        full, report = drive(fit_for(kind, params, blocks.features, job.spec.seed, blocks.n_rows), blocks.run_pass)
         replicates, done = job.spec.plan.options.replicates, blocks.done()
         for first in range(0, replicates, POISSON_GROUP):
             last = min(replicates, first + POISSON_GROUP)
             if all(i in done for i in range(first, last)):
                 continue
             t = time.perf_counter()
-            group, _ = drive(ols_poisson_bootstrap(blocks.features, job.params.fit_intercept, first, last),
+            group, _ = drive(poisson_bootstrap(kind, params, blocks.features, first, last, full, report),
                              blocks.run_pass)
             seconds = (time.perf_counter() - t) / (last - first)
             blocks.write([(i, None if out is None else {"replicate": i, **out},
-                           "LinAlgError: the replicate's design is singular" if out is None else None, seconds)
-                          for i, out in zip(range(first, last), group)])
-        full, _ = drive(ols(blocks.features, job.params.fit_intercept), blocks.run_pass)
+                           "the replicate's fit did not converge (singular or separated)" if out is None else None,
+                           seconds) for i, out in zip(range(first, last), group)])
+        full = {k: v for k, v in full.items() if k.startswith("coef_")}
         ok = ok_rows(blocks.results())
         return {"replicates": int(len(ok)), "level": LEVEL, "weights": "poisson",
                 "table": interval_table(ok, output_columns(ok), full, {}, LEVEL),

@@ -18,9 +18,9 @@ class DataSpec(Strict):
     target: str | None = Field(None, description="target column (supervised models)")
     options: dict[str, Any] = Field(default_factory=dict, description="generator/reader options, e.g. n_samples")
     dropna: bool = Field(False, description="drop rows with NaN in the used columns instead of failing")
-    blocks_above_mb: float = Field(256.0, ge=0, description="a fit or bootstrap of ols, logistic, pca or kmeans on "
-                                   "a .parquet (file or set), .csv or .npy source larger than this runs over row "
-                                   "blocks: no process holds all rows (docs/larger-than-memory.md)")
+    blocks_above_mb: float = Field(256.0, ge=0, description="a fit (ols, logistic, pca, kmeans) or bootstrap (ols, "
+                                   "logistic) of a .parquet (file or set), .csv or .npy source larger than this runs "
+                                   "over row blocks: no process holds all rows (docs/larger-than-memory.md)")
     block_rows: int | None = Field(None, gt=0, description="rows per block of such a fit (rounded down to 1024 "
                                    "times a power of two); default: about 64 MB of rows, at least two blocks a worker")
 

@@ -131,8 +131,15 @@ def test_nan_in_a_block_is_one_line_and_no_run_directory(tmp_path, parts):
     assert not (tmp_path / "ols-local-2-2048").exists()
 
 
+def test_a_logistic_poisson_bootstrap_runs_over_row_blocks(tmp_path, parts):
+    result = run(spec_of(tmp_path, parts, "logistic", plan={"bootstrap": {"replicates": 70}}), progress=False)
+    assert result.ok and result.n_tasks == 70 and result.summary["weights"] == "poisson"
+    table = {row["output"]: row for row in result.summary["table"]}
+    assert 0 < table["coef_x0"]["se"] < abs(table["coef_x0"]["estimate"])
+
+
 def test_bootstrap_of_another_kind_above_the_threshold_is_refused(tmp_path, parts):
-    spec = spec_of(tmp_path, parts, "logistic", plan={"bootstrap": {"replicates": 10}})
+    spec = spec_of(tmp_path, parts, "kmeans", plan={"bootstrap": {"replicates": 10}}, k=2)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
     proc = hpcml_cli("run", path, "-q")
