@@ -28,6 +28,8 @@ ALIAS_TOL = 1e-7
 # Above this many columns a PCA takes the Gram route (where accurate): TSQR's R factors
 # are then as large as the Gram matrix and each combination a QR of twice its rows.
 WIDE_COLUMNS = 512
+# Components a PCA of wide data records (or n_components, if more).
+WIDE_SHOWN = 256
 # Rows sampled for k-means' start: about this many, whatever the data's size.
 KMEANS_SAMPLE_ROWS = 100_000
 
@@ -189,12 +191,16 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     k = n_components or (int(min(np.searchsorted(cum, variance * (1 - 1e-12)) + 1, ratio.size))
                          if variance is not None else ratio.size)
     record: dict[str, float] = {"n_components": float(k)}
-    for j in range(ratio.size):
+    # Every component for the scree, as the single-node kind; of wide data the leading ones
+    # (three columns each: 30,000 columns for 10,000 features would be no table to read).
+    shown = ratio.size if width <= WIDE_COLUMNS else max(k, min(ratio.size, WIDE_SHOWN))
+    for j in range(shown):
         record.update({f"evr_{j + 1}": float(ratio[j]), f"cum_evr_{j + 1}": float(cum[j]), f"sv_{j + 1}": float(s[j])})
     record["reconstruction_mse"] = float(np.sum(s[k:] ** 2)) / (n * width)
     sdev = (s / math.sqrt(n - 1)).tolist()
-    loadings = [{"feature": str(f), **{f"PC{j + 1}": float(Vt[j, i]) for j in range(k)}} for i, f in enumerate(features)]
-    return record, {"sdev": sdev, "loadings": loadings, "mean": mean.tolist(),
+    loadings = [{"feature": str(f), **{f"PC{j + 1}": float(Vt[j, i]) for j in range(min(k, shown))}}
+                for i, f in enumerate(features)]
+    return record, {"sdev": sdev[:shown], "loadings": loadings, "mean": mean.tolist(),
                     "route": "tsqr" if lam is None else "gram"}
 
 
