@@ -155,7 +155,7 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     (more than WIDE_COLUMNS columns, where TSQR's R factors are as large as the Gram matrix
     and far dearer) takes the Gram route, pbdR's ``crossprod`` then an eigendecomposition,
     where its accuracy check allows (``numerics.gram.gram_ok``); else TSQR after all."""
-    from hpcml.numerics.gram import eigh_desc, gram_ok  # only for a PCA
+    from hpcml.numerics.gram import eigh_desc, gram_ok, standardized_gram  # only for a PCA
 
     got = yield Pass("scan", {}, "column means")
     n = float(got["sum_n"][0])
@@ -164,12 +164,7 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     lam = None
     if width > WIDE_COLUMNS:
         got = yield Pass("centred_gram", {"mean": mean.tolist()}, "Gram matrix of the centred rows")
-        G = got["sum_gram"]
-        if scale:
-            sd = np.sqrt(np.diag(G) / (n - 1))
-            if not np.all(sd > 0):
-                raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
-            G = G / np.outer(sd, sd)
+        G = standardized_gram(got["sum_gram"], n - 1)[0] if scale else got["sum_gram"]
         lam, V = eigh_desc(G)
         if not gram_ok(lam, n_components or lam.size, width):
             lam = None  # not accurate enough for the components asked for: TSQR

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from hpcml.models.artifacts import write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.numerics.gram import eigh_desc, gram, gram_ok, row_blocks
+from hpcml.numerics.gram import eigh_desc, gram, gram_ok, row_blocks, standardized_gram
 from hpcml.numerics.thin_svd import SVDResult, signs, svd, weighted_svd_gram
 from hpcml.numerics.weights import as_weights, keep_rows, positive_rows, row_mask
 
@@ -138,10 +138,7 @@ def _pca_gram(X, rows, mean, sw, n_eff, scale, n_components, variance, method) -
     G = gram(X, mean, sw, rows)
     sd = None
     if scale:
-        sd = np.sqrt(np.diag(G) / (n_eff - 1))
-        if not np.all(sd > 0):
-            raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
-        G = G / np.outer(sd, sd)
+        G, sd = standardized_gram(G, n_eff - 1)
     lam, V = eigh_desc(G)
     total = float(np.trace(G))
     ratio = lam / total if total > 0 else np.zeros_like(lam)

@@ -91,6 +91,15 @@ def gram(A: np.ndarray, center: np.ndarray | None = None, row_scale: np.ndarray 
     return upper + np.triu(upper, 1).T
 
 
+def standardized_gram(G: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Gram matrix of centred columns rescaled to unit variance (``dof``: n - 1), and the
+    columns' standard deviations; prcomp(scale. = TRUE) refuses a constant column, and so do we."""
+    sd = np.sqrt(np.diag(G) / dof)
+    if not np.all(sd > 0):
+        raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+    return G / np.outer(sd, sd), sd
+
+
 def eigh_desc(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of symmetric G."""
     lam, V = linalg.eigh(G, check_finite=False)
