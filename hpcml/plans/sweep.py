@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from hpcml.errors import pydantic_problems
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
+from hpcml.plans.base import DrawnSplit, Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, ok_rows
 
 HOLDOUT_KEY = 0x5EED  # spawn key of the holdout draw
@@ -39,6 +39,7 @@ class SweepPlan(Plan):
     parameters = ("repeat",)  # and a grid point, ``params`` (a command's {params.NAME})
     records = ("repeat",)  # and param_<name> for each grid parameter
     compares_settings = True
+    splits_by_draw = True
 
     def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
         # Grid points in itertools.product order (the last parameter varies fastest), each
@@ -90,8 +91,16 @@ class SweepPlan(Plan):
         holdout = shared["holdout"]
         ctx.split_seed = shared.get("split_seed")  # every configuration validates on the same rows
         fitted, outputs = fit_and_record(job, data, (~holdout).astype(np.float64), ctx, params)
-        return {"repeat": task.params["repeat"], **{f"param_{k}": _column_value(v) for k, v in task.params["params"].items()},
+        return {"repeat": task.params["repeat"], **{f"param_{k}": column_value(v) for k, v in task.params["params"].items()},
                 **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
+
+    def drawn_split(self, job, index: int) -> DrawnSplit:
+        """Every grid point holds out the same rows, u < holdout of the draws under the job's
+        seed; a repeat r refits with seed + r."""
+        task = self.params_at(job.spec.plan.sweep, index)
+        record = {"repeat": task["repeat"], **{f"param_{k}": column_value(v) for k, v in task["params"].items()}}
+        return DrawnSplit(draw=0, low=0.0, high=job.spec.plan.sweep.holdout, record=record,
+                          overrides=task["params"], fit_seed=task["repeat"])
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
@@ -117,7 +126,7 @@ class SweepPlan(Plan):
         job.model.grid_plots(job.params, ok, summary, plot_dir)
 
 
-def _column_value(value: Any) -> Any:
+def column_value(value: Any) -> Any:
     """A grid value as one record column: mappings and lists as JSON text (hashable, so the
     leaderboard can group by it), numbers and strings as they are."""
     if isinstance(value, (dict, list, tuple)):
