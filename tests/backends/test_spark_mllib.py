@@ -283,3 +283,39 @@ def test_pca_cv_and_bootstrap_are_refused_before_spark_starts(files, tmp_path):
         with pytest.raises(SpecError) as err:
             static_problems(job)
         assert len(err.value.lines()) == 1 and err.value.lines()[0].startswith("plan:"), err.value.lines()
+
+
+@pytest.mark.timeout(300)
+def test_sweep_of_als_ranks_is_pysparks_own_and_resumes(spark, files, tmp_path):
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.recommendation import ALS
+    from pyspark.sql import functions as F
+
+    from hpcml import run
+    from hpcml.rundir.store import RunStore
+
+    spec = _spec(tmp_path, files["als"], {k: v for k, v in ALS_MODEL.items() if k != "holdout"},
+                 {"sweep": {"grid": {"rank": [1, 3]}, "holdout": 0.2}})
+    first = run(spec, progress=False)
+    assert first.ok, first.failures()
+    got = first.results.set_index("param_rank")
+
+    ratings = spark.read.parquet(str(files["als"])).select(
+        F.col("uid").cast("int"), F.col("iid").cast("int"), F.col("stars").cast("double")).withColumn("u", F.rand(SEED))
+    held = F.col("u") < 0.2
+    for rank in (1, 3):
+        model = ALS(userCol="uid", itemCol="iid", ratingCol="stars", rank=rank, maxIter=8, regParam=0.05,
+                    coldStartStrategy="drop", seed=SEED).fit(ratings.filter(~held))
+        want = RegressionEvaluator(metricName="rmse", labelCol="stars").evaluate(model.transform(ratings.filter(held)))
+        _close(got.loc[rank, "test_rmse"], want, what=rank)
+    assert first.summary["metric"] == "test_rmse" and first.summary["greater_is_better"] is False
+    assert first.summary["best"]["rank"] == 3  # the data has rank 3
+
+    # A lost task (a killed driver): resume refits that one and keeps the other's file.
+    store = RunStore(first.run_dir)
+    lost, kept = sorted(store.chunk_files())
+    mtime = kept.stat().st_mtime_ns
+    lost.unlink()
+    again = run(spec, resume=True, progress=False)
+    assert again.ok and kept.stat().st_mtime_ns == mtime and len(store.chunk_files()) == 2
+    _close(again.results.set_index("param_rank").loc[1, "test_rmse"], got.loc[1, "test_rmse"], what="resumed")
