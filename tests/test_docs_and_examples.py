@@ -30,7 +30,7 @@ def test_every_spec_field_is_in_job_spec_md():
     assert not missing, f"undocumented spec fields: {missing}"
 
 
-@pytest.mark.parametrize("kind", ["ols", "logistic", "kmeans", "pca", "svd", "sleep", "python", "command"])
+@pytest.mark.parametrize("kind", ["ols", "logistic", "naive_bayes", "kmeans", "pca", "svd", "als", "sleep", "python", "command"])
 def test_every_core_model_parameter_is_in_job_spec_md(kind):
     from hpcml.models.base import get_model
 

@@ -269,6 +269,9 @@ class ModelKind(ABC):
     # backend's `in_driver`): built-in code that cannot take the process down, as user code,
     # R, torch or a subprocess could. Third-party kinds run in workers.
     runs_in_driver: ClassVar[bool] = False
+    # Whether the kind is fitted only by Spark MLlib (``engine: spark``; als): a job of another
+    # engine is refused when the spec is loaded.
+    spark_only: ClassVar[bool] = False
     # Whether refitting on the driver is cheap enough for BCa's jackknife (not for CNNs).
     cheap_refit: ClassVar[bool] = True
     # The metric a sweep ranks by, and whether larger is better.
@@ -312,6 +315,8 @@ BUILTIN_KINDS = {
     "kmeans": "hpcml.models.kmeans",
     "pca": "hpcml.models.pca_svd",
     "svd": "hpcml.models.pca_svd",
+    "naive_bayes": "hpcml.models.naive_bayes",
+    "als": "hpcml.models.als",
     "sleep": "hpcml.models.sleep",
     "cnn": "hpcml.models.cnn.kind",
     "r": "hpcml.models.r.kinds",

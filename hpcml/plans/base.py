@@ -29,6 +29,24 @@ class Task:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DrawnSplit:
+    """One task of a plan that fits on some rows and scores the others, for an engine that
+    draws a uniform number ``u`` per row under seed ``job seed + draw`` (Spark's ``rand``):
+    the rows with ``low <= u < high`` are held out and scored (``test_<metric>``; also
+    ``train_<metric>`` of the training rows where ``score_train``); the model is fitted on the
+    others with parameters ``overrides`` applied and seed ``job seed + fit_seed``. ``record``:
+    the plan's own columns of the task's record."""
+
+    draw: int
+    low: float
+    high: float
+    record: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    fit_seed: int = 0
+    score_train: bool = False
+
+
 def task_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
@@ -75,6 +93,9 @@ class Plan(ABC):
     # the whole data, told apart only by its index and generator (replicate's ``n``); None
     # otherwise. A kind whose parameters list its tasks (a file of command lines) needs one.
     repeat_count_option: ClassVar[str | None] = None
+    # Each task fits on some rows and scores the others, and an engine that draws its own
+    # rows (``engine: spark``) can cut them: the plan says how in ``drawn_split``.
+    splits_by_draw: ClassVar[bool] = False
 
     @abstractmethod
     def count(self, options: PlanOptions) -> int:
@@ -143,6 +164,11 @@ class Plan(ABC):
         """The job run as passes over row blocks (a kind of ``row_block_kinds``): ``blocks``
         (``drivers/row_blocks.RowBlocksRun``) runs passes (``blocks.run_pass``), keeps records
         (``blocks.write``) and knows the data's features and rows. Returns the summary body."""
+        raise NotImplementedError
+
+    def drawn_split(self, job, index: int) -> "DrawnSplit":
+        """Task ``index`` as an engine that draws a uniform number per row sees it (only
+        where ``splits_by_draw``)."""
         raise NotImplementedError
 
     def task_id(self, index: int) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
+from hpcml.plans.base import DrawnSplit, Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, mean_sd_table, ok_rows, output_columns
 
 FOLDS_KEY = 0xF01D  # spawn key of the fold draws (length-2 keys never collide with tasks')
@@ -36,6 +36,7 @@ class CVPlan(Plan):
     Options = CVOptions
     parameters = ("repeat", "fold")
     records = ("repeat", "fold")
+    splits_by_draw = True
 
     def params_at(self, options: CVOptions, index: int) -> dict[str, Any]:
         repeat, fold = divmod(index, options.folds)
@@ -63,6 +64,13 @@ class CVPlan(Plan):
                 **{f"test_{k}": v for k, v in model.score(params, fitted, data, test).items()},
                 **{f"train_{k}": v for k, v in model.score(params, fitted, data, ~test).items()},
                 **outputs}
+
+    def drawn_split(self, job, index: int) -> DrawnSplit:
+        """Repeat r's folds from the draws under seed + r: fold f holds f/K <= u < (f+1)/K."""
+        folds = job.spec.plan.cv.folds
+        task = self.params_at(job.spec.plan.cv, index)
+        return DrawnSplit(draw=task["repeat"], low=task["fold"] / folds, high=(task["fold"] + 1) / folds,
+                          record=task, score_train=True)
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from hpcml.errors import pydantic_problems
-from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, shared_rng
+from hpcml.plans.base import DrawnSplit, Plan, PlanOptions, fit_and_record, register_plan, shared_rng
 from hpcml.report.tables import json_number, ok_rows
 from hpcml.rundir.columns import param_columns
 
@@ -40,6 +40,7 @@ class SweepPlan(Plan):
     parameters = ("repeat",)  # and a grid point, ``params`` (a command's {params.NAME})
     records = ("repeat",)  # and param_<name> for each grid parameter (param_<name>.<key> of a mapping)
     compares_settings = True
+    splits_by_draw = True
 
     def params_at(self, options: SweepOptions, index: int) -> dict[str, Any]:
         # Grid points in itertools.product order (the last parameter varies fastest), each
@@ -94,6 +95,14 @@ class SweepPlan(Plan):
         return {"repeat": task.params["repeat"], **param_columns(task.params["params"]),
                 **{f"test_{k}": v for k, v in job.model.score(params, fitted, data, holdout).items()}, **outputs}
 
+    def drawn_split(self, job, index: int) -> DrawnSplit:
+        """Every grid point holds out the same rows, u < holdout of the draws under the job's
+        seed; a repeat r refits with seed + r."""
+        task = self.params_at(job.spec.plan.sweep, index)
+        record = {"repeat": task["repeat"], **param_columns(task["params"])}
+        return DrawnSplit(draw=0, low=0.0, high=job.spec.plan.sweep.holdout, record=record,
+                          overrides=task["params"], fit_seed=task["repeat"])
+
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         ok = ok_rows(results)
         keys = [c for c in ok.columns if c.startswith("param_")]  # a mapping's keys one column each
@@ -117,4 +126,3 @@ class SweepPlan(Plan):
 
         leaderboard(summary, plot_dir / "leaderboard.png")
         job.model.grid_plots(job.params, ok, summary, plot_dir)
-

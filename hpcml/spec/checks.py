@@ -57,6 +57,9 @@ def validate_spec(raw: Any) -> Job:
         model = get_model(spec.model.kind)
     except ImportError as err:
         raise SpecError.one("model.kind", spec.model.kind, f"needs an optional dependency that is missing: {err}") from None
+    if model.spark_only and spec.engine != "spark":
+        raise SpecError.one("model.kind", spec.model.kind, f"{spec.model.kind} runs only as a Spark MLlib fit: "
+                            "add engine: spark to the spec")
     try:
         base = model.Params(**(spec.model.model_extra or {}))
     except ValidationError as err:

@@ -118,7 +118,7 @@ class JobSpec(Strict):
     threads_per_task: int = Field(1, gt=0, description="BLAS/OpenMP/torch threads per task, same on every backend")
     tracking: TrackingSpec | None = Field(None, description="experiment tracking of the finished run (MLflow)")
     engine: Literal["hpcml", "spark"] = Field(
-        "hpcml", description="hpcml: independent tasks on the backend; spark: one distributed pyspark.ml fit of the whole data")
+        "hpcml", description="hpcml: independent tasks on the backend; spark: distributed pyspark.ml fits (plan fit, cv or sweep)")
 
 
 def sync_plans() -> None:

@@ -20,8 +20,8 @@ runner = CliRunner()
 def _spark_job(tmp_path, **over) -> dict:
     data = tmp_path / "data.csv"
     data.write_text("x,y\n1,2\n2,3\n3,5\n")
-    return small_spec(tmp_path, engine="spark", plan={"fit": {}}, data={"source": str(data), "target": "y"},
-                      model={"kind": "ols"}, **over)
+    return small_spec(tmp_path, **{"engine": "spark", "plan": {"fit": {}}, "data": {"source": str(data), "target": "y"},
+                                   "model": {"kind": "ols"}, **over})
 
 
 @pytest.mark.parametrize("field, value", [("retries", 2), ("timeout_s", 30.0)])
@@ -53,3 +53,39 @@ def test_the_spark_fit_record_is_a_task_record_with_the_plans_task_id(tmp_path, 
     assert record["traceback"].startswith("Traceback") and record["error"] == "Spark fit failed: singular"
     assert record == failure_record(0, "fit-of-the-plan/0", record["error"], record["traceback"], 0,
                                     record["seconds"])
+
+
+@pytest.mark.parametrize("plan, kind, refused", [
+    ({"cv": {"folds": 3}}, "ols", False), ({"sweep": {"grid": {"fit_intercept": [True, False]}}}, "ols", False),
+    ({"cv": {"folds": 3}}, "pca", True), ({"bootstrap": {"replicates": 5}}, "ols", True),
+    ({"replicate": {"n": 2}}, "naive_bayes", True)])
+def test_engine_spark_runs_plans_that_hold_rows_out(tmp_path, plan, kind, refused):
+    from hpcml.errors import SpecError
+
+    job = load_job(_spark_job(tmp_path, plan=plan, model={"kind": kind}))
+    assert job.plan.single_fit or job.plan.splits_by_draw or refused
+    if refused:
+        with pytest.raises(SpecError) as err:
+            spark_engine.static_problems(job)
+        assert len(err.value.lines()) == 1 and err.value.lines()[0].startswith("plan:"), err.value.lines()
+    else:
+        spark_engine.static_problems(job)
+
+
+def test_cv_folds_and_the_sweep_holdout_are_drawn_splits(tmp_path):
+    cv = load_job(_spark_job(tmp_path, plan={"cv": {"folds": 4, "repeats": 2}}))
+    split = cv.plan.drawn_split(cv, 6)  # repeat 1, fold 2
+    assert (split.draw, split.low, split.high, split.record, split.score_train) == (1, 0.5, 0.75, {"repeat": 1, "fold": 2}, True)
+    sweep = load_job(_spark_job(tmp_path, plan={"sweep": {"grid": {"fit_intercept": [True, False]}, "repeats": 2,
+                                                          "holdout": 0.3}}))
+    split = sweep.plan.drawn_split(sweep, 3)  # the second grid point, repeat 1
+    assert (split.draw, split.low, split.high, split.overrides, split.fit_seed) == (0, 0.0, 0.3, {"fit_intercept": False}, 1)
+    assert split.record == {"repeat": 1, "param_fit_intercept": False} and not split.score_train
+
+
+def test_als_is_refused_without_engine_spark_in_one_line(tmp_path):
+    from hpcml.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        load_job(small_spec(tmp_path, model={"kind": "als"}, plan={"fit": {}}, data={"source": "ratings.parquet"}))
+    assert err.value.lines() == ["model.kind: als runs only as a Spark MLlib fit: add engine: spark to the spec (got 'als')"]
