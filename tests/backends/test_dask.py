@@ -365,6 +365,9 @@ def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_log
 
     def no_workers(name, res, job_name, logs, where, dashboard=False):
         (Path(logs) / "slurm-41.out").write_text("Timed out trying to connect to tcp://10.1.0.5:40000\n")
+        (Path(logs) / "slurm-41.err").write_text("/opt/env/bin/python: Error while finding module specification for "
+                                                 "'distributed.cli.dask_worker' (ModuleNotFoundError: No module "
+                                                 "named 'distributed')\n")
         return LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None)
 
     monkeypatch.setattr(dask_backend, "make_jobqueue_cluster", no_workers)
@@ -376,7 +379,10 @@ def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_log
     (line,) = err.value.lines()
     assert line.startswith("backend.start_timeout_s: only 0 of 2 dask worker(s) on slurm came up in time; ")
     assert "backend.interface: ib0 (10.1.0.5, the test)" in line and "backend.python (/opt/env/bin/python)" in line
-    kept = Path(line.split("job logs, kept in ")[1].split(" (got ")[0])
+    # what the job logs say went wrong (here: the nodes' Python has no dask), in the line itself
+    assert "check squeue and the job logs (they say: \"/opt/env/bin/python: Error while finding module " in line
+    assert "No module named 'distributed')\"), kept in " in line
+    kept = Path(line.split(", kept in ")[1].split(" (got ")[0])
     assert not (tmp_path / "run").exists() and kept.parent == tmp_path
     assert "Timed out trying to connect" in (kept / "slurm-41.out").read_text()
 
@@ -395,3 +401,62 @@ def test_a_scheduler_added_to_clusters_is_accepted_by_the_spec():
         assert DaskOptions(cluster=name).cluster == name
     with pytest.raises(Exception, match="cluster"):
         DaskOptions(cluster="no-such-scheduler")
+
+
+def _numpy_0_0_1() -> None:
+    """Run on a worker: its Python now reports numpy 0.0.1 (another environment on a node)."""
+    from hpcml.tasks import environment
+
+    real = environment.installed
+    environment.installed = lambda package: "0.0.1" if package == "numpy" else real(package)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_worker_with_another_numpy_stops_the_run_before_any_task(tmp_path, scheduler):
+    """Each worker's versions of the packages that decide the numbers are compared with the
+    driver's as the backend starts: a difference is one line naming the node, the package and
+    both versions, and no run directory is left."""
+    import numpy as np
+    from cloudpickle import register_pickle_by_value
+
+    import hpcml
+    from hpcml.errors import NotShared
+
+    cluster, client = scheduler
+    register_pickle_by_value(__import__(__name__))
+    client.run(_numpy_0_0_1)
+    spec = small_spec(tmp_path, backend={"name": "dask", "address": cluster.scheduler_address})
+    with pytest.raises(NotShared) as err:
+        hpcml.run(spec, progress=False)
+    (line,) = err.value.lines()
+    assert line.startswith(f"backend.python: node {socket.gethostname()} has numpy 0.0.1, the driver "
+                           f"{np.__version__}: the numbers could differ; give the nodes the driver's environment "
+                           "(backend.python, job_script_prologue) (got "), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_joins_later_compares_its_versions_before_its_first_chunk(tmp_path):
+    """A worker compares its versions with those the driver recorded in the run directory
+    (versions.json) before running a chunk: a difference fails the chunk as ``fatal``, which
+    stops the run in one line, and nothing is written."""
+    import numpy as np
+
+    from hpcml.rundir.store import Chunk, RunStore
+    from hpcml.spec import load_job
+    from hpcml.tasks.worker import WorkOrder, execute_chunk
+
+    job = load_job(small_spec(tmp_path))
+    store = RunStore(job.output)
+    store.prepare(job, resume=False)
+    store.release()
+    recorded = json.loads((store.path / "versions.json").read_text())
+    assert recorded["numpy"] == np.__version__ and recorded["hpcml"] == __import__("hpcml").__version__
+    recorded["numpy"] = "0.0.1"
+    (store.path / "versions.json").write_text(json.dumps(recorded))
+    result = execute_chunk(WorkOrder(job.to_json(), str(store.path), Chunk((0, 1))))
+    assert result.fatal == ("backend.python", __import__("sys").executable,
+                            f"node {socket.gethostname()} has numpy {np.__version__}, the driver 0.0.1: the numbers "
+                            "could differ; give the nodes the driver's environment (backend.python, "
+                            "job_script_prologue)")
+    assert result.ok == [] and set(result.failed) == {0, 1} and not store.chunk_files()
