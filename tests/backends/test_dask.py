@@ -202,10 +202,31 @@ def test_every_scheduler_gets_gpus_account_and_walltime(cluster, gpu_line):
 def test_lifetime_makes_fixed_jobs_adaptive():
     from hpcml.backends.jobqueue import Adapt, JobResources
 
-    assert JobResources(jobs=3).scaling() is None
-    # Retiring workers must be replaced, which only adaptive scaling does.
+    # Retiring workers (every batch worker has a lifetime) must be replaced, which only adaptive scaling does.
+    assert JobResources(jobs=3).scaling() == Adapt(minimum_jobs=3, maximum_jobs=3)
     assert JobResources(jobs=3, lifetime_min=20).scaling() == Adapt(minimum_jobs=3, maximum_jobs=3)
     assert JobResources(adapt={"maximum_jobs": 4}, lifetime_min=20).scaling() == Adapt(maximum_jobs=4)
+
+
+@pytest.mark.parametrize("walltime_min, lifetime, stagger", [(1, "40s", "5s"), (2, "100s", "5s"),
+                                                             (30, "1620s", "45s"), (120, "6900s", "75s")])
+def test_batch_workers_retire_before_their_walltime_by_default(walltime_min, lifetime, stagger):
+    """Without lifetime_min, a worker's lifetime is its walltime less a tenth (20 s to 5 min),
+    staggered by a quarter of that: it retires before the batch scheduler kills its job."""
+    command = _script("slurm", walltime_min=walltime_min).strip().splitlines()[-1]
+    assert f"--lifetime {lifetime} --lifetime-stagger {stagger}" in command, command
+    # HTCondor jobs have no walltime: no lifetime unless one is given
+    assert "--lifetime" not in _script("htcondor")
+    assert "--lifetime 600s" in _script("htcondor", lifetime_min=10)
+
+
+def test_a_worker_does_not_start_a_chunk_it_has_no_lifetime_left_for():
+    from hpcml.backends.dask_watch import too_late
+
+    assert too_late(3.0, 5.0)  # 3 s left, chunks take 5 s: retire, give the chunk back
+    assert not too_late(30.0, 5.0)
+    assert not too_late(None, 5.0)  # no lifetime
+    assert not too_late(3.0, None)  # no chunk timed yet on this worker
 
 
 @pytest.mark.slow
@@ -460,3 +481,34 @@ def test_a_worker_that_joins_later_compares_its_versions_before_its_first_chunk(
                             "could differ; give the nodes the driver's environment (backend.python, "
                             "job_script_prologue)")
     assert result.ok == [] and set(result.failed) == {0, 1} and not store.chunk_files()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_workers_that_reach_their_lifetime_cost_no_retry(tmp_path, capfd):
+    """Workers with a lifetime (as dask-jobqueue's are, below the walltime) retire mid-run and
+    are replaced: a worker with less lifetime left than its chunks take retires without starting
+    the next one, a chunk cut off by a retirement runs elsewhere, and with ``retries: 0`` every
+    task is ok at its first attempt, no failure recorded."""
+    from distributed import LocalCluster
+
+    import hpcml
+    from hpcml.rundir.store import RunStore
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, lifetime="20s", lifetime_restart=True, silence_logs=False)
+    try:
+        spec = small_spec(tmp_path, name="t-lifetime", retries=0,
+                          data={"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}},
+                          plan={"replicate": {"n": 40}}, model={"kind": "sleep", "ms": 1000, "sigma": 0.3, "busy": False},
+                          backend={"name": "dask", "address": cluster.scheduler_address, "chunk_size": 2})
+        result = hpcml.run(spec, progress=False)
+    finally:
+        cluster.close()
+    assert result.ok, result.failures()
+    assert list(result.results["task_index"]) == list(range(40))
+    assert (result.results["attempt"] == 0).all()
+    records = RunStore(result.run_dir).read_records()
+    assert set(records["status"]) == {"ok"}, records[records["status"] != "ok"]
+    # a worker gave its chunk back rather than start it with too little lifetime left
+    assert "Reason: hpcml: lifetime left below the chunk time" in capfd.readouterr().err
