@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 import warnings
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Iterable, Iterator
 from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
-from hpcml.errors import SpecError
+from hpcml.errors import NotShared, SpecError
 from hpcml.rundir.store import Chunk
+from hpcml.tasks.environment import FIELD, difference, model_kind, own_versions, packages_for
 from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_watch import chunk_on_worker
@@ -187,11 +189,6 @@ class DaskBackend(Backend):
         """Every worker's numpy, hpcml, ... against the driver's, before any task: a node with
         another Python stops the run in one line (workers that join later compare theirs with
         the run directory's versions.json before their first chunk)."""
-        import socket
-
-        from hpcml.errors import NotShared
-        from hpcml.tasks.environment import FIELD, difference, model_kind, own_versions, packages_for
-
         packages = packages_for(model_kind(job_json))
         hosts = self.client.run(socket.gethostname, on_error="return")
         # Run by reference: a worker whose Python lacks hpcml cannot even unpickle the call.

@@ -363,7 +363,7 @@ def versions() -> dict[str, str]:
 def _scan_versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    import hpcml
+    import hpcml  # the package itself: imported by the time a run is prepared
 
     # hpcml: the version imported (a checkout on PYTHONPATH may differ from an installed one);
     # workers compare theirs with these (tasks/environment.py).

@@ -26,7 +26,7 @@ def packages_for(model_kind: str | None) -> tuple[str, ...]:
 def installed(package: str) -> str | None:
     """This process's version of ``package`` (hpcml: the one imported), None when missing."""
     if package == "hpcml":
-        import hpcml
+        import hpcml  # the package this module belongs to: imported by the time this runs
 
         return hpcml.__version__
     import importlib.metadata as md

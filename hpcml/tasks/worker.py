@@ -21,6 +21,7 @@ from typing import Any
 from hpcml.models.base import Dataset, FitContext
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
+from hpcml.tasks.environment import against_run
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
 from hpcml.rundir.paths import task_folder
@@ -187,8 +188,6 @@ def _other_versions(order: WorkOrder) -> tuple[ChunkResult, list[dict[str, Any]]
     """The chunk's result and records where this worker's numpy, hpcml, ... differ from the
     versions the driver recorded in the run directory: every task failed, ``fatal`` naming the
     node, the package and both versions; no task runs."""
-    from hpcml.tasks.environment import against_run
-
     if not order.write:  # records travel back: the Dask backend compared the versions as it started
         return None
     fatal = against_run(order.run_dir, order.job_json)
