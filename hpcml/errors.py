@@ -26,8 +26,9 @@ class SpecError(Exception):
 
 class NotShared(SpecError):
     """A worker does not see what the driver sees: the run directory (``--out`` on a node's
-    own disk) or the data file (in-memory data under a node-local cache directory). No task
-    of the run can succeed there, so the run stops, naming the node."""
+    own disk), the data file (in-memory data under a node-local cache directory), or the
+    driver's versions of numpy, hpcml, ... (another Python on the node). No task of the run
+    can succeed there, so the run stops, naming the node."""
 
 
 def pydantic_problems(err, prefix: str = "") -> list[tuple[str, Any, str]]:

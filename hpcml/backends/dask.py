@@ -19,7 +19,9 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 import warnings
 from pathlib import Path
@@ -28,8 +30,9 @@ from typing import Iterable, Iterator
 from distributed.diagnostics.plugin import WorkerPlugin
 from pydantic import Field, model_validator
 
-from hpcml.errors import SpecError
+from hpcml.errors import NotShared, SpecError
 from hpcml.rundir.store import Chunk
+from hpcml.tasks.environment import FIELD, difference, model_kind, own_versions, packages_for
 from hpcml.tasks.worker import ChunkResult, WorkOrder, warm_cache
 from hpcml.backends.base import Backend
 from hpcml.backends.dask_warm import keep_warm, take_warm, warm_key
@@ -189,6 +192,30 @@ class DaskBackend(Backend):
                                    name=_WarmData.name)
         if expect:
             self._wait_for_workers(expect)
+        self._check_versions(job_json)
+
+    def _check_versions(self, job_json: str) -> None:
+        """Every worker's numpy, hpcml, ... against the driver's, before any task: a node with
+        another Python stops the run in one line (workers that join later compare theirs with
+        the run directory's versions.json before their first chunk)."""
+        packages = packages_for(model_kind(job_json))
+        hosts = self.client.run(socket.gethostname, on_error="return")
+        # Run by reference: a worker whose Python lacks hpcml cannot even unpickle the call.
+        seen = self.client.run(own_versions, packages, on_error="return")
+        driver = own_versions(packages)["versions"]
+        for address in sorted(seen):
+            got, host = seen[address], hosts.get(address)
+            node = host if isinstance(host, str) else address
+            if isinstance(got, BaseException):
+                why = (f"the Python of the dask worker on node {node} cannot run hpcml "
+                       f"({type(got).__name__}: {str(got).splitlines()[0] if str(got) else ''}): give the nodes "
+                       "the driver's environment (backend.python, job_script_prologue)")
+                value = self.options.python if self.options.cluster != "local" else address
+            else:
+                why, value = difference(driver, got["versions"], node, packages), got["python"]
+            if why:
+                self.stop()
+                raise NotShared.one(FIELD, value, why)
 
     def _wait_for_workers(self, n: int) -> None:
         opts = self.options
@@ -211,9 +238,10 @@ class DaskBackend(Backend):
             kept = self._run_dir.parent / f"{self._run_dir.name}.start-logs-{self._token}"
             shutil.move(str(logs), kept)
             logs = kept
+        said = _log_errors(logs)
         return (f"; the worker jobs must reach the scheduler at {scheduler} (backend.interface: "
                 f"{self._where.describe()}) and start backend.python ({opts.python}) on the nodes: "
-                f"check squeue and the job logs, kept in {logs}")
+                f"check squeue and the job logs{said}, kept in {logs}")
 
     def _submit(self, order: WorkOrder, futures: dict) -> object:
         # Absolute: workers (batch jobs) need not share the driver's working directory.
@@ -310,6 +338,34 @@ class DaskBackend(Backend):
             client.close(timeout=30)
         if cluster is not None:
             cluster.close(timeout=60)  # jobqueue: cancels the worker jobs (scancel)
+
+
+# Lines of a worker job's log that say why it never became a worker: its Python cannot
+# import hpcml or dask, the interpreter is missing, the scheduler is not reachable.
+_LOG_ERROR = re.compile(r"(Error|error:|No module named|command not found|No such file)")
+
+
+def _log_errors(folder: Path, most: int = 2) -> str:
+    """`` (they say: ...)`` with the last error line of the worker job logs in ``folder``
+    (the distinct ones, ``most`` at most), or ``""``."""
+    said: list[str] = []
+    try:
+        files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+    except OSError:
+        return ""
+    for path in files:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        last = next((line.strip() for line in reversed(lines) if _LOG_ERROR.search(line)), None)
+        if last:
+            last = last if len(last) <= 200 else last[:197] + "..."
+            if last not in said:
+                said.append(last)
+    if not said:
+        return ""
+    return " (they say: " + "; ".join(f"{p!r}" for p in said[-most:]) + ")"
 
 
 def _outcome(future, order: WorkOrder) -> ChunkResult:

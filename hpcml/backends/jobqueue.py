@@ -66,9 +66,11 @@ class JobResources(BaseModel):
     job_script_prologue: list[str] = Field(default_factory=list, description="shell lines run before the worker "
                                            "starts (module load, source venv/bin/activate)")
     lifetime_min: float | None = Field(None, gt=0, description="retire each worker after this long (set below "
-                                       "walltime_min); its job is replaced, so a run may outlast one walltime")
+                                       "walltime_min; default: walltime_min less a margin, see lifetime_s); its "
+                                       "job is replaced, so a run may outlast one walltime")
     lifetime_stagger_min: float | None = Field(None, ge=0, description="spread retirements by up to this much")
-    jobs: int | None = Field(None, gt=0, description="fixed number of jobs (scale(jobs=N))")
+    jobs: int | None = Field(None, gt=0, description="fixed number of jobs (adapt between N and N: a job "
+                             "that ends, its worker retired or lost, is replaced)")
     adapt: Adapt | None = Field(None, description="adaptive scaling between minimum_jobs and maximum_jobs")
 
     @model_validator(mode="after")
@@ -94,14 +96,23 @@ class JobResources(BaseModel):
         jobs = self.adapt.minimum_jobs if self.adapt is not None else (self.jobs or 1)
         return jobs * self.processes
 
-    def scaling(self) -> Adapt | None:
-        """Adaptive bounds, if any. Retiring workers (lifetime_min) need them even for a fixed
-        ``jobs: N``: a fixed-scale cluster does not replace a job that ended, adapt does."""
+    def lifetime_s(self) -> tuple[float, float]:
+        """(lifetime, stagger) of each worker in seconds: ``lifetime_min`` and
+        ``lifetime_stagger_min`` when given, else the walltime less a margin (a tenth of it,
+        20 s to 5 min) and a stagger of a quarter of that margin, so that a worker retires
+        gracefully before the batch scheduler kills its job and no chunk is cut off."""
+        if self.lifetime_min is not None:
+            return self.lifetime_min * 60, (self.lifetime_stagger_min or 0) * 60
+        walltime = self.walltime_min * 60
+        margin = min(300.0, max(20.0, walltime / 10))
+        return walltime - margin, margin / 4
+
+    def scaling(self) -> Adapt:
+        """Adaptive bounds. Retiring workers (every batch worker has a lifetime) need them even
+        for a fixed ``jobs: N``: a fixed-scale cluster does not replace a job that ended, adapt does."""
         if self.adapt is not None:
             return self.adapt
-        if self.lifetime_min is not None:
-            return Adapt(minimum_jobs=self.jobs or 1, maximum_jobs=self.jobs or 1)
-        return None
+        return Adapt(minimum_jobs=self.jobs or 1, maximum_jobs=self.jobs or 1)
 
 
 def _walltime(minutes: int, fmt: str) -> str:
@@ -131,10 +142,14 @@ def cluster_kwargs(name: str, res: JobResources, job_name: str, log_directory: s
     # a time, so per-task threads (threads_per_task) and timeouts behave as on every backend.
     # The dask-worker CLI keeps the last --nthreads given.
     worker_args: list[str] = ["--nthreads", "1"]
-    if res.lifetime_min:
-        worker_args += ["--lifetime", f"{res.lifetime_min * 60:.0f}s"]
-        if res.lifetime_stagger_min:
-            worker_args += ["--lifetime-stagger", f"{res.lifetime_stagger_min * 60:.0f}s"]
+    # Every worker retires before its job's walltime (dask_watch.py: nor does it start a chunk
+    # it has no time left for); its chunk moves to another worker without costing a retry.
+    # (HTCondor jobs have no walltime: there only a lifetime_min given is used.)
+    if wall_fmt or res.lifetime_min:
+        lifetime, stagger = res.lifetime_s()
+        worker_args += ["--lifetime", f"{lifetime:.0f}s"]
+        if stagger:
+            worker_args += ["--lifetime-stagger", f"{stagger:.0f}s"]
     kw: dict[str, Any] = dict(
         cores=res.cores, processes=res.processes, memory=f"{res.mem_gb:g}GB", python=res.python,
         job_name=job_name, log_directory=log_directory, job_extra_directives=directives,
@@ -202,8 +217,5 @@ def make_jobqueue_cluster(name: str, res: JobResources, job_name: str, log_direc
     with own_http_routes():
         cluster = cls(**cluster_kwargs(name, res, job_name, log_directory), scheduler_options=scheduler)
     bounds = res.scaling()
-    if bounds is not None:
-        cluster.adapt(minimum_jobs=bounds.minimum_jobs, maximum_jobs=bounds.maximum_jobs)
-    else:
-        cluster.scale(jobs=res.jobs or 1)
+    cluster.adapt(minimum_jobs=bounds.minimum_jobs, maximum_jobs=bounds.maximum_jobs)
     return cluster

@@ -368,8 +368,13 @@ def versions() -> dict[str, str]:
 def _scan_versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "host": platform.node(), "platform": platform.platform()}
-    for pkg in ("hpcml", "numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "torch", "dask", "distributed",
+    import hpcml  # the package itself: imported by the time a run is prepared
+
+    # hpcml: the version imported (a checkout on PYTHONPATH may differ from an installed one);
+    # workers compare theirs with these (tasks/environment.py).
+    out = {"python": platform.python_version(), "host": platform.node(), "platform": platform.platform(),
+           "hpcml": hpcml.__version__}
+    for pkg in ("numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "torch", "dask", "distributed",
                 "dask-jobqueue", "mpi4py", "pyspark", "rpy2"):
         try:
             out[pkg] = md.version(pkg)

@@ -21,6 +21,7 @@ from typing import Any
 from hpcml.models.base import Dataset, FitContext
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
+from hpcml.tasks.environment import against_run
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
 from hpcml.plans import PLANS, Task, task_rng
 from hpcml.rundir import running
@@ -61,7 +62,8 @@ class ChunkResult:
     # retry runs each of them in a chunk of its own.
     lost_worker: bool = False
     # Why no task of this run can succeed on this worker, as (field, value, why): it does not
-    # see the run directory or the data file. The driver stops the run with this line.
+    # see the run directory or the data file, or its Python has other versions of the packages
+    # that decide the numbers. The driver stops the run with this line.
     fatal: tuple[str, str, str] | None = None
 
     @classmethod
@@ -183,6 +185,21 @@ def _unseen_run_dir(order: WorkOrder) -> tuple[ChunkResult, list[dict[str, Any]]
     return result, [failure_record(i, _task_id(order, i), why, "", order.attempt) for i in order.chunk.indices]
 
 
+def _other_versions(order: WorkOrder) -> tuple[ChunkResult, list[dict[str, Any]]] | None:
+    """The chunk's result and records where this worker's numpy, hpcml, ... differ from the
+    versions the driver recorded in the run directory: every task failed, ``fatal`` naming the
+    node, the package and both versions; no task runs."""
+    if not order.write:  # records travel back: the Dask backend compared the versions as it started
+        return None
+    fatal = against_run(order.run_dir, order.job_json)
+    if fatal is None:
+        return None
+    why = fatal[2]
+    log.error("%s", why)
+    result = ChunkResult(order.chunk, failed={i: why for i in order.chunk.indices}, fatal=fatal)
+    return result, [failure_record(i, _task_id(order, i), why, "", order.attempt) for i in order.chunk.indices]
+
+
 def _unseen_data(err: BaseException) -> tuple[str, str, str] | None:
     """(field, value, why) when the driver's data file is missing on this worker's node."""
     from hpcml.data.frames import is_frame_file  # only where a chunk could not load its data
@@ -212,7 +229,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
     and its records go to ``watch.records`` as they are made (another thread may take them)."""
     from hpcml.data import load_dataset  # (see _job_and_tasks) shards plans on a file: each task reads its rows
 
-    unseen = _unseen_run_dir(order)
+    unseen = _unseen_run_dir(order) or _other_versions(order)
     if unseen is not None:
         return unseen
     if order.write:  # `hpcml status` counts it running until ``deliver`` has written its file

@@ -234,10 +234,31 @@ def test_every_scheduler_gets_gpus_account_and_walltime(cluster, gpu_line):
 def test_lifetime_makes_fixed_jobs_adaptive():
     from hpcml.backends.jobqueue import Adapt, JobResources
 
-    assert JobResources(jobs=3).scaling() is None
-    # Retiring workers must be replaced, which only adaptive scaling does.
+    # Retiring workers (every batch worker has a lifetime) must be replaced, which only adaptive scaling does.
+    assert JobResources(jobs=3).scaling() == Adapt(minimum_jobs=3, maximum_jobs=3)
     assert JobResources(jobs=3, lifetime_min=20).scaling() == Adapt(minimum_jobs=3, maximum_jobs=3)
     assert JobResources(adapt={"maximum_jobs": 4}, lifetime_min=20).scaling() == Adapt(maximum_jobs=4)
+
+
+@pytest.mark.parametrize("walltime_min, lifetime, stagger", [(1, "40s", "5s"), (2, "100s", "5s"),
+                                                             (30, "1620s", "45s"), (120, "6900s", "75s")])
+def test_batch_workers_retire_before_their_walltime_by_default(walltime_min, lifetime, stagger):
+    """Without lifetime_min, a worker's lifetime is its walltime less a tenth (20 s to 5 min),
+    staggered by a quarter of that: it retires before the batch scheduler kills its job."""
+    command = _script("slurm", walltime_min=walltime_min).strip().splitlines()[-1]
+    assert f"--lifetime {lifetime} --lifetime-stagger {stagger}" in command, command
+    # HTCondor jobs have no walltime: no lifetime unless one is given
+    assert "--lifetime" not in _script("htcondor")
+    assert "--lifetime 600s" in _script("htcondor", lifetime_min=10)
+
+
+def test_a_worker_does_not_start_a_chunk_it_has_no_lifetime_left_for():
+    from hpcml.backends.dask_watch import too_late
+
+    assert too_late(3.0, 5.0)  # 3 s left, chunks take 5 s: retire, give the chunk back
+    assert not too_late(30.0, 5.0)
+    assert not too_late(None, 5.0)  # no lifetime
+    assert not too_late(3.0, None)  # no chunk timed yet on this worker
 
 
 @pytest.mark.slow
@@ -397,6 +418,9 @@ def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_log
 
     def no_workers(name, res, job_name, logs, where, dashboard=False):
         (Path(logs) / "slurm-41.out").write_text("Timed out trying to connect to tcp://10.1.0.5:40000\n")
+        (Path(logs) / "slurm-41.err").write_text("/opt/env/bin/python: Error while finding module specification for "
+                                                 "'distributed.cli.dask_worker' (ModuleNotFoundError: No module "
+                                                 "named 'distributed')\n")
         return LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None)
 
     monkeypatch.setattr(dask_backend, "make_jobqueue_cluster", no_workers)
@@ -408,7 +432,10 @@ def test_batch_workers_that_never_come_up_name_the_settings_and_keep_the_job_log
     (line,) = err.value.lines()
     assert line.startswith("backend.start_timeout_s: only 0 of 2 dask worker(s) on slurm came up in time; ")
     assert "backend.interface: ib0 (10.1.0.5, the test)" in line and "backend.python (/opt/env/bin/python)" in line
-    kept = Path(line.split("job logs, kept in ")[1].split(" (got ")[0])
+    # what the job logs say went wrong (here: the nodes' Python has no dask), in the line itself
+    assert "check squeue and the job logs (they say: \"/opt/env/bin/python: Error while finding module " in line
+    assert "No module named 'distributed')\"), kept in " in line
+    kept = Path(line.split(", kept in ")[1].split(" (got ")[0])
     assert not (tmp_path / "run").exists() and kept.parent == tmp_path
     assert "Timed out trying to connect" in (kept / "slurm-41.out").read_text()
 
@@ -427,3 +454,93 @@ def test_a_scheduler_added_to_clusters_is_accepted_by_the_spec():
         assert DaskOptions(cluster=name).cluster == name
     with pytest.raises(Exception, match="cluster"):
         DaskOptions(cluster="no-such-scheduler")
+
+
+def _numpy_0_0_1() -> None:
+    """Run on a worker: its Python now reports numpy 0.0.1 (another environment on a node)."""
+    from hpcml.tasks import environment
+
+    real = environment.installed
+    environment.installed = lambda package: "0.0.1" if package == "numpy" else real(package)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_worker_with_another_numpy_stops_the_run_before_any_task(tmp_path, scheduler):
+    """Each worker's versions of the packages that decide the numbers are compared with the
+    driver's as the backend starts: a difference is one line naming the node, the package and
+    both versions, and no run directory is left."""
+    import numpy as np
+    from cloudpickle import register_pickle_by_value
+
+    import hpcml
+    from hpcml.errors import NotShared
+
+    cluster, client = scheduler
+    register_pickle_by_value(__import__(__name__))
+    client.run(_numpy_0_0_1)
+    spec = small_spec(tmp_path, backend={"name": "dask", "address": cluster.scheduler_address})
+    with pytest.raises(NotShared) as err:
+        hpcml.run(spec, progress=False)
+    (line,) = err.value.lines()
+    assert line.startswith(f"backend.python: node {socket.gethostname()} has numpy 0.0.1, the driver "
+                           f"{np.__version__}: the numbers could differ; give the nodes the driver's environment "
+                           "(backend.python, job_script_prologue) (got "), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_joins_later_compares_its_versions_before_its_first_chunk(tmp_path):
+    """A worker compares its versions with those the driver recorded in the run directory
+    (versions.json) before running a chunk: a difference fails the chunk as ``fatal``, which
+    stops the run in one line, and nothing is written."""
+    import numpy as np
+
+    from hpcml.rundir.store import Chunk, RunStore
+    from hpcml.spec import load_job
+    from hpcml.tasks.worker import WorkOrder, execute_chunk
+
+    job = load_job(small_spec(tmp_path))
+    store = RunStore(job.output)
+    store.prepare(job, resume=False)
+    store.release()
+    recorded = json.loads((store.path / "versions.json").read_text())
+    assert recorded["numpy"] == np.__version__ and recorded["hpcml"] == __import__("hpcml").__version__
+    recorded["numpy"] = "0.0.1"
+    (store.path / "versions.json").write_text(json.dumps(recorded))
+    result = execute_chunk(WorkOrder(job.to_json(), str(store.path), Chunk((0, 1))))
+    assert result.fatal == ("backend.python", __import__("sys").executable,
+                            f"node {socket.gethostname()} has numpy {np.__version__}, the driver 0.0.1: the numbers "
+                            "could differ; give the nodes the driver's environment (backend.python, "
+                            "job_script_prologue)")
+    assert result.ok == [] and set(result.failed) == {0, 1} and not store.chunk_files()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_workers_that_reach_their_lifetime_cost_no_retry(tmp_path, capfd):
+    """Workers with a lifetime (as dask-jobqueue's are, below the walltime) retire mid-run and
+    are replaced: a worker with less lifetime left than its chunks take retires without starting
+    the next one, a chunk cut off by a retirement runs elsewhere, and with ``retries: 0`` every
+    task is ok at its first attempt, no failure recorded."""
+    from distributed import LocalCluster
+
+    import hpcml
+    from hpcml.rundir.store import RunStore
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, lifetime="20s", lifetime_restart=True, silence_logs=False)
+    try:
+        spec = small_spec(tmp_path, name="t-lifetime", retries=0,
+                          data={"source": "synthetic:regression", "options": {"n_samples": 10, "n_features": 2}},
+                          plan={"replicate": {"n": 40}}, model={"kind": "sleep", "ms": 1000, "sigma": 0.3, "busy": False},
+                          backend={"name": "dask", "address": cluster.scheduler_address, "chunk_size": 2})
+        result = hpcml.run(spec, progress=False)
+    finally:
+        cluster.close()
+    assert result.ok, result.failures()
+    assert list(result.results["task_index"]) == list(range(40))
+    assert (result.results["attempt"] == 0).all()
+    records = RunStore(result.run_dir).read_records()
+    assert set(records["status"]) == {"ok"}, records[records["status"] != "ok"]
+    # a worker gave its chunk back rather than start it with too little lifetime left
+    assert "Reason: hpcml: lifetime left below the chunk time" in capfd.readouterr().err

@@ -1,7 +1,7 @@
 """The Dask backend on the REAL one-node Slurm (scripts/slurm_start.sh) through dask-jobqueue:
 worker jobs submitted with sbatch give results bit for bit equal to the local backend; a
 worker job cancelled with scancel mid-run loses and duplicates nothing; workers that retire
-before their walltime (lifetime_min) are replaced and the run outlasts them.
+before their walltime (lifetime_min, or by default) are replaced and the run outlasts them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("dask_jobqueue", reason="pip install 'hpcml[dask]'")
 
 from conftest import assert_same_results, small_spec  # noqa: E402
-from slurm_util import read_logs, squeue_ids  # noqa: E402
+from slurm_util import job_states, read_logs, squeue_ids  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -115,3 +115,30 @@ def test_retiring_workers_are_replaced(slurm_cluster, tmp_path):
     # n * ms = 12 s of work for one worker living 9 s: at least two worker jobs took part.
     assert len(_job_ids(log_dir)) >= 2, read_logs(log_dir)
     assert (pd.Series(result.results["attempt"]) == 0).all()  # Dask moved the work; no runner retry needed
+
+
+@pytest.mark.timeout(400)
+def test_a_run_longer_than_the_walltime_costs_no_retry(slurm_cluster, tmp_path):
+    """A one-minute walltime and no lifetime_min: each worker retires before its walltime (40 s,
+    give or take 5), without starting a chunk it has no time left for, and a new job replaces it.
+    With ``retries: 0`` every task is ok at its first attempt, no failure is recorded, and no
+    worker job was killed at its time limit."""
+    from hpcml import run
+    from hpcml.rundir.store import RunStore
+
+    n, ms = 30, 2000.0
+    spec = _sleep_job(tmp_path, "t-wall", n, ms, {**SLURM, "jobs": 1, "walltime_min": 1}, chunk_size=1)
+    spec["retries"] = 0
+    result = run(spec, progress=False)
+    log_dir = result.run_dir / "logs" / "dask"
+    assert result.ok, (result.failures(), read_logs(log_dir))
+    assert list(result.results["task_index"]) == list(range(n))
+    np.testing.assert_array_equal(result.results["slept_ms"].to_numpy(), _expected_ms(7, n, ms, 0.3))
+    assert (result.results["attempt"] == 0).all()
+    records = RunStore(result.run_dir).read_records()
+    assert set(records["status"]) == {"ok"}, records[records["status"] != "ok"]
+    # 60 s of work for workers living 40 s: several jobs took part, none ended at its walltime
+    ids = _job_ids(log_dir)
+    assert len(ids) >= 2, read_logs(log_dir)
+    states = {i: job_states(i) for i in ids}
+    assert not any("TIMEOUT" in s for s in states.values()), (states, read_logs(log_dir))

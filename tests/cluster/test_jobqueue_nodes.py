@@ -51,7 +51,7 @@ def test_workers_that_cannot_reach_the_scheduler_get_a_line_that_names_the_inter
     assert line.startswith("error: backend.start_timeout_s: only 0 of 2 dask worker(s) on slurm came up in time; "
                            "the worker jobs must reach the scheduler at tcp://127.0.0.1:"), line
     assert "(backend.interface: lo (127.0.0.1, backend.interface))" in line and "backend.python" in line
-    kept = folder / line.split("job logs, kept in ")[1].split(" (got ")[0].rsplit("/", 1)[1]
+    kept = folder / line.split(", kept in ")[1].split(" (got ")[0].rsplit("/", 1)[1]
     assert not (folder / "run").exists() and kept.is_dir(), line
     logs = " ".join(p.read_text(errors="replace") for p in kept.glob("*.err"))
     # on the compute node nothing listens on the loopback address the workers were given
