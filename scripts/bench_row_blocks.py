@@ -83,11 +83,12 @@ def dask_ml_fit(kind: str, source: Path, p: int):
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster):
         frame = dd.read_parquet(str(source))
-        X = frame[[f"x{j}" for j in range(p)]].to_dask_array(lengths=True)
+        A = frame[[f"x{j}" for j in range(p)] + ["y"]].to_dask_array(lengths=True)
+        X, y = A[:, :p], A[:, p]
         if kind == "ols":
             from dask_ml.linear_model import LinearRegression
 
-            return LinearRegression(solver="lbfgs", penalty="none").fit(X, frame["y"].to_dask_array(lengths=True)).coef_
+            return LinearRegression(solver="lbfgs", penalty="l2", C=1e12).fit(X, y).coef_
         from dask_ml.decomposition import PCA
 
         return PCA(n_components=min(10, p), svd_solver="tsqr").fit(X).singular_values_
