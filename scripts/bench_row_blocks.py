@@ -107,7 +107,10 @@ def parquet_part(args, root: Path) -> None:
         spark, theirs = _clock(f"{kind}: engine: spark (MLlib, local[2])",
                                lambda: spark_fit(kind, source, root / f"spark-{kind}", args.features))
         column = "coef_x0" if kind == "ols" else "evr_1"
-        print(f"  {column}: hpcml {record[column]!r}  spark {theirs[column]!r}")
+        for name, rec in (("hpcml", record), ("spark", theirs)):
+            if rec.get("status") != "ok":
+                print(f"  {name} failed: {rec.get('error')}")
+        print(f"  {column}: hpcml {record.get(column)!r}  spark {theirs.get(column)!r}")
         try:
             import dask_ml  # noqa: F401
         except ImportError:

@@ -36,6 +36,16 @@ def source_bytes(spec: DataSpec) -> int | None:
     return None
 
 
+def numeric_features(spec: DataSpec, features: list[str] | None) -> bool:
+    """Whether the used features are all numbers, from the file's schema (or first rows): text
+    features need their levels from every row, which only an in-memory load has."""
+    reader = reader_for(spec)
+    if reader is None:
+        return False
+    used = features or [c for c in reader.columns if c != spec.target]
+    return all(c in reader.columns for c in used) and not reader.categorical(list(used))
+
+
 class BlockReader:
     """Rows [start, stop) of the used columns as (X float64, target values or None)."""
 

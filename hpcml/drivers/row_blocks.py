@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 
 from hpcml.backends import make_backend
-from hpcml.data.row_blocks import block_reader, source_bytes
+from hpcml.data.row_blocks import block_reader, numeric_features, source_bytes
 from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
@@ -48,6 +48,10 @@ def uses_row_blocks(job) -> bool:
     if size is None or size < job.spec.data.blocks_above_mb * 2**20:
         return False
     if job.model.name in kinds:
+        if not numeric_features(job.spec.data, job.spec.model.features):
+            log.info("%s: text features (or columns not found): read into memory, not by row blocks",
+                     job.spec.data.source)
+            return False
         return True
     if job.model.name in ("ols", "logistic", "pca", "kmeans"):  # would load every row
         raise SpecError.one("model.kind", job.model.name, f"plan {job.plan_kind} of data above data.blocks_above_mb "

@@ -208,3 +208,17 @@ def test_submit_packs_a_fit_over_row_blocks_and_refuses_an_array(tmp_path, parts
     assert opts.mode == "pack" and "rank 0" in why
     with pytest.raises(SpecError, match="submit.mode: a fit over row blocks"):
         choose_mode(job, parse_options({"mode": "array"}))
+
+
+def test_text_features_take_the_in_memory_fit_as_before(tmp_path, parts):
+    """Text features need their levels from every row: such data is read into memory (R's
+    treatment dummies), never refused for its size."""
+    frame = pd.read_parquet(parts).iloc[:3000]
+    frame["group"] = np.where(frame["x0"] > 1, "high", "low")
+    source = tmp_path / "with-text.parquet"
+    frame.to_parquet(source)
+    spec = spec_of(tmp_path, parts, "ols")
+    spec["data"]["source"] = str(source)
+    spec["model"]["features"] = FEATURES + ["group"]
+    result = run(spec, progress=False)
+    assert result.ok and "row_blocks" not in result.summary["run"] and "coef_grouplow" in result.results
