@@ -20,7 +20,7 @@ from hpcml.data.row_blocks import block_reader, numeric_features, source_bytes
 from hpcml.drivers.attempts import run_attempts
 from hpcml.drivers.finish import RunResult, finish, is_finished, recorded
 from hpcml.errors import SpecError
-from hpcml.models.passes import Pass
+from hpcml.models.passes import KINDS, Pass
 from hpcml.numerics.block_stats import UNIT_ROWS, block_units
 from hpcml.plans.row_blocks import PassStatistics, pass_spec
 from hpcml.report.progress import Progress
@@ -53,7 +53,7 @@ def uses_row_blocks(job) -> bool:
                      job.spec.data.source)
             return False
         return True
-    if job.model.name in ("ols", "logistic", "pca", "kmeans"):  # would load every row
+    if job.model.name in KINDS:  # a built-in kind whose in-memory run would load every row
         raise SpecError.one("model.kind", job.model.name, f"plan {job.plan_kind} of data above data.blocks_above_mb "
                             f"({job.spec.data.blocks_above_mb:g} MB; this is {size / 2**20:.0f} MB) runs over row "
                             f"blocks for {', '.join(kinds)} only; raise blocks_above_mb to run it in memory")

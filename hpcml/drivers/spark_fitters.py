@@ -163,6 +163,8 @@ def whole_pca(params, data, features, facts, seed) -> dict[str, float]:
     import numpy as np
     from pyspark.ml.feature import PCA
 
+    from hpcml.models.pca_svd import k_for_variance  # the single-node kind's rule, loaded for a PCA only
+
     n, n_feat = facts["n"], len(features)
     # Spark's PCA eigendecomposes the distributed covariance matrix. Every component is
     # reported, as the single-node kind does (the scree and the k for 80/90/95 % need them);
@@ -173,7 +175,7 @@ def whole_pca(params, data, features, facts, seed) -> dict[str, float]:
     if params.n_components is not None:
         k = params.n_components
     elif params.variance is not None:
-        k = int(min(np.searchsorted(cum, params.variance * (1 - 1e-12), side="left") + 1, ratio.size))
+        k = k_for_variance(ratio, params.variance)
     else:
         k = ratio.size
     total_ss = sum(facts["var_pop"]) * n  # sum of squares of the centred data

@@ -21,6 +21,7 @@ from scipy import linalg, stats
 
 from hpcml.models.passes import Fit, Pass, drive  # noqa: F401  (drive: the plans run fits with it)
 from hpcml.numerics.inference import aliased_note, clean, coef_names, coefficient_table
+from hpcml.numerics.least_squares import coef_outputs
 
 # R's lm: a column whose part not explained by the earlier ones is below this fraction of
 # its norm is aliased (NA).
@@ -91,8 +92,7 @@ def ols(features: list[str], fit_intercept: bool, level: float = 0.95) -> Fit:
                   "r_squared": r2, "adj_r_squared": 1.0 - (1.0 - r2) * ((n - int(fit_intercept)) / dof) if dof > 0
                   else math.nan, "f_statistic": f_stat, "f_df1": df1, "f_df2": dof,
                   "f_p_value": float(stats.f.sf(f_stat, df1, dof)) if math.isfinite(f_stat) else math.nan}
-    record = {f"coef_{nm}": float(c) for nm, c in zip(names, coef)}
-    record.update({"r2": r2, "mse": rss / n, "rmse": math.sqrt(rss / n)})
+    record = {**coef_outputs(coef, fit_intercept, features), "r2": r2, "mse": rss / n, "rmse": math.sqrt(rss / n)}
     summary = {"table": coefficient_table(names, coef, se, dof, level), "level": level,
                "statistics": {k: clean(v) for k, v in statistics.items()}, **aliased_note(names, np.isnan(coef))}
     return record, summary
@@ -143,8 +143,7 @@ def logistic(features: list[str], fit_intercept: bool, max_iter: int, tol: float
     rank = len(kept)
     statistics = {"n": n, "rank": rank, "deviance": dev, "df_residual": n - rank, "null_deviance": null_dev,
                   "df_null": n - int(fit_intercept), "aic": dev + 2 * rank, "iterations": it}
-    record = {f"coef_{nm}": float(c) for nm, c in zip(names, coef)}
-    record.update({"log_loss": dev / (2 * n), "n_iter": float(it)})
+    record = {**coef_outputs(coef, fit_intercept, features), "log_loss": dev / (2 * n), "n_iter": float(it)}
     summary = {"table": coefficient_table(names, coef, se, None, level), "level": level, "classes": classes,
                "statistics": {k: clean(v) for k, v in statistics.items()}, **aliased_note(names, np.isnan(coef))}
     return record, summary
@@ -155,7 +154,10 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     (more than WIDE_COLUMNS columns, where TSQR's R factors are as large as the Gram matrix
     and far dearer) takes the Gram route, pbdR's ``crossprod`` then an eigendecomposition,
     where its accuracy check allows (``numerics.gram.gram_ok``); else TSQR after all."""
-    from hpcml.numerics.gram import eigh_desc, gram_ok, standardized_gram  # only for a PCA
+    # Only for a PCA: the single-node kind's variance rule, Gram checks and signs.
+    from hpcml.models.pca_svd import k_for_variance
+    from hpcml.numerics.gram import column_sd, eigh_desc, gram_ok, standardized_gram  # (see above)
+    from hpcml.numerics.thin_svd import signs  # (see above)
 
     got = yield Pass("scan", {}, "column means")
     n = float(got["sum_n"][0])
@@ -173,18 +175,14 @@ def pca(features: list[str], n_components: int | None, variance: float | None, s
     if lam is None:
         got = yield Pass("centred_qr", {"mean": mean.tolist()}, "QR of the centred rows")
         R = got["qr_r"]
-        if scale:
-            sd = np.linalg.norm(R, axis=0) / math.sqrt(n - 1)
-            if not np.all(sd > 0):
-                raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
-            R = R / sd
+        if scale:  # R'R is the centred Gram matrix: its diagonal the columns' sums of squares
+            R = R / column_sd(np.sum(R * R, axis=0), n - 1)
         _, s, Vt = np.linalg.svd(R, full_matrices=False)
-    Vt = Vt * np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])[:, None]
+    Vt = Vt * signs(Vt)[:, None]  # the single-node kind's signs
     total = float(np.sum(s**2))
     ratio = s**2 / total if total > 0 else np.zeros_like(s)
     cum = np.cumsum(ratio)
-    k = n_components or (int(min(np.searchsorted(cum, variance * (1 - 1e-12)) + 1, ratio.size))
-                         if variance is not None else ratio.size)
+    k = n_components or (k_for_variance(ratio, variance) if variance is not None else ratio.size)
     record: dict[str, float] = {"n_components": float(k)}
     # Every component for the scree, as the single-node kind; of wide data the leading ones
     # (three columns each: 30,000 columns for 10,000 features would be no table to read).
@@ -244,8 +242,7 @@ def ols_poisson_bootstrap(features: list[str], fit_intercept: bool, first: int, 
     for the whole group; each replicate's coefficients from its weighted normal equations."""
     got = yield Pass("poisson_gram", {"fit_intercept": fit_intercept, "replicates": [first, last]},
                      f"bootstrap replicates {first}-{last - 1}")
-    names = coef_names(fit_intercept, features)
-    p = len(names)
+    p = len(features) + int(fit_intercept)
     records: list[dict[str, float] | None] = []
     for G in got["sum_gram"]:
         try:
@@ -254,7 +251,7 @@ def ols_poisson_bootstrap(features: list[str], fit_intercept: bool, first: int, 
         except linalg.LinAlgError:  # a replicate whose design is singular
             records.append(None)
             continue
-        records.append({f"coef_{nm}": float(v) for nm, v in zip(names, coef)})
+        records.append(coef_outputs(coef, fit_intercept, features))
     return records, {}
 
 
@@ -292,8 +289,7 @@ def logistic_poisson_bootstrap(features: list[str], fit_intercept: bool, max_ite
         step[done | failed] = 0.0
         if np.all(done | failed):
             break
-    names = coef_names(fit_intercept, features)
-    return [None if failed[g] or not done[g] else {f"coef_{nm}": float(v) for nm, v in zip(names, beta[g])}
+    return [None if failed[g] or not done[g] else coef_outputs(beta[g], fit_intercept, features)
             for g in range(count)], {}
 
 
@@ -307,5 +303,3 @@ def poisson_bootstrap(kind: str, params, features: list[str], first: int, last: 
     return logistic_poisson_bootstrap(features, params.fit_intercept, params.max_iter, params.tol, first, last,
                                       np.nan_to_num(start), report["classes"])
 
-
-FITS = {"ols": ols, "logistic": logistic, "pca": pca, "kmeans": kmeans}

@@ -10,6 +10,9 @@ from typing import Any, Generator
 
 import numpy as np
 
+# The built-in kinds that have a fit over row blocks (``over_row_blocks.fit_for``).
+KINDS = ("ols", "logistic", "pca", "kmeans")
+
 
 @dataclass
 class Pass:

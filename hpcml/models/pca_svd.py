@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from hpcml.models.artifacts import write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
-from hpcml.numerics.gram import eigh_desc, gram, gram_ok, row_blocks, standardized_gram
+from hpcml.numerics.gram import column_sd, eigh_desc, gram, gram_ok, row_blocks, standardized_gram
 from hpcml.numerics.thin_svd import SVDResult, signs, svd, weighted_svd_gram
 from hpcml.numerics.weights import as_weights, keep_rows, positive_rows, row_mask
 
@@ -66,7 +66,7 @@ class PCAFit:
         return (out * self.scale if self.scale is not None else out) + self.mean
 
 
-def _k_for_variance(ratio: np.ndarray, variance: float) -> int:
+def k_for_variance(ratio: np.ndarray, variance: float) -> int:
     # Smallest k with cumulative ratio >= variance (a hair of slack for rounding at 1.0).
     cum = np.cumsum(ratio)
     return int(min(np.searchsorted(cum, variance * (1 - 1e-12), side="left") + 1, ratio.size))
@@ -109,9 +109,7 @@ def pca(
     A = (Xk - mean) * np.sqrt(wk)[:, None]
     sd = None
     if scale:
-        sd = np.sqrt(np.sum(A * A, axis=0) / (n_eff - 1))
-        if not np.all(sd > 0):
-            raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+        sd = column_sd(np.sum(A * A, axis=0), n_eff - 1)
         A = A / sd
     total = float(np.sum(A * A))  # total variance * (n_eff - 1), independent of the method
     if method == "randomized" and variance is not None:
@@ -125,7 +123,7 @@ def pca(
     else:
         res = svd(A, n_components if method == "randomized" else None, method, rng)
     ratio = res.s**2 / total if total > 0 else np.zeros_like(res.s)
-    k = n_components or (_k_for_variance(ratio, variance) if variance is not None else res.s.size)
+    k = n_components or (k_for_variance(ratio, variance) if variance is not None else res.s.size)
     s = res.s[:k]
     return PCAFit(mean, res.Vt[:k], s, s**2 / (n_eff - 1), ratio[:k], n_eff, sd, res.s, ratio)
 
@@ -142,7 +140,7 @@ def _pca_gram(X, rows, mean, sw, n_eff, scale, n_components, variance, method) -
     lam, V = eigh_desc(G)
     total = float(np.trace(G))
     ratio = lam / total if total > 0 else np.zeros_like(lam)
-    k = n_components or (_k_for_variance(ratio, variance) if variance is not None else lam.size)
+    k = n_components or (k_for_variance(ratio, variance) if variance is not None else lam.size)
     computed = k if method == "randomized" else lam.size
     if not gram_ok(lam, computed, lam.size):
         return None

@@ -13,6 +13,7 @@ import numpy as np
 
 from hpcml.numerics.block_stats import tree, units
 from hpcml.numerics.counter_draws import SAMPLE_STREAM, poisson_weights, sampled_rows
+from hpcml.numerics.irls import deviance_terms, working
 
 Step = Callable[..., dict[str, np.ndarray]]
 STEPS: dict[str, Step] = {}
@@ -61,12 +62,10 @@ def irls(X, y, start, stop, state, seed) -> dict[str, np.ndarray]:
     D = _design(X, state["fit_intercept"])
     y01 = positive_class(y, state["classes"])
     eta = D @ np.asarray(state["beta"], dtype=np.float64)
-    e = np.exp(-np.abs(eta))
-    dev = 2.0 * np.sum(np.log1p(e) + np.maximum(eta, 0.0) - y01 * eta)
-    big = 1.0 / (1.0 + e)
-    small = e * big
-    resid = np.where((eta >= 0) == (y01 > 0.5), small, big) * np.where(y01 > 0.5, 1.0, -1.0)
-    sw = np.sqrt(big * small)
+    ones = np.ones_like(eta)
+    dev, e = deviance_terms(eta, y01, ones)  # the single-node IRLS's own, overflow-safe terms
+    resid, hw = working(eta, e, y01, ones)
+    sw = np.sqrt(hw)
     z = np.divide(resid, sw, out=np.zeros_like(resid), where=sw > 0)
     return {"sum_dev": np.array([dev]), "sum_y1": np.array([y01.sum()]),
             "qr_r": _r(np.hstack([D * sw[:, None], z[:, None]]))}

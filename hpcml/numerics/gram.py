@@ -91,12 +91,19 @@ def gram(A: np.ndarray, center: np.ndarray | None = None, row_scale: np.ndarray 
     return upper + np.triu(upper, 1).T
 
 
-def standardized_gram(G: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
-    """The Gram matrix of centred columns rescaled to unit variance (``dof``: n - 1), and the
-    columns' standard deviations; prcomp(scale. = TRUE) refuses a constant column, and so do we."""
-    sd = np.sqrt(np.diag(G) / dof)
+def column_sd(sum_squares: np.ndarray, dof: float) -> np.ndarray:
+    """Standard deviations of centred columns from their sums of squares (``dof``: n - 1);
+    prcomp(scale. = TRUE) refuses a constant column, and so do we."""
+    sd = np.sqrt(sum_squares / dof)
     if not np.all(sd > 0):
         raise ValueError("scale: cannot rescale a constant column to unit variance (as prcomp)")
+    return sd
+
+
+def standardized_gram(G: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Gram matrix of centred columns rescaled to unit variance, and the columns' standard
+    deviations."""
+    sd = column_sd(np.diag(G), dof)
     return G / np.outer(sd, sd), sd
 
 

@@ -65,7 +65,7 @@ def encode_binary(y: Any) -> tuple[np.ndarray, list[Any]]:
     return (y == classes[1]).astype(np.float64), classes.tolist()
 
 
-def _deviance_terms(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+def deviance_terms(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
     """The deviance (-2 * weighted log-likelihood) and e^-|eta|, which the working weights reuse."""
     e = np.exp(-np.abs(eta))
     # log(1 + e^eta) - y*eta = max(eta, 0) - y*eta + log1p(e^-|eta|): neither overflows nor cancels.
@@ -76,10 +76,10 @@ def _deviance_terms(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[floa
 
 
 def _deviance(eta: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    return _deviance_terms(eta, y, w)[0]
+    return deviance_terms(eta, y, w)[0]
 
 
-def _working(eta: np.ndarray, e: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def working(eta: np.ndarray, e: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y - mu and w * mu(1 - mu), from e = e^-|eta|: max(mu, 1 - mu) = 1 / (1 + e) and
     min(mu, 1 - mu) = e / (1 + e), so nothing cancels when mu is near 0 or 1."""
     big = 1.0 / (1.0 + e)
@@ -243,10 +243,10 @@ def fit_logistic(
         pbar = float(np.clip(wk @ yk / wk.sum(), 1e-8, 1 - 1e-8))
         beta[0] = np.log(pbar / (1 - pbar))
     eta = D.times(beta)
-    dev, e = _deviance_terms(eta, yk, wk)
+    dev, e = deviance_terms(eta, yk, wk)
     dev_flat, singular, converged = False, False, False
     for it in range(1, max_iter + 1):
-        resid, hw = _working(eta, e, yk, wk)
+        resid, hw = working(eta, e, yk, wk)
         grad, hess = D.grad_hessian(wk * resid, np.sqrt(hw))  # A' diag(hw) A by dsyrk
         step = solve_spd(hess, grad)
         singular = step is None
@@ -256,7 +256,7 @@ def fit_logistic(
         # Step halving (as glm.fit) keeps the deviance from increasing.
         for _ in range(_MAX_HALVINGS):
             eta_new = D.times(beta + step)
-            dev_new, e_new = _deviance_terms(eta_new, yk, wk)
+            dev_new, e_new = deviance_terms(eta_new, yk, wk)
             if np.isfinite(dev_new) and dev_new <= dev * (1 + 1e-12) + 1e-12:
                 break
             step = step / 2
@@ -281,7 +281,7 @@ def fit_logistic(
     # mean makes one; the weighted design then still has full rank.)
     warning = None
     if not converged or np.max(np.abs(eta), initial=0.0) > _ETA_MAX or \
-            (singular and _rank(D) == D.m and _rank(D, np.sqrt(_working(eta, e, yk, wk)[1])) < D.m):
+            (singular and _rank(D) == D.m and _rank(D, np.sqrt(working(eta, e, yk, wk)[1])) < D.m):
         warning = SEPARATION_WARNING
     coef = np.full(n_coef, np.nan)
     coef[cols] = beta
@@ -307,7 +307,7 @@ def logistic_summary(X: Any, y: Any, fit: LogisticFit, features: list[str], weig
     icpt = int(fit.fit_intercept)
     D = _Design(X, rows, cols[cols >= icpt] - icpt, fit.fit_intercept)  # no copy of the design
     eta = D.times(fit.coef[cols])
-    hw = _working(eta, np.exp(-np.abs(eta)), yk, wk)[1]  # the working weights at the estimate
+    hw = working(eta, np.exp(-np.abs(eta)), yk, wk)[1]  # the working weights at the estimate
     var = np.full(fit.coef.size, np.nan)
     if cols.size:
         R = D.r_factor(np.sqrt(hw))  # QR of the weighted design, one row block at a time

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpcml.models.base import WholeDataFit
+from hpcml.models.passes import KINDS
 from hpcml.plans.base import Plan, PlanOptions, register_plan
 from hpcml.report.tables import json_number, ok_rows, output_columns
 from hpcml.rundir.paths import task_folder
@@ -21,7 +22,7 @@ class FitPlan(Plan):
     name = "fit"
     Options = FitOptions
     single_fit = True
-    row_block_kinds = ("ols", "logistic", "pca", "kmeans")
+    row_block_kinds = KINDS
 
     def params_at(self, options: FitOptions, index: int) -> dict[str, Any]:
         return {}
