@@ -175,13 +175,15 @@ def test_no_task_reads_a_row_outside_its_block(tmp_path, parts, monkeypatch):
 
 @pytest.mark.slow
 def test_a_workers_memory_grows_with_its_block_not_with_the_data(tmp_path):
-    """352 MB of rows as float64: a worker that read them all would peak at least that much
+    """704 MB of rows as float64: a worker that read them all would peak at least that much
     higher than on a small file; a worker of 128 Ki-row blocks peaks about a block, the row
-    group it decodes and Arrow's buffers above (about 100 MB here, whatever the data's size)."""
+    group it decodes and Arrow's buffers above (100-115 MB here, whatever the data's size; more
+    where Arrow's decoding threads leave more of malloc's arenas behind, as on a busy machine,
+    hence a bound of half the data, far above that and far below reading it all)."""
     rng = np.random.default_rng(0)
     big = tmp_path / "big"
     big.mkdir()
-    for i in range(8):
+    for i in range(16):
         X = rng.normal(size=(500_000, 10))
         frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(10)]).assign(y=X.sum(axis=1) + rng.normal(size=500_000))
         frame.to_parquet(big / f"part-{i}.parquet", row_group_size=131_072)
@@ -196,7 +198,7 @@ def test_a_workers_memory_grows_with_its_block_not_with_the_data(tmp_path):
         result = run(spec, progress=False, plots=False)
         assert result.ok
         peaks[name] = result.summary["run"]["row_blocks"]["worker_peak_rss_mb"]
-    assert 0 < peaks["big"] - peaks["small"] < 352 / 2, peaks
+    assert 0 < peaks["big"] - peaks["small"] < 704 / 2, peaks
 
 
 def test_submit_packs_a_fit_over_row_blocks_and_refuses_an_array(tmp_path, parts):
