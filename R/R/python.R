@@ -47,9 +47,10 @@ py_modules <- function() {
     reticulate::py_run_string(.spec_guard)
     .hpcml$guard <- reticulate::import_main(convert = FALSE)$`_hpcml_r_call`
     .hpcml$blobs <- reticulate::import_main(convert = FALSE)$`_hpcml_r_blobs`
-    .hpcml$pandas <- reticulate::import("pandas")
-    .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE)
-    .hpcml$numpy <- reticulate::import("numpy", convert = FALSE)
+    # Imported when first used: a loop's workers start before the driver imports them.
+    .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE, delay_load = TRUE)
+    .hpcml$numpy <- reticulate::import("numpy", convert = FALSE, delay_load = TRUE)
+    .hpcml$local <- reticulate::import("hpcml.backends.local_pools", convert = FALSE)
     .hpcml$hpcml <- hpcml
   }
   .hpcml

@@ -56,6 +56,16 @@ resolve_seed <- function(seed) {
 run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_size = NULL, out = NULL,
                       resume = FALSE, seed = NULL, options = list()) {
   m <- py_modules()
+  be <- c(list(name = backend), options)
+  # A session runs loop after loop: its Dask LocalCluster is started once and kept (closed when
+  # R quits), as the local backend keeps its worker pool.
+  if (identical(backend, "dask") && is.null(be$reuse_workers) && is.null(be$address) &&
+      (is.null(be$cluster) || identical(be$cluster, "local"))) be$reuse_workers <- TRUE
+  if (!is.null(workers)) be$workers <- as.integer(workers)
+  if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
+  # The local workers start (and start R) while this session saves the loop and Python
+  # prepares the run: a session's first loop waits for them once, not after its own set-up.
+  m$local$prestart(reticulate::r_to_py(be), warm = "r")
   keep <- !is.null(out)
   # Workers of other backends may run on other nodes, whose temporary folder is not this one's:
   # they read the function and write their results in hpcml's cache directory instead (on
@@ -71,13 +81,6 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
     rds <- save_task_function(fun, file.path(base, "inputs"), named = FALSE)
     on.exit(unlink(c(out, rds), recursive = TRUE), add = TRUE)
   }
-  be <- c(list(name = backend), options)
-  # A session runs loop after loop: its Dask LocalCluster is started once and kept (closed when
-  # R quits), as the local backend keeps its worker pool.
-  if (identical(backend, "dask") && is.null(be$reuse_workers) && is.null(be$address) &&
-      (is.null(be$cluster) || identical(be$cluster, "local"))) be$reuse_workers <- TRUE
-  if (!is.null(workers)) be$workers <- as.integer(workers)
-  if (!is.null(chunk_size)) be$chunk_size <- as.integer(chunk_size)
   spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
                model = list(kind = "r", rds = rds, result = "object"),
                plan = list(replicate = list(n = as.integer(n))), backend = be, output = out)

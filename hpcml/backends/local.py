@@ -1,39 +1,19 @@
 """Local processes: a process pool on this machine (the laptop backend).
 
-Warm workers: a process that runs several jobs (an R session, a notebook, ``hpcml.map`` in a
-loop) keeps its pool and each worker's caches between jobs, as loky's reusable executor
-does, and shuts the pool down when it exits. ``reuse_workers: false`` starts a fresh pool.
+Warm workers: a process that runs several jobs keeps its pool between them (``local_pools``);
+``reuse_workers: false`` starts a fresh pool.
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Callable, Iterable, Iterator
 
 from hpcml.tasks.worker import ChunkResult, WorkOrder
 from hpcml.backends.base import Backend
+from hpcml.backends.local_pools import LocalOptions, keep, pool_key, take
 from hpcml.backends.procpool import WorkerPool
-
-
-class LocalOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # forkserver: fast worker start without forking a driver that may hold threads (torch, BLAS).
-    start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
-    reuse_workers: bool = Field(True, description="keep the worker pool for the next job in this process")
-    in_driver: bool = Field(True, description="run a job of one chunk of a built-in kind (ols, logistic, naive_bayes, "
-                                              "kmeans, pca, svd) in the driver process, starting no worker")
-
-
-log = logging.getLogger("hpcml")
-
-
-# Pools kept for the next job of this process, by (workers, start method, directory); every
-# pool, kept or not, is closed at exit (``procpool``).
-_WARM: dict[tuple[int, str, str], WorkerPool] = {}
 
 
 class LocalBackend(Backend):
@@ -48,10 +28,7 @@ class LocalBackend(Backend):
 
     def start(self, job_json: str, log_dir: Path) -> None:
         self._job_json = job_json
-        warm = _WARM.pop(self._key(), None) if self.options.reuse_workers else None
-        if warm is not None and not warm.healthy():
-            warm.close()
-            warm = None
+        warm = take(self._key()) if self.options.reuse_workers else None
         self._pool = warm if warm is not None else self._new_pool()
         self._clean = False
 
@@ -63,10 +40,8 @@ class LocalBackend(Backend):
         # (backends/without_main.py).
         return self.options.start_method
 
-    def _key(self) -> tuple[int, str, str]:
-        # A warm pool serves only a job started from the same directory: its workers resolved
-        # (and cached) relative paths there.
-        return self.workers, self._method(), os.getcwd()
+    def _key(self):
+        return pool_key(self.workers, self.options)
 
     def _new_pool(self) -> WorkerPool:
         return WorkerPool(self.workers, self._method(), self._job_json, os.getcwd())
@@ -110,10 +85,7 @@ class LocalBackend(Backend):
         if self._pool is None:
             return
         if self.options.reuse_workers and self._clean:
-            old = _WARM.pop(self._key(), None)
-            if old is not None:
-                old.close()
-            _WARM[self._key()] = self._pool  # kept warm for this process's next job
+            keep(self._key(), self._pool)  # kept warm for this process's next job
         else:
             self._pool.close()
         self._pool = None

@@ -13,6 +13,10 @@ Here:
   the driver kills that worker, the task fails as timed out, the rest of its chunk runs again;
 - nothing waits on a worker without bound: closing asks idle workers to leave, kills busy
   ones, and kills any still there after ``STOP_S``.
+
+Starting a pool imports none of the chunk machinery (pandas, the model kinds): the workers get
+it from the forkserver's preload, the driver with its first chunk. An R session's pool starts
+before its driver has imported any of it (``local_pools.prestart``).
 """
 from __future__ import annotations
 
@@ -27,13 +31,14 @@ from collections import deque
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from multiprocessing.reduction import ForkingPickler
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from hpcml.backends.without_main import starting_without_main
 from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, helpers, ignore_interrupts
-from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskTimeout
-from hpcml.tasks.worker import ChunkResult, WorkOrder, deliver, run_chunk, warm_cache
+
+if TYPE_CHECKING:
+    from hpcml.tasks.worker import ChunkResult, WorkOrder
 
 GRACE_S = 2.0  # past a task's deadline before its worker is killed (its own alarm goes first)
 STOP_S = 5.0  # for workers asked to leave before they are killed
@@ -60,15 +65,21 @@ class _PipeWatch:
             self._conn.send(("idle",))
 
 
-def serve(conn, job_json: str, driver_pid: int, driver_dir: str) -> None:
+def serve(conn, job_json: str | None, driver_pid: int, driver_dir: str, warm: str | None = None) -> None:
     """A worker process: die with the driver, leave Ctrl-C to it, work in its directory
     (relative paths mean what they mean to the driver), load the data once, then run chunks
-    until told to stop. Whatever a chunk's tasks started ends with the chunk."""
+    until told to stop. Whatever a chunk's tasks started ends with the chunk. A pool started
+    before its job is known (``job_json`` None) starts only what ``warm`` names."""
+    from hpcml.tasks.worker import ChunkResult, deliver, run_chunk, warm_cache, warm_r  # preloaded by the forkserver
+
     die_with(driver_pid)
     ignore_interrupts()
     become_subreaper()
     os.chdir(driver_dir)
-    warm_cache(job_json)
+    if job_json is not None:
+        warm_cache(job_json)
+    if warm == "r":
+        warm_r()
     conn.send("ready")
     while True:
         try:
@@ -126,11 +137,11 @@ class _Worker:
 class WorkerPool:
     """``workers`` processes; ``submit`` chunks, ``results`` as they finish."""
 
-    def __init__(self, workers: int, method: str, job_json: str, driver_dir: str):
+    def __init__(self, workers: int, method: str, job_json: str | None, driver_dir: str, warm: str | None = None):
         self._ctx = mp.get_context(method)
         if method == "forkserver":
             self._ctx.set_forkserver_preload(PRELOAD)
-        self._args = (job_json, os.getpid(), driver_dir)
+        self._args = (job_json, os.getpid(), driver_dir, warm)
         self._workers = [_Worker(self._ctx, self._args) for _ in range(workers)]
         self._queue: deque[WorkOrder] = deque()
         self._done: deque[ChunkResult] = deque()
@@ -190,6 +201,8 @@ class WorkerPool:
         self._dispatch()
 
     def _read(self, w: _Worker) -> None:
+        from hpcml.tasks.worker import ChunkResult  # imported with the first chunk (module note)
+
         try:
             while w.conn.poll():
                 message = w.conn.recv()
@@ -209,6 +222,8 @@ class WorkerPool:
             self._died(w)
 
     def _died(self, w: _Worker) -> None:
+        from hpcml.tasks.worker import ChunkResult  # imported with the first chunk (module note)
+
         w.proc.join(1)
         why = _how(w.proc.exitcode)
         if w.orders:  # the running chunk is lost; the one waiting behind it never started
@@ -229,6 +244,9 @@ class WorkerPool:
         self._workers[self._workers.index(w)] = _Worker(self._ctx, self._args)
 
     def _overdue(self) -> None:
+        from hpcml.rundir.store import Chunk  # imported with the first chunk (module note)
+        from hpcml.tasks.worker import ChunkResult  # imported with the first chunk (module note)
+
         now = time.monotonic()
         for w in list(self._workers):
             if w.task is None or now < w.task[1] + GRACE_S:

@@ -317,6 +317,17 @@ def warm_cache(job_json: str) -> None:
     _warm_model(job)
 
 
+def warm_r() -> None:
+    """Start this process's embedded R before any job of an R kind arrives (a pool started
+    early for an R session's first loop); a machine without R fails later, in the tasks."""
+    try:
+        from hpcml.models.r.bridge import r  # rpy2 only where R kinds run
+
+        r()
+    except Exception:
+        pass
+
+
 def _warm_model(job) -> None:
     """The model kind's code (a user's function, its items) loaded before any task's deadline."""
     try:
