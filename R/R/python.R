@@ -51,6 +51,7 @@ py_modules <- function() {
     .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE, delay_load = TRUE)
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE, delay_load = TRUE)
     .hpcml$local <- reticulate::import("hpcml.backends.local_pools", convert = FALSE)
+    .hpcml$in_memory <- reticulate::import("hpcml.drivers.in_memory", convert = FALSE, delay_load = TRUE)
     .hpcml$hpcml <- hpcml
   }
   .hpcml

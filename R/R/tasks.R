@@ -84,6 +84,13 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
   spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
                model = list(kind = "r", rds = rds, result = "object"),
                plan = list(replicate = list(n = as.integer(n))), backend = be, output = out)
+  if (!keep && backend %in% c("local", "dask")) {
+    # A run removed as soon as it ends keeps its records in memory: no chunk files to fsync,
+    # no results table or report to write and read back (hpcml.map does the same).
+    frame <- keep_r_state(py_call(m$in_memory$records_frame, reticulate::r_to_py(spec),
+                                  list("task_index", "status", "result", "error", "traceback")))
+    return(task_values(frame, n))
+  }
   res <- keep_r_state(py_call(m$hpcml$run, reticulate::r_to_py(spec), resume = isTRUE(resume),
                               overwrite = !isTRUE(resume), progress = FALSE, plots = FALSE))
   finalize_mpi_at_exit()
