@@ -50,6 +50,7 @@ py_modules <- function() {
     .hpcml$pandas <- reticulate::import("pandas")
     .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE)
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE)
+    .hpcml$hpcml_r_vectors <- reticulate::import("hpcml.data.r_vectors")
     .hpcml$hpcml <- hpcml
   }
   .hpcml
