@@ -36,7 +36,8 @@ def test_a_vector_is_written_once_named_by_its_content_and_read_only(map_dir):
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o400
     # The same content again (another copy of it): the same file, not written again.
-    again = r_vectors.publish(_address(a.copy()), a.nbytes)
+    copy = a.copy()  # alive during the call, as the R session's vector is
+    again = r_vectors.publish(_address(copy), copy.nbytes)
     assert again == path and os.stat(path).st_ino == st.st_ino
     assert not [p for p in map_dir.iterdir() if p.name.endswith(".tmp")]
     # Other content: another file.
