@@ -107,6 +107,7 @@ doHpcml <- function(obj, expr, envir, data) {
     args <- eval(quote(list(...)), envir)
     environment(do.call(dots, args))
   }, error = function(e) new.env(parent = globalenv()))
+  own_env(exportenv)
   collect_exports(expr, exportenv, envir, bad = union(obj$noexport, obj$argnames))
   for (sym in obj$export) {
     if (!exists(sym, envir, inherits = TRUE)) stop(sprintf("unable to find variable \"%s\"", sym), call. = FALSE)

@@ -59,7 +59,7 @@ hpcml_lapply <- function(X, FUN, ..., backend = "local", workers = NULL, chunk_s
 # its environment: it finds what it needs in the package.
 with_globals <- function(FUN) {
   if (!user_environment(environment(FUN))) return(FUN)
-  exports <- new.env(parent = globalenv())
+  exports <- own_env(new.env(parent = globalenv()))
   # Default values of the arguments may use variables too.
   defaults <- Filter(function(x) !(is.name(x) && !nzchar(as.character(x))), as.list(formals(FUN)))
   used <- as.call(c(as.name("{"), unname(defaults), list(body(FUN))))

@@ -52,6 +52,7 @@ py_modules <- function() {
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE, delay_load = TRUE)
     .hpcml$local <- reticulate::import("hpcml.backends.local_pools", convert = FALSE)
     .hpcml$in_memory <- reticulate::import("hpcml.drivers.in_memory", convert = FALSE, delay_load = TRUE)
+    .hpcml$hpcml_r_vectors <- reticulate::import("hpcml.data.r_vectors", delay_load = TRUE)
     .hpcml$hpcml <- hpcml
   }
   .hpcml

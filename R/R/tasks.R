@@ -31,7 +31,7 @@ save_task_function <- function(fun, dir, named = TRUE) {
 # `objects` and whose parent is the global environment (never this package's namespace, so the
 # workers need not have the R package installed), after attaching `packages`.
 task_closure <- function(body, objects, packages = character(0)) {
-  state <- list2env(objects, parent = globalenv())
+  state <- own_env(list2env(objects, parent = globalenv()))
   state$.hpcml_packages <- packages
   state$.hpcml_body <- body
   fun <- function(task_index) {
@@ -72,6 +72,10 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
   # clusters, in the home directory every node sees). A kept run's function is named by its
   # content (a resume finds it again); any other is this call's own file, removed afterwards.
   shared <- keep || !identical(backend, "local")
+  # Large vectors are written once per machine and mapped by the workers (shared.R); the files
+  # of a run not kept are removed afterwards (unless another loop uses them now).
+  vectors <- share_vectors(fun, shared = !identical(backend, "local"))
+  on.exit(release_vectors(vectors, remove = !keep), add = TRUE)
   base <- if (shared) hpcml_cache_dir() else tempdir()
   if (keep) {
     out <- normalizePath(out, mustWork = FALSE)

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelParams, register_model, with_function_args
 from hpcml.models.r.common import RKindBase, r_seed
 from hpcml.models.r import bridge
+from hpcml.trust import why_untrusted
 
 # Arguments an R function of the ``r`` kind may declare; it receives those it names (all with ...).
 R_ARGS = ("data", "weights", "task", "task_index", "seed", "threads", "scratch")
@@ -97,6 +98,7 @@ def _function(params: RParams):
         env = bridge.evaluate("new.env(parent = globalenv())")
         if params.rds is not None:  # read once per process: the loop body and everything it exports
             value = bridge.call(bridge.r().r["readRDS"], params.rds)
+            _attach_shared_vectors(value)
         elif params.file is not None:
             bridge.call(bridge.r().r["sys.source"], params.file, envir=env)
             value = None
@@ -113,6 +115,29 @@ def _function(params: RParams):
         formals = list(bridge.r().r["names"](bridge.r().r["formals"](value)) or [])
         _FUNCTIONS[key] = (value, formals)
     return _FUNCTIONS[key]
+
+
+# The files of the large vectors an RDS function refers to (the R package's shared.R), and the
+# call that maps them into the function's environment.
+_SHARED_FILES = """function(fn) {
+  e <- environment(fn)
+  if (is.environment(e) && exists(".hpcml_attach", envir = e, inherits = FALSE)) e$.hpcml_shared_files
+}"""
+_ATTACH = "function(fn) environment(fn)$.hpcml_attach()"
+
+
+def _attach_shared_vectors(fn) -> None:
+    """Map the large vectors the loop's function refers to, each checked first as the Python
+    side checks its shared data: this user's file, in directories no other user can write."""
+    files = bridge.call(bridge.evaluate(_SHARED_FILES), fn)
+    if files is bridge.r().NULL:
+        return
+    for path in files:
+        why = why_untrusted(Path(path))
+        if why is not None:
+            raise bridge.RError(f"model.rds: the shared copy of an R vector {path} {why}; on a cluster, the "
+                                f"cache directory (HPCML_CACHE_DIR) must be one that every node shares")
+    bridge.call(bridge.evaluate(_ATTACH), fn)
 
 
 def _frame(data: Dataset):
