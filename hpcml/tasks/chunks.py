@@ -19,11 +19,14 @@ def auto_chunk_size(n_tasks: int, workers: int) -> int:
 
 def chunk_size_for(job, n_todo: int, workers: int) -> int:
     """The spec's ``backend.chunk_size``, else automatic: a whole number of the plan's task
-    groups (tasks fitted together), so a group is not split between chunks."""
+    groups (tasks fitted together), so a group is not split between chunks, unless whole groups
+    would leave a worker without a chunk (24 iterations of an R loop, whose group is 256, would
+    all run on one worker): then the tasks split evenly over the workers."""
     if job.spec.backend.chunk_size:
         return job.spec.backend.chunk_size
     size, group = auto_chunk_size(n_todo, workers), job.plan.group_size(job)
-    return -(-size // group) * group
+    whole = -(-size // group) * group
+    return max(size, min(whole, -(-n_todo // max(1, workers))))
 
 
 def make_chunks(indices: Sequence[int], chunk_size: int) -> list[Chunk]:
