@@ -313,19 +313,44 @@ class PythonFunctionKind(ModelKind):
         """A vectorized function's values for every row of counts (G x n) in one call: the
         resampled copies stacked as a (G, n) array of the one column, each row the copy the
         function would get on its own (rows in order, each repeated by its count)."""
-        fn, _, _ = load_function(params)
         column = np.asarray(data.X, dtype=np.float64)[:, 0]
         live = [i for i in range(weights.shape[0]) if weights[i].any()]
         if not live:
             return [None] * weights.shape[0]
-        batch = np.stack([column[np.repeat(np.arange(data.n), weights[i].astype(np.int64))] for i in live])
-        values = np.asarray(fn(data=batch, **params.args), dtype=np.float64)
-        if values.shape != (len(live),):
-            raise TypeError(f"a vectorized function must return one number per resample: {len(live)} resamples "
-                            f"gave an array of shape {values.shape}")
+        # Every row's counts sum to n: each row of the batch is the column, row by row
+        # repeated by its count, all rows made by one repeat.
+        counts = weights[live].astype(np.int64)
+        batch = np.repeat(np.broadcast_to(column, counts.shape).ravel(), counts.ravel()).reshape(len(live), -1)
         out: list[dict[str, Any] | None] = [None] * weights.shape[0]
-        for i, value in zip(live, values):
+        for i, value in zip(live, self._vector_values(params, batch)):
             out[i] = {"value": float(value)}
+        return out
+
+    @staticmethod
+    def _vector_values(params: PythonParams, batch: np.ndarray) -> np.ndarray:
+        """A vectorized function's values of the rows of ``batch``, one call."""
+        fn, _, _ = load_function(params)
+        values = np.asarray(fn(data=batch, **params.args), dtype=np.float64)
+        if values.shape != (batch.shape[0],):
+            raise TypeError(f"a vectorized function must return one number per resample: {batch.shape[0]} resamples "
+                            f"gave an array of shape {values.shape}")
+        return values
+
+    def jackknife(self, params: PythonParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]] | None:
+        """A vectorized function's leave-group-out values, ``VECTOR_BATCH`` groups of one size
+        to a call, each row the copy ``fit`` would have been given for that group."""
+        if not params.vectorized:
+            return None
+        column = np.asarray(data.X, dtype=np.float64)[:, 0]
+        sizes = data.n - np.bincount(labels, minlength=groups)
+        out: list[dict[str, Any]] = [{} for _ in range(groups)]
+        for size in np.unique(sizes):
+            same = np.flatnonzero(sizes == size)
+            for start in range(0, same.size, VECTOR_BATCH):
+                part = same[start:start + VECTOR_BATCH]
+                batch = np.stack([column[labels != g] for g in part])
+                for g, value in zip(part, self._vector_values(params, batch)):
+                    out[g] = {"value": float(value)}
         return out
 
     def warm(self, params: PythonParams) -> None:
