@@ -27,11 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-import pandas as pd
-
 from hpcml.errors import RunFailed, SpecError
-from hpcml.models.python_function import INJECTED
 
 
 def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
@@ -183,6 +179,11 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
     items = list(items)
     if not items:
         return []
+    if backend == "local" and backend_options.get("start_method", "forkserver") == "forkserver":
+        # its imports overlap this process's own (the fork server is light to import)
+        from hpcml.backends.fork_server import start_fork_server
+
+        start_fork_server()
     with _Run(out) as run:
         spec = {
             "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},
@@ -241,6 +242,8 @@ class BootstrapResult:
 
 def _plain(statistic: Callable) -> tuple[bool, list[str]]:
     """(whether the first argument is the data, positionally; the names to ask for)."""
+    from hpcml.models.python_function import INJECTED  # hpcml.map stays light: its fork server starts first
+
     try:
         params = list(inspect.signature(statistic).parameters.values())
     except (TypeError, ValueError):
@@ -285,6 +288,9 @@ def _along_last_axis(statistic: Callable) -> Callable:
 
 def _as_source(data: Any) -> tuple[Any, str, bool]:
     """(the table to store, data_as, whether the statistic gets a 1-D vector)."""
+    import numpy as np  # hpcml.map stays light: its fork server starts first
+    import pandas as pd  # (as above)
+
     if isinstance(data, pd.DataFrame):
         return data, "frame", False
     if isinstance(data, pd.Series):
@@ -315,6 +321,9 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     ``IN_DRIVER_VALUES``) runs in this process on the local backend unless ``in_driver=False``
     is given: no worker starts, and the numbers are the same.
     """
+    import numpy as np  # hpcml.map stays light: its fork server starts first
+    import pandas as pd  # (as above)
+
     from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
 
     if not 0 < level < 1:
