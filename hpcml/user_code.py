@@ -167,6 +167,15 @@ def _backend(backend: str, workers: int | None, chunk_size: int | None, options:
     return spec
 
 
+def _start_workers_early(backend: str, options: dict[str, Any]) -> None:
+    """A call that will need local workers starts their fork server first: its imports then
+    overlap this process's own (``backends/fork_server.py``)."""
+    if backend == "local" and options.get("start_method", "forkserver") == "forkserver":
+        from hpcml.backends.fork_server import start_fork_server  # light; the heavy imports come after it
+
+        start_fork_server()
+
+
 def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int | None = None,
         out: str | Path | None = None, seed: int = 0, chunk_size: int | None = None, retries: int = 0,
         timeout_s: float | None = None, progress: bool = False, **backend_options: Any) -> list:
@@ -179,11 +188,7 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
     items = list(items)
     if not items:
         return []
-    if backend == "local" and backend_options.get("start_method", "forkserver") == "forkserver":
-        # its imports overlap this process's own (the fork server is light to import)
-        from hpcml.backends.fork_server import start_fork_server
-
-        start_fork_server()
+    _start_workers_early(backend, backend_options)
     with _Run(out) as run:
         spec = {
             "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},
@@ -321,7 +326,14 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     ``IN_DRIVER_VALUES``) runs in this process on the local backend unless ``in_driver=False``
     is given: no worker starts, and the numbers are the same.
     """
-    import numpy as np  # hpcml.map stays light: its fork server starts first
+    try:
+        rows = len(data)
+    except TypeError:  # not data: _as_source says so in one line
+        rows = None
+    small = vectorized and rows is not None and replicates * rows <= IN_DRIVER_VALUES  # runs here
+    if not small:
+        _start_workers_early(backend, backend_options)
+    import numpy as np  # after the fork server has started: its imports overlap these
     import pandas as pd  # (as above)
 
     from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
@@ -346,7 +358,6 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
         }
         from hpcml.data import load_dataset  # import hpcml stays light: loaded on the first call
 
-        small = vectorized and replicates * len(table) <= IN_DRIVER_VALUES
         job, result = _execute(spec, out, progress, in_driver=small)
         if out is None:
             result = result.result(job)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,15 @@ print(json.dumps(time.perf_counter() - t0))
 """
 
 
+def cached_bytecode_env(cache: str, **extra: str) -> dict[str, str]:
+    """The environment of a timed process: Python's bytecode cache on, kept in ``cache`` (no
+    checkout is written to), as an installed package has it. With PYTHONDONTWRITEBYTECODE
+    set (as on the development machines) every process would compile every hpcml module again,
+    which the peers, installed with their bytecode, never pay."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": cache, **extra}
+
+
 def first_calls(args) -> None:
     """The first call of a fresh process, each side in its own (``--first``)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,12 +83,15 @@ def first_calls(args) -> None:
         sides[f"hpcml.map, {args.before}"] = ("hpcml", args.before)
     wall: dict[str, list[float]] = {name: [] for name in sides}
     load = os.getloadavg()[0]
-    for round_ in range(args.repeats + 1):
+    cache = tempfile.mkdtemp(prefix="bench-map-pycache-")
+    for round_ in range(args.repeats + 1):  # round 0 fills the bytecode and file caches
         for name, (side, path) in sides.items():
             out = subprocess.run([sys.executable, "-c", FIRST, str(args.calls), side], cwd=tempfile.gettempdir(),
-                                 env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, check=True)
+                                 env=cached_bytecode_env(cache, PYTHONPATH=path), capture_output=True, text=True,
+                                 check=True)
             if round_:
                 wall[name].append(json.loads(out.stdout))
+    shutil.rmtree(cache, ignore_errors=True)
     print(f"first call of a process, {args.calls} no-op calls on 2 workers; load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end; median of {args.repeats} interleaved rounds\n")
     ref = statistics.median(wall["joblib.Parallel"])

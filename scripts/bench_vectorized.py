@@ -5,7 +5,7 @@
     python scripts/bench_vectorized.py [--rows 1000] [--replicates 2000] [--rounds 5] [--before /older/checkout]
 
 Each side runs in its own fresh process per round (the sides, and with ``--before`` the other
-checkout's hpcml, interleaved round by round): the first call of the process (``scipy.stats``
+checkout's hpcml, interleaved round by round, after a warm-up round that is not counted): the first call of the process (``scipy.stats``
 imported beforehand by both: the statistic is its ``trim_mean``), then the median of 5 more
 calls. Both compute BCa intervals (scipy with ``method="BCa"``); hpcml its percentile intervals too.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,15 @@ print(json.dumps({"first": times[0], "later": sorted(times[1:])[2], "se": se}))
 """
 
 
+def cached_bytecode_env(cache: str, **extra: str) -> dict[str, str]:
+    """The environment of a timed process: Python's bytecode cache on, kept in ``cache`` (no
+    checkout is written to), as an installed package has it. With PYTHONDONTWRITEBYTECODE
+    set (as on the development machines) every process would compile every hpcml module again,
+    which the peers, installed with their bytecode, never pay."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": cache, **extra}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000)
@@ -55,12 +65,15 @@ def main() -> None:
         sides[f"hpcml.bootstrap, {args.before}"] = ("hpcml", args.before)
     got: dict[str, list[dict]] = {name: [] for name in sides}
     load = os.getloadavg()[0]
-    for _ in range(args.rounds):
+    cache = tempfile.mkdtemp(prefix="bench-vectorized-pycache-")
+    for round_ in range(args.rounds + 1):  # round 0 fills the bytecode and file caches
         for name, (side, path) in sides.items():
             out = subprocess.run([sys.executable, "-c", CHILD, str(args.rows), str(args.replicates), side],
-                                 cwd=tempfile.gettempdir(), env={**os.environ, "PYTHONPATH": path},
+                                 cwd=tempfile.gettempdir(), env=cached_bytecode_env(cache, PYTHONPATH=path),
                                  capture_output=True, text=True, check=True).stdout
-            got[name].append(json.loads(out))
+            if round_:
+                got[name].append(json.loads(out))
+    shutil.rmtree(cache, ignore_errors=True)
     print(f"{args.rows} rows, {args.replicates} replicates, 1 worker; load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end; median of {args.rounds} rounds\n")
     ref = {k: statistics.median(r[k] for r in got["scipy.stats.bootstrap"]) for k in ("first", "later")}
