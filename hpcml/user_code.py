@@ -25,13 +25,12 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hpcml.errors import RunFailed, SpecError
-from hpcml.models.python_function import INJECTED
+
+if TYPE_CHECKING:  # pandas is imported with the first call, not with hpcml
+    import pandas as pd
 
 
 def _write_once(directory: Path, prefix: str, payload: bytes, durable: bool = True) -> str:
@@ -99,16 +98,16 @@ def _job_name(prefix: str, func: Callable) -> str:
     return f"{prefix}-{name}".strip("_") or prefix
 
 
-def _execute(spec: dict, out: str | Path | None, progress: bool):
+def _execute(spec: dict, out: str | Path | None, progress: bool, in_driver: bool = False):
     """The run of ``spec``: in a run directory that later calls resume (``out``), else in memory
-    (then its :class:`MemoryRecords`)."""
+    (then its :class:`MemoryRecords`; ``in_driver``: this process may run the tasks itself)."""
     from hpcml.spec import load_job  # import hpcml stays light: loaded on the first call
 
     job = load_job(spec)
     if out is None:
         from hpcml.drivers.in_memory import execute_in_memory  # import hpcml stays light: loaded on the first call
 
-        return job, execute_in_memory(job, progress=progress)
+        return job, execute_in_memory(job, progress=progress, in_driver=in_driver)
     from hpcml.drivers.run import execute  # import hpcml stays light: loaded on the first call
 
     return job, execute(job, resume=True, overwrite=False, progress=progress, plots=False)
@@ -171,6 +170,15 @@ def _backend(backend: str, workers: int | None, chunk_size: int | None, options:
     return spec
 
 
+def _start_workers_early(backend: str, options: dict[str, Any]) -> None:
+    """A call that will need local workers starts their fork server first: its imports then
+    overlap this process's own (``backends/fork_server.py``)."""
+    if backend == "local" and options.get("start_method", "forkserver") == "forkserver":
+        from hpcml.backends.fork_server import start_fork_server  # light; the heavy imports come after it
+
+        start_fork_server()
+
+
 def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int | None = None,
         out: str | Path | None = None, seed: int = 0, chunk_size: int | None = None, retries: int = 0,
         timeout_s: float | None = None, progress: bool = False, **backend_options: Any) -> list:
@@ -183,6 +191,7 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
     items = list(items)
     if not items:
         return []
+    _start_workers_early(backend, backend_options)
     with _Run(out) as run:
         spec = {
             "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},
@@ -214,6 +223,12 @@ def _pickle_items(items: list) -> bytes:
 
 # ---------------------------------------------------------------- bootstrap
 
+# A vectorized bootstrap resampling at most this many values in all (replicates x rows) runs in
+# this process when the backend allows it (local's ``in_driver``, on by default): about 0.1 s of
+# work for a trimmed mean, less than a worker takes to start or a warm one to be sent it and
+# answer. The numbers are those of a worker run (the same chunks, seeds and records).
+IN_DRIVER_VALUES = 2**24
+
 @dataclass
 class BootstrapResult:
     """Estimate, standard error, percentile and BCa intervals of each output of the statistic.
@@ -235,6 +250,8 @@ class BootstrapResult:
 
 def _plain(statistic: Callable) -> tuple[bool, list[str]]:
     """(whether the first argument is the data, positionally; the names to ask for)."""
+    from hpcml.models.python_function import INJECTED  # hpcml.map stays light: its fork server starts first
+
     try:
         params = list(inspect.signature(statistic).parameters.values())
     except (TypeError, ValueError):
@@ -279,6 +296,9 @@ def _along_last_axis(statistic: Callable) -> Callable:
 
 def _as_source(data: Any) -> tuple[Any, str, bool]:
     """(the table to store, data_as, whether the statistic gets a 1-D vector)."""
+    import numpy as np  # hpcml.map stays light: its fork server starts first
+    import pandas as pd  # (as above)
+
     if isinstance(data, pd.DataFrame):
         return data, "frame", False
     if isinstance(data, pd.Series):
@@ -305,8 +325,20 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     ``vectorized=True`` (1-D data): ``statistic(x, axis=-1)`` is handed a (G, n) array of G
     resamples at once and returns G values, as ``scipy.stats.bootstrap``'s vectorized
     statistics (``np.median``, ``scipy.stats.trim_mean`` with its cut, ...); the replicates are
-    the same as without it.
+    the same as without it. A job this cheap (``replicates`` times the rows at most
+    ``IN_DRIVER_VALUES``) runs in this process on the local backend unless ``in_driver=False``
+    is given: no worker starts, and the numbers are the same.
     """
+    try:
+        rows = len(data)
+    except TypeError:  # not data: _as_source says so in one line
+        rows = None
+    small = vectorized and rows is not None and replicates * rows <= IN_DRIVER_VALUES  # runs here
+    if not small:
+        _start_workers_early(backend, backend_options)
+    import numpy as np  # after the fork server has started: its imports overlap these
+    import pandas as pd  # (as above)
+
     from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
 
     if not 0 < level < 1:
@@ -329,7 +361,7 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
         }
         from hpcml.data import load_dataset  # import hpcml stays light: loaded on the first call
 
-        job, result = _execute(spec, out, progress)
+        job, result = _execute(spec, out, progress, in_driver=small)
         if out is None:
             result = result.result(job)
         _check(result, "replicates")

@@ -33,6 +33,7 @@ from multiprocessing.connection import wait
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from hpcml.backends.fork_server import PRELOAD
 from hpcml.backends.without_main import starting_without_main
 from hpcml.backends.lifeline import become_subreaper, die_with, end_descendants, helpers, ignore_interrupts
 from hpcml.tasks.deadlines import TaskTimeout
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 GRACE_S = 2.0  # past a task's deadline before its worker is killed (its own alarm goes first)
 STOP_S = 5.0  # for workers asked to leave before they are killed
 PIPE_ROOM = 32 * 1024  # an order this small fits in a busy worker's pipe without waiting (64 KiB)
-PRELOAD = ["hpcml.backends.procpool", "hpcml.tasks.worker", "hpcml.data", "hpcml.spec"]
 
 
 class _PipeWatch:

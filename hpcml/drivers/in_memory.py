@@ -7,6 +7,11 @@ nothing. Workers send their records back over the backend's own channel (the loc
 pipe, Dask's results), as they do for a backend without a shared filesystem, and the same
 retry loop as every other run (``attempts.py``) keeps the latest record of each task. Seeds,
 retries, ``timeout_s``, a dead worker and the summary are those of a run directory's run.
+
+``in_driver``: the caller's own function, already running in this process (a small
+``hpcml.bootstrap`` of a vectorized statistic), may run here as ``scipy.stats.bootstrap``
+would, when the backend allows it (local's ``in_driver``): the same chunks, seeds and
+records as in a worker, without starting one or sending anything through a pipe.
 """
 from __future__ import annotations
 
@@ -19,9 +24,10 @@ import pyarrow as pa
 from hpcml.backends import make_backend
 from hpcml.rundir.store import Chunk
 from hpcml.tasks.chunks import chunk_size_for
-from hpcml.drivers.attempts import backend_running, run_attempts
+from hpcml.drivers.attempts import backend_running, in_this_process, run_attempts
 from hpcml.drivers.finish import RunResult, run_facts, summarize, summary_frame
-from hpcml.drivers.run import check_job
+from hpcml.drivers.run import check_job, may_run_in_driver
+from hpcml.report.progress import Progress
 from hpcml.rundir.records import tidy
 from hpcml.spec import Job, load_job
 
@@ -72,19 +78,29 @@ class MemoryRecords:
         return RunResult(None, table, summary, self.n_tasks, self.n_failed, self.seconds)
 
 
-def execute_in_memory(job: Job, *, progress: bool = False) -> MemoryRecords:
+def execute_in_memory(job: Job, *, progress: bool = False, in_driver: bool = False) -> MemoryRecords:
     """Run every task of ``job`` on its backend, keeping the records here. ``job.output`` is
     checked like any output path; it names where a task's scratch directory and the backend's
-    logs go, if any is asked for (nothing else is written there)."""
+    logs go, if any is asked for (nothing else is written there). ``in_driver``: the caller
+    allows this process to run the tasks (see the module's note)."""
     t0 = time.perf_counter()
     spec = job.spec
-    check_job(job)
     backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
+    here = in_driver and may_run_in_driver(job, backend, own_code=True)
+    check_job(job, keep=here)  # run here: the data checked is the data the tasks use, loaded once
     records = MemoryRecords(job.output, job.n_tasks)
     todo = range(job.n_tasks)
-    with backend_running(job, backend, records.path / "logs", len(todo), progress=progress) as bar:
-        run_attempts(job, records, todo, chunk_size_for(job, len(todo), backend.workers), backend.run,
-                     writes_own_files=False, progress=bar)
+    if here:
+        bar = Progress(len(todo), f"{spec.name} [in the driver]", enabled=progress)
+        try:
+            run_attempts(job, records, todo, chunk_size_for(job, len(todo), 1), in_this_process,
+                         writes_own_files=False, progress=bar)
+        finally:
+            bar.close()
+    else:
+        with backend_running(job, backend, records.path / "logs", len(todo), progress=progress) as bar:
+            run_attempts(job, records, todo, chunk_size_for(job, len(todo), backend.workers), backend.run,
+                         writes_own_files=False, progress=bar)
     records.seconds = time.perf_counter() - t0
     return records
 

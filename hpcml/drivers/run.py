@@ -61,11 +61,12 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
         return finish(job, run.store, time.perf_counter() - t0, plots=plots)
 
 
-def may_run_in_driver(job: Job, backend) -> bool:
+def may_run_in_driver(job: Job, backend, own_code: bool = False) -> bool:
     """Whether the job's tasks may run in this process when they make one chunk: the backend
     allows it (local, ``in_driver``), the model kind is built-in code that cannot take the
-    process down, and a ``timeout_s`` can be armed here as in a worker (an alarm: main thread)."""
-    return backend.may_run_in_driver() and job.model.runs_in_driver and \
+    process down (or ``own_code``: the caller's own function, already in this process), and a
+    ``timeout_s`` can be armed here as in a worker (an alarm: main thread)."""
+    return backend.may_run_in_driver() and (own_code or job.model.runs_in_driver) and \
         (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
 
 

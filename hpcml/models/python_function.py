@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from hpcml.files import bytes_digest
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from hpcml.models.user_outputs import pickled, to_record
+from hpcml.models.vectorized import leave_group_out_values, one_column, resampled_values
 from hpcml.trust import why_untrusted
 
 # Resamples a vectorized function gets per call (a (64, n) float64 array: 512 bytes a data row).
@@ -310,23 +311,18 @@ class PythonFunctionKind(ModelKind):
         return VECTOR_BATCH if params.vectorized else 1
 
     def outputs_batch(self, params: PythonParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        """A vectorized function's values for every row of counts (G x n) in one call: the
-        resampled copies stacked as a (G, n) array of the one column, each row the copy the
-        function would get on its own (rows in order, each repeated by its count)."""
+        """A vectorized function's values for every row of counts (G x n) in one call
+        (``models/vectorized.py``)."""
         fn, _, _ = load_function(params)
-        column = np.asarray(data.X, dtype=np.float64)[:, 0]
-        live = [i for i in range(weights.shape[0]) if weights[i].any()]
-        if not live:
-            return [None] * weights.shape[0]
-        batch = np.stack([column[np.repeat(np.arange(data.n), weights[i].astype(np.int64))] for i in live])
-        values = np.asarray(fn(data=batch, **params.args), dtype=np.float64)
-        if values.shape != (len(live),):
-            raise TypeError(f"a vectorized function must return one number per resample: {len(live)} resamples "
-                            f"gave an array of shape {values.shape}")
-        out: list[dict[str, Any] | None] = [None] * weights.shape[0]
-        for i, value in zip(live, values):
-            out[i] = {"value": float(value)}
-        return out
+        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), weights)
+
+    def jackknife(self, params: PythonParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]] | None:
+        """A vectorized function's leave-group-out values, batched like its replicates."""
+        if not params.vectorized:
+            return None
+        fn, _, _ = load_function(params)
+        return leave_group_out_values(lambda batch: fn(data=batch, **params.args), one_column(data), labels, groups,
+                                      VECTOR_BATCH)
 
     def warm(self, params: PythonParams) -> None:
         load_function(params)

@@ -3,6 +3,7 @@ a (G, n) array with ``axis=-1``, as ``scipy.stats.bootstrap``'s vectorized stati
 replicates are bit for bit those of the statistic called once per resample, on every backend."""
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import numpy as np
@@ -34,3 +35,25 @@ def test_vectorized_bad_input_is_one_line():
         hpcml.bootstrap(np.median, np.ones((20, 2)), replicates=10, vectorized=True)
     with pytest.raises(hpcml.RunFailed, match="one number per resample"):
         hpcml.bootstrap(lambda x, axis: np.ones(3), X, replicates=10, vectorized=True, workers=1)
+
+
+
+CALLS: list[int] = []  # the process of each call of the statistic seen here
+
+
+def _trimmed_noted(x, axis):
+    CALLS.append(os.getpid())
+    return TRIMMED(x, axis=axis)
+
+
+def test_small_vectorized_bootstrap_runs_in_this_process_with_a_worker_runs_numbers():
+    # 150 replicates are 3 batched calls; the summary's full fit and jackknife run here either way
+    CALLS.clear()
+    here = hpcml.bootstrap(_trimmed_noted, X, replicates=150, seed=5, workers=1, vectorized=True)
+    in_driver = len(CALLS)
+    CALLS.clear()
+    there = hpcml.bootstrap(_trimmed_noted, X, replicates=150, seed=5, workers=1, vectorized=True, in_driver=False)
+    assert in_driver - len(CALLS) == 3
+    assert np.array_equal(here.replicates.to_numpy(), there.replicates.to_numpy())
+    assert (here.estimate, here.se, here.percentile, here.bca) == (there.estimate, there.se, there.percentile,
+                                                                   there.bca)

@@ -1,0 +1,60 @@
+"""A vectorized statistic's values, many resamples of one column to a call.
+
+A vectorized statistic (``scipy.stats.bootstrap``'s convention: ``axis=-1``) is handed a (G, m)
+array whose rows are G copies of the data and returns G numbers. Each row is exactly the copy
+the statistic would get on its own, so its values are those of G separate calls.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from hpcml.models.base import Dataset
+
+Statistic = Callable[[np.ndarray], Any]
+
+
+def one_column(data: Dataset) -> np.ndarray:
+    """The data's one column, float64."""
+    return np.asarray(data.X, dtype=np.float64)[:, 0]
+
+
+def batch_values(statistic: Statistic, batch: np.ndarray) -> np.ndarray:
+    """The statistic's values of the rows of ``batch``, in one call."""
+    values = np.asarray(statistic(batch), dtype=np.float64)
+    if values.shape != (batch.shape[0],):
+        raise TypeError(f"a vectorized function must return one number per resample: {batch.shape[0]} resamples "
+                        f"gave an array of shape {values.shape}")
+    return values
+
+
+def resampled_values(statistic: Statistic, column: np.ndarray, weights: np.ndarray) -> list[dict[str, Any] | None]:
+    """One record per row of counts (G x n): the resampled copies stacked as a (G, n) array,
+    each row the column's rows in order, each repeated by its count; None for a row of zeros."""
+    live = [i for i in range(weights.shape[0]) if weights[i].any()]
+    out: list[dict[str, Any] | None] = [None] * weights.shape[0]
+    if not live:
+        return out
+    # Every row's counts sum to n: all rows made by one repeat.
+    counts = weights[live].astype(np.int64)
+    batch = np.repeat(np.broadcast_to(column, counts.shape).ravel(), counts.ravel()).reshape(len(live), -1)
+    for i, value in zip(live, batch_values(statistic, batch)):
+        out[i] = {"value": float(value)}
+    return out
+
+
+def leave_group_out_values(statistic: Statistic, column: np.ndarray, labels: np.ndarray, groups: int,
+                           batch_size: int) -> list[dict[str, Any]]:
+    """One record per group ``g``: the statistic of the rows whose label is not ``g`` (BCa's
+    jackknife), ``batch_size`` groups of one size to a call."""
+    sizes = column.size - np.bincount(labels, minlength=groups)
+    out: list[dict[str, Any]] = [{} for _ in range(groups)]
+    for size in np.unique(sizes):
+        same = np.flatnonzero(sizes == size)
+        for start in range(0, same.size, batch_size):
+            part = same[start:start + batch_size]
+            batch = np.stack([column[labels != g] for g in part])
+            for g, value in zip(part, batch_values(statistic, batch)):
+                out[g] = {"value": float(value)}
+    return out
