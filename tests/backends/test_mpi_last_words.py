@@ -9,13 +9,50 @@ import socket
 import subprocess
 import sys
 
-from hpcml.backends.mpi.last_words import gone_here, last_line, silent_ranks
+from hpcml.backends.mpi.last_words import LastWords, gone_here, last_line
 
 
-def test_the_silent_ranks_are_the_lost_ones():
-    assert silent_ranks([1, 2, 3], answered={1, 3}, dead=set()) == [2]
-    assert silent_ranks([1, 2, 3], answered={1, 2, 3}, dead=set()) == []
-    assert silent_ranks([1, 2, 3], answered={1, 3}, dead={2}) == [2]
+class Rank0:
+    """What LastWords asks of rank 0's communicator, without MPI."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return self.size
+
+    def bcast(self, value, root=0):
+        return value
+
+
+def _words(hosts, pids, said):
+    words = LastWords(Rank0(len(hosts)), hosts, pids)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for text in said:
+                peer.sendto(text.encode(), tuple(words.address))
+        return words.listen(set())
+    finally:
+        words.close()
+
+
+def test_silent_ranks_of_other_nodes_and_gone_ranks_of_this_node_are_the_lost_ones():
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # rank 1 elsewhere answered, rank 2 elsewhere said hello at start and then nothing: lost
+    assert _words([here, "node-a", "node-b"], [os.getpid(), 1, 2], ["hello 1", "hello 2", "bye 1"]) == [2]
+    # every rank answered, or is alive on this node: no one lost
+    assert _words([here, "node-a", here], [os.getpid(), 1, os.getpid()], ["hello 1", "bye 1"]) == []
+    # a rank of this node whose process is gone is lost without a word awaited
+    assert _words([here, here, "node-a"], [os.getpid(), dead.pid, 2], ["hello 2", "bye 2"]) == [1]
+    # ... but not one that said its word before it ended (the launcher's signal reached it first)
+    assert _words([here, here, "node-a"], [os.getpid(), dead.pid, 2], ["hello 2", "bye 1", "bye 2"]) == []
+    # a silent rank whose hello never arrived cannot be told from an unreachable one
+    assert _words([here, "node-a"], [os.getpid(), 1], []) is None
 
 
 def test_the_line_names_the_lost_ranks_and_their_nodes_or_says_every_rank_answered():

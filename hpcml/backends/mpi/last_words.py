@@ -3,8 +3,9 @@
 Open MPI's ``mpirun`` ends every rank (SIGTERM, then SIGKILL one second later, or sooner) as
 soon as a rank dies or a node's daemon is lost; a scheduler does the same on ``scancel`` or at
 the time limit. Only the ranks can tell these apart: on the signal, every other rank sends
-rank 0 a last word, and rank 0 listens briefly. The ranks that stay silent are the lost ones;
-rank 0 names them and their nodes in one line, with what to do next.
+rank 0 a last word, and rank 0 listens briefly. The ranks of other nodes that stay silent,
+and the ranks of rank 0's own node whose process is gone, are the lost ones; rank 0 names
+them and their nodes in one line, with what to do next.
 
 The words travel as UDP datagrams to a socket rank 0 binds at start on the address of its
 hostname, not through MPI: once a peer's connection has closed, any MPI progress may let Open
@@ -26,11 +27,6 @@ from hpcml.rundir.lock import pid_alive, release_held
 LISTEN_S = 0.3  # rank 0 waits at most this long for the others' words
 
 
-def silent_ranks(peers, answered, dead) -> list[int]:
-    """The ranks that neither answered nor were known lost before: the ones the launcher lost."""
-    return sorted(set(peers) - set(answered) | set(dead))
-
-
 def last_line(signum: int, lost: list[int] | None, hosts: list[str]) -> str:
     """Rank 0's one line: which rank(s) and node(s) were lost, or that every rank answered
     (``lost`` None: not known)."""
@@ -48,9 +44,13 @@ def last_line(signum: int, lost: list[int] | None, hosts: list[str]) -> str:
             f"answering (cancelled, or out of time); {then}")
 
 
+def here(rank: int, hosts: list[str]) -> bool:
+    return rank < len(hosts) and hosts[rank] == socket.gethostname()
+
+
 def gone_here(rank: int, hosts: list[str], pids: list[int]) -> bool:
     """Whether ``rank`` ran on this node and its process is gone (or a zombie not yet reaped)."""
-    if rank >= len(hosts) or hosts[rank] != socket.gethostname():
+    if not here(rank, hosts):
         return False
     try:
         with open(f"/proc/{pids[rank]}/stat") as fh:
@@ -99,27 +99,37 @@ class LastWords:
             self.sock.close()
             self.sock = None
 
+    def _read(self, answered: set[int], timeout: float) -> bool:
+        """One word into ``answered`` (or ``reachable``, a hello); False when none came."""
+        self.sock.settimeout(timeout) if timeout > 0 else self.sock.setblocking(False)
+        try:
+            data, _ = self.sock.recvfrom(64)
+        except (socket.timeout, BlockingIOError):
+            return False
+        word, _, rank = data.decode(errors="replace").partition(" ")
+        if rank.isdigit() and 0 < int(rank) < self.size:
+            (self.reachable if word == "hello" else answered).add(int(rank))
+        return True
+
     def listen(self, dead: set[int]) -> list[int] | None:
-        """Rank 0: the ranks lost (silent and known to be reachable, or gone on this node, or
-        declared lost before), or None when a silent rank could not be told from an
-        unreachable one. Listening ends once every rank answered or is gone, at most LISTEN_S."""
+        """Rank 0: the ranks lost, or None when a silent rank could not be told from an
+        unreachable one. A rank of this node is lost when its process is gone without a word
+        (looked up at once, no word awaited: a rank that said its word before it ended has it
+        waiting here already); a rank of another node when it stays silent for LISTEN_S though
+        its hello arrived at start; a rank declared lost before, in any case."""
         peers, answered = set(range(1, self.size)), set()
+        elsewhere = {p for p in peers if not here(p, self.hosts)}
+        gone = {p for p in peers - elsewhere if gone_here(p, self.hosts, self.pids)}
         if self.sock is not None:
+            while self._read(answered, 0):
+                pass
             end = time.monotonic() + LISTEN_S
-            while {p for p in peers - answered - dead if not gone_here(p, self.hosts, self.pids)}:
-                left = end - time.monotonic()
-                if left <= 0:
+            while elsewhere - answered - dead and time.monotonic() < end:
+                if not self._read(answered, end - time.monotonic()):
                     break
-                self.sock.settimeout(left)
-                try:
-                    data, _ = self.sock.recvfrom(64)
-                except (socket.timeout, BlockingIOError):
-                    break
-                word, _, rank = data.decode(errors="replace").partition(" ")
-                if rank.isdigit() and 0 < int(rank) < self.size:
-                    (self.reachable if word == "hello" else answered).add(int(rank))
-        silent = set(silent_ranks(peers, answered, dead))
-        lost = {p for p in silent if p in self.reachable or p in dead or gone_here(p, self.hosts, self.pids)}
+        lost = (gone - answered) | set(dead)
+        silent = elsewhere - answered - lost
+        lost |= silent & self.reachable
         return sorted(lost) if lost or not silent else None
 
 
