@@ -54,7 +54,9 @@ for n in "${NODES[@]}"; do
     # (a UDP connect) finds eth0 through it. Nothing answers behind it.
     ip netns exec "$ns" ip route add default dev eth0
   fi
-  if [ -s "$N/pid" ] && kill -0 "$(cat "$N/pid")" 2>/dev/null; then continue; fi
+  # A crashed node's holder may linger a moment as a zombie (not yet reaped): that is no node.
+  if [ -s "$N/pid" ] && [ "$(awk '{print $3}' "/proc/$(cat "$N/pid")/stat" 2>/dev/null)" ] \
+     && [ "$(awk '{print $3}' "/proc/$(cat "$N/pid")/stat" 2>/dev/null)" != Z ]; then continue; fi
   mkdir -p "$N/tmp" "$N/run-munge" "$N/var-lib-munge" "$N/var-log-munge"
   chmod 1777 "$N/tmp"
   if id munge >/dev/null 2>&1; then chown munge:munge "$N/run-munge" "$N/var-lib-munge" "$N/var-log-munge"; fi

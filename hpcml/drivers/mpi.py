@@ -20,6 +20,7 @@ import threading
 
 from hpcml.backends import missing_extra
 from hpcml.backends.mpi.backend import MPIBackend
+from hpcml.backends.mpi import last_words
 from hpcml.backends.mpi.liveness import RankLost, mpi
 from hpcml.backends.mpi.options import MPIOptions, check_fork_safety
 from hpcml.backends.mpi.scheduler import serve_rank
@@ -71,16 +72,6 @@ def _pin_child_threads(threads: int) -> None:
         os.environ.setdefault(var, str(threads))
 
 
-def _on_terminate(rank: int):
-    def handler(signum, frame):
-        if rank == 0:
-            os.write(2, (f"hpcml: rank 0 stopped by signal {signum} (the launcher ended the job: a rank died, "
-                         "the job was cancelled or ran out of time); finished chunks are kept, rerun with "
-                         "--resume to finish what is missing\n").encode())
-        os._exit(128 + signum)
-    return handler
-
-
 def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progress: bool = True):
     """Run ``job`` on every rank of this MPI launch; the RunResult on rank 0, None elsewhere.
 
@@ -99,7 +90,7 @@ def run_under_mpi(job, *, resume: bool = False, overwrite: bool = False, progres
     session = Session(options)
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_terminate(session.rank))
+        previous = last_words.install(session)
     try:
         if session.rank == 0:
             _check_binding(job.spec.threads_per_task)

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -239,6 +240,7 @@ def test_kill9_under_mpirun_ends_job_and_resume_completes(tmp_path, local_sleep)
         _reap(proc, tag)
     assert proc.returncode != 0
     assert "exited on signal 9" in err and "rerun with --resume" in err, err
+    assert f"hpcml: MPI rank(s) 1 (on {socket.gethostname()}) lost: the launcher ended the MPI job" in err, err
     assert not (tmp_path / "run" / "results.parquet").exists()
     _resume_and_check(tmp_path, spec, local_sleep, _finished_chunks(tmp_path / "run"))
 

@@ -199,12 +199,17 @@ def cluster():
     why = cannot_build()
     if why:
         pytest.skip(why)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # Not under /tmp: every node has its own /tmp, and run directories must be shared.
     state = Path("/var/tmp") / f"hpcml-cluster-{tag}"
-    prefix = f"hc{tag[-9:]}"
+    # Each session its own namespaces (cluster_up.sh would reuse existing ones of the same names,
+    # as it does for a node that is booted again): a name taken already is refused, not shared.
+    prefix = f"hc{tag}"
+    taken = [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+             if ns.startswith(prefix + "-")]
+    assert not taken, f"namespaces {taken} exist already: another session's cluster"
     made = Cluster(state, prefix)
-    (state / "shared").mkdir(parents=True)
+    (state / "shared").mkdir(exist_ok=False, parents=True)
     (state / "home").mkdir()
     try:
         made.up()
@@ -252,3 +257,38 @@ def cluster_slurm(cluster):
         return cluster.slurm()
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture
+def spark_nodes(cluster):
+    """A Spark standalone master on head (spark://10.99.0.10:7077) and a worker (1 core, 1g) on
+    node1 and node2, from pyspark's own jars, each bound to its node's cluster address only
+    (SPARK_LOCAL_IP: its RPC, block manager and web UI ports); yields the master URL. Stopped
+    by pid at the end (a worker's SIGTERM ends its executors)."""
+    pyspark = pytest.importorskip("pyspark", reason="pyspark not installed (pip install 'hpcml[spark]')")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("java not installed (Spark needs Java 17+; make test installs it)")
+    home = Path(pyspark.__file__).parent
+    name = f"spark-{uuid.uuid4().hex[:6]}"
+    url = f"spark://{IP['head']}:7077"
+
+    def env(node: str) -> dict[str, str]:
+        return {"SPARK_HOME": str(home), "SPARK_LOCAL_IP": IP[node], "SPARK_CONF_DIR": "",
+                "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false -Dspark.port.maxRetries=0"}
+
+    spark_class = str(home / "bin" / "spark-class")
+    master = cluster.spawn("head", [spark_class, "org.apache.spark.deploy.master.Master", "--host", IP["head"],
+                                    "--port", "7077", "--webui-port", "0"], f"{name}-master", env=env("head"))
+    procs = [master]
+    try:
+        cluster.wait_log(f"{name}-master", f"Starting Spark master at {url}", proc=master)
+        for node in ("node1", "node2"):
+            procs.append(cluster.spawn(node, [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host",
+                                              IP[node], "--webui-port", "0", "--cores", "1", "--memory", "1g",
+                                              "--work-dir", "/tmp/spark-work"], f"{name}-{node}", env=env(node)))
+        for node, proc in zip(("node1", "node2"), procs[1:]):
+            cluster.wait_log(f"{name}-{node}", "Successfully registered with master", proc=proc)
+        yield url
+    finally:
+        for proc in reversed(procs):
+            cluster.stop(proc)

@@ -83,6 +83,34 @@ def test_mpi_ranks_on_two_nodes_equal_local(cluster, local_reference, mode, n, h
         assert {owner[c[0]] for c in chunks} == {0, 1}
 
 
+def listening(cluster, node: str) -> list[str]:
+    """The local addresses of every TCP socket listening in ``node``'s network namespace."""
+    out = cluster.run(node, ["ss", "-ltnH"]).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(400)
+def test_spark_workers_on_two_nodes_equal_local(cluster, spark_nodes, local_reference):
+    """A standalone master on head and a worker on node1 and node2: the driver on head runs the
+    job there; both workers ran an executor; every daemon listens on its node's cluster address
+    only (no wildcard, no loopback)."""
+    for node in ("head", "node1", "node2"):
+        addresses = listening(cluster, node)
+        assert addresses and all(a.rpartition(":")[0].strip("[]").removeprefix("::ffff:") == cluster.ip[node]
+                                 for a in addresses), (node, addresses)
+    spec = write_spec(cluster.shared / "spark", backend={"name": "spark", "spark_master": spark_nodes,
+                                                         "workers": 2, "chunk_size": 10})
+    proc = cluster.hpcml("head", "run", spec, "-q", timeout=380)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "40/40 tasks ok" in proc.stdout
+    run = spec.parent / "run"
+    assert_same_results(local_reference, pd.read_parquet(run / "results.parquet"))
+    assert sorted(i for c in chunk_tasks(run) for i in c) == list(range(40))  # every task once
+    for node in ("node1", "node2"):
+        logs = "".join(p.read_text(errors="replace") for p in cluster.logs.glob(f"spark-*-{node}.log"))
+        assert "Asked to launch executor" in logs, (node, logs[-2000:])
+
+
 @pytest.mark.timeout(300)
 def test_a_run_directory_the_workers_cannot_see_stops_the_run_in_one_line(cluster, dask_nodes):
     """``--out`` on the head node's own /tmp, Dask workers on node1 and node2: the first chunk

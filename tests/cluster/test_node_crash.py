@@ -1,11 +1,14 @@
-"""A compute node fails mid-run, under Dask with a scheduler of the site's and under
-dask-jobqueue on the two-node Slurm: it crashes (every process of node2 killed at once), or it
-is cut off the network (its switch port down, its processes still running). The run finishes
-on node1, or stops with hpcml's one line and ``--resume`` completes; either way the results
-equal a one-host local run bit for bit, with every task once.
+"""A compute node fails mid-run, under Dask with a scheduler of the site's, under
+dask-jobqueue on the two-node Slurm, under Spark standalone and under MPI (both modes): it
+crashes (every process of node2 killed at once), or it is cut off the network (its switch
+port down, its processes still running). The run finishes on node1, or stops with hpcml's
+one line (MPI) and ``--resume`` completes; either way the results equal a one-host local
+run bit for bit, with every task once.
 """
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import time
 
@@ -17,6 +20,7 @@ import yaml
 from conftest import assert_same_results
 
 import hpcml
+from hpcml.rundir.lock import LOCK_NAME
 from hpcml.rundir.store import RunStore
 
 from .conftest import PYTHON
@@ -109,3 +113,75 @@ def test_jobqueue_node_crash_mid_run_loses_and_repeats_nothing(cluster, cluster_
     crash_mid_run(cluster, local_sleep, "crash-jobqueue",
                   {"name": "dask", "cluster": "slurm", "jobs": 2, "cores": 2, "mem_gb": 1, "walltime_min": 10,
                    "start_timeout_s": 180})
+
+
+@pytest.mark.timeout(480)
+def test_spark_node_crash_mid_run_loses_and_repeats_nothing(cluster, spark_nodes, local_sleep):
+    """node2's worker, executor and Python workers killed at once: the master hears of it when
+    their connections close, and the driver runs the lost chunks on node1's executor."""
+    crash_mid_run(cluster, local_sleep, "crash-spark", {"name": "spark", "spark_master": spark_nodes, "workers": 2})
+
+
+needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                               reason="Open MPI or mpi4py not installed (make test installs both)")
+
+
+@needs_mpi
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize("mode, n, hosts", [("static", 2, "node1,node2"), ("dynamic", 3, "node1:2,node2:1")])
+def test_mpi_node_crash_ends_mpirun_at_once_and_resume_completes(cluster, local_sleep, mode, n, hosts):
+    """Every process of node2 killed a few chunks in (``mpirun`` on head, rank 0 on node1):
+    Open MPI's mpirun loses node2's daemon and ends the job within seconds. In static mode
+    rank 0 names the lost rank and its node in one hpcml line (the other ranks send it a last
+    word as they are ended; the silent one is the lost one). In dynamic mode rank 0 talks
+    to node2's rank all the time, and Open MPI's TCP transport itself ends rank 0 when that
+    connection closes, so only Open MPI's lines name node2. Either way ``--resume`` with both
+    ranks on node1 completes the run, bit-identical to a local run, every task once, and the
+    recorded time counts both parts."""
+    folder = cluster.shared / f"crash-mpi-{mode}"
+    folder.mkdir()
+    spec = folder / "job.yaml"
+    spec.write_text(yaml.safe_dump(sleep_spec(folder / "run", name="mpi", mode=mode)))
+    run = folder / "run"
+    argv = cluster.command("head", cluster.mpirun_argv(n, hosts, ["-m", "hpcml.pack", spec, "-q"]))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env(),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (run / "chunks").is_dir() and len(list((run / "chunks").glob("chunk-*.parquet"))) >= 4:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"mpirun ended before the crash: {proc.communicate()}"
+        assert cluster.crash("node2"), "node2 had no processes to kill"
+        crashed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        ended = time.monotonic() - crashed
+    finally:
+        if proc.poll() is None:
+            subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
+            proc.wait(30)
+        cluster.revive("node2")
+    assert proc.returncode != 0 and ended < 30, (ended, err)  # 1 to 2 s here
+    assert "ORTE has lost communication with a remote daemon" in err and "on node node2" in err, err
+    said = [line for line in err.splitlines() if line.startswith("hpcml:")]
+    if mode == "static":
+        assert said == [f"hpcml: MPI rank(s) 1 (on node2) lost: the launcher ended the MPI job (signal 15 to rank 0 on "
+                        "node1) when node node2 or its process stopped answering; finished chunks are kept; rerun "
+                        "with --resume to finish what is missing"], err
+    else:
+        assert len(said) <= 1 and ("Peer host:  node2" in err or "(on node2) lost" in err), err
+    assert not (run / "results.parquet").exists()
+    if mode == "static":  # released by rank 0's handler (in dynamic mode it names a dead process of node1)
+        assert not (run / LOCK_NAME).exists()
+    resumed = cluster.mpirun(2, "node1:2", ["-m", "hpcml.pack", spec, "--resume", "-q"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count(f"{TASKS}/{TASKS} tasks ok") == 1, resumed.stdout
+    results = pd.read_parquet(run / "results.parquet")
+    assert sorted(results["task_index"]) == list(range(TASKS)) and (results["status"] == "ok").all()
+    assert_same_results(local_sleep, results)
+    records = pd.concat([pq.read_table(f).to_pandas() for f in RunStore(run).chunk_files()])
+    assert sorted(records["task_index"]) == list(range(TASKS))  # every task once: no chunk twice, none lost
+    facts = RunStore(run).read_summary()["run"]
+    # Both parts: the first ran at least 4 chunks of 2 x 250 ms on 2 ranks before the crash.
+    assert facts["seconds"] - facts["seconds_this_session"] >= 1.0, facts

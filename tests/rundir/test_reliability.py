@@ -206,6 +206,43 @@ def test_a_lock_held_on_another_host_is_not_broken(tmp_path):
     assert result.exit_code == 2 and "node-elsewhere-17" in result.output and LOCK_NAME in result.output
 
 
+def test_a_lock_on_another_host_is_kept_while_renewed_and_taken_over_once_its_lease_ran_out(tmp_path):
+    """A holder on another node that crashed stops renewing its lock: a --resume here is
+    refused while the lease runs (naming the holder and the lock's age), then takes it over."""
+    path = _job(tmp_path)
+    assert _run(path).exit_code == 0
+    lock = tmp_path / "run" / LOCK_NAME
+    lock.write_text(json.dumps({"host": "node-elsewhere-17", "pid": 1, "lease_s": 30}))
+    result = _run(path, "--resume")
+    assert result.exit_code == 2 and "host node-elsewhere-17, pid 1, its lock renewed 0s ago: taken over when " \
+        "not renewed for 30s" in " ".join(result.output.split()), result.output
+    old = time.time() - 31
+    os.utime(lock, (old, old))
+    assert _run(path, "--resume").exit_code == 0
+    assert not lock.exists() and not list(lock.parent.glob(LOCK_NAME + ".*"))
+
+
+def test_a_holder_renews_its_lock_and_says_so_when_it_was_taken_over(tmp_path, monkeypatch, caplog):
+    from hpcml.rundir.lock import RunLock
+
+    monkeypatch.setenv("HPCML_LOCK_LEASE_S", "0.4")
+    lock = RunLock(tmp_path / "run").acquire()
+    try:
+        assert json.loads(lock.path.read_text())["lease_s"] == 0.4
+        os.utime(lock.path, (1.0, 1.0))
+        deadline = time.monotonic() + 30
+        while lock.path.stat().st_mtime == 1.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lock.path.stat().st_mtime > 1.0  # renewed
+        lock.path.write_text(json.dumps({"host": "node-elsewhere-17", "pid": 1, "lease_s": 0.4}))
+        while "taken over" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "was taken over by host node-elsewhere-17, pid 1" in caplog.text
+    finally:
+        lock.release()
+    assert lock.path.exists()  # another holder's lock is never removed by release()
+
+
 def test_the_lock_is_released_after_a_failed_run_and_bad_input(tmp_path):
     path = _job(tmp_path)
     assert _run(path).exit_code == 0

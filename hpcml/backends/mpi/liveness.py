@@ -95,6 +95,10 @@ class Liveness:
     def lost_message(self, rank: int) -> str:
         return f"MPI rank {rank} stopped responding (no heartbeat for {self.dead_after_s:g}s)"
 
+    def stop_beating(self) -> None:
+        """No more heartbeats from this rank (its thread ends at its next beat)."""
+        self._stop.set()
+
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import socket
 import sys
 import time
 
+from hpcml.backends.mpi.last_words import LastWords
 from hpcml.backends.mpi.liveness import Liveness, Outbox, mpi
 from hpcml.backends.mpi.options import MPIOptions
 
@@ -25,6 +28,11 @@ class Session:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.options = options
         self.live = Liveness(MPI.COMM_WORLD, options.heartbeat_s, options.dead_after_s)
+        # Each rank's node and process, so that a lost rank can be named with its node (last_words).
+        where = self.comm.allgather((socket.gethostname(), os.getpid()))
+        self.hosts: list[str] = [host for host, _ in where]
+        self.pids: list[int] = [pid for _, pid in where]
+        self.last_words = LastWords(self.comm, self.hosts, self.pids)
         self.outbox = Outbox(self.comm)
         # Rank 0: ranks whose task was given up on past timeout_s and are still in its call.
         self.stuck: set[int] = set()
@@ -47,3 +55,4 @@ class Session:
 
     def close(self) -> None:
         self.live.close()
+        self.last_words.close()
