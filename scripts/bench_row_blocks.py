@@ -130,7 +130,9 @@ def one_contender(name: str, kind: str, source: Path, out: Path, p: int) -> dict
 
 def timed_contender(name: str, kind: str, source: Path, out: Path, p: int, timeout: float) -> dict:
     """``one_contender`` in a child process of its own, with a time limit; the peak memory of
-    its process tree (sampled every 0.2 s: the sum over processes, and each one's own peak)."""
+    its process tree (sampled every 0.2 s: the sum over processes, and each one's own peak) and
+    its CPU seconds (user + system of every process, as last sampled): on a busy machine the
+    wall time depends on the others' load, the CPU seconds much less."""
     import json
     import subprocess
 
@@ -139,7 +141,7 @@ def timed_contender(name: str, kind: str, source: Path, out: Path, p: int, timeo
     cmd = [sys.executable, __file__, "one", name, kind, str(source), str(out), str(p)]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    root, peaks, tree_peak, timed_out = psutil.Process(proc.pid), {}, 0, False
+    root, peaks, cpu, tree_peak, timed_out = psutil.Process(proc.pid), {}, {}, 0, False
     while proc.poll() is None:
         if time.perf_counter() - t > timeout:
             timed_out = True
@@ -158,6 +160,8 @@ def timed_contender(name: str, kind: str, source: Path, out: Path, p: int, timeo
             try:
                 rss = q.memory_info().rss
                 key = (q.pid, q.name())
+                times = q.cpu_times()
+                cpu[q.pid] = max(cpu.get(q.pid, 0.0), times.user + times.system)
             except psutil.Error:
                 continue
             total += rss
@@ -167,7 +171,7 @@ def timed_contender(name: str, kind: str, source: Path, out: Path, p: int, timeo
     stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - t
     out_line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith("{")), None)
-    result = {"name": name, "seconds": seconds, "tree_peak_gb": tree_peak / 2**30,
+    result = {"name": name, "seconds": seconds, "cpu_seconds": sum(cpu.values()), "tree_peak_gb": tree_peak / 2**30,
               "process_peaks_gb": sorted((v / 2**30 for v in peaks.values()), reverse=True)}
     if timed_out:
         return {**result, "error": f"did not finish in {timeout:.0f} s (stopped)"}
@@ -223,7 +227,7 @@ def parquet_part(args, root: Path) -> None:
             results.append(r)
             peaks = ", ".join(f"{v:.2f}" for v in r["process_peaks_gb"][:4])
             state = r.get("error") or "ok"
-            print(f"{kind}: {LABELS[name]:<38} {r['seconds']:8.1f} s  peak RSS {r['tree_peak_gb']:5.2f} GiB "
+            print(f"{kind}: {LABELS[name]:<38} {r['seconds']:8.1f} s  CPU {r['cpu_seconds']:7.1f} s  peak RSS {r['tree_peak_gb']:5.2f} GiB "
                   f"(largest processes {peaks})  {state}", flush=True)
             if r.get("worker_peak_rss_mb") is not None:
                 print(f"  hpcml summary: block_rows {r['block_rows']}, passes {r['passes']}, "
@@ -231,7 +235,8 @@ def parquet_part(args, root: Path) -> None:
         ours = next((r for r in results if r["name"] == "hpcml" and "numbers" in r), None)
         for r in results:
             if ours is not None and r is not ours and "numbers" in r:
-                print(f"  ratio {r['name']} / hpcml: {r['seconds'] / ours['seconds']:.2f}")
+                print(f"  ratio {r['name']} / hpcml: wall {r['seconds'] / ours['seconds']:.2f}, "
+                      f"CPU {r['cpu_seconds'] / max(ours['cpu_seconds'], 1e-9):.2f}")
         print(f"  {kind} agreement, {_agreement(results)}", flush=True)
         for r in results:
             if "numbers" in r:
