@@ -47,7 +47,8 @@ class SparkOptions(BaseModel):
         None, description="cluster URL, e.g. spark://host:7077 (default: local[workers], or the master spark-submit gave)")
     app_name: str = Field("hpcml", min_length=1, description="application name shown by the cluster")
     executor_memory_gb: float | None = Field(
-        None, gt=0, description="memory per executor (in local mode: of the driver JVM, which runs the tasks)")
+        None, gt=0, description="memory per executor (in local mode: of the driver JVM, which runs the tasks; "
+        "default there a quarter of the machine's memory, at least 1 GB)")
     task_max_failures: int = Field(4, ge=1, description="attempts per Spark task before its chunk counts as failed")
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict, description="extra spark.* settings")
     log_dir: str | None = Field(None, description="where Spark's logs go (default: <run dir>/logs)")
@@ -57,6 +58,15 @@ class SparkOptions(BaseModel):
 
 def _conf_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def local_heap_mb() -> int:
+    """The JVM heap hpcml asks for in local mode: a quarter of the machine's memory, at least
+    Spark's own 1 GB. The one JVM holds the cached data (what does not fit spills to disk) and
+    every task's buffers; with Spark's 1 GB a fit of a few GB of rows ran out of heap, and the
+    JVM exits on that. The heap grows only as it is used."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1024, int(total / 4 / 2**20))
 
 
 def _master_url(options: SparkOptions, workers: int | None) -> str | None:
@@ -91,9 +101,12 @@ def session_conf(options: SparkOptions, workers: int | None, log_dir: Path) -> d
         conf["spark.master"] = master
     if master is not None and not master.startswith("local") and workers:
         conf["spark.cores.max"] = str(workers)
+    local = (master or "").startswith("local")
     if options.executor_memory_gb:
         mem = f"{int(options.executor_memory_gb * 1024)}m"
-        conf["spark.driver.memory" if (master or "").startswith("local") else "spark.executor.memory"] = mem
+        conf["spark.driver.memory" if local else "spark.executor.memory"] = mem
+    elif local:
+        conf["spark.driver.memory"] = f"{local_heap_mb()}m"
     if options.spark_master and not options.spark_master.startswith(("local", "spark://127.", "spark://localhost")):
         # A remote cluster must reach the driver: let Spark pick the host's address.
         del conf["spark.driver.host"], conf["spark.driver.bindAddress"]
@@ -109,10 +122,33 @@ class SparkHandle:
     owned: bool
     log_file: Path | None
     gateway_owned: bool = False
+    heap: str | None = None  # spark.driver.memory of a JVM hpcml started
 
     @property
     def sc(self):
         return self.spark.sparkContext
+
+    def alive(self) -> bool:
+        """Whether Spark still runs: a JVM that ran out of memory has exited (local mode) or
+        stopped the context."""
+        try:
+            return not self.sc._jsc.sc().isStopped()
+        except Exception:  # the JVM is gone: py4j cannot reach it
+            return False
+
+    def death_line(self) -> str | None:
+        """None while Spark runs; else one line saying why it stopped, where its log tells."""
+        if self.alive():
+            return None
+        text = self.log_file.read_text(errors="replace") if self.log_file is not None and self.log_file.is_file() else ""
+        oom = next((ln.strip() for ln in text.splitlines() if "java.lang.OutOfMemoryError" in ln), None)
+        if oom is None:
+            where = f"; see {self.log_file}" if self.log_file is not None else ""
+            return f"Spark stopped during the fit{where}"
+        heap = f" with spark.driver.memory={self.heap}" if self.heap else ""
+        return (f"Spark's JVM ran out of memory ({oom.split('OutOfMemoryError:', 1)[-1].strip() or 'OutOfMemoryError'})"
+                f"{heap}; give it more with backend.executor_memory_gb "
+                f"(in local mode the driver's JVM runs the tasks){f'; see {self.log_file}' if self.log_file else ''}")
 
     def stop(self) -> None:
         if not self.owned:
@@ -120,7 +156,12 @@ class SparkHandle:
         from pyspark import SparkContext
 
         gateway = SparkContext._gateway
-        self.spark.stop()
+        try:
+            self.spark.stop()
+        except Exception:  # the JVM already exited (out of memory): only its process is left to end
+            if not self.gateway_owned:
+                raise
+            SparkContext._active_spark_context = None  # so that a next session starts a JVM of its own
         if self.gateway_owned and gateway is not None:
             # The JVM outlives SparkContext.stop(); end it so the next session starts with its
             # own settings (log dir, memory) and no JVM lingers.
@@ -162,12 +203,20 @@ def check_master(url: str | None) -> None:
                         "(scripts/spark_start.sh starts one on this machine) or name the one your site runs")
 
 
+def _py4j_lost_connection(record: logging.LogRecord) -> bool:
+    return not (record.name == "root" and record.getMessage() == "Exception while sending command.")
+
+
 def spark_session(options: SparkOptions, workers: int | None, default_log_dir: Path) -> SparkHandle:
     """The active SparkSession if there is one (spark-submit, a notebook), else a new one."""
     from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # py4j logs a lost connection to the JVM (a JVM that ran out of memory and exited) with
+    # tracebacks on the root logger; hpcml's record of the fit says it in one line instead.
+    if _py4j_lost_connection not in logging.getLogger().filters:
+        logging.getLogger().addFilter(_py4j_lost_connection)
     active = SparkSession.getActiveSession()
     if active is None and SparkContext._active_spark_context is not None:
         active = SparkSession(SparkContext._active_spark_context)
@@ -211,7 +260,8 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
     sc = SparkContext(conf=conf, gateway=gateway)
     sc.setLogLevel("ERROR")
     log.info("Spark %s on %s; its logs go to %s", sc.version, sc.master, log_dir)
-    return SparkHandle(SparkSession(sc), owned=True, log_file=log_file, gateway_owned=gateway_owned)
+    return SparkHandle(SparkSession(sc), owned=True, log_file=log_file, gateway_owned=gateway_owned,
+                       heap=conf.get("spark.driver.memory"))
 
 
 def _use_log4j_config(jvm, path: Path) -> None:

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcml.backends.spark import SparkOptions, spark_error_line, spark_session
+from hpcml.backends.spark import SparkHandle, SparkOptions, spark_error_line, spark_session
 from hpcml.drivers.attempts import refuse_retries_and_timeout
 from hpcml.drivers.finish import finish
 from hpcml.drivers.spark_als import ALS_KIND, whole_als
@@ -107,13 +107,16 @@ def _fit_and_finish(job: Job, run, t0: float):
         try:
             for index in todo:
                 if job.plan.single_fit:
-                    record = _fit_record(job, data, features, facts)
+                    record = _fit_record(job, data, features, facts, handle)
                 else:
-                    record = _task_record(job, index, lambda: _plan_task(job, index, splits, features, facts))
+                    record = _task_record(job, index, lambda: _plan_task(job, index, splits, features, facts), handle)
                 write_chunk_records(store.path, Chunk((index,)), [record])
+                if record["status"] != "ok" and not handle.alive():
+                    break  # Spark is gone (its JVM ran out of memory): the other tasks stay missing
         finally:
-            splits.unpersist()
-            data.unpersist()
+            if handle.alive():
+                splits.unpersist()
+                data.unpersist()
     finally:
         handle.stop()
     return finish(job, store, time.perf_counter() - t0, run_extra={"engine": "spark", "rows": facts["n"]})
@@ -156,16 +159,20 @@ def _plan_task(job: Job, index: int, splits: _Splits, features: list[str], facts
     return {**task.record, **scores, **kind.outputs(params, model, features, facts)}
 
 
-def _fit_record(job: Job, data, features: list[str], facts: dict) -> dict[str, Any]:
+def _fit_record(job: Job, data, features: list[str], facts: dict, handle: SparkHandle) -> dict[str, Any]:
     """The fit as the plan's one task record; a failure is a record, not a crash."""
-    return _task_record(job, 0, lambda: {"rows": facts["n"], **FITTERS[job.model.name](job, data, features, facts)})
+    return _task_record(job, 0, lambda: {"rows": facts["n"], **FITTERS[job.model.name](job, data, features, facts)},
+                        handle)
 
 
-def _task_record(job: Job, index: int, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _task_record(job: Job, index: int, compute: Callable[[], dict[str, Any]], handle: SparkHandle) -> dict[str, Any]:
+    """A task's record; a failure's error is the line a user can act on: the Python or Spark
+    error, or why Spark itself stopped (its JVM out of memory: "Job cancelled because
+    SparkContext was shut down" alone would not say)."""
     t, task_id = time.perf_counter(), job.task_id(index)
     try:
         outputs = compute()
     except Exception as err:
-        return failure_record(index, task_id, spark_error_line(err).replace("Spark task failed: ", "Spark fit failed: "),
-                              traceback.format_exc(), 0, time.perf_counter() - t)
+        line = handle.death_line() or spark_error_line(err).replace("Spark task failed: ", "Spark fit failed: ")
+        return failure_record(index, task_id, line, traceback.format_exc(), 0, time.perf_counter() - t)
     return ok_record(task_id, index, 0, time.perf_counter() - t, outputs)

@@ -8,11 +8,17 @@ One in-process SparkSession (module fixture) serves every test: hpcml's runs reu
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+
+from conftest import ROOT
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark not installed (pip install 'hpcml[spark]')")
 
@@ -319,3 +325,57 @@ def test_sweep_of_als_ranks_is_pysparks_own_and_resumes(spark, files, tmp_path):
     again = run(spec, resume=True, progress=False)
     assert again.ok and kept.stat().st_mtime_ns == mtime and len(store.chunk_files()) == 2
     _close(again.results.set_index("param_rank").loc[1, "test_rmse"], got.loc[1, "test_rmse"], what="resumed")
+
+
+def test_local_mode_asks_for_a_heap_sized_to_the_machine(tmp_path):
+    """Spark's own default (1 GB of heap for the one local JVM) ran out of memory caching 20
+    million rows of 10 features; hpcml asks for a quarter of the machine unless told."""
+    from hpcml.backends.spark import SparkOptions, local_heap_mb, session_conf
+
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    assert local_heap_mb() == max(1024, int(total_mb / 4))
+    assert session_conf(SparkOptions(), 2, tmp_path)["spark.driver.memory"] == f"{local_heap_mb()}m"
+    assert session_conf(SparkOptions(executor_memory_gb=3), 2, tmp_path)["spark.driver.memory"] == "3072m"
+    told = SparkOptions(conf={"spark.driver.memory": "2g"})
+    assert session_conf(told, 2, tmp_path)["spark.driver.memory"] == "2g"
+    remote = session_conf(SparkOptions(spark_master="spark://127.0.0.1:7077"), 2, tmp_path)
+    assert "spark.driver.memory" not in remote and "spark.executor.memory" not in remote
+
+
+_OUT_OF_MEMORY = '''
+import sys
+from hpcml.drivers import spark_engine
+
+
+def out_of_memory(job, data, features, facts):
+    # One task needs more heap than the JVM has (100 million longs, 800 MB, in one array):
+    # the JVM exits, as it did caching 20 million rows in Spark's default 1 GB.
+    data.sparkSession.range(2).selectExpr("array_max(array_repeat(id, 100000000))").collect()
+    return {}
+
+
+spark_engine.FITTERS["ols"] = out_of_memory
+from hpcml.cli import main
+sys.argv = ["hpcml", "run", sys.argv[1]]
+main()
+'''
+
+
+@pytest.mark.timeout(300)
+def test_a_jvm_out_of_memory_is_one_line_and_a_failed_fit(files, tmp_path):
+    """A fit whose JVM runs out of heap and exits: exit 1, one line naming the cause and the
+    setting, a failed record (no coefficients passed off as a result), no traceback."""
+    script, spec = tmp_path / "oom.py", tmp_path / "spec.yaml"
+    script.write_text(_OUT_OF_MEMORY)
+    spec.write_text(yaml.safe_dump({
+        "name": "oom", "engine": "spark", "output": str(tmp_path / "run"), "data": {"source": str(files["ols"]), "target": "y"},
+        "model": {"kind": "ols"}, "plan": {"fit": {}}, "backend": {"name": "spark", "workers": 1, "executor_memory_gb": 0.5}}))
+    proc = subprocess.run([sys.executable, str(script), str(spec)], cwd=ROOT, capture_output=True, text=True, timeout=280,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ran out of memory" in ln]
+    assert len(lines) == 1 and "Java heap space" in lines[0] and "spark.driver.memory=512m" in lines[0] \
+        and "backend.executor_memory_gb" in lines[0], proc.stdout + proc.stderr
+    results = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert list(results["status"]) == ["failed"] and "coef_x0" not in results.columns
