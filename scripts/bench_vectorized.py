@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 
+from bench_map import cached_bytecode_env  # scripts/ is on the path of a script run from it
+
 CHILD = r"""
 import json, sys, time
 from functools import partial
@@ -41,15 +43,6 @@ for _ in range(6):
     times.append(time.perf_counter() - t0)
 print(json.dumps({"first": times[0], "later": sorted(times[1:])[2], "se": se}))
 """
-
-
-def cached_bytecode_env(cache: str, **extra: str) -> dict[str, str]:
-    """The environment of a timed process: Python's bytecode cache on, kept in ``cache`` (no
-    checkout is written to), as an installed package has it. With PYTHONDONTWRITEBYTECODE
-    set (as on the development machines) every process would compile every hpcml module again,
-    which the peers, installed with their bytecode, never pay."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPYCACHEPREFIX": cache, **extra}
 
 
 def main() -> None:
