@@ -226,9 +226,8 @@ class CNNKind(ModelKind):
         if params.patience and n_val:  # the returned weights are the best epoch's: report those
             last = {**last, **{k: res.history[res.best_epoch - 1][k] for k in ("val_loss", "val_accuracy")}}
         outputs = {}
-        if has_test:
-            with torch.inference_mode():
-                split = _accuracy_log_loss(predict_log_proba(model, *test[:1]).cpu(), test[1].cpu())
+        if has_test:  # from the test split's one prediction above
+            split = _accuracy_log_loss(ev["logp"].cpu(), test[1].cpu())
             outputs = {f"test_split_{k}": v for k, v in split.items()}
         outputs |= {
             "train_loss": last["train_loss"],

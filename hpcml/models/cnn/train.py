@@ -170,11 +170,11 @@ def evaluate_shared(model: nn.Module, X: torch.Tensor, y: torch.Tensor, dist: Di
 
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> dict[str, Any]:
-    """Mean NLL, accuracy and predicted labels on (X, y)."""
+    """Mean NLL, accuracy, predicted labels and the log-probabilities themselves on (X, y)."""
     logp = predict_log_proba(model, X, batch_size)
     pred = logp.argmax(1)
     return {"loss": float(F.nll_loss(logp, y)), "accuracy": float((pred == y).float().mean()),
-            "pred": pred.cpu().numpy()}
+            "pred": pred.cpu().numpy(), "logp": logp}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
