@@ -238,9 +238,24 @@ def spark_session(options: SparkOptions, workers: int | None, default_log_dir: P
     # (spark.pyspark.python only reaches spark-submit's launcher): without it, executors run
     # the system python3, which lacks hpcml's dependencies.
     os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python") or sys.executable)
-    # Daemons and executors bind to loopback too on a one-machine cluster.
-    if conf.get("spark.driver.host") == "127.0.0.1":
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Daemons and executors bind to loopback too on a one-machine cluster. Set only while the
+    # JVM starts (it reads it then): left in this process's environment, a later run against a
+    # cluster's master, or any process this one starts, would advertise loopback to executors
+    # on other nodes, which then never reach the driver.
+    loopback = conf.get("spark.driver.host") == "127.0.0.1" and "SPARK_LOCAL_IP" not in os.environ
+    if loopback:
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    try:
+        return _start_context(conf, log_dir, log_file)
+    finally:
+        if loopback:
+            os.environ.pop("SPARK_LOCAL_IP", None)
+
+
+def _start_context(conf, log_dir: Path, log_file: Path) -> SparkHandle:
+    from pyspark import SparkContext  # pyspark only where Spark runs
+    from pyspark.sql import SparkSession  # pyspark only where Spark runs
+
     no_gateway = SparkContext._gateway is None
     gateway_owned = no_gateway and "PYSPARK_GATEWAY_PORT" not in os.environ
     gateway = None

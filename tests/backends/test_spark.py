@@ -225,6 +225,10 @@ def test_ui_is_off_and_logs_go_to_the_log_dir(spark_local):
     assert spark_local.sc.uiWebUrl is None
     assert spark_local.sc.getConf().get("spark.ui.enabled") == "false"
     assert spark_local.log_file is not None and spark_local.log_file.parent.is_dir()
+    # The JVM was told to stay on loopback; this process was not: a later run against a
+    # cluster's master (or a process this one starts) must not advertise 127.0.0.1 to executors.
+    assert spark_local.sc.getConf().get("spark.driver.host") == "127.0.0.1"
+    assert os.environ.get("SPARK_LOCAL_IP") != "127.0.0.1"
 
 
 # --------------------------------------------------------------------------- engine: spark
