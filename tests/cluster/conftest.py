@@ -168,6 +168,22 @@ class Cluster:
         self.slurm_up = True
         return proc.stdout
 
+    def slurm_ready(self, timeout: float = 150) -> None:
+        """Wait until both compute nodes are idle. A node that an earlier test cut off or crashed
+        may still be marked down (Slurm noticed it not responding): it is resumed, since a job
+        submitted meanwhile would wait for it past any start timeout."""
+        end, states = time.monotonic() + timeout, {}
+        while time.monotonic() < end:
+            out = self.run("head", ["sinfo", "-h", "-N", "-o", "%N=%T"], timeout=30).stdout.split()
+            states = dict(item.split("=", 1) for item in out if "=" in item)
+            if states == {"node1": "idle", "node2": "idle"}:
+                return
+            for node, state in states.items():
+                if state.startswith(("down", "drain", "fail")):
+                    self.run("head", ["scontrol", "update", f"NodeName={node}", "State=RESUME"], timeout=30)
+            time.sleep(1)
+        raise RuntimeError(f"Slurm's compute nodes not idle after {timeout:g} s: {states}")
+
     def partition(self, node: str) -> None:
         """Cut ``node`` off the network (its switch port down); its processes keep running."""
         subprocess.run(["ip", "netns", "exec", f"{self.prefix}-sw", "ip", "link", "set", f"v-{node}", "down"],
@@ -247,7 +263,7 @@ def dask_nodes(cluster):
 
 
 @pytest.fixture(scope="session")
-def cluster_slurm(cluster):
+def slurm_daemons(cluster):
     """A two-node Slurm on the cluster: slurmctld on head, a slurmd on node1 and node2
     (scripts/cluster_slurm.sh); its daemons end with the cluster's namespaces."""
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(b) is None]
@@ -257,6 +273,17 @@ def cluster_slurm(cluster):
         return cluster.slurm()
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture
+def cluster_slurm(cluster, slurm_daemons):
+    """The cluster's Slurm with both compute nodes idle for this test (after an earlier test's
+    crash or partition, Slurm may still hold a node down)."""
+    try:
+        cluster.slurm_ready()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    return slurm_daemons
 
 
 @pytest.fixture
