@@ -37,11 +37,18 @@ def test_engine_spark_refuses_retries_and_timeout_in_one_line(tmp_path, field, v
     assert not (tmp_path / "run").exists()
 
 
+class RunningSpark:
+    """A Spark session still running: a failure's line is the fit's own error."""
+
+    def death_line(self):
+        return None
+
+
 def test_the_spark_fit_record_is_a_task_record_with_the_plans_task_id(tmp_path, monkeypatch):
     job = load_job(_spark_job(tmp_path))
     monkeypatch.setattr(Job, "task_id", lambda self, index: f"fit-of-the-plan/{index}")
     monkeypatch.setitem(spark_engine.FITTERS, "ols", lambda *a: {"r2": 0.5})
-    record = spark_engine._fit_record(job, None, ["x"], {"n": 3})
+    record = spark_engine._fit_record(job, None, ["x"], {"n": 3}, RunningSpark())
     seconds = record["seconds"]
     assert record == ok_record("fit-of-the-plan/0", 0, 0, seconds, {"rows": 3, "r2": 0.5})
 
@@ -49,7 +56,7 @@ def test_the_spark_fit_record_is_a_task_record_with_the_plans_task_id(tmp_path, 
         raise ValueError("singular")
 
     monkeypatch.setitem(spark_engine.FITTERS, "ols", fails)
-    record = spark_engine._fit_record(job, None, ["x"], {"n": 3})
+    record = spark_engine._fit_record(job, None, ["x"], {"n": 3}, RunningSpark())
     assert record["traceback"].startswith("Traceback") and record["error"] == "Spark fit failed: singular"
     assert record == failure_record(0, "fit-of-the-plan/0", record["error"], record["traceback"], 0,
                                     record["seconds"])
