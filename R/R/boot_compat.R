@@ -112,21 +112,24 @@ hpcml_boot <- function(data, statistic, R, ..., sim = c("ordinary", "balanced", 
 
 # The replicates' values as boot's matrix t (R rows); a failed replicate is an R error naming it.
 boot_t <- function(values, R, width) {
-  failed <- which(!vapply(values, function(v) isTRUE(v$ok), logical(1)))
+  failed <- which(!values$ok)
   if (length(failed)) {
-    stop(sprintf("hpcml_boot: replicate %d failed: %s%s", failed[1], values[[failed[1]]]$error,
+    stop(sprintf("hpcml_boot: replicate %d failed: %s%s", failed[1], values$error[failed[1]],
                  if (length(failed) > 1) sprintf(" (%d of %d replicates failed)", length(failed), R) else ""),
          call. = FALSE)
   }
-  t <- matrix(NA_real_, R, width)
-  for (r in seq_len(R)) {
-    v <- values[[r]]$value
-    if (length(v) != width) {
-      stop(sprintf("hpcml_boot: replicate %d returned %d values, the statistic on the data %d", r, length(v),
-                   width), call. = FALSE)
-    }
-    t[r, ] <- v
+  v <- values$value
+  wrong <- which(lengths(v) != width)
+  if (length(wrong)) {
+    r <- wrong[1]
+    stop(sprintf("hpcml_boot: replicate %d returned %d values, the statistic on the data %d", r, length(v[[r]]),
+                 width), call. = FALSE)
   }
+  if (all(vapply(v, is.numeric, logical(1)) | vapply(v, is.logical, logical(1)))) {  # one matrix at once
+    return(matrix(as.numeric(unlist(v, use.names = FALSE)), R, width, byrow = TRUE))
+  }
+  t <- matrix(NA_real_, R, width)
+  for (r in seq_len(R)) t[r, ] <- v[[r]]
   t
 }
 

@@ -122,11 +122,12 @@ doHpcml <- function(obj, expr, envir, data) {
               chunk_size = config$chunk_size, out = opts$out, resume = isTRUE(opts$resume),
               seed = config$seed, options = config$options)
   } else {
-    list()
+    list(ok = logical(0), value = list(), error = character(0))
   }
   if (is.null(values)) return(NULL)  # an MPI rank other than 0
 
-  results <- lapply(values, function(v) if (v$ok) v$value else simpleError(v$error))
+  results <- values$value
+  results[!values$ok] <- lapply(values$error[!values$ok], simpleError)
   tryCatch(accumulator(results, seq_along(results)), error = function(e) {
     stop(simpleError(sprintf("error calling combine function:\n%s", conditionMessage(e))))
   })

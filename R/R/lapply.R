@@ -32,20 +32,22 @@ hpcml_lapply <- function(X, FUN, ..., backend = "local", workers = NULL, chunk_s
   X <- as.list(X)
   if (!length(X)) return(list())
   FUN <- with_globals(FUN)
-  body <- function(i) do.call(.hpcml_FUN, c(list(.hpcml_X[[i]]), .hpcml_dots))
+  # With no `...`, FUN is called as lapply calls it (one call per element, no do.call).
+  body <- if (...length()) function(i) do.call(.hpcml_FUN, c(list(.hpcml_X[[i]]), .hpcml_dots))
+          else function(i) .hpcml_FUN(.hpcml_X[[i]])
   fun <- task_closure(body, list(.hpcml_FUN = FUN, .hpcml_X = X, .hpcml_dots = list(...)))
   values <- run_tasks(fun, length(X), "lapply", backend = backend, workers = workers, chunk_size = chunk_size,
                       out = out, resume = resume, seed = seed)
   if (is.null(values)) return(NULL)  # an MPI rank other than 0
-  failed <- which(!vapply(values, function(v) isTRUE(v$ok), logical(1)))
+  failed <- which(!values$ok)
   if (length(failed)) {
     k <- failed[1]
     label <- if (!is.null(names(X)) && nzchar(names(X)[k])) sprintf("element %d ('%s')", k, names(X)[k])
              else sprintf("element %d", k)
     more <- if (length(failed) > 1) sprintf(" (%d of %d elements failed)", length(failed), length(X)) else ""
-    stop(sprintf("hpcml_lapply: %s failed: %s%s", label, values[[k]]$error, more), call. = FALSE)
+    stop(sprintf("hpcml_lapply: %s failed: %s%s", label, values$error[k], more), call. = FALSE)
   }
-  out <- lapply(values, function(v) v$value)
+  out <- values$value
   names(out) <- names(X)
   out
 }

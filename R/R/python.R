@@ -27,13 +27,6 @@ def _hpcml_r_call(fn, *args, **kwargs):
         return fn(*args, **kwargs), None
     except hpcml.SpecError as err:
         return None, err
-
-# Serialized R values (bytes, one per task) as one uint8 array and their lengths: one
-# conversion to R instead of one per task.
-def _hpcml_r_blobs(values):
-    import numpy
-    blobs = [v if isinstance(v, (bytes, bytearray)) else b'' for v in values]
-    return numpy.frombuffer(b''.join(blobs) or b'\\0', dtype='uint8'), [len(b) for b in blobs]
 "
 
 py_modules <- function() {
@@ -46,12 +39,11 @@ py_modules <- function() {
     reticulate::py_run_string(.fix_ld_path)
     reticulate::py_run_string(.spec_guard)
     .hpcml$guard <- reticulate::import_main(convert = FALSE)$`_hpcml_r_call`
-    .hpcml$blobs <- reticulate::import_main(convert = FALSE)$`_hpcml_r_blobs`
     # Imported when first used: a loop's workers start before the driver imports them.
     .hpcml$pandas_raw <- reticulate::import("pandas", convert = FALSE, delay_load = TRUE)
     .hpcml$numpy <- reticulate::import("numpy", convert = FALSE, delay_load = TRUE)
     .hpcml$local <- reticulate::import("hpcml.backends.local_pools", convert = FALSE)
-    .hpcml$in_memory <- reticulate::import("hpcml.drivers.in_memory", convert = FALSE, delay_load = TRUE)
+    .hpcml$loop_values <- reticulate::import("hpcml.drivers.loop_values", convert = FALSE, delay_load = TRUE)
     .hpcml$hpcml_r_vectors <- reticulate::import("hpcml.data.r_vectors", delay_load = TRUE)
     .hpcml$hpcml <- hpcml
   }

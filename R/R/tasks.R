@@ -35,8 +35,8 @@ task_closure <- function(body, objects, packages = character(0)) {
   state$.hpcml_packages <- packages
   state$.hpcml_body <- body
   fun <- function(task_index) {
-    for (p in .hpcml_packages) {
-      suppressPackageStartupMessages(library(p, character.only = TRUE))
+    for (p in .hpcml_packages) {  # attached once per worker process, not once per iteration
+      if (!(paste0("package:", p) %in% search())) suppressPackageStartupMessages(library(p, character.only = TRUE))
     }
     .hpcml_body(task_index + 1L)
   }
@@ -52,7 +52,8 @@ resolve_seed <- function(seed) {
   sample.int(.Machine$integer.max - 1L, 1L)
 }
 
-# Run `n` calls of `fun` as hpcml tasks; a list of n entries, each list(ok, value, error).
+# Run `n` calls of `fun` as hpcml tasks: list(ok = n logicals, value = a list of n values (NULL
+# where a call failed), error = n messages (NA where a call was ok)).
 run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_size = NULL, out = NULL,
                       resume = FALSE, seed = NULL, options = list()) {
   m <- py_modules()
@@ -91,15 +92,13 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
   if (!keep && backend %in% c("local", "dask")) {
     # A run removed as soon as it ends keeps its records in memory: no chunk files to fsync,
     # no results table or report to write and read back (hpcml.map does the same).
-    frame <- keep_r_state(py_call(m$in_memory$records_frame, reticulate::r_to_py(spec),
-                                  list("task_index", "status", "result", "error", "traceback")))
-    return(task_values(frame, n))
+    return(task_values(keep_r_state(py_call(m$loop_values$run_loop, reticulate::r_to_py(spec))), n))
   }
   res <- keep_r_state(py_call(m$hpcml$run, reticulate::r_to_py(spec), resume = isTRUE(resume),
                               overwrite = !isTRUE(resume), progress = FALSE, plots = FALSE))
   finalize_mpi_at_exit()
   if (py_none(res)) return(NULL)  # another MPI rank than 0: rank 0 has the results
-  task_values(res$results, n)
+  task_values(m$loop_values$table_values(res$results, as.integer(n)), n)
 }
 
 # Under mpirun, mpi4py finalizes MPI when Python exits, but the Python inside R never exits
@@ -150,33 +149,27 @@ keep_r_state <- function(expr) {
 # hpcml.run returns None on the MPI ranks other than 0 (a Python None: calls are unconverted).
 py_none <- function(x) is.null(x) || inherits(x, "python.builtin.NoneType")
 
-# The results frame (a pandas DataFrame, unconverted) -> a list of n list(ok, value, error).
-task_values <- function(frame, n) {
-  m <- py_modules()
-  frame <- frame$sort_values("task_index")
-  index <- as.integer(reticulate::py_to_r(frame$task_index$tolist()))
-  status <- as.character(reticulate::py_to_r(frame$status$tolist()))
-  columns <- reticulate::py_to_r(frame$columns$tolist())
-  column <- function(name) {
-    if (name %in% columns) reticulate::py_to_r(frame[[name]]$tolist()) else rep(list(NULL), length(index))
+# What hpcml.drivers.loop_values returns (a Python tuple, unconverted) -> list(ok, value, error):
+# every value's bytes come over in one conversion and are cut apart here.
+task_values <- function(pair, n) {
+  part <- function(k) reticulate::py_to_r(reticulate::py_get_item(pair, as.integer(k)))
+  ok <- as.logical(part(0))
+  value <- vector("list", n)
+  if (any(ok)) {
+    raw <- as.raw(part(1))
+    ends <- cumsum(as.numeric(part(2)))
+    starts <- c(1, ends[-length(ends)] + 1)
+    value[ok] <- lapply(seq_along(ends), function(k) unserialize(raw[starts[k]:ends[k]]))
   }
-  errors <- column("error")
-  tracebacks <- column("traceback")
-  if (any(status == "ok")) {  # every value's bytes in one conversion, then cut apart here
-    pair <- m$blobs(frame$result$tolist())
-    raw <- as.raw(reticulate::py_to_r(reticulate::py_get_item(pair, 0L)))
-    ends <- cumsum(as.integer(reticulate::py_to_r(reticulate::py_get_item(pair, 1L))))
+  error <- rep(NA_character_, n)
+  error[!ok] <- "no result"
+  failed <- as.integer(part(3))
+  if (length(failed)) {
+    errors <- part(4)
+    tracebacks <- part(5)
+    error[failed + 1L] <- mapply(task_error, errors, tracebacks, USE.NAMES = FALSE)
   }
-  out <- rep(list(list(ok = FALSE, value = NULL, error = "no result")), n)
-  for (k in seq_along(index)) {
-    if (identical(status[k], "ok")) {
-      start <- if (k == 1L) 1L else ends[k - 1L] + 1L
-      out[[index[k] + 1L]] <- list(ok = TRUE, value = unserialize(raw[start:ends[k]]), error = NULL)
-    } else {
-      out[[index[k] + 1L]] <- list(ok = FALSE, value = NULL, error = task_error(errors[[k]], tracebacks[[k]]))
-    }
-  }
-  out
+  list(ok = ok, value = value, error = error)
 }
 
 # "RError: message" -> "message": the R error as R printed it, every line of it.

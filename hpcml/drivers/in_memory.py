@@ -1,7 +1,7 @@
 """Driving a run whose records stay in memory: no run directory, provenance or results.parquet.
 
 ``hpcml.map`` and ``hpcml.bootstrap`` without ``out``, and the R package's loops without
-``out`` (``records_frame``), run this way: their run would be
+``out`` (``loop_values.run_loop``), run this way: their run would be
 deleted as soon as it ended, so fsynced chunk files and a consolidated table would buy
 nothing. Workers send their records back over the backend's own channel (the local pool's
 pipe, Dask's results), as they do for a backend without a shared filesystem, and the same
@@ -104,11 +104,3 @@ def execute_in_memory(job: Job, *, progress: bool = False, in_driver: bool = Fal
     records.seconds = time.perf_counter() - t0
     return records
 
-
-def records_frame(spec: dict[str, Any], columns: list[str]):
-    """``columns`` of the records of ``spec``'s run, kept in memory, as a pandas frame in task
-    order: what an R loop without ``out`` reads back (no table of every column is built)."""
-    import pandas as pd  # the driver has it loaded by now; this module's users need no frame
-
-    records = execute_in_memory(load_job(spec)).ordered()
-    return pd.DataFrame({c: [r.get(c) for r in records] for c in columns})

@@ -54,25 +54,38 @@ class RParams(FunctionParams):
 R_GROUP = 256
 
 # Runs each iteration as ``_fit`` would: its own L'Ecuyer-CMRG seed, then the function with
-# the arguments it names; an error is caught per iteration (that one is then made alone).
-# Serialized values come back as one raw vector and their lengths (three conversions
-# through rpy2 for the whole group, not two per iteration).
+# the arguments it names; an iteration that fails is left out (made alone afterwards, so its
+# error is reported as any R error's). The iterations run in one plain loop under one
+# tryCatch, entered again after a failure: R's condition handlers cost more than a tiny
+# iteration, and a loop only calling a function that takes just `task_index` (what the R
+# package's loops save) calls it directly. Serialized values come back as one raw vector and
+# their lengths (three conversions through rpy2 for the whole group, not two per iteration).
 _GROUP_RUNNER = """
 function(fn, common, indices, seeds, tasks, want_index, want_seed, as_object) {
-  runs <- lapply(seq_along(indices), function(k) {
-    RNGkind("L'Ecuyer-CMRG"); set.seed(seeds[k])
-    args <- common
-    if (want_index) args$task_index <- indices[k]
-    if (want_seed) args$seed <- seeds[k]
-    if (!is.null(tasks)) args$task <- tasks[[k]]
-    tryCatch({
-      value <- do.call(fn, args)
-      list(TRUE, if (as_object) serialize(value, NULL) else value)
-    }, error = function(e) list(FALSE, NULL))
-  })
-  ok <- vapply(runs, function(r) r[[1]], logical(1))
-  if (!as_object) return(list(ok, lapply(runs, function(r) r[[2]])))
-  values <- lapply(runs, function(r) r[[2]])
+  n <- length(indices)
+  ok <- logical(n)
+  values <- vector("list", n)
+  direct <- want_index && !want_seed && is.null(tasks) && !length(common)
+  k <- 1L
+  while (k <= n) {
+    k <- tryCatch({
+      for (j in k:n) {
+        set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
+        value <- if (direct) fn(task_index = indices[j]) else {
+          args <- common
+          if (want_index) args$task_index <- indices[j]
+          if (want_seed) args$seed <- seeds[j]
+          if (!is.null(tasks)) args$task <- tasks[[j]]
+          do.call(fn, args)
+        }
+        if (as_object) value <- serialize(value, NULL)
+        if (!is.null(value)) values[[j]] <- value
+        ok[j] <- TRUE
+      }
+      n + 1L
+    }, error = function(e) j + 1L)
+  }
+  if (!as_object) return(list(ok, values))
   list(ok, lengths(values), unlist(values, use.names = FALSE))
 }
 """
