@@ -4,7 +4,8 @@
 #   RETICULATE_PYTHON=.venv/bin/python Rscript scripts/bench_r_loops.R [cores]
 #
 # Each row is timed after one warm-up call of the same kind (workers started, Python loaded),
-# except "first loop of the session", which is the session's very first hpcml call.
+# except "first loop of the session", which is the session's very first hpcml call; the short
+# loops (lapply, boot) are the medians of five rounds, each hpcml loop right after its peer's.
 suppressPackageStartupMessages({ library(doParallel); library(hpcml); library(parallel) })
 argv <- commandArgs(trailingOnly = TRUE)
 cores <- if (length(argv)) as.integer(argv[1]) else 2L
@@ -16,26 +17,42 @@ cl <- makeCluster(cores); registerDoParallel(cl)
 invisible(foreach(i = 1:10) %dopar% sqrt(i))
 dopar <- timed(foreach(i = 1:2000) %dopar% sqrt(i))
 stopCluster(cl)
-mc <- timed(mclapply(1:2000, sqrt, mc.cores = cores))
-mc200 <- timed(mclapply(1:200, sqrt, mc.cores = cores))
 registerDoHpcml(workers = cores)
 invisible(foreach(i = 1:10) %dopar% sqrt(i))
 hp <- timed(foreach(i = 1:2000) %dopar% sqrt(i))
-lap <- timed(hpcml_lapply(1:2000, sqrt, workers = cores))
-lap200 <- timed(hpcml_lapply(1:200, sqrt, workers = cores))
+# The short loops: five rounds, each hpcml loop right after its peer's; medians.
+laps <- replicate(5, c(mc = timed(mclapply(1:2000, sqrt, mc.cores = cores)),
+                       lap = timed(hpcml_lapply(1:2000, sqrt, workers = cores)),
+                       mc200 = timed(mclapply(1:200, sqrt, mc.cores = cores)),
+                       lap200 = timed(hpcml_lapply(1:200, sqrt, workers = cores))))
+med <- apply(laps, 1, median)
+mc <- med[["mc"]]; lap <- med[["lap"]]; mc200 <- med[["mc200"]]; lap200 <- med[["lap200"]]
 # boot's own example statistic (the ratio of city populations), R = 2,000, as boot runs it on
 # forked workers and as hpcml_boot runs it: the same replicates (same seed, same t).
 ratio <- function(d, w) sum(d$x * w) / sum(d$u * w)
 set.seed(1); invisible(hpcml_boot(boot::city, ratio, R = 20, stype = "w", workers = cores))
-set.seed(1); bt <- 0; boot_t <- timed(bt <- boot::boot(boot::city, ratio, R = 2000, stype = "w",
-                                                        parallel = "multicore", ncpus = cores))
-set.seed(1); ht <- 0; hboot_t <- timed(ht <- hpcml_boot(boot::city, ratio, R = 2000, stype = "w", workers = cores))
-stopifnot(isTRUE(all.equal(bt$t, ht$t)))
+boots <- replicate(5, {
+  set.seed(1); bt <- 0; b <- timed(bt <- boot::boot(boot::city, ratio, R = 2000, stype = "w",
+                                                   parallel = "multicore", ncpus = cores))
+  set.seed(1); ht <- 0; h <- timed(ht <- hpcml_boot(boot::city, ratio, R = 2000, stype = "w", workers = cores))
+  stopifnot(isTRUE(all.equal(bt$t, ht$t)))
+  c(b, h)
+})
+boot_t <- median(boots[1, ]); hboot_t <- median(boots[2, ])
 registerDoHpcml(backend = "dask", workers = cores)
 dask_first <- timed(foreach(i = 1:200) %dopar% sqrt(i))
 dask_kept <- timed(foreach(i = 1:200) %dopar% sqrt(i))
 
-cat(sprintf("# %d cores, %s\n", cores, format(Sys.time(), "%Y-%m-%d %H:%M")))
+# A session's first loop against doParallel's, each in an Rscript started afresh (R's start,
+# library(), the workers' start and the loop), interleaved, three rounds: medians.
+fresh <- function(code) timed(system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)), stdout = FALSE))
+fresh_dopar <- sprintf("suppressPackageStartupMessages(library(doParallel)); cl <- makeCluster(%d); registerDoParallel(cl); x <- foreach(i = 1:2000) %%dopar%% sqrt(i); stopCluster(cl)", cores)
+fresh_hpcml <- sprintf("suppressPackageStartupMessages(library(hpcml)); x <- hpcml_lapply(1:2000, sqrt, workers = %d)", cores)
+rounds <- replicate(3, c(dopar = fresh(fresh_dopar), hpcml = fresh(fresh_hpcml)))
+fresh_d <- median(rounds["dopar", ]); fresh_h <- median(rounds["hpcml", ])
+
+cat(sprintf("# %d cores, %s, load average %s\n", cores, format(Sys.time(), "%Y-%m-%d %H:%M"),
+            paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
 row("foreach %dopar% sqrt, 2000: doParallel", dopar, dopar)
 row("foreach %dopar% sqrt, 2000: registerDoHpcml()", hp, dopar)
 row("lapply sqrt, 2000: mclapply", mc, mc)
@@ -47,3 +64,6 @@ row("boot city ratio, R = 2000: hpcml_boot", hboot_t, boot_t)
 row("hpcml_lapply, 2000: first loop of the session", first, dopar)
 row("foreach on Dask, 200: the session's first Dask loop", dask_first, dopar)
 row("foreach on Dask, 200: next loop (cluster kept)", dask_kept, dopar)
+row("fresh Rscript, first loop 2000: doParallel", fresh_d, fresh_d)
+row("fresh Rscript, first loop 2000: hpcml_lapply", fresh_h, fresh_d)
+cat(sprintf("%-52s %8.3f s\n", "  hpcml's first loop minus doParallel's", fresh_h - fresh_d))

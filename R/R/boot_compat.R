@@ -89,7 +89,8 @@ hpcml_boot <- function(data, statistic, R, ..., sim = c("ordinary", "balanced", 
     body <- function(r) {
       i <- .hpcml_idx[r, ]
       arg <- switch(.hpcml_stype, i = i, f = tabulate(i, .hpcml_n), w = tabulate(i, .hpcml_n) / .hpcml_ns)
-      do.call(.hpcml_statistic, c(list(.hpcml_data, arg), .hpcml_dots))
+      if (length(.hpcml_dots)) do.call(.hpcml_statistic, c(list(.hpcml_data, arg), .hpcml_dots))
+      else .hpcml_statistic(.hpcml_data, arg)
     }
     objects <- list(.hpcml_idx = idx, .hpcml_stype = stype, .hpcml_n = n, .hpcml_ns = ns, .hpcml_data = data)
   }

@@ -152,7 +152,8 @@ py_none <- function(x) is.null(x) || inherits(x, "python.builtin.NoneType")
 # What hpcml.drivers.loop_values returns (a Python tuple, unconverted) -> list(ok, value, error):
 # every value's bytes come over in one conversion and are cut apart here.
 task_values <- function(pair, n) {
-  part <- function(k) reticulate::py_to_r(reticulate::py_get_item(pair, as.integer(k)))
+  parts <- reticulate::py_to_r(pair)  # a tuple of six: one conversion
+  part <- function(k) parts[[k + 1L]]
   ok <- as.logical(part(0))
   value <- vector("list", n)
   if (any(ok)) {
