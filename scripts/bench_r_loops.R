@@ -39,6 +39,22 @@ boots <- replicate(5, {
   c(b, h)
 })
 boot_t <- median(boots[1, ]); hboot_t <- median(boots[2, ])
+# CPU seconds of one warm hpcml_lapply over 2,000 elements, in this session (the driver) and in
+# its workers (Linux /proc), over ten loops: what the machine's load does not change much.
+cpu_of <- function(pid) {
+  stat <- strsplit(readLines(sprintf("/proc/%d/stat", pid), warn = FALSE), " ")[[1]]
+  sum(as.numeric(stat[14:15])) / 100  # utime + stime, in clock ticks of 1/100 s
+}
+children <- function(pid) suppressWarnings(as.integer(system(sprintf("pgrep -P %d", pid), intern = TRUE)))
+cpu <- if (file.exists("/proc/self/stat") && nzchar(Sys.which("pgrep"))) {
+  workers_pids <- unlist(lapply(children(Sys.getpid()), children))
+  before <- vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1))
+  for (k in 1:10) invisible(hpcml_lapply(1:2000, sqrt, workers = cores))
+  (vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1)) - before) / 10
+}
+mc_cpu <- { t0 <- proc.time(); for (k in 1:10) invisible(mclapply(1:2000, sqrt, mc.cores = cores))
+            d <- proc.time() - t0; sum(d[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE) / 10 }
+
 registerDoHpcml(backend = "dask", workers = cores)
 dask_first <- timed(foreach(i = 1:200) %dopar% sqrt(i))
 dask_kept <- timed(foreach(i = 1:200) %dopar% sqrt(i))
@@ -67,3 +83,6 @@ row("foreach on Dask, 200: next loop (cluster kept)", dask_kept, dopar)
 row("fresh Rscript, first loop 2000: doParallel", fresh_d, fresh_d)
 row("fresh Rscript, first loop 2000: hpcml_lapply", fresh_h, fresh_d)
 cat(sprintf("%-52s %8.3f s\n", "  hpcml's first loop minus doParallel's", fresh_h - fresh_d))
+if (!is.null(cpu)) cat(sprintf("%-52s %8.3f s  (workers: %s s)\n", "CPU of one warm hpcml_lapply 2000: this session", cpu[1],
+                               paste(sprintf("%.3f", cpu[-1]), collapse = " + ")))
+cat(sprintf("%-52s %8.3f s\n", "CPU of one mclapply 2000 (session and its forks)", mc_cpu))
