@@ -269,6 +269,11 @@ class ModelKind(ABC):
     # backend's `in_driver`): built-in code that cannot take the process down, as user code,
     # R, torch or a subprocess could. Third-party kinds run in workers.
     runs_in_driver: ClassVar[bool] = False
+    # Whether a job of one task (a fit) may run in the driver although the kind's tasks run in
+    # workers otherwise (cnn): the driver has already imported the kind's libraries and loaded
+    # the data for its checks, which a worker would do again. The driver never runs such a
+    # kind's tasks beside workers, and a job of several tasks runs in workers.
+    one_task_in_driver: ClassVar[bool] = False
     # Whether the kind is fitted only by Spark MLlib (``engine: spark``; als): a job of another
     # engine is refused when the spec is loaded.
     spark_only: ClassVar[bool] = False

@@ -107,6 +107,9 @@ class CNNKind(ModelKind):
     task_type = "classification"
     primary_metric = "accuracy"
     greater_is_better = True
+    # A one-task run trains in the driver, which imported torch and read the images for its
+    # checks: a worker would import and read them again (seconds). Several trainings use workers.
+    one_task_in_driver = True
 
     class Params(ModelParams):
         code_file_fields: ClassVar[tuple[str, ...]] = ("arch",)
