@@ -19,7 +19,7 @@ from hpcml.data.images import (download_with_checksum, load_idx_dataset, load_im
 from hpcml.models.base import MODEL_KINDS, Dataset, FitContext  # noqa: E402
 from hpcml.models.cnn.nets import ARCHITECTURES, LADDER, build_model  # noqa: E402
 from hpcml.models.cnn.kind import CNNKind  # noqa: E402
-from hpcml.models.cnn.plots import write_training_plots  # noqa: E402
+from hpcml.models.cnn.plots import filter_mosaic, write_training_plots  # noqa: E402
 from hpcml.models.cnn.train import TrainConfig, evaluate, to_tensors, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -308,6 +308,18 @@ def test_plots_written_as_png(tmp_path):
     assert {p.name for p in paths} == {"curves.png", "filters.png", "confusion.png"}
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filter_mosaic_tiles_each_filter_on_its_own_scale():
+    """The filters plot is one image: each filter scaled to [0, 1] by itself (a constant one to
+    0), in rows of ``cols`` with one blank (NaN) pixel between and around them."""
+    filters = np.stack([np.arange(9.0).reshape(3, 3), -np.arange(9.0).reshape(3, 3) * 5, np.full((3, 3), 2.0)])
+    mosaic = filter_mosaic(filters, cols=2)
+    assert mosaic.shape == (2 * 4 + 1, 2 * 4 + 1)
+    np.testing.assert_allclose(mosaic[1:4, 1:4], np.arange(9.0).reshape(3, 3) / 8)
+    np.testing.assert_allclose(mosaic[1:4, 5:8], 1 - np.arange(9.0).reshape(3, 3) / 8)
+    np.testing.assert_array_equal(mosaic[5:8, 1:4], 0)
+    assert np.isnan(mosaic[5:8, 5:8]).all() and np.isnan(mosaic[0]).all() and np.isnan(mosaic[:, 4]).all()
 
 
 def test_plots_off_writes_history_only(digits, tmp_path):
