@@ -75,7 +75,7 @@ def may_run_alone_in_driver(job: Job, backend) -> bool:
     """Whether the job's one task may run in this process although its kind's tasks do not
     otherwise (``ModelKind.one_task_in_driver``: cnn): as :func:`may_run_in_driver`, for a job
     of one task only, and never beside workers."""
-    return job.model.one_task_in_driver and job.n_tasks == 1 and backend.may_run_in_driver() and \
+    return job.n_tasks == 1 and job.model.one_task_in_driver(job.params) and backend.may_run_in_driver() and \
         (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
 
 

@@ -338,11 +338,12 @@ def test_a_grid_arch_params_is_merged_key_by_key_and_a_typo_in_the_base_refused(
 
 # ---------------------------------------------------------------- where a training runs
 
-def test_a_one_task_training_runs_in_the_driver_bit_identical_to_a_worker_and_several_use_workers(tmp_path,
+def test_a_one_task_training_runs_in_the_driver_bit_identical_to_a_worker_and_several_use_workers(nets, tmp_path,
                                                                                                    monkeypatch):
-    """A one-task cnn run on the local backend trains in the driver (it has imported torch and
-    loaded the images for its checks): the same outputs, history, weights and files as a worker's
-    run, bit for bit. A job of several trainings, and ``in_driver: false``, use workers."""
+    """A one-task cnn run of a built-in net on the local backend trains in the driver (it has
+    imported torch and loaded the images for its checks): the same outputs, history, weights and
+    files as a worker's run, bit for bit. A job of several trainings, the user's own net, and
+    ``in_driver: false`` use workers."""
     import hpcml
     from hpcml.backends.local import LocalBackend
 
@@ -375,3 +376,5 @@ def test_a_one_task_training_runs_in_the_driver_bit_identical_to_a_worker_and_se
                   progress=False)
     with pytest.raises(AssertionError, match="worker pool"):
         hpcml.run(spec, out=tmp_path / "forced", in_driver=False, progress=False)
+    with pytest.raises(AssertionError, match="worker pool"):
+        hpcml.run(job(tmp_path, "own", {"arch": f"{nets}:TinyNet", "epochs": 1}), progress=False)

@@ -107,9 +107,6 @@ class CNNKind(ModelKind):
     task_type = "classification"
     primary_metric = "accuracy"
     greater_is_better = True
-    # A one-task run trains in the driver, which imported torch and read the images for its
-    # checks: a worker would import and read them again (seconds). Several trainings use workers.
-    one_task_in_driver = True
 
     class Params(ModelParams):
         code_file_fields: ClassVar[tuple[str, ...]] = ("arch",)
@@ -137,6 +134,12 @@ class CNNKind(ModelKind):
                 raise ValueError(f"unknown arch; choose one of {', '.join(ARCHITECTURES)}, or your own "
                                  "torch.nn.Module as `package.module:Class` or `path/to/file.py:Class`")
             return v
+
+    def one_task_in_driver(self, params) -> bool:
+        # A one-task run of a built-in network trains in the driver, which imported torch and
+        # read the images for its checks: a worker would import and read them again (seconds).
+        # The user's own nn.Module, and several trainings, train in workers.
+        return not is_user_arch(params.arch)
 
     def with_params(self, base, overrides: dict[str, Any]):
         """``base`` with a grid point applied; a grid's ``arch_params`` is merged into the
