@@ -14,13 +14,20 @@ StepLR decay to pass 92 % on Fashion-MNIST. All nets share one recipe otherwise.
     python scripts/bench_cnn.py                       # the full ladder + overhead (~50 min on one idle core)
     python scripts/bench_cnn.py --epochs 3 --archs fc cnn1 --limit 10000
     python scripts/bench_cnn.py --limit 500 --test-limit 500 --epochs 1   # smoke run
+    python scripts/bench_cnn.py --fixed-cost --compare-epochs 1 --reps 3 [--before /older/checkout]
+
+(c) fixed cost (``--fixed-cost``): a one-task ``hpcml run`` of cnn1 against a plain PyTorch
+    script doing the same epochs and evaluations, each in a fresh process.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import shutil
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -118,9 +125,6 @@ def run_overhead(data, args) -> str:
 
 def run_ddp_scaling(args) -> str:
     """One model, 1 process vs N DDP ranks (torchrun, gloo): accuracy and epoch time."""
-    import subprocess
-    import sys
-
     import pandas as pd
     import yaml
 
@@ -154,6 +158,113 @@ def run_ddp_scaling(args) -> str:
             f"{args.threads} thread(s) per rank, gloo\n\n" + "\n".join(rows))
 
 
+# A plain PyTorch script: the textbook loop on the same images, with the evaluations whose numbers
+# hpcml's one-task fit reports (validation loss each epoch, the test split's accuracy, the accuracy
+# on the training images), reading the IDX files itself (gzip and np.frombuffer).
+PLAIN = r"""
+import gzip, json, sys
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+def read_idx(path, n):
+    with gzip.open(path, "rb") as f:
+        head = f.read(4)
+        dims = np.frombuffer(f.read(4 * head[3]), ">u4").astype(int)
+        n = min(n, dims[0])
+        return np.frombuffer(f.read(n * int(np.prod(dims[1:]))), np.uint8).reshape(n, *dims[1:])
+
+def images(stem, n):
+    X = torch.tensor(read_idx(f"{data}/{stem}-images-idx3-ubyte.gz", n), dtype=torch.float32).div(255).unsqueeze(1)
+    return X, torch.tensor(read_idx(f"{data}/{stem}-labels-idx1-ubyte.gz", n).astype(np.int64))
+
+@torch.no_grad()
+def predict(model, X):
+    model.eval()
+    return torch.cat([model(X[i:i + 1024]) for i in range(0, len(X), 1024)])
+
+data, n, n_test, epochs, bs = sys.argv[1], *map(int, sys.argv[2:6])
+torch.set_num_threads(1)
+torch.manual_seed(0)
+X, y = images("train", n)
+Xt, yt = images("t10k", n_test)
+perm = torch.randperm(len(X))
+val, rows = perm[:round(0.1 * len(X))], perm[round(0.1 * len(X)):]
+model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 13 * 13, 100),
+                      nn.ReLU(), nn.Linear(100, 10), nn.LogSoftmax(dim=1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for epoch in range(epochs):
+    model.train()
+    order = rows[torch.randperm(len(rows))]
+    for i in range(0, len(order), bs):
+        idx = order[i:i + bs]
+        opt.zero_grad()
+        F.nll_loss(model(X[idx]), y[idx]).backward()
+        opt.step()
+    val_loss = F.nll_loss(predict(model, X[val]), y[val]).item()
+test = (predict(model, Xt).argmax(1) == yt).double().mean().item()
+train = (predict(model, X).argmax(1) == y).double().mean().item()
+print(json.dumps({"val_loss": val_loss, "test_accuracy": test, "accuracy": train}))
+"""
+
+
+def cached_bytecode_env(cache: str, **extra: str) -> dict[str, str]:
+    """A timed process's environment: Python's bytecode cache on, kept in ``cache`` (as an
+    installed package has it; see scripts/bench_map.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": cache, **extra}
+
+
+def run_fixed_cost(args) -> str:
+    """One fresh process per side and round, interleaved after an uncounted warm-up round:
+    the plain script against ``hpcml run`` of the same one-task fit (plots on and off), and
+    ``--before``'s checkout the same way. Wall time of each process, from its start to its exit."""
+    import yaml  # only this comparison writes a job spec
+
+    here = str(Path(__file__).resolve().parent.parent)
+    tmp = Path(tempfile.mkdtemp(prefix="hpcml-bench-fixed-"))
+    cache = str(tmp / "pycache")
+    sides: dict[str, tuple[list[str], str]] = {
+        "plain PyTorch script": ([sys.executable, "-c", PLAIN, args.data, str(args.limit), str(args.test_limit),
+                                  str(args.compare_epochs), str(args.batch_size)], here)}
+    checkouts = {"": here, **({", before": args.before} if args.before else {})}
+    for plots in (True, False):
+        spec = {"name": "bench-fixed", "seed": args.seed,
+                "data": {"source": f"idx:{args.data}", "target": "label",
+                         "options": {"limit": args.limit, "test_limit": args.test_limit}},
+                "model": {"kind": "cnn", "arch": "cnn1", "epochs": args.compare_epochs,
+                          "batch_size": args.batch_size, "lr": 1e-3, "device": "cpu", "plots": plots},
+                "plan": {"fit": {}}, "threads_per_task": 1, "backend": {"name": "local", "workers": 1}}
+        path = tmp / f"plots-{plots}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        for tag, checkout in checkouts.items():
+            out = tmp / f"run-{plots}{tag}"
+            sides[f"hpcml run, plots {'on' if plots else 'off'}{tag}"] = (
+                [sys.executable, "-m", "hpcml.cli", "run", str(path), "--out", str(out), "--overwrite", "-q"], checkout)
+    wall: dict[str, list[float]] = {name: [] for name in sides}
+    load = os.getloadavg()[0]
+    for round_ in range(args.reps + 1):  # round 0 fills the bytecode and file caches
+        for name, (cmd, checkout) in sides.items():
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=tmp, env=cached_bytecode_env(cache, PYTHONPATH=checkout),
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
+            if round_:
+                wall[name].append(time.perf_counter() - t0)
+    shutil.rmtree(tmp, ignore_errors=True)
+    ref = statistics.median(wall["plain PyTorch script"])
+    rows = [f"cnn1, {args.limit} training and {args.test_limit} test images, {args.compare_epochs} epoch(s), "
+            f"batch {args.batch_size}, 1 thread; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} "
+            f"at the end; median of {args.reps} interleaved rounds", "",
+            "| way | seconds, median (range) | over the plain script, s | ratio |", "|---|---:|---:|---:|"]
+    for name, ts in wall.items():
+        med = statistics.median(ts)
+        rows.append(f"| {name} | {med:.2f} ({min(ts):.2f}-{max(ts):.2f}) | {med - ref:+.2f} | {med / ref:.2f}x |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -184,7 +295,18 @@ def main(argv=None) -> None:
     ap.add_argument("--ddp-arch", default="cnn1")
     ap.add_argument("--ddp-limit", type=int, default=20000, help="training images for the DDP comparison")
     ap.add_argument("--ddp-epochs", type=int, default=2)
+    ap.add_argument("--fixed-cost", action="store_true",
+                    help="only time a one-task `hpcml run` against a plain PyTorch script, each a fresh process "
+                         "(--limit/--test-limit images, --compare-epochs, --reps rounds)")
+    ap.add_argument("--before", default=None, help="with --fixed-cost: another checkout's `hpcml run` too")
     args = ap.parse_args(argv)
+    if args.fixed_cost:
+        args.limit, args.test_limit = args.limit or 5000, args.test_limit or 2000
+        text = run_fixed_cost(args)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return
     args.arch_epochs = {k: int(v) for k, v in (a.split("=", 1) for a in args.arch_epochs)}
 
     data = load_image_source(f"idx:{args.data}", {"limit": args.limit, "test_limit": args.test_limit})

@@ -23,8 +23,8 @@ class LocalOptions(BaseModel):
     start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
     reuse_workers: bool = Field(True, description="keep the worker pool for the next job in this process")
     in_driver: bool = Field(True, description="run a job of one chunk of a built-in kind (ols, logistic, naive_bayes, "
-                                              "kmeans, pca, svd), or a small vectorized hpcml.bootstrap, in the driver process, "
-                                              "starting no worker")
+                                              "kmeans, pca, svd; a one-task cnn fit of a built-in net), or a small "
+                                              "vectorized hpcml.bootstrap, in the driver process, starting no worker")
 
 
 PoolKey = tuple[int, str, str]

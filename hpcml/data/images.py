@@ -47,9 +47,68 @@ def _read_bytes(path: Path) -> bytes:
         raise ValueError(f"{path}: cannot read ({e})") from e
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (``.gz`` or raw) into a native-endian array, validating the header."""
+def read_idx(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
+    """Read one IDX file (``.gz`` or raw) into a native-endian array, validating the header.
+    ``limit``: only the first ``limit`` entries (along the first axis); see :func:`read_idx_head`."""
+    if limit is not None:
+        return read_idx_head(path, limit)[0]
+    return _read_whole(Path(path))
+
+
+def read_idx_head(path: str | os.PathLike, limit: int | None) -> tuple[np.ndarray, int]:
+    """The first ``limit`` entries of an IDX file (all with ``None``) and how many it holds.
+
+    With a limit only the bytes those entries need are read (a gzipped file is decompressed no
+    further), after the file's length is checked against its header: a raw file's size, a
+    gzipped file's uncompressed size as its trailer records it. A file that fails either check,
+    or cannot be read that far, is read whole, which says what is wrong in the same words as
+    without a limit. (A gzipped file damaged only beyond the entries used is not noticed.)"""
     path = Path(path)
+    head = None if limit is None or limit < 0 else _read_head(path, int(limit))
+    if head is not None:
+        return head
+    arr = _read_whole(path)
+    return (arr if limit is None else arr[:limit]), arr.shape[0]
+
+
+def _stored_size(path: Path, gzipped: bool) -> int:
+    """A raw file's size; a gzipped file's uncompressed size mod 2**32 (its trailer's ISIZE)."""
+    if not gzipped:
+        return path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return int.from_bytes(f.read(4), "little")
+
+
+def _read_head(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
+    """The fast way of :func:`read_idx_head`, or None where it cannot vouch for the file."""
+    gzipped = path.suffix == ".gz"
+    try:
+        size = _stored_size(path, gzipped)
+        with (gzip.open if gzipped else open)(path, "rb") as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] or magic[1] or magic[2] not in IDX_DTYPES or not magic[3]:
+                return None
+            ndim, dtype = magic[3], IDX_DTYPES[magic[2]]
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                return None
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
+            expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            if size != (expected % 2 ** 32 if gzipped else expected):
+                return None
+            n = min(limit, dims[0])
+            row = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
+            body = f.read(n * row)
+    except (OSError, EOFError, ValueError):  # unreadable, corrupt or too short: the whole read says which
+        return None
+    if len(body) != n * row:
+        return None
+    arr = np.frombuffer(body, dtype=dtype).reshape((n,) + dims[1:])
+    return arr.astype(dtype.newbyteorder("=")), dims[0]
+
+
+def _read_whole(path: Path) -> np.ndarray:
     buf = _read_bytes(path)
     if len(buf) < 4:
         raise ValueError(f"{path}: too short for an IDX header ({len(buf)} bytes)")
@@ -104,13 +163,12 @@ def load_idx_dataset(directory: str | os.PathLike, kind: str = "train", limit: i
         raise ValueError(f"kind must be one of {sorted(IDX_NAMES)}, got {kind!r}")
     directory = Path(directory)
     img_path, lab_path = (_find(directory, s) for s in IDX_NAMES[kind])
-    images, labels = read_idx(img_path), read_idx(lab_path)
+    # Only the first ``limit`` images are read (the files' lengths are still checked).
+    (images, n_images), (labels, n_labels) = read_idx_head(img_path, limit), read_idx_head(lab_path, limit)
     if images.ndim != 3:
-        raise ValueError(f"{img_path}: expected 3 dims (n, rows, cols), got {images.shape}")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(f"{lab_path}: {labels.shape[0]} labels for {images.shape[0]} images in {img_path.name}")
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+        raise ValueError(f"{img_path}: expected 3 dims (n, rows, cols), got {(n_images,) + images.shape[1:]}")
+    if labels.ndim != 1 or n_labels != n_images:
+        raise ValueError(f"{lab_path}: {n_labels} labels for {n_images} images in {img_path.name}")
     n, h, w = images.shape
     scale = 255.0 if images.dtype == np.uint8 else 1.0
     X = np.ascontiguousarray(images.reshape(n, h * w), dtype=np.float64) / scale

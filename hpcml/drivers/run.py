@@ -55,9 +55,10 @@ def execute(job: Job, *, backend=None, resume: bool = False, overwrite: bool = F
     if backend is None:
         backend = make_backend(spec.backend.name, spec.backend.workers, spec.backend.model_extra)
     here = may_run_in_driver(job, backend)
-    check_job(job, keep=here and not job.plan.reads_rows_lazily)  # else each task reads its own rows
+    alone = here or may_run_alone_in_driver(job, backend)
+    check_job(job, keep=alone and not job.plan.reads_rows_lazily)  # else each task reads its own rows
     with open_run(job, resume=resume, overwrite=overwrite) as run:
-        _run_missing(job, run, backend, resume, progress, here)
+        _run_missing(job, run, backend, resume, progress, here, alone)
         return finish(job, run.store, time.perf_counter() - t0, plots=plots)
 
 
@@ -70,13 +71,25 @@ def may_run_in_driver(job: Job, backend, own_code: bool = False) -> bool:
         (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
 
 
-def _run_missing(job: Job, run: OpenRun, backend, resume: bool, progress: bool, here: bool = False) -> None:
+def may_run_alone_in_driver(job: Job, backend) -> bool:
+    """Whether the job's one task may run in this process although its kind's tasks do not
+    otherwise (``ModelKind.one_task_in_driver``: cnn): as :func:`may_run_in_driver`, for a job
+    of one task only, and never beside workers."""
+    return job.n_tasks == 1 and job.model.one_task_in_driver(job.params) and backend.may_run_in_driver() and \
+        (not job.spec.timeout_s or threading.current_thread() is threading.main_thread())
+
+
+def _run_missing(job: Job, run: OpenRun, backend, resume: bool, progress: bool, here: bool = False,
+                 alone: bool = False) -> None:
+    """``here``: chunks of the job may run in this process, one chunk alone or beside the
+    workers; ``alone``: a job of one chunk may (as ``here``, or a one-task job of a kind that
+    otherwise runs in workers)."""
     spec, store = job.spec, run.store
     todo = missing(job.n_tasks, store.done_indices() if resume else ())
     if not todo:
         return
     chunk_size = chunk_size_for(job, len(todo), backend.workers)
-    if here and len(todo) <= chunk_size:
+    if alone and len(todo) <= chunk_size:
         # One chunk gains nothing from a worker: run it here, as a worker would (same chunk
         # file, deadlines, retries), without starting a process that imports and loads it all again.
         bar = Progress(len(todo), f"{spec.name} [in the driver]", enabled=progress)

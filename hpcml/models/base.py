@@ -256,6 +256,13 @@ class ModelKind(ABC):
         validation split of its own (``cnn``) ranks by it, so the test rows choose nothing."""
         return f"test_{self.primary_metric}", self.greater_is_better
 
+    def one_task_in_driver(self, params: Any) -> bool:
+        """Whether a job of one task (a fit) may run in the driver although the kind's tasks
+        run in workers otherwise (cnn with a built-in network): the driver has already imported
+        the kind's libraries and loaded the data for its checks, which a worker would do again.
+        The driver never runs such a kind's tasks beside workers; several tasks use workers."""
+        return False
+
     def warm(self, params: Any) -> None:
         """Load, once per process, what every task of the kind needs (user code): workers call
         it before a task's ``timeout_s`` is armed, so the import is not charged to one task."""

@@ -4,6 +4,7 @@ choose by the validation split) and DDP; bad names are one line, exit 2, no run 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -333,3 +334,47 @@ def test_a_grid_arch_params_is_merged_key_by_key_and_a_typo_in_the_base_refused(
     path.write_text(yaml.safe_dump(spec))
     proc = hpcml_cli("validate", path)
     assert proc.returncode == 2 and "model.arch_params" in proc.stderr and "hiden" in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- where a training runs
+
+def test_a_one_task_training_runs_in_the_driver_bit_identical_to_a_worker_and_several_use_workers(nets, tmp_path,
+                                                                                                   monkeypatch):
+    """A one-task cnn run of a built-in net on the local backend trains in the driver (it has
+    imported torch and loaded the images for its checks): the same outputs, history, weights and
+    files as a worker's run, bit for bit. A job of several trainings, the user's own net, and
+    ``in_driver: false`` use workers."""
+    import hpcml
+    from hpcml.backends.local import LocalBackend
+
+    spec = job(tmp_path, "where", {"arch": "cnn1", "epochs": 2, "plots": True})
+    workers = hpcml.run(spec, out=tmp_path / "workers", in_driver=False, progress=False)
+
+    def refuse(self, job_json, log_dir):
+        raise AssertionError("a worker pool was started")
+
+    monkeypatch.setattr(LocalBackend, "start", refuse)
+    here = hpcml.run(spec, out=tmp_path / "here", progress=False)
+    assert workers.ok and here.ok
+    timing = ["seconds", "seconds_per_epoch", "attempt"]
+    pd.testing.assert_frame_equal(workers.results.drop(columns=timing, errors="ignore"),
+                                  here.results.drop(columns=timing, errors="ignore"), check_exact=True)
+    for name in ("workers", "here"):
+        assert (tmp_path / name / "artifacts" / "fit-000000" / "confusion.png").is_file()
+    a, b = (pd.read_csv(tmp_path / n / "artifacts" / "fit-000000" / "history.csv").drop(columns="seconds")
+            for n in ("workers", "here"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    ckpt = [torch.load(tmp_path / n / "artifacts" / "fit-000000" / "checkpoints" / "last.pt", weights_only=False)
+            for n in ("workers", "here")]
+    for key, value in ckpt[0]["model"].items():
+        assert torch.equal(value, ckpt[1]["model"][key]), key
+    files = [sorted(re.sub(r"-[0-9a-f]+\.parquet$", "", str(p.relative_to(tmp_path / n)))
+                    for p in (tmp_path / n).rglob("*") if p.is_file()) for n in ("workers", "here")]
+    assert files[0] == files[1]
+    with pytest.raises(AssertionError, match="worker pool"):
+        hpcml.run(job(tmp_path, "two", {"arch": "fc", "epochs": 1}, plan={"sweep": {"grid": {"lr": [0.01, 0.05]}}}),
+                  progress=False)
+    with pytest.raises(AssertionError, match="worker pool"):
+        hpcml.run(spec, out=tmp_path / "forced", in_driver=False, progress=False)
+    with pytest.raises(AssertionError, match="worker pool"):
+        hpcml.run(job(tmp_path, "own", {"arch": f"{nets}:TinyNet", "epochs": 1}), progress=False)

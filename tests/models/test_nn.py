@@ -14,11 +14,12 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from hpcml.data.images import download_with_checksum, load_idx_dataset, load_image_source, read_idx, write_idx  # noqa: E402
+from hpcml.data.images import (download_with_checksum, load_idx_dataset, load_image_source, read_idx,  # noqa: E402
+                               read_idx_head, write_idx)
 from hpcml.models.base import MODEL_KINDS, Dataset, FitContext  # noqa: E402
 from hpcml.models.cnn.nets import ARCHITECTURES, LADDER, build_model  # noqa: E402
 from hpcml.models.cnn.kind import CNNKind  # noqa: E402
-from hpcml.models.cnn.plots import write_training_plots  # noqa: E402
+from hpcml.models.cnn.plots import filter_mosaic, write_training_plots  # noqa: E402
 from hpcml.models.cnn.train import TrainConfig, evaluate, to_tensors, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -254,6 +255,38 @@ def test_idx_corrupt_files_raise_with_name(tmp_path):
         read_idx(gz)
 
 
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_read_with_a_limit_equals_the_whole_read_cut_and_checks_the_file(tmp_path, suffix):
+    """A limit reads only the entries it keeps, the same values and types as the whole file
+    cut; a damaged file fails with a limit as without one, in the same words."""
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 256, size=(9, 5, 4), dtype=np.uint8)
+    f64 = rng.random((6, 3))
+    for name, arr in (("u8", imgs), ("f8", f64)):
+        path = write_idx(tmp_path / f"{name}-idx{suffix}", arr)
+        for limit in (0, 2, 6, 50):
+            got, n = read_idx_head(path, limit)
+            assert n == len(arr) and got.dtype == arr.dtype and got.dtype.isnative
+            np.testing.assert_array_equal(got, arr[:limit])
+            np.testing.assert_array_equal(read_idx(path, limit), arr[:limit])
+    good = (tmp_path / f"u8-idx{suffix}").read_bytes()
+    raw = gzip.decompress(good) if suffix else good
+    damaged = {"truncated": raw[:-1], "trailing": raw + b"\x00", "magic": b"\x01" + raw[1:], "header": raw[:9]}
+    for name, blob in damaged.items():
+        p = tmp_path / f"{name}-idx3-ubyte{suffix}"
+        p.write_bytes(gzip.compress(blob) if suffix else blob)
+        with pytest.raises(ValueError) as whole:
+            read_idx(p)
+        with pytest.raises(ValueError) as head:
+            read_idx(p, 2)
+        assert str(head.value) == str(whole.value) and p.name in str(head.value)
+    if suffix:  # a gzip stream cut short: its trailer is gone
+        cut = tmp_path / "cut-idx3-ubyte.gz"
+        cut.write_bytes(good[:-10])
+        with pytest.raises(ValueError, match=cut.name):
+            read_idx(cut, 2)
+
+
 def test_download_checksum(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"fashion" * 100)
@@ -275,6 +308,18 @@ def test_plots_written_as_png(tmp_path):
     assert {p.name for p in paths} == {"curves.png", "filters.png", "confusion.png"}
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filter_mosaic_tiles_each_filter_on_its_own_scale():
+    """The filters plot is one image: each filter scaled to [0, 1] by itself (a constant one to
+    0), in rows of ``cols`` with one blank (NaN) pixel between and around them."""
+    filters = np.stack([np.arange(9.0).reshape(3, 3), -np.arange(9.0).reshape(3, 3) * 5, np.full((3, 3), 2.0)])
+    mosaic = filter_mosaic(filters, cols=2)
+    assert mosaic.shape == (2 * 4 + 1, 2 * 4 + 1)
+    np.testing.assert_allclose(mosaic[1:4, 1:4], np.arange(9.0).reshape(3, 3) / 8)
+    np.testing.assert_allclose(mosaic[1:4, 5:8], 1 - np.arange(9.0).reshape(3, 3) / 8)
+    np.testing.assert_array_equal(mosaic[5:8, 1:4], 0)
+    assert np.isnan(mosaic[5:8, 5:8]).all() and np.isnan(mosaic[0]).all() and np.isnan(mosaic[:, 4]).all()
 
 
 def test_plots_off_writes_history_only(digits, tmp_path):

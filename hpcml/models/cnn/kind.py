@@ -135,6 +135,12 @@ class CNNKind(ModelKind):
                                  "torch.nn.Module as `package.module:Class` or `path/to/file.py:Class`")
             return v
 
+    def one_task_in_driver(self, params) -> bool:
+        # A one-task run of a built-in network trains in the driver, which imported torch and
+        # read the images for its checks: a worker would import and read them again (seconds).
+        # The user's own nn.Module, and several trainings, train in workers.
+        return not is_user_arch(params.arch)
+
     def with_params(self, base, overrides: dict[str, Any]):
         """``base`` with a grid point applied; a grid's ``arch_params`` is merged into the
         base's key by key (the base's keys stay and are checked with the net, a typo too)."""

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -57,8 +58,24 @@ def first_layer_filters(model) -> np.ndarray | None:
     return None
 
 
+def filter_mosaic(filters: np.ndarray, cols: int) -> np.ndarray:
+    """The filters (k, h, w) tiled ``cols`` to a row, one NaN pixel between them and around,
+    each scaled to [0, 1] on its own (as its own image would be coloured); a constant filter is 0."""
+    k, h, w = filters.shape
+    rows = math.ceil(k / cols)
+    low = filters.min(axis=(1, 2), keepdims=True)
+    span = filters.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.divide(filters - low, span, out=np.zeros(filters.shape), where=span > 0)
+    mosaic = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1), np.nan)
+    for i, f in enumerate(scaled):
+        r, c = divmod(i, cols)
+        mosaic[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = f
+    return mosaic
+
+
 def plot_filters(model, path: str | Path, max_filters: int = 64, title: str | None = None) -> Path | None:
-    """Grid of first-layer filters (3x3, 5x5, 9x9 kernels...), each on its own colour scale."""
+    """Grid of first-layer filters (3x3, 5x5, 9x9 kernels...), each on its own colour scale:
+    one image of them all (one axes, not one per filter: a fraction of the drawing time)."""
     w = first_layer_filters(model)
     if w is None:
         return None
@@ -66,11 +83,10 @@ def plot_filters(model, path: str | Path, max_filters: int = 64, title: str | No
     cols = min(8, len(w))
     rows = math.ceil(len(w) / cols)
     fig = Figure(figsize=(1.2 * cols, 1.2 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, f in zip(axes, w):
-        ax.imshow(f, cmap="gray", interpolation="nearest")
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.86 if rows > 1 else 0.75))
+    ax.axis("off")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")  # the gaps between the filters
+    ax.imshow(filter_mosaic(w, cols), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     fig.suptitle(f"First-layer filters ({w.shape[1]}x{w.shape[2]})" + (f"\n{title}" if title else ""), fontsize=9)
     return _save(fig, path)
 
