@@ -10,10 +10,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pyarrow is imported by the functions that write Parquet, not with this module
+    import pyarrow as pa
 
 _BLOCK = 1 << 20
 
@@ -87,6 +87,9 @@ def atomic_write_json(path: Path, obj: Any, sort_keys: bool = True) -> None:
 
 def parquet_bytes(table: pa.Table) -> bytes:
     """The Parquet file of ``table``, in memory (the same table gives the same bytes)."""
+    import pyarrow as pa  # a map's first call writes no Parquet: pyarrow is loaded when a table is
+    import pyarrow.parquet as pq  # (as above)
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
@@ -95,4 +98,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
 def atomic_write_table(path: Path, table: pa.Table) -> None:
     """The Parquet file of ``table``, written atomically and streamed to disk (a big table's
     file is never held in memory as well)."""
+    import pyarrow.parquet as pq  # a map's first call writes no Parquet: pyarrow is loaded when a table is
+
     _atomic_write(path, lambda fh: pq.write_table(table, fh, row_group_size=1 << 16))

@@ -170,13 +170,15 @@ def _backend(backend: str, workers: int | None, chunk_size: int | None, options:
     return spec
 
 
-def _start_workers_early(backend: str, options: dict[str, Any]) -> None:
+def _start_workers_early(backend: str, options: dict[str, Any], tables: bool = True) -> None:
     """A call that will need local workers starts their fork server first: its imports then
-    overlap this process's own (``backends/fork_server.py``)."""
+    overlap this process's own (``backends/fork_server.py``). ``tables``: its workers will
+    need pandas and pyarrow (not an in-memory map's)."""
     if backend == "local" and options.get("start_method", "forkserver") == "forkserver":
-        from hpcml.backends.fork_server import start_fork_server  # light; the heavy imports come after it
+        # light; the heavy imports come after it
+        from hpcml.backends.fork_server import MAP_PRELOAD, PRELOAD, start_fork_server
 
-        start_fork_server()
+        start_fork_server(PRELOAD if tables else MAP_PRELOAD)
 
 
 def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int | None = None,
@@ -191,7 +193,7 @@ def map(func: Callable, items: Iterable, *, backend: str = "local", workers: int
     items = list(items)
     if not items:
         return []
-    _start_workers_early(backend, backend_options)
+    _start_workers_early(backend, backend_options, tables=out is not None)
     with _Run(out) as run:
         spec = {
             "name": _job_name("map", func), "seed": seed, "data": {"source": "none"},

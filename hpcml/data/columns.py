@@ -11,7 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built (a map's driver builds none)
+    import pandas as pd
 
 from hpcml.data.validate import FrameColumns, is_categorical
 
@@ -52,6 +55,8 @@ class NpyColumns:
         self.names = array_columns(self.array.shape[1])
 
     def column(self, name: str) -> pd.Series:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         return pd.Series(np.array(self.array[:, self.names.index(name)]), name=name)
 
     def numeric(self, name: str) -> bool | None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built (a map's driver builds none)
+    import pandas as pd
 
 from hpcml.data.parts import ParquetRows, is_file_set, parquet_parts
 from hpcml.data.sources import array_columns, frame_to_dataset, is_categorical
@@ -60,17 +62,25 @@ class _Parquet(ParquetRows):
 
 class _Csv:
     def __init__(self, path: Path):
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         self.path = path
         self.columns = list(pd.read_csv(path, nrows=0).columns)
         self.n = _count_records(path)
 
     def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         return pd.read_csv(self.path, skiprows=range(1, start + 1), nrows=stop - start, usecols=columns)
 
     def column(self, name: str) -> pd.DataFrame:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         return pd.read_csv(self.path, usecols=[name])
 
     def categorical(self, columns: list[str]) -> bool:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         sample = pd.read_csv(self.path, nrows=1000, usecols=columns)
         return any(is_categorical(sample[c]) for c in columns)
 
@@ -84,10 +94,14 @@ class _Npy:
         self.columns = array_columns(self.array.shape[1])
 
     def read(self, start: int, stop: int, columns: list[str]) -> pd.DataFrame:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         frame = pd.DataFrame(np.asarray(self.array[start:stop]), columns=self.columns)
         return frame[columns]
 
     def column(self, name: str) -> pd.DataFrame:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
+
         return pd.DataFrame({name: np.asarray(self.array[:, self.columns.index(name)])})
 
     def categorical(self, columns: list[str]) -> bool:

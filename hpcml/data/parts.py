@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is built (a map's driver builds none)
+    import pandas as pd
 
 from hpcml.errors import SpecError
 
@@ -128,6 +130,7 @@ class ParquetRows:
         return table.slice(start - first, stop - start).to_pandas()
 
     def column(self, name: str) -> pd.DataFrame:
+        import pandas as pd  # loaded with the first frame: a map's driver builds none
         import pyarrow.parquet as pq
 
         return pd.concat([pq.read_table(p, columns=[name], use_pandas_metadata=False).to_pandas() for p in self.files],

@@ -8,16 +8,18 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built (a map's driver builds none)
+    import pandas as pd
 
 from hpcml.data.columns import array_columns, file_columns
 from hpcml.data.fingerprint import source_files
 from hpcml.data.parts import ParquetSetColumns, is_file_set, parquet_parts
 from hpcml.data.mapped import dataset_key, load_shared
-from hpcml.data.validate import Columns, FrameColumns, frame_to_dataset, is_categorical, to_dataset
+from hpcml.data.validate import Columns, FrameColumns, NoColumns, frame_to_dataset, is_categorical, to_dataset
 from hpcml.errors import SpecError
 from hpcml.machine import too_big
 from hpcml.models.base import Dataset
@@ -76,6 +78,7 @@ def _sklearn_frame(name: str, options: dict[str, Any]) -> tuple[pd.DataFrame, di
 
 
 def _synthetic_frame(kind: str, options: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
     import sklearn.datasets as skd
 
     if kind not in GENERATORS:
@@ -110,8 +113,8 @@ def _synthetic_frame(kind: str, options: dict[str, Any]) -> pd.DataFrame:
 def open_table(spec: DataSpec) -> tuple[Columns, dict[str, Any]]:
     """The source as a table read column by column, and what it says about itself (meta)."""
     source = spec.source
-    if source == "none":  # kinds that make their own data (rscript, bayesm): one row, no columns
-        return FrameColumns(pd.DataFrame(index=range(1))), {}
+    if source == "none":  # kinds that make their own data (rscript, bayesm, python): one row, no columns
+        return NoColumns(), {}
     if source.startswith("sklearn:"):
         frame, meta = _sklearn_frame(source.split(":", 1)[1], spec.options)
         return FrameColumns(frame), meta
@@ -148,7 +151,7 @@ def build_dataset(spec: DataSpec, features: list[str] | None, needs_target: bool
     if spec.source.startswith("idx:"):
         return load_image_source(spec.source, spec.options)
     cols, meta = open_table(spec)
-    if isinstance(cols, FrameColumns):
+    if isinstance(cols, (FrameColumns, NoColumns)):
         return to_dataset(cols, spec, features, needs_target, meta, allocate)
     return _unreadable(Path(spec.source), to_dataset, cols, spec, features, needs_target, meta, allocate)
 

@@ -9,10 +9,12 @@ converted to float64 as pandas converts them, categorical ones as treatment dumm
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built (a map's driver builds none)
+    import pandas as pd
 
 from hpcml.errors import SpecError
 from hpcml.models.base import Dataset
@@ -82,8 +84,24 @@ class FrameColumns:
         return not is_categorical(self.frame[name])
 
 
+class NoColumns:
+    """The table of ``data.source: none`` (kinds that make their own data): one row, no
+    columns, and no pandas frame to build for it."""
+
+    names: list[str] = []
+    n = 1
+
+    def column(self, name: str) -> pd.Series:
+        raise KeyError(name)
+
+    def numeric(self, name: str) -> bool | None:
+        raise KeyError(name)
+
+
 def is_categorical(col: pd.Series) -> bool:
     """Strings, booleans, pandas categories (anything non-numeric): expanded to dummies."""
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
+
     return isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(col) \
         or not pd.api.types.is_numeric_dtype(col)
 
@@ -94,6 +112,8 @@ def factor_levels(col: pd.Series, name: str) -> list[Any] | None:
     A pandas category keeps its declared categories (R's factor levels, unused ones included);
     booleans are FALSE, TRUE; strings are sorted (by code point: R sorts by the locale).
     """
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
+
     if not is_categorical(col):
         return None
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -122,6 +142,8 @@ def text_in_numbers(col: pd.Series, field: str, name: str) -> None:
     """A text column whose cells are mostly numbers is a numeric column with a typo: one line
     naming the column, the first bad row (1 = the first data row) and its value, instead of
     treatment dummies for every distinct number."""
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
+
     present = col.notna().to_numpy()
     numbers = pd.to_numeric(col, errors="coerce").notna().to_numpy()
     bad = present & ~numbers
@@ -175,6 +197,8 @@ def _missing(col: pd.Series) -> np.ndarray:
 
 def _block(col: pd.Series, levels: list[Any] | None, keep: np.ndarray | None) -> np.ndarray:
     """One feature's columns of the design matrix, over the kept rows."""
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
+
     if levels is None:
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return values if keep is None else values[keep]
@@ -184,6 +208,8 @@ def _block(col: pd.Series, levels: list[Any] | None, keep: np.ndarray | None) ->
 
 
 def _target(col: pd.Series, target: str) -> tuple[np.ndarray, list[Any] | None]:
+    import pandas as pd  # loaded with the first frame: a map's driver builds none
+
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         y = col.to_numpy(dtype=np.float64)
         if not np.isfinite(y).all():
@@ -244,6 +270,8 @@ def to_dataset(cols: Columns, spec: DataSpec, features: list[str] | None, needs_
     del gather
     y, classes = None, None
     if target is not None:
+        import pandas as pd  # a target column is a pandas Series: pandas is loaded already
+
         col = cols.column(target)
         if is_categorical(col) and not pd.api.types.is_bool_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
             text_in_numbers(col, "data.target", target)  # rows numbered as in the file: before dropna

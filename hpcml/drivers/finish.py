@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:  # pandas and Arrow are imported where a table is built (a map's driver builds none)
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
 from hpcml.rundir import records, running
 from hpcml.rundir.store import RunStore
@@ -31,6 +32,8 @@ class RunResult:
     def results(self) -> pd.DataFrame:
         """One row per task (built on first use: a command line run of a million tasks that
         only reports its summary never holds them as Python objects)."""
+        import pyarrow as pa  # loaded with the first table: a map's driver builds none
+
         if self._results is None:
             self._results = RunStore(self.run_dir).results()
         elif isinstance(self._results, pa.Table):
@@ -53,6 +56,9 @@ def summary_frame(table: pa.Table) -> pd.DataFrame:
     """The records as the plans' summaries read them: text columns stay in Arrow's buffers
     (a million task ids are not a million Python strings); numbers are NumPy columns, but an
     integer grid parameter with empty cells is Int64, so the leaderboard names 8, not 8.0."""
+    import pandas as pd  # loaded with the first table: a map's driver builds none
+    import pyarrow as pa  # (as above)
+
     return records.with_int_params(table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get),
                                    table.schema)
 
@@ -88,6 +94,8 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
     """Consolidate, summarize, plot: the run directory's final state. ``run_extra``: what
     an engine adds to the summary's ``run`` section; ``body``: the summary a driver made
     itself, in place of the plan's."""
+    import pyarrow.compute as pc  # loaded with the first table: a map's driver builds none
+
     table = store.consolidate_table()
     running.clear(store.path)  # every chunk is over: a marker left (a lost worker's) runs nothing
     results = summary_frame(table)
@@ -122,6 +130,8 @@ def _write_report(run_dir: Path) -> None:
 def is_finished(job, store: RunStore) -> bool:
     """Whether every task has an ok record, consolidated and summarized (read from
     results.parquet's status column; no chunk file is read)."""
+    import pyarrow.compute as pc  # loaded with the first table: a map's driver builds none
+
     statuses = store.consolidated(["status"]) if store.read_summary() is not None else None
     return statuses is not None and statuses.num_rows == job.n_tasks and \
         statuses["status"].null_count == 0 and pc.all(pc.equal(statuses["status"], "ok")).as_py() is True

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pandas and Arrow are imported where a table is built (a map's driver builds none)
+    import pandas as pd
+    import pyarrow as pa
 
 from hpcml.backends import make_backend
 from hpcml.rundir.store import Chunk
@@ -65,6 +67,8 @@ class MemoryRecords:
 
     def table(self) -> pa.Table:
         """The records as results.parquet would hold them (same columns, in the same order)."""
+        import pyarrow as pa  # loaded with the first table: a map's driver builds none
+
         records = self.ordered()
         columns = list(dict.fromkeys(key for record in records for key in record))
         return tidy(pa.table({c: [r.get(c) for r in records] for c in columns}))

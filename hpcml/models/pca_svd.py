@@ -275,7 +275,8 @@ class PCAKind(ModelKind):
         evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
         loadings = pd.read_parquet(folder / "loadings.parquet").set_index("feature")
         if loadings.shape[1] >= 2:
-            scores = pd.read_parquet(folder / "scores.parquet")
+            # only the two components drawn: the digits' scores file has 64
+            scores = pd.read_parquet(folder / "scores.parquet", columns=list(loadings.columns[:2]))
             biplot(scores.to_numpy()[:, :2], loadings.to_numpy()[:, :2], list(loadings.index),
                    plot_dir / "biplot.png", [r for _, r in evr[:2]])
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from hpcml.plans.base import DrawnSplit, Plan, PlanOptions, fit_and_record, register_plan, shared_rng
@@ -76,10 +75,10 @@ class CVPlan(Plan):
         ok = ok_rows(results)
         # Built-in kinds score test and train rows; user code names its own outputs.
         metrics = [c for c in output_columns(ok) if c.startswith(("test_", "train_"))] or output_columns(ok)
-        per_repeat = ok.groupby("repeat")[metrics].mean().reset_index() if metrics else pd.DataFrame()
+        per_repeat = ok.groupby("repeat")[metrics].mean().reset_index().to_dict("records") if metrics else []
         return {"folds": job.spec.plan.cv.folds, "repeats": job.spec.plan.cv.repeats,
                 "table": mean_sd_table(ok, metrics),
-                "per_repeat": [{k: json_number(v) for k, v in r.items()} for r in per_repeat.to_dict("records")]}
+                "per_repeat": [{k: json_number(v) for k, v in r.items()} for r in per_repeat]}
 
     def plots(self, job, ok, summary, plot_dir: Path) -> None:
         from hpcml.report.plots import boxplots  # matplotlib loads only where a run draws

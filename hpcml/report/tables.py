@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported with the first table, not with the plans (a map builds none)
+    import pandas as pd
 
 from hpcml.rundir.columns import not_outputs
 
 
 def json_number(x: Any) -> Any:
-    if x is pd.NA:  # an empty cell of an Arrow-backed column (a key some grid points lack)
+    pd = sys.modules.get("pandas")  # pd.NA exists only once pandas is loaded
+    if pd is not None and x is pd.NA:  # an empty cell of an Arrow-backed column (a key some grid points lack)
         return None
     if isinstance(x, (float, np.floating)):
         return None if not math.isfinite(float(x)) else float(x)
@@ -23,9 +27,11 @@ def json_number(x: Any) -> Any:
 def output_columns(results: pd.DataFrame) -> list[str]:
     """The numeric columns that are outputs: not bookkeeping, nor a plan's own (cv's fold), nor
     a model parameter (``param_<name>``)."""
+    from pandas.api.types import is_numeric_dtype  # loaded with ``results``; the plans import this module without it
+
     meta = not_outputs()
     return [c for c in results.columns
-            if c not in meta and not c.startswith("param_") and pd.api.types.is_numeric_dtype(results[c])]
+            if c not in meta and not c.startswith("param_") and is_numeric_dtype(results[c])]
 
 
 def ok_rows(results: pd.DataFrame) -> pd.DataFrame:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # Arrow is imported by the functions that use it: a map's driver needs none
+    import pyarrow as pa
 
 from hpcml.rundir.columns import BOOKKEEPING, FAILURE_ONLY, REQUIRED, param_columns
 
@@ -23,6 +23,9 @@ CHUNK_COUNT_KEY = b"hpcml.chunk_files"
 
 def read_chunk_table(path: Path, columns: Iterable[str] | None = None) -> pa.Table:
     """One chunk file (only ``columns`` it has, if given); raises if it is not a chunk of records."""
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+    import pyarrow.parquet as pq  # (as above)
+
     f = pq.ParquetFile(path)
     names = f.schema_arrow.names
     columns = None if columns is None else list(columns)
@@ -39,10 +42,14 @@ def read_chunk_table(path: Path, columns: Iterable[str] | None = None) -> pa.Tab
 def concat(tables: list[pa.Table]) -> pa.Table:
     """Chunk tables with different columns (a failure record has no outputs) as one table;
     an integer output next to a float one becomes float, as pandas would make it."""
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def empty() -> pa.Table:
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+
     return pa.table({"task_id": pa.array([], pa.string()), "task_index": pa.array([], pa.int64()),
                      "status": pa.array([], pa.string()), "attempt": pa.array([], pa.int64())})
 
@@ -51,6 +58,9 @@ def latest(table: pa.Table, file_rows: np.ndarray, file_times: np.ndarray) -> pa
     """One row per task, in task order: an ``ok`` record if any exists, else its latest failure
     (``file_rows``, ``file_times``: the row count and modification time of each file the rows
     came from, in order; the later file wins)."""
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+    import pyarrow.compute as pc  # (as above)
+
     if table.num_rows == 0:
         return table
     index = table["task_index"].to_numpy()
@@ -68,6 +78,8 @@ def tidy(table: pa.Table) -> pa.Table:
     """Bookkeeping columns first, then outputs, then the failure columns; a run whose every
     task is ok has no all-empty ``error``/``traceback`` columns; a sweep's mapping one column
     per key (``split_mapping_params``)."""
+    import pyarrow.compute as pc  # loaded with the first table: a map's driver reads none
+
     table = split_mapping_params(table)
     if table.num_rows and pc.all(pc.equal(table["status"], "ok")).as_py():
         table = table.drop_columns([c for c in FAILURE_ONLY if c in table.column_names
@@ -83,6 +95,9 @@ def split_mapping_params(table: pa.Table) -> pa.Table:
     JSON text in one column (``param_arch_params``: '{"c1": 8}'): such a column becomes the
     columns a sweep writes now (``param_arch_params.c1``), merged with those of chunk files
     written since, so a run resumed across the change has one column per key."""
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+    import pyarrow.compute as pc  # (as above)
+
     for name in [c for c in table.column_names if c.startswith("param_")]:
         column = table[name]
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -118,6 +133,8 @@ def with_int_params(frame, schema: pa.Schema):
     has empty cells (a key some grid points' mappings lack) as pandas' nullable Int64, so a
     summary names 8, not 8.0, as results.parquet holds it. (Not for the frames users get:
     pandas reads such a Parquet column as float, and R's reticulate cannot convert Int64.)"""
+    import pyarrow as pa  # loaded with the first table: a map's driver reads none
+
     for field in schema:
         if field.name.startswith("param_") and pa.types.is_integer(field.type) and field.name in frame \
                 and frame[field.name].dtype.kind == "f":
@@ -127,6 +144,8 @@ def with_int_params(frame, schema: pa.Schema):
 
 def ok_indices(table: pa.Table) -> np.ndarray:
     """The task indices with an ``ok`` record (sorted, each once)."""
+    import pyarrow.compute as pc  # loaded with the first table: a map's driver reads none
+
     if table.num_rows == 0:
         return np.empty(0, dtype=np.int64)
     mask = pc.equal(table["status"], "ok")
@@ -143,6 +162,8 @@ def missing(n_tasks: int, done: np.ndarray) -> list[int] | range:
 
 def counts(table: pa.Table) -> tuple[int, pa.Table]:
     """(tasks done, the latest records of the tasks that are not) of a table from ``latest``."""
+    import pyarrow.compute as pc  # loaded with the first table: a map's driver reads none
+
     if table.num_rows == 0:
         return 0, table
     ok = pc.equal(table["status"], "ok")

@@ -24,12 +24,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where a table is read or written, not with Chunk
+    import pandas as pd
+    import pyarrow as pa
 
 from hpcml.rundir import paths as rundir, records, running
 from hpcml.rundir.running import SESSIONS
@@ -69,6 +70,8 @@ def write_chunk_records(run_dir: str | Path, chunk: Chunk, records: list[dict[st
     # pyarrow takes the columns from the first record only: a chunk that starts with a failure
     # record (no outputs) would drop the outputs of every ok record after it. Every record gets
     # every column (None where it has none).
+    import pyarrow as pa  # a map's first call imports this module for Chunk; only a run directory needs Arrow
+
     columns = list(dict.fromkeys(key for record in records for key in record))
     table = pa.table({c: [r.get(c) for r in records] for c in columns})  # by column: 2-3x faster than by row
     return path if atomic_write_bytes(path, parquet_bytes(table), until) else None
@@ -279,6 +282,9 @@ class RunStore:
     def consolidated(self, columns: list[str] | None) -> pa.Table | None:
         """results.parquet, if it was consolidated from exactly the chunk files there are now
         (none added, none set aside since); else None."""
+        import pyarrow as pa  # only a run directory's tables need Arrow (see write_chunk_records)
+        import pyarrow.parquet as pq  # (as above)
+
         path = self.path / RESULTS
         if not written_by_me(path):
             return None
@@ -305,6 +311,8 @@ class RunStore:
     def results(self) -> pd.DataFrame:
         if not written_by_me(self.path / RESULTS):  # not this user's: made again from this user's chunks
             return self.consolidate_table().to_pandas()
+        import pandas as pd  # only a run directory's tables need pandas (see write_chunk_records)
+
         return pd.read_parquet(self.path / RESULTS)
 
     def _note_session(self) -> None:
