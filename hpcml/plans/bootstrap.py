@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
+from hpcml.numerics.bounded_draws import lemire_draws
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
 from hpcml.models.base import FitContext
@@ -43,6 +44,7 @@ POISSON_GROUP = 64
 # replicate's fit, n x p work, costs far more than its draw).
 WHOLE_DRAW = 1 << 20
 DRAW_CHUNK = 1 << 16
+GROUP_DRAWS = 1 << 18
 
 
 def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
@@ -67,18 +69,37 @@ def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.nd
     type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
     vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512, and
     a replicate's draws are counted in chunks, never n at once. The counts are those of
-    :func:`resample_counts`, drawn from each generator in turn; a member without a
-    generator (``None``) is a row of zeros."""
+    :func:`resample_counts`, drawn from each generator in turn (each fresh, as seeded); a
+    member without a generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
-    for i, rng in enumerate(rngs):
-        if rng is None:
-            continue
-        state = rng.bit_generator.state
-        if not _count_draws(W[i], rng, n):  # drawn again, counted whole, in a wider type
-            rng.bit_generator.state = state
-            counts = np.bincount(rng.integers(0, n, n), minlength=n)
-            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(int(counts.max()))))
-            W[i] = counts
+    live = [i for i, rng in enumerate(rngs) if rng is not None]
+    if n > WHOLE_DRAW:
+        for i in live:
+            W = _count_in_chunks(W, i, rngs[i], n)
+        return W
+    # The draws of several replicates at once (lemire_draws: the numbers of rng.integers),
+    # counted by one bincount; at most GROUP_DRAWS numbers, 16 bytes each, at a time.
+    per = max(1, GROUP_DRAWS // max(n, 1))
+    for start in range(0, len(live), per):
+        rows = live[start:start + per]
+        draws = lemire_draws([rngs[i] for i in rows], n)
+        draws += (np.arange(len(rows)) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
+        top = int(counts.max(initial=0))
+        if top > np.iinfo(W.dtype).max:
+            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
+        W[rows] = counts
+    return W
+
+
+def _count_in_chunks(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Row ``i`` of ``W`` counted chunk by chunk; W widened (and returned) if a count needs it."""
+    state = rng.bit_generator.state
+    if not _count_draws(W[i], rng, n):  # drawn again, counted whole, in a wider type
+        rng.bit_generator.state = state
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(int(counts.max()))))
+        W[i] = counts
     return W
 
 
