@@ -152,13 +152,14 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
     for i in indices:
         groups.setdefault(i // size, set()).add(i)
     done: dict[int, tuple[dict[str, Any], float]] = {}
+    ranges = {g: range(g * size, min((g + 1) * size, len(tasks))) for g in sorted(groups)}
+    generators = TaskGenerators(job.spec.seed, [i for members in ranges.values() for i in members])  # seeded together
     for g, wanted in sorted(groups.items()):
-        members = [tasks[i] for i in range(g * size, min((g + 1) * size, len(tasks)))]
+        members = [tasks[i] for i in ranges[g]]
         t0 = time.perf_counter()
         try:
             limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
             with watched(watch, sorted(wanted), limit), deadline(limit):
-                generators = TaskGenerators(job.spec.seed, [t.index for t in members])
                 records = job.plan.run_group(job, data, members,
                                              [task_context(job, t, run_dir, generators) for t in members], shared, wanted)
         except Exception as err:
