@@ -38,25 +38,20 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 # Replicates of a Poisson bootstrap over row blocks computed in one pass over the data.
 POISSON_GROUP = 64
 
-# Up to this many rows a replicate's n draws are counted at once by np.bincount (fast; for a
-# moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by sorting
-# (about 3x slower, but never more than a chunk of indices however large the data: there a
-# replicate's fit, n x p work, costs far more than its draw).
+# Up to this many rows a replicate's n draws are made at once and counted by np.bincount (fast;
+# for a moment about 32 bytes a row, at most 32 MiB), several replicates together while their
+# draws number at most GROUP_DRAWS; above it, DRAW_CHUNK indices at a time by sorting (about 3x
+# slower, but never more than a chunk of indices however large the data: there a replicate's
+# fit, n x p work, costs far more than its draw).
 WHOLE_DRAW = 1 << 20
 DRAW_CHUNK = 1 << 16
 GROUP_DRAWS = 1 << 18
 
 
 def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
-    """Add one replicate's n draws to ``row`` (all zeros), at once or chunk by chunk (the same
-    draws either way: the generator's stream does not depend on how it is split); False if a
-    count does not fit ``row``'s type."""
-    if n <= WHOLE_DRAW:
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        if counts.max(initial=0) > np.iinfo(row.dtype).max:
-            return False
-        row[:] = counts
-        return True
+    """Add one replicate's n draws to ``row`` (all zeros) chunk by chunk (the same draws as one
+    call: the generator's stream does not depend on how it is split); False if a count does
+    not fit ``row``'s type."""
     for start in range(0, n, DRAW_CHUNK):
         idx = np.sort(rng.integers(0, n, min(DRAW_CHUNK, n - start)))
         first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
@@ -67,10 +62,9 @@ def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
 def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.ndarray:
     """One replicate's counts per row of a (len(rngs), n) matrix, in the smallest unsigned
     type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
-    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512, and
-    a replicate's draws are counted in chunks, never n at once. The counts are those of
-    :func:`resample_counts`, drawn from each generator in turn (each fresh, as seeded); a
-    member without a generator (``None``) is a row of zeros."""
+    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512. The
+    counts are those of :func:`resample_counts`, drawn from each generator (each fresh, as
+    seeded; see WHOLE_DRAW for how); a member without a generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
     live = [i for i, rng in enumerate(rngs) if rng is not None]
     if n > WHOLE_DRAW:
@@ -78,7 +72,7 @@ def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.nd
             W = _count_in_chunks(W, i, rngs[i], n)
         return W
     # The draws of several replicates at once (lemire_draws: the numbers of rng.integers),
-    # counted by one bincount; at most GROUP_DRAWS numbers, 16 bytes each, at a time.
+    # counted by one bincount.
     per = max(1, GROUP_DRAWS // max(n, 1))
     for start in range(0, len(live), per):
         rows = live[start:start + per]
