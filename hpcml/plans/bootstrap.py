@@ -39,13 +39,16 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 POISSON_GROUP = 64
 
 # Up to this many rows a replicate's n draws are made at once and counted by np.bincount (fast;
-# for a moment about 32 bytes a row, at most 32 MiB), several replicates together while their
-# draws number at most GROUP_DRAWS; above it, DRAW_CHUNK indices at a time by sorting (about 3x
-# slower, but never more than a chunk of indices however large the data: there a replicate's
-# fit, n x p work, costs far more than its draw).
+# for a moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by
+# sorting (about 3x slower, but never more than a chunk of indices however large the data:
+# there a replicate's fit, n x p work, costs far more than its draw). Data of at most
+# SMALL_DRAW rows, where a call per replicate costs more than its draws, draw several
+# replicates together (``lemire_draws``), GROUP_DRAWS numbers at a time (arrays that stay in
+# cache; above SMALL_DRAW rows the passes over them cost more than the calls they save).
 WHOLE_DRAW = 1 << 20
 DRAW_CHUNK = 1 << 16
-GROUP_DRAWS = 1 << 18
+SMALL_DRAW = 1 << 11
+GROUP_DRAWS = 1 << 16
 
 
 def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
@@ -67,9 +70,9 @@ def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.nd
     seeded; see WHOLE_DRAW for how); a member without a generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
     live = [i for i, rng in enumerate(rngs) if rng is not None]
-    if n > WHOLE_DRAW:
+    if n > SMALL_DRAW:
         for i in live:
-            W = _count_in_chunks(W, i, rngs[i], n)
+            W = _count_alone(W, i, rngs[i], n)
         return W
     # The draws of several replicates at once (lemire_draws: the numbers of rng.integers),
     # counted by one bincount.
@@ -86,14 +89,21 @@ def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.nd
     return W
 
 
-def _count_in_chunks(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Row ``i`` of ``W`` counted chunk by chunk; W widened (and returned) if a count needs it."""
-    state = rng.bit_generator.state
-    if not _count_draws(W[i], rng, n):  # drawn again, counted whole, in a wider type
-        rng.bit_generator.state = state
+def _count_alone(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Row ``i`` of ``W`` drawn by itself, at once or chunk by chunk; W widened (and returned)
+    if a count needs it."""
+    if n <= WHOLE_DRAW:
         counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(int(counts.max()))))
-        W[i] = counts
+    else:
+        state = rng.bit_generator.state
+        if _count_draws(W[i], rng, n):
+            return W
+        rng.bit_generator.state = state  # drawn again, counted whole, in a wider type
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+    top = int(counts.max(initial=0))
+    if top > np.iinfo(W.dtype).max:
+        W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
+    W[i] = counts
     return W
 
 

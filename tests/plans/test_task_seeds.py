@@ -69,3 +69,16 @@ def test_draws_fall_back_to_integers(monkeypatch):
     monkeypatch.setattr(bounded_draws, "agrees_with_numpy", lambda: False)
     monkeypatch.setattr(bounded_draws, "from_raw", None)  # would fail if used
     assert np.array_equal(lemire_draws([task_rng(0, 1)], 999)[0], task_rng(0, 1).integers(0, 999, 999))
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, 2000, 2049, 3001])
+def test_a_groups_counts_are_each_replicates_own(n):
+    """A group's counts, drawn together (several batches at n = 2000) or one replicate at a time
+    (above SMALL_DRAW), are each replicate's ``resample_counts``; a member without a
+    generator is a row of zeros."""
+    from hpcml.plans.bootstrap import resample_count_rows, resample_counts
+
+    rngs = [None if i % 9 == 4 else task_rng(3, i) for i in range(64)]
+    W = resample_count_rows(rngs, n)
+    expect = [np.zeros(n) if i % 9 == 4 else resample_counts(task_rng(3, i), n) for i in range(64)]
+    assert W.dtype == np.uint8 and np.array_equal(W, np.stack(expect))
