@@ -32,7 +32,7 @@ def batch_values(statistic: Statistic, batch: np.ndarray) -> np.ndarray:
 def resampled_values(statistic: Statistic, column: np.ndarray, weights: np.ndarray) -> list[dict[str, Any] | None]:
     """One record per row of counts (G x n): the resampled copies stacked as a (G, n) array,
     each row the column's rows in order, each repeated by its count; None for a row of zeros."""
-    live = [i for i in range(weights.shape[0]) if weights[i].any()]
+    live = np.flatnonzero(weights.any(axis=1)).tolist()
     out: list[dict[str, Any] | None] = [None] * weights.shape[0]
     if not live:
         return out

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
+from hpcml.numerics.bounded_draws import lemire_draws
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
 from hpcml.models.base import FitContext
@@ -37,24 +38,23 @@ def resample_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 # Replicates of a Poisson bootstrap over row blocks computed in one pass over the data.
 POISSON_GROUP = 64
 
-# Up to this many rows a replicate's n draws are counted at once by np.bincount (fast; for a
-# moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by sorting
-# (about 3x slower, but never more than a chunk of indices however large the data: there a
-# replicate's fit, n x p work, costs far more than its draw).
+# Up to this many rows a replicate's n draws are made at once and counted by np.bincount (fast;
+# for a moment 16 bytes a row, at most 16 MiB); above it, DRAW_CHUNK indices at a time by
+# sorting (about 3x slower, but never more than a chunk of indices however large the data:
+# there a replicate's fit, n x p work, costs far more than its draw). Data of at most
+# SMALL_DRAW rows, where a call per replicate costs more than its draws, draw several
+# replicates together (``lemire_draws``), GROUP_DRAWS numbers at a time (arrays that stay in
+# cache; above SMALL_DRAW rows the passes over them cost more than the calls they save).
 WHOLE_DRAW = 1 << 20
 DRAW_CHUNK = 1 << 16
+SMALL_DRAW = 1 << 11
+GROUP_DRAWS = 1 << 16
 
 
 def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
-    """Add one replicate's n draws to ``row`` (all zeros), at once or chunk by chunk (the same
-    draws either way: the generator's stream does not depend on how it is split); False if a
-    count does not fit ``row``'s type."""
-    if n <= WHOLE_DRAW:
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        if counts.max(initial=0) > np.iinfo(row.dtype).max:
-            return False
-        row[:] = counts
-        return True
+    """Add one replicate's n draws to ``row`` (all zeros) chunk by chunk (the same draws as one
+    call: the generator's stream does not depend on how it is split); False if a count does
+    not fit ``row``'s type."""
     for start in range(0, n, DRAW_CHUNK):
         idx = np.sort(rng.integers(0, n, min(DRAW_CHUNK, n - start)))
         first = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
@@ -65,20 +65,45 @@ def _count_draws(row: np.ndarray, rng: np.random.Generator, n: int) -> bool:
 def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.ndarray:
     """One replicate's counts per row of a (len(rngs), n) matrix, in the smallest unsigned
     type that holds them (uint8 in practice: a row drawn 256 times out of n draws is
-    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512, and
-    a replicate's draws are counted in chunks, never n at once. The counts are those of
-    :func:`resample_counts`, drawn from each generator in turn; a member without a
-    generator (``None``) is a row of zeros."""
+    vanishingly rare), so a group of 64 replicates holds 64 bytes per data row, not 512. The
+    counts are those of :func:`resample_counts`, drawn from each generator (each fresh, as
+    seeded; see WHOLE_DRAW for how); a member without a generator (``None``) is a row of zeros."""
     W = np.zeros((len(rngs), n), dtype=np.uint8)
-    for i, rng in enumerate(rngs):
-        if rng is None:
-            continue
+    live = [i for i, rng in enumerate(rngs) if rng is not None]
+    if n > SMALL_DRAW:
+        for i in live:
+            W = _count_alone(W, i, rngs[i], n)
+        return W
+    # The draws of several replicates at once (lemire_draws: the numbers of rng.integers),
+    # counted by one bincount.
+    per = max(1, GROUP_DRAWS // max(n, 1))
+    for start in range(0, len(live), per):
+        rows = live[start:start + per]
+        draws = lemire_draws([rngs[i] for i in rows], n)
+        draws += (np.arange(len(rows)) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
+        top = int(counts.max(initial=0))
+        if top > np.iinfo(W.dtype).max:
+            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
+        W[rows] = counts
+    return W
+
+
+def _count_alone(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Row ``i`` of ``W`` drawn by itself, at once or chunk by chunk; W widened (and returned)
+    if a count needs it."""
+    if n <= WHOLE_DRAW:
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+    else:
         state = rng.bit_generator.state
-        if not _count_draws(W[i], rng, n):  # drawn again, counted whole, in a wider type
-            rng.bit_generator.state = state
-            counts = np.bincount(rng.integers(0, n, n), minlength=n)
-            W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(int(counts.max()))))
-            W[i] = counts
+        if _count_draws(W[i], rng, n):
+            return W
+        rng.bit_generator.state = state  # drawn again, counted whole, in a wider type
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+    top = int(counts.max(initial=0))
+    if top > np.iinfo(W.dtype).max:
+        W = W.astype(np.promote_types(W.dtype, np.min_scalar_type(top)))
+    W[i] = counts
     return W
 
 

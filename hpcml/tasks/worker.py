@@ -23,7 +23,8 @@ from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.environment import against_run
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
-from hpcml.plans import PLANS, Task, task_rng
+from hpcml.plans import PLANS, Task
+from hpcml.plans.task_seeds import TaskGenerators
 from hpcml.rundir import running
 from hpcml.rundir.paths import task_folder
 
@@ -124,10 +125,14 @@ def _scratch_dir(run_dir: str, task_id: str) -> Path:
     return Path(run_dir, task_folder(task_id))
 
 
-def task_context(job, task: Task, run_dir: str | None) -> FitContext:
+def task_context(job, task: Task, run_dir: str | None, generators: TaskGenerators | None = None) -> FitContext:
+    """The task's context; its generator from ``generators`` (those of the task's chunk or
+    group, seeded together) or seeded alone."""
     spec = job.spec
+    if generators is None:
+        generators = TaskGenerators(spec.seed, (task.index,))
     # The generator and the scratch path are built only if the model asks for them.
-    return FitContext(rng_factory=functools.partial(task_rng, spec.seed, task.index), threads=spec.threads_per_task,
+    return FitContext(rng_factory=functools.partial(generators.generator, task.index), threads=spec.threads_per_task,
                       scratch_factory=functools.partial(_scratch_dir, run_dir, task.id) if run_dir else None,
                       log=log, task_id=task.id, task_index=task.index, task_params=task.params, seed=spec.seed)
 
@@ -147,14 +152,16 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
     for i in indices:
         groups.setdefault(i // size, set()).add(i)
     done: dict[int, tuple[dict[str, Any], float]] = {}
+    ranges = {g: range(g * size, min((g + 1) * size, len(tasks))) for g in sorted(groups)}
+    generators = TaskGenerators(job.spec.seed, [i for members in ranges.values() for i in members])  # seeded together
     for g, wanted in sorted(groups.items()):
-        members = [tasks[i] for i in range(g * size, min((g + 1) * size, len(tasks)))]
+        members = [tasks[i] for i in ranges[g]]
         t0 = time.perf_counter()
         try:
             limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
             with watched(watch, sorted(wanted), limit), deadline(limit):
-                records = job.plan.run_group(job, data, members, [task_context(job, t, run_dir) for t in members],
-                                             shared, wanted)
+                records = job.plan.run_group(job, data, members,
+                                             [task_context(job, t, run_dir, generators) for t in members], shared, wanted)
         except Exception as err:
             log.info("group %d ran into %s; its tasks run one by one", g, failure_message(err))
             continue
@@ -256,6 +263,7 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
             grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
                 if group > 1 else {}
             plan, timeout_s = job.plan, job.spec.timeout_s
+            generators = TaskGenerators(job.spec.seed, [i for i in order.chunk.indices if i not in grouped])
             for i in order.chunk.indices:
                 task = tasks[i]
                 if i in grouped:
@@ -267,9 +275,9 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
                 try:
                     if timeout_s:
                         with watched(watch, [i], timeout_s), deadline(timeout_s):
-                            outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
+                            outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir, generators), shared)
                     else:  # no deadline to arm, nothing for a watcher to give up on: no context manager per task
-                        outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir), shared)
+                        outputs = plan.run_task(job, data, task, task_context(job, task, order.run_dir, generators), shared)
                 except Exception as err:
                     result.failed[i] = failure_message(err)
                     records.append(failure_record(i, task.id, failure_message(err), traceback.format_exc(),

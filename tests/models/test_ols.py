@@ -161,17 +161,20 @@ def test_batched_bootstrap_on_compact_counts_is_bit_identical(cached, monkeypatc
     np.testing.assert_allclose(got[7], fit_ols(X, y, W64[7]).coef, rtol=1e-9)
 
 
-@pytest.mark.parametrize("whole", [True, False])
-def test_compact_counts_widen_when_a_row_is_drawn_often(whole, monkeypatch):
-    """Counts are drawn at once or in chunks (the same draws as one call); counts above 255
-    (possible only for tiny data) are kept exactly, in a wider type."""
+@pytest.mark.parametrize("how", ["grouped", "whole", "chunks"])
+def test_compact_counts_widen_when_a_row_is_drawn_often(how, monkeypatch):
+    """Counts are drawn for several replicates together, for one at once or in chunks (the
+    same draws as one call each); counts above 255 (possible only for tiny data) are kept
+    exactly, in a wider type."""
     from types import SimpleNamespace
 
     from hpcml.plans import bootstrap
     from hpcml.plans.bootstrap import resample_count_rows, resample_counts
 
     monkeypatch.setattr(bootstrap, "DRAW_CHUNK", 97)
-    if not whole:
+    if how != "grouped":
+        monkeypatch.setattr(bootstrap, "SMALL_DRAW", 0)
+    if how == "chunks":
         monkeypatch.setattr(bootstrap, "WHOLE_DRAW", 0)
     W = resample_count_rows([np.random.default_rng(i) for i in range(3)], 1000)
     assert W.dtype == np.uint8 and np.array_equal(W[2], resample_counts(np.random.default_rng(2), 1000))

@@ -1,0 +1,76 @@
+"""``rng.integers(0, n, n)`` of many generators at once, the same numbers exactly.
+
+For a range below 2**32 NumPy's ``Generator.integers`` draws each number by Lemire's method
+(``buffered_bounded_lemire_uint32`` in ``numpy/random/src/distributions/distributions.c``):
+a 32-bit word ``w`` of the generator gives ``(w * n) >> 32`` unless the low 32 bits of the
+product fall below ``2**32 mod n`` -- then the word is rejected and the next one tried. PCG64's
+32-bit words are the low then the high half of each 64-bit output. So the draws of a group of
+generators are their raw outputs (``random_raw``, one call each) put through that arithmetic
+as whole arrays, a few microseconds a generator instead of one ``integers`` call's overhead.
+
+A generator whose words include one that could be rejected (about one in 15,000 of n = 1,000
+draws) is stepped back (``advance``) and drawn by ``integers`` itself. The first use in a
+process checks the arithmetic against ``integers``; if NumPy ever draws otherwise, every
+generator is drawn by ``integers``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+# Ranges up to this are drawn from raw outputs (word * n stays exact in float64); larger
+# ones by ``integers`` itself.
+MAX_RANGE = 2**21
+
+
+def lemire_draws(generators: list[np.random.Generator], n: int) -> np.ndarray:
+    """Row k: ``generators[k].integers(0, n, n)`` (int64, len(generators) x n). Each generator
+    must be fresh (no 32-bit half of an output held back, as after seeding); one whose bit
+    generator is not PCG64 is drawn by ``integers``."""
+    if n <= 1 or n > MAX_RANGE or not agrees_with_numpy() or \
+            not all(type(g.bit_generator) is np.random.PCG64 for g in generators):
+        return drawn_one_by_one(generators, n)
+    half = (n + 1) // 2
+    raw = np.empty((len(generators), half), dtype=np.uint64)
+    for k, g in enumerate(generators):
+        raw[k] = g.bit_generator.random_raw(half)
+    out, doubtful = from_raw(raw, n)
+    for k in np.flatnonzero(doubtful):
+        generators[k].bit_generator.advance(-half)  # back to where it started
+        out[k] = generators[k].integers(0, n, n)
+    return out
+
+
+def drawn_one_by_one(generators: list[np.random.Generator], n: int) -> np.ndarray:
+    out = np.empty((len(generators), n), dtype=np.int64)
+    for k, g in enumerate(generators):
+        out[k] = g.integers(0, n, n)
+    return out
+
+
+def from_raw(raw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the n draws below n of each row of raw 64-bit outputs, whether a row's words include
+    one Lemire's method could reject: that row's draws are not final). ``n`` <= MAX_RANGE."""
+    words = raw.astype("<u8", copy=False).view("<u4")[:, :n]  # each output's low half, then its high half
+    threshold = (2**32 - n) % n  # the C code's (UINT32_MAX - rng) % rng_excl
+    # The low 32 bits of word * n, in wrapping uint32 arithmetic.
+    doubtful = ((words * np.uint32(n)) < np.uint32(threshold)).any(axis=1) if threshold \
+        else np.zeros(raw.shape[0], dtype=bool)
+    # Its high 32 bits: word * n is below 2**53, so the float64 product is exact, and so is its
+    # scaling by 2**-32; the conversion to int64 truncates, as the shift would.
+    scaled = words.astype(np.float64)
+    scaled *= n * 2.0**-32
+    return scaled.astype(np.int64), doubtful
+
+
+@functools.lru_cache(maxsize=1)
+def agrees_with_numpy() -> bool:
+    """Whether :func:`from_raw` gives ``integers``' numbers with this NumPy (checked once a process)."""
+    for n in (1000, 999, 7, 100_003):
+        raw = np.stack([np.random.default_rng(seed).bit_generator.random_raw((n + 1) // 2) for seed in (1, 2)])
+        out, doubtful = from_raw(raw, n)
+        for seed, row, doubt in zip((1, 2), out, doubtful):
+            if not doubt and not np.array_equal(row, np.random.default_rng(seed).integers(0, n, n)):
+                return False
+    return True

@@ -1,0 +1,84 @@
+"""Tasks' generators seeded together, and many generators' draws made together, give exactly
+NumPy's own: ``task_rng``'s states and ``Generator.integers``' numbers."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from hpcml.numerics import bounded_draws
+from hpcml.numerics.bounded_draws import from_raw, lemire_draws
+from hpcml.plans import task_rng
+from hpcml.plans.task_seeds import TaskGenerators, task_state_words
+
+SEEDS = [0, 1, 12345, 2**32 - 1, 2**32, 2**63, 2**64 + 5, 123456789012345678901234567890, 2**200 + 7]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_generators_seeded_together_are_task_rngs(seed):
+    indices = list(range(3000)) + [2**31 - 1, 2**32 - 1, 2**32, 2**40 + 3, 2**64, 10**30]
+    generators = TaskGenerators(seed, indices)
+    for i in indices:
+        assert generators.generator(i).bit_generator.state == task_rng(seed, i).bit_generator.state, i
+
+
+def test_a_generator_seeded_together_draws_and_spawns_as_task_rngs():
+    generators = TaskGenerators(7, range(100, 164))
+    rng, ref = generators.generator(130), task_rng(7, 130)
+    assert np.array_equal(rng.standard_normal(50), ref.standard_normal(50))
+    seq = rng.bit_generator.seed_seq
+    assert (seq.entropy, seq.spawn_key, seq.pool_size) == (7, (130,), 4)
+    assert [c.bit_generator.state for c in rng.spawn(3)] == [c.bit_generator.state for c in ref.spawn(3)]
+    again = pickle.loads(pickle.dumps(rng))
+    assert np.array_equal(again.random(5), rng.random(5))
+    assert generators.generator(130) is not generators.generator(130)  # each call a fresh generator
+    # Not one of the set, or a set too small to seed together: seeded alone, the same state.
+    assert generators.generator(5).bit_generator.state == task_rng(7, 5).bit_generator.state
+    assert TaskGenerators(7, [3]).generator(3).bit_generator.state == task_rng(7, 3).bit_generator.state
+    assert task_state_words(7, []).shape == (0, 4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000, 1001, 4097, 65537, 177147])
+def test_draws_made_together_are_integers(n):
+    for seed in (0, 2**63):
+        got = lemire_draws([task_rng(seed, i) for i in range(40)], n)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.stack([task_rng(seed, i).integers(0, n, n) for i in range(40)]))
+
+
+def test_draws_a_word_could_reject_are_made_by_integers():
+    """n = 3**11: 2**32 mod n is large, so most replicates hold a word Lemire's method may
+    reject; those rows are stepped back and drawn by ``integers``."""
+    n = 3**11
+    raw = np.stack([task_rng(1, i).bit_generator.random_raw((n + 1) // 2) for i in range(30)])
+    _, doubtful = from_raw(raw, n)
+    assert 0 < doubtful.sum() < 30
+    got = lemire_draws([task_rng(1, i) for i in range(30)], n)
+    assert np.array_equal(got, np.stack([task_rng(1, i).integers(0, n, n) for i in range(30)]))
+
+
+def test_draws_fall_back_to_integers(monkeypatch):
+    """Beyond the exact range, for a bit generator other than PCG64, and where NumPy would draw
+    otherwise, every row is drawn by ``integers``."""
+    n = bounded_draws.MAX_RANGE + 1
+    assert np.array_equal(lemire_draws([task_rng(0, 0)], n)[0], task_rng(0, 0).integers(0, n, n))
+    philox = [np.random.Generator(np.random.Philox(3))]
+    assert np.array_equal(lemire_draws(philox, 500)[0], np.random.Generator(np.random.Philox(3)).integers(0, 500, 500))
+    assert bounded_draws.agrees_with_numpy()
+    monkeypatch.setattr(bounded_draws, "agrees_with_numpy", lambda: False)
+    monkeypatch.setattr(bounded_draws, "from_raw", None)  # would fail if used
+    assert np.array_equal(lemire_draws([task_rng(0, 1)], 999)[0], task_rng(0, 1).integers(0, 999, 999))
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, 2000, 2049, 3001])
+def test_a_groups_counts_are_each_replicates_own(n):
+    """A group's counts, drawn together (several batches at n = 2000) or one replicate at a time
+    (above SMALL_DRAW), are each replicate's ``resample_counts``; a member without a
+    generator is a row of zeros."""
+    from hpcml.plans.bootstrap import resample_count_rows, resample_counts
+
+    rngs = [None if i % 9 == 4 else task_rng(3, i) for i in range(64)]
+    W = resample_count_rows(rngs, n)
+    expect = [np.zeros(n) if i % 9 == 4 else resample_counts(task_rng(3, i), n) for i in range(64)]
+    assert W.dtype == np.uint8 and np.array_equal(W, np.stack(expect))
