@@ -24,8 +24,13 @@ from hpcml.spec import DataSpec
 
 def source_bytes(spec: DataSpec) -> int | None:
     """The size on disk of a file source that can be read by row blocks; None for any other."""
-    source = spec.source
-    if spec.dropna or ":" in source.split("/")[0]:
+    return None if spec.dropna else file_bytes(spec.source)
+
+
+def file_bytes(source: str) -> int | None:
+    """The size on disk of a file source (a file or a set of part files); None for a
+    generated or built-in source."""
+    if ":" in source.split("/")[0]:
         return None
     if is_file_set(source):
         files = set_files(source)

@@ -63,11 +63,14 @@ def summary_frame(table: pa.Table) -> pd.DataFrame:
                                    table.schema)
 
 
-def summarize(job, results: pd.DataFrame, run_dir: Path, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(job, results: pd.DataFrame, run_dir: Path, body: dict[str, Any] | None = None,
+              load_data: bool = True) -> dict[str, Any]:
     """The plan's summary (or ``body``, what a driver that made the fit itself reports: a
-    fit over row blocks), plus what the model kind adds to it (R-hat, variance thresholds...)."""
+    fit over row blocks), plus what the model kind adds to it (R-hat, variance thresholds...).
+    ``load_data`` False: the plan summarizes without reading the data into this process."""
 
-    body = dict(body) if body is not None else job.plan.summarize(job, results, run_dir, lambda: load_dataset(job))
+    data = (lambda: load_dataset(job)) if load_data else None
+    body = dict(body) if body is not None else job.plan.summarize(job, results, run_dir, data)
     ok = ok_rows(results)
     if len(ok):
         body.update(job.model.summarize_extra(job, ok, run_dir))
@@ -90,10 +93,12 @@ def run_facts(job, n_failed: int, seconds: float, **extra: Any) -> dict[str, Any
 
 
 def finish(job, store: RunStore, seconds: float, plots: bool = True,
-           run_extra: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> RunResult:
+           run_extra: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
+           load_data: bool = True) -> RunResult:
     """Consolidate, summarize, plot: the run directory's final state. ``run_extra``: what
     an engine adds to the summary's ``run`` section; ``body``: the summary a driver made
-    itself, in place of the plan's."""
+    itself, in place of the plan's; ``load_data`` False: the summary must not read the data
+    into this process (an engine fitted data too large for it)."""
     import pyarrow.compute as pc  # loaded with the first table: a map's driver builds none
 
     table = store.consolidate_table()
@@ -101,7 +106,7 @@ def finish(job, store: RunStore, seconds: float, plots: bool = True,
     results = summary_frame(table)
     n_tasks = job.n_tasks
     n_failed = n_tasks - int(pc.sum(pc.equal(table["status"], "ok")).as_py() or 0)
-    summary = summarize(job, results, store.path, body)
+    summary = summarize(job, results, store.path, body, load_data)
     earlier = store.earlier_seconds()  # a resumed run: the parts before this one count too
     summary["run"] = run_facts(job, n_failed, earlier + seconds, **(run_extra or {}),
                                **({"seconds_this_session": round(seconds, 3)} if earlier else {}))

@@ -28,6 +28,7 @@ from hpcml.drivers.finish import finish
 from hpcml.drivers.spark_als import ALS_KIND, whole_als
 from hpcml.drivers.spark_fitters import KINDS as FITTED_KINDS, WHOLE
 from hpcml.drivers.spark_frames import SPLIT, prepare, with_split
+from hpcml.data.row_blocks import file_bytes
 from hpcml.errors import SpecError
 from hpcml.rundir.opening import open_run
 from hpcml.rundir.store import Chunk, write_chunk_records
@@ -119,7 +120,16 @@ def _fit_and_finish(job: Job, run, t0: float):
                 data.unpersist()
     finally:
         handle.stop()
-    return finish(job, store, time.perf_counter() - t0, run_extra={"engine": "spark", "rows": facts["n"]})
+    return finish(job, store, time.perf_counter() - t0, run_extra={"engine": "spark", "rows": facts["n"]},
+                  load_data=fits_in_the_driver(job))
+
+
+def fits_in_the_driver(job: Job) -> bool:
+    """Whether the summary may read the data into this process (a ``fit``'s ``summary(lm)``
+    table or loadings come from the single-node kind's refit): not for a source above
+    ``data.blocks_above_mb``, which Spark read in partitions so that no process holds it all."""
+    size = file_bytes(job.spec.data.source)
+    return size is None or size < job.spec.data.blocks_above_mb * 2**20
 
 
 class _Splits:

@@ -154,7 +154,8 @@ class Plan(ABC):
     @abstractmethod
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any]) -> dict[str, Any]:
         """The plan's summary of the ok records: JSON-ready, with a ``table`` the CLI prints.
-        ``data()`` loads the job's data, for summaries that refit (BCa's jackknife)."""
+        ``data()`` loads the job's data, for summaries that refit (BCa's jackknife); ``data``
+        is None where the data must not be read into this process (too large for it)."""
 
     def plots(self, job, ok, summary: dict[str, Any], plot_dir: Path) -> None:
         """PNG figures of the ok records (none by default); the model kind's own ``plots``

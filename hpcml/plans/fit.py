@@ -60,6 +60,9 @@ class FitPlan(Plan):
         if not len(ok):
             return {"table": []}
         body = {"table": [{"output": c, "value": json_number(ok[c].iloc[0])} for c in output_columns(ok)]}
+        if data is None:  # the kind's report refits in memory: the data is too large for that here
+            return {**body, "notes": ["no whole-data report (summary table, loadings): it refits in one process, "
+                                      "and the data is larger than data.blocks_above_mb"]}
         body.update(job.model.whole_data_summary(job.params, self.whole_data_fit(job, ok, run_dir, data)))
         return body
 

@@ -228,6 +228,34 @@ def test_cv_of_ols_is_pysparks_own_folds(spark, files, tmp_path):
 
 
 @pytest.mark.timeout(300)
+def test_a_fit_of_data_above_blocks_above_mb_never_reads_it_into_the_driver(spark, files, tmp_path, monkeypatch):
+    """Spark read the data in partitions; the summary's whole-data report (summary(lm)) refits
+    in one process, which for data larger than the driver's memory ended in the kernel's
+    out-of-memory kill after the fit had finished. Above data.blocks_above_mb it is left out
+    and says so; below it, it is made as before."""
+    import hpcml.drivers.finish as finish
+    from hpcml import run
+
+    small = run(_spec(tmp_path / "small", files["ols"], {"kind": "ols"}, target="y"), progress=False)
+    assert small.ok, small.failures()
+    assert small.summary["table"][0]["term"] == "(Intercept)" and not small.summary.get("notes")  # summary(lm)
+
+    def refuse(job):
+        raise AssertionError(f"the driver read {job.spec.data.source} into memory")
+
+    monkeypatch.setattr(finish, "load_dataset", refuse)
+    big = run(_spec(tmp_path / "big", files["ols"], {"kind": "ols"}, target="y", blocks_above_mb=0), progress=False)
+    assert big.ok, big.failures()
+    assert all("term" not in row for row in big.summary["table"])
+    assert any("blocks_above_mb" in note for note in big.summary["notes"])
+    got = {row["output"]: row["value"] for row in big.summary["table"]}
+    coefs = [c for c in small.results if c.startswith("coef_")]
+    assert len(coefs) == 5  # the intercept and x0..x3: Spark's own fit, the same in both runs
+    for c in coefs:
+        _close(got[c], small.results[c].iloc[0], what=c)
+
+
+@pytest.mark.timeout(300)
 def test_cv_of_kmeans_scores_the_held_out_fold_as_the_single_node_kind(spark, files, tmp_path):
     from sklearn.metrics import calinski_harabasz_score
 
