@@ -451,6 +451,7 @@ def test_results_agree_with_chunk_files_when_a_rank_finishes_after_rank_0_gave_u
         proc = mpirun(2, "scripts/pack_tasks.py", str(write_spec(tmp_path / f"{mode}.yaml", spec)), "-q")
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         time.sleep(4)  # anything a late rank would still write has landed by now
+        assert (run / "results.parquet").exists(), (mode, proc.returncode, proc.stdout + proc.stderr)
         results = pd.read_parquet(run / "results.parquet")
         assert sorted(results["task_index"]) == list(range(4))
         assert sorted(ok_records(run)["task_index"]) == sorted(results.loc[results["status"] == "ok", "task_index"])
