@@ -445,9 +445,11 @@ def test_results_agree_with_chunk_files_when_a_rank_finishes_after_rank_0_gave_u
     for mode in ("static", "dynamic"):
         run = tmp_path / mode
         spec = {"name": "t-late", "data": {"source": "sklearn:iris"},
-                "model": {"kind": "sleep", "ms": 3200, "busy": False}, "plan": {"replicate": {"n": 4}},
+                # Tasks outlast deadline_s + dead_after_s (5 s); the liveness margin is wide enough
+                # that a starved heartbeat on a loaded machine does not pass for a lost rank 0.
+                "model": {"kind": "sleep", "ms": 5600, "busy": False}, "plan": {"replicate": {"n": 4}},
                 "backend": {"name": "mpi", "mode": mode, "chunk_size": 1, "deadline_s": 2,
-                            "heartbeat_s": 0.4, "dead_after_s": 1}, "output": str(run)}
+                            "heartbeat_s": 0.5, "dead_after_s": 3}, "output": str(run)}
         proc = mpirun(2, "scripts/pack_tasks.py", str(write_spec(tmp_path / f"{mode}.yaml", spec)), "-q")
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         time.sleep(4)  # anything a late rank would still write has landed by now
