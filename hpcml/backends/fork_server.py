@@ -20,14 +20,14 @@ from multiprocessing import forkserver
 
 from hpcml.backends.without_main import starting_without_main
 
-# What the fork server imports before it forks the first worker (the python kind: hpcml.map's).
-# pandas and pyarrow are named: hpcml's modules import them only where a table is built, and
-# every worker of a job with data or a run directory needs them (imported once here, not once
-# per worker).
-PRELOAD = ["hpcml.backends.procpool", "hpcml.tasks.worker", "hpcml.data", "hpcml.spec", "hpcml.models.python_function",
-           "pandas", "pyarrow.parquet"]
-# An in-memory map's workers: the python kind on ``data.source: none``, records sent back by pipe.
-MAP_PRELOAD = PRELOAD[:5]
+# What the fork server imports before it forks the first worker. An in-memory map's workers:
+# the python kind on ``data.source: none``, records sent back by pipe.
+MAP_PRELOAD = ["hpcml.backends.procpool", "hpcml.tasks.worker", "hpcml.data", "hpcml.spec",
+               "hpcml.models.python_function"]
+# Any other job's: pandas and pyarrow are named because hpcml's modules import them only where
+# a table is built, and every worker of a job with data or a run directory needs them
+# (imported once here, not once per worker).
+PRELOAD = [*MAP_PRELOAD, "pandas", "pyarrow.parquet"]
 
 
 def start_fork_server(preload: list[str] = PRELOAD) -> None:
