@@ -47,7 +47,9 @@ cpu_of <- function(pid) {
 }
 children <- function(pid) suppressWarnings(as.integer(system(sprintf("pgrep -P %d", pid), intern = TRUE)))
 cpu <- if (file.exists("/proc/self/stat") && nzchar(Sys.which("pgrep"))) {
-  workers_pids <- unlist(lapply(children(Sys.getpid()), children))
+  # the session's R workers are its children (or a shell's), a Python pool's are grandchildren
+  kids <- children(Sys.getpid())
+  workers_pids <- unique(c(kids, unlist(lapply(kids, children))))
   before <- vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1))
   for (k in 1:10) invisible(hpcml_lapply(1:2000, sqrt, workers = cores))
   (vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1)) - before) / 10

@@ -56,6 +56,13 @@ resolve_seed <- function(seed) {
 # where a call failed), error = n messages (NA where a call was ok)).
 run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_size = NULL, out = NULL,
                       resume = FALSE, seed = NULL, options = list()) {
+  seed <- resolve_seed(seed)
+  if (runs_on_r_workers(backend, !is.null(out), options)) {
+    # The session's own R workers (local_pool.R): no Python, unless a large vector is shared.
+    vectors <- share_vectors(fun, shared = FALSE)
+    on.exit(release_vectors(vectors, remove = TRUE), add = TRUE)
+    return(run_on_r_workers(fun, n, seed, workers = workers, chunk_size = chunk_size))
+  }
   m <- py_modules()
   be <- c(list(name = backend), options)
   # A session runs loop after loop: its Dask LocalCluster is started once and kept (closed when
@@ -86,7 +93,7 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
     rds <- save_task_function(fun, file.path(base, "inputs"), named = FALSE)
     on.exit(unlink(c(out, rds), recursive = TRUE), add = TRUE)
   }
-  spec <- list(name = name, seed = resolve_seed(seed), data = list(source = "none"),
+  spec <- list(name = name, seed = seed, data = list(source = "none"),
                model = list(kind = "r", rds = rds, result = "object"),
                plan = list(replicate = list(n = as.integer(n))), backend = be, output = out)
   if (!keep && backend %in% c("local", "dask")) {

@@ -134,8 +134,11 @@ SEXP hpcml_data_address(SEXP x)
     return mkString(text);
 }
 
+SEXP hpcml_task_seeds(SEXP seed, SEXP first, SEXP n);  /* task_seeds.c */
+
 static const R_CallMethodDef calls[] = {
     {"hpcml_map_vector", (DL_FUNC) &hpcml_map_vector, 4},
+    {"hpcml_task_seeds", (DL_FUNC) &hpcml_task_seeds, 3},
     {"hpcml_data_address", (DL_FUNC) &hpcml_data_address, 1},
     {NULL, NULL, 0}
 };

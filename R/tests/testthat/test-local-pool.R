@@ -1,0 +1,63 @@
+# Loops on the local backend run on the session's own R workers (R/local_pool.R), without Python.
+
+test_that("each iteration's seed is the integer hpcml's Python workers give R", {
+  seeds <- c(0, 1, 7, 12345, 2^31 - 1, 2^40 + 7)
+  indices <- c(0:1999, 2^32 - 1, 2^32, 1e12)
+  got <- lapply(seeds, function(s) {
+    c(.Call(hpcml:::C_hpcml_task_seeds, s, 0, 2000L),
+      vapply(indices[2001:2003], function(i) .Call(hpcml:::C_hpcml_task_seeds, s, i, 1L), 1L))
+  })
+  reticulate::py_run_string("
+from hpcml.plans.base import task_rng
+from hpcml.models.r.common import r_seed
+from hpcml.models.base import FitContext
+def _hpcml_test_r_seeds(seed, indices):
+    return [r_seed(FitContext(rng=task_rng(int(seed), int(i)))) for i in indices]
+")
+  reference <- reticulate::py_eval("_hpcml_test_r_seeds")
+  for (k in seq_along(seeds)) {
+    expect_identical(got[[k]], as.integer(unlist(reference(seeds[k], indices))), info = sprintf("seed %s", seeds[k]))
+  }
+})
+
+test_that("the session's R workers and hpcml's Python workers return the same values and errors", {
+  draw <- function(n) if (n < 0) stop("negative n: ", n) else c(mean(rnorm(n)), sample.int(1000, 1))
+  x <- c(rep(50, 9), -1, rep(20, 30))
+  on_r <- tryCatch(hpcml_lapply(x, draw, workers = 2, seed = 11), error = conditionMessage)
+  old <- options(hpcml.r_workers = "python")
+  on.exit(options(old), add = TRUE)
+  on_python <- tryCatch(hpcml_lapply(x, draw, workers = 2, seed = 11), error = conditionMessage)
+  expect_identical(on_r, on_python)
+  expect_match(on_r, "element 10 failed: negative n: -1")
+  x[10] <- 5
+  on_python <- hpcml_lapply(x, draw, workers = 2, seed = 11)
+  options(old)
+  expect_identical(hpcml_lapply(x, draw, workers = 2, seed = 11), on_python)
+  expect_identical(hpcml_lapply(x, draw, workers = 1, chunk_size = 3, seed = 11), on_python)
+})
+
+test_that("a worker that dies fails the loop with a message, and the next loop starts new workers", {
+  die <- function(i) if (i == 3) quit(save = "no", status = 1) else i
+  expect_error(hpcml_lapply(1:4, die, workers = 2),
+               "element 1 failed: an R worker process of this session died or could not be reached")
+  expect_equal(hpcml_lapply(1:4, function(i) i * 2, workers = 2), list(2, 4, 6, 8))
+})
+
+test_that("bad worker counts and chunk sizes name the field and the value", {
+  expect_error(hpcml_lapply(1:3, sqrt, workers = 0), "backend.workers: must be at least 1 (got 0)", fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, chunk_size = 0), "backend.chunk_size: must be at least 1 (got 0)", fixed = TRUE)
+})
+
+test_that("a session's local loops never start Python", {
+  script <- tempfile(fileext = ".R")
+  writeLines(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "x <- hpcml_lapply(1:100, function(i) i^2, workers = 2)",
+    "hpcml::registerDoHpcml(workers = 2)",
+    "y <- foreach::`%dopar%`(foreach::foreach(i = 1:10), i)",
+    "b <- hpcml_boot(1:20, function(d, i) mean(d[i]), R = 50, workers = 2)",
+    "cat(identical(x, lapply(1:100, function(i) i^2)), identical(y, as.list(1:10)),",
+    "    'reticulate' %in% loadedNamespaces(), '\\n')"), script)
+  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
+  expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE")
+})
