@@ -12,10 +12,11 @@ the processes' peaks, and the peak of the tree's total PSS (shared pages counted
     RETICULATE_PYTHON=.venv/bin/python python scripts/bench_r_memory.py [--rows 1250000] [--cols 100] [--iters 24]
 
 doParallel (cores = 2) forks the session: its children see X through copy-on-write pages.
-hpcml writes X and Y once per machine and each worker maps them (``doHpcml``); ``doHpcml
-copied`` is hpcml with that turned off (HPCML_MAP_MIN_BYTES above X's size): the loop's exports
-serialised into the loop's file and read by each worker into memory of its own, as before
-vectors were shared. The coefficients' check is the MD5 of their serialization: the same on
+``doHpcml`` is hpcml's local loop: a loop that uses a vector this large runs in processes forked
+from the session too (R/R/local_pool.R). ``doHpcml mapped`` sends the loop through hpcml's
+Python workers (``options(hpcml.r_workers = "python")``, as loops on other backends go): X is
+written once per machine (under HPCML_MAP_DIR, here a folder on the benchmark's temporary
+disk) and each worker maps the file. The coefficients' check is the MD5 of their serialization: the same on
 every side means bit-identical numbers.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ set.seed(1)
 X <- matrix(rnorm(N * P), N, P)
 Y <- X %*% rnorm(P) + rnorm(N)
 if (side == "doParallel") registerDoParallel(cores = cores) else registerDoHpcml(workers = cores, seed = 1L, chunk_size = chunk)
+if (nzchar(Sys.getenv("HPCML_BENCH_PYTHON_WORKERS"))) options(hpcml.r_workers = "python")
 t0 <- proc.time()[["elapsed"]]
 coefs <- foreach(i = seq_len(iters), .combine = rbind) %dopar% coef(lm(Y ~ X[, i]))
 s <- proc.time()[["elapsed"]] - t0
@@ -68,7 +70,7 @@ def main() -> None:
         script.write_text(EXERCISE)
         # hpcml's loop files, run directory and shared files go under this folder, removed at the end.
         env = {**os.environ, "TMPDIR": tmp, "HPCML_MAP_DIR": str(Path(tmp, "mapped"))}
-        sides = {"doParallel": {}, "doHpcml copied": {"HPCML_MAP_MIN_BYTES": str(10 * size)}, "doHpcml": {}}
+        sides = {"doParallel": {}, "doHpcml": {}, "doHpcml mapped": {"HPCML_BENCH_PYTHON_WORKERS": "1"}}
         for side, more in sides.items():
             res = measure([rscript, str(script), side.split()[0], str(args.rows), str(args.cols), str(args.iters),
                            str(args.cores), args.chunk_size], {**env, **more}, tmp)

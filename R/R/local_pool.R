@@ -6,11 +6,13 @@
 # Python workers compute). So such a loop runs on R processes this session starts once and
 # keeps (a PSOCK cluster of the parallel package, closed when R quits): the loop's function
 # goes to each worker once, serialized; each chunk of iterations goes as one call and comes
-# back as one list of values. Python starts only when a loop needs it (another backend, `out`,
-# backend options, a large vector to share). The values, errors and seeds are those of the
-# Python path: iteration i runs fun(task_index = i - 1) after
-# set.seed(seed_i, kind = "L'Ecuyer-CMRG"). options(hpcml.r_workers = "python") sends every
-# loop through Python instead.
+# back as one list of values. A loop that uses a large vector (32 MiB or more, as shared.R
+# counts them) runs on processes forked from the session instead, as mclapply and
+# doParallel's `cores` do: they see the session's memory copy-on-write, so nothing is
+# serialized, written or copied. Python starts only when a loop needs it (another backend,
+# `out`, backend options). The values, errors and seeds are those of the Python path:
+# iteration i runs fun(task_index = i - 1) after set.seed(seed_i, kind = "L'Ecuyer-CMRG").
+# options(hpcml.r_workers = "python") sends every loop through Python instead.
 
 # Can this loop run on the session's R workers?
 runs_on_r_workers <- function(backend, keep, options) {
@@ -21,8 +23,10 @@ runs_on_r_workers <- function(backend, keep, options) {
 # The session's R workers: at least `workers` of them, started on first use and kept.
 r_workers <- function(workers) {
   pool <- .hpcml$r_pool
-  if (!is.null(pool) && length(pool) < workers) {
-    stop_r_workers()
+  # A loop that never finished (interrupted) may have left a chunk running or its value unread
+  # on a socket, which the next loop would take for its own: such workers are ended, not reused.
+  if (!is.null(pool) && (length(pool) < workers || isTRUE(.hpcml$r_pool_busy))) {
+    stop_r_workers(kill = isTRUE(.hpcml$r_pool_busy))
     pool <- NULL
   }
   if (is.null(pool)) {
@@ -34,6 +38,7 @@ r_workers <- function(workers) {
     .hpcml$r_pool <- pool
     # the packages a loop attaches are found where this session finds them
     parallel::clusterCall(pool, function(paths) invisible(.libPaths(paths)), .libPaths())
+    .hpcml$r_pool_pids <- unlist(parallel::clusterCall(pool, Sys.getpid))
     if (!isTRUE(.hpcml$r_pool_finalizer)) {
       .hpcml$r_pool_finalizer <- TRUE
       reg.finalizer(.hpcml, function(e) stop_r_workers(), onexit = TRUE)
@@ -42,10 +47,17 @@ r_workers <- function(workers) {
   pool[seq_len(workers)]
 }
 
-stop_r_workers <- function() {
+# `kill`: also end the processes (a worker still running a chunk never reads stopCluster's
+# message; one in an endless loop would run on).
+stop_r_workers <- function(kill = FALSE) {
+  force(kill)  # before the busy flag it may be computed from is cleared
   pool <- .hpcml$r_pool
+  pids <- .hpcml$r_pool_pids
   .hpcml$r_pool <- NULL
+  .hpcml$r_pool_pids <- NULL
+  .hpcml$r_pool_busy <- FALSE
   if (!is.null(pool)) try(parallel::stopCluster(pool), silent = TRUE)
+  if (kill && length(pids)) tools::pskill(pids, tools::SIGKILL)
   invisible(NULL)
 }
 
@@ -63,8 +75,7 @@ receive_loop <- function(blob) {
 
 # Run on a worker: a chunk of iterations, each seeded as if alone, in one plain loop under one
 # tryCatch (entered again after a failing iteration, whose message is kept).
-run_chunk <- function(chunk) {
-  fn <- get(".hpcml_loop", envir = globalenv())
+run_chunk <- function(chunk, fn = get(".hpcml_loop", envir = globalenv())) {
   indices <- chunk$indices
   seeds <- chunk$seeds
   n <- length(indices)
@@ -102,7 +113,8 @@ loop_chunks <- function(n, seed, workers, chunk_size = NULL) {
   })
 }
 
-# `fun`'s `n` iterations on the session's R workers: list(ok, value, error) as run_tasks returns.
+# `fun`'s `n` iterations on the session's R workers (or forked processes, for a loop that uses
+# a large vector): list(ok, value, error) as run_tasks returns.
 run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   workers <- as.integer(workers %||% default_workers())
   if (is.na(workers) || workers < 1L) stop(sprintf("backend.workers: must be at least 1 (got %s)", workers), call. = FALSE)
@@ -112,24 +124,76 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   if (is.na(seed) || seed < 0) stop(sprintf("seed: must be a non-negative integer (got %s)", seed), call. = FALSE)
   if (n == 0) return(list(ok = logical(0), value = list(), error = character(0)))
   chunks <- loop_chunks(n, seed, workers, chunk_size)
-  pool <- r_workers(min(workers, length(chunks)))
-  environment(receive_loop) <- globalenv()
-  environment(run_chunk) <- globalenv()
-  blob <- serialize(fun, NULL)
-  parts <- tryCatch({
-    parallel::clusterCall(pool, receive_loop, blob)
-    parallel::clusterApplyLB(pool, chunks, run_chunk)
-  }, error = function(e) {
-    # A worker that died (the loop body ended its process, or it crashed) takes the loop's
-    # values with it: every iteration is reported failed, and the next loop starts new workers.
-    stop_r_workers()
-    structure(list(), error = conditionMessage(e))
-  })
-  if (!is.null(attr(parts, "error"))) {
-    why <- sprintf("an R worker process of this session died or could not be reached (%s)", attr(parts, "error"))
-    return(list(ok = rep(FALSE, n), value = vector("list", n), error = rep(why, n)))
+  workers <- min(workers, length(chunks))
+  parts <- if (.Platform$OS.type == "unix" && holds_large_vectors(fun)) {
+    run_forked(fun, chunks, workers)
+  } else {
+    run_on_pool(fun, chunks, workers)
+  }
+  lost <- vapply(parts, function(p) !is.null(attr(p, "lost")), NA)
+  if (any(lost)) {
+    # A worker that died (the loop body ended its process, or it crashed) takes its chunk's
+    # values with it: those iterations are reported failed, and say why.
+    parts[lost] <- lapply(which(lost), function(k) {
+      m <- length(chunks[[k]]$indices)
+      why <- sprintf("an R worker process of this session died or could not be reached (%s)", attr(parts[[k]], "lost"))
+      list(ok = rep(FALSE, m), value = vector("list", m), error = rep(why, m))
+    })
   }
   list(ok = unlist(lapply(parts, `[[`, "ok"), use.names = FALSE),
        value = do.call(c, lapply(parts, `[[`, "value")),
        error = unlist(lapply(parts, `[[`, "error"), use.names = FALSE))
+}
+
+# A chunk whose worker was lost: `why` is kept for the iterations' error.
+lost_chunk <- function(why) structure(list(), lost = why)
+
+# The chunks on the session's kept R workers.
+run_on_pool <- function(fun, chunks, workers) {
+  pool <- r_workers(workers)
+  environment(receive_loop) <- globalenv()
+  environment(run_chunk) <- globalenv()
+  blob <- serialize(fun, NULL)
+  .hpcml$r_pool_busy <- TRUE  # cleared when every chunk's value is read
+  parts <- tryCatch({
+    parallel::clusterCall(pool, receive_loop, blob)
+    parallel::clusterApplyLB(pool, chunks, run_chunk)
+  }, error = function(e) {
+    # which chunks were lost is not known: all of them are, and the next loop starts new workers
+    stop_r_workers(kill = TRUE)
+    rep(list(lost_chunk(conditionMessage(e))), length(chunks))
+  })
+  .hpcml$r_pool_busy <- FALSE
+  parts
+}
+
+# The chunks on processes forked from this session, one a chunk, `workers` at a time (mclapply):
+# the loop's large vectors are the session's own pages, shared until a process writes them.
+run_forked <- function(fun, chunks, workers) {
+  one <- function(chunk) {
+    # a %dopar% inside the loop body runs sequentially in the fork, as on hpcml's workers
+    if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
+    run_chunk(chunk, fun)
+  }
+  parts <- suppressWarnings(parallel::mclapply(chunks, one, mc.cores = workers, mc.preschedule = FALSE,
+                                               mc.set.seed = FALSE, mc.silent = TRUE))
+  lapply(parts, function(p) {
+    if (is.list(p) && !inherits(p, "try-error") && identical(names(p), c("ok", "value", "error"))) return(p)
+    lost_chunk(if (inherits(p, "try-error")) conditionMessage(attr(p, "condition")) else "the forked process ended")
+  })
+}
+
+# Does the loop's function hold a vector that shared.R would write once and map (a double,
+# integer or logical vector of HPCML_MAP_MIN_BYTES or more)?
+holds_large_vectors <- function(fun) {
+  min_bytes <- shared_min_bytes()
+  found <- FALSE
+  leaf <- function(x) {
+    type <- typeof(x)
+    size <- if (type == "double") 8 else 4
+    if (type %in% c("double", "integer", "logical") && !isS4(x) && length(x) * size >= min_bytes) found <<- TRUE
+    x
+  }
+  walk_objects(environment(fun), leaf, ceiling(min_bytes / 8))
+  found
 }

@@ -58,9 +58,7 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
                       resume = FALSE, seed = NULL, options = list()) {
   seed <- resolve_seed(seed)
   if (runs_on_r_workers(backend, !is.null(out), options)) {
-    # The session's own R workers (local_pool.R): no Python, unless a large vector is shared.
-    vectors <- share_vectors(fun, shared = FALSE)
-    on.exit(release_vectors(vectors, remove = TRUE), add = TRUE)
+    # The session's own R workers, or forks of it (local_pool.R): no Python.
     return(run_on_r_workers(fun, n, seed, workers = workers, chunk_size = chunk_size))
   }
   m <- py_modules()

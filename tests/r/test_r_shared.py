@@ -85,6 +85,7 @@ set.seed(1)
 X <- matrix(rnorm(5e5 * 10), 5e5, 10)  # 40 MB: above the default 32 MiB
 mapped <- function(x) any(grepl("hpcml mapped file", capture.output(.Internal(inspect(x)))))
 registerDoHpcml(workers = 2, seed = 1L)
+options(hpcml.r_workers = "python")  # hpcml's Python workers map it (a local loop of R workers forks)
 got <- foreach(i = 1:4, .combine = rbind) %dopar% c(coef(lm(X[, 1] ~ X[, i + 1])), mapped = mapped(X))
 doParallel::registerDoParallel(cores = 2)
 ref <- foreach(i = 1:4, .combine = rbind) %dopar% c(coef(lm(X[, 1] ~ X[, i + 1])), mapped = mapped(X))

@@ -61,3 +61,23 @@ test_that("a session's local loops never start Python", {
   out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
   expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE")
 })
+
+test_that("after an interrupted loop, the next loop gets its own values from new workers", {
+  script <- tempfile(fileext = ".R")
+  writeLines(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "invisible(hpcml_lapply(1:2, identity, workers = 2))",
+    "old <- hpcml:::.hpcml$r_pool_pids",
+    "system(sprintf('sleep 1 && kill -INT %d', Sys.getpid()), wait = FALSE)",
+    "first <- tryCatch(hpcml_lapply(1:4, function(i) { Sys.sleep(3); -i }, workers = 2),",
+    "                  interrupt = function(e) 'interrupted')",
+    "second <- hpcml_lapply(1:4, function(i) i * 10, workers = 2)",
+    "Sys.sleep(0.5)",
+    "running <- function(p) { f <- sprintf('/proc/%d/stat', p)  # a zombie has ended",
+    "  file.exists(f) && !grepl('^[0-9]+ \\\\(.*\\\\) Z', readLines(f, warn = FALSE)[1]) }",
+    "alive <- vapply(old, running, NA)",
+    "cat(identical(first, 'interrupted'), identical(second, list(10, 20, 30, 40)), any(alive),",
+    "    length(intersect(old, hpcml:::.hpcml$r_pool_pids)), '\\n')"), script)
+  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
+  expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE 0")
+})

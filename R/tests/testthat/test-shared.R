@@ -1,5 +1,14 @@
-# Large vectors once per machine: written once as a file that every worker maps (shared.R).
+# Large vectors once per machine: written once as a file that every worker maps (shared.R), on
+# hpcml's Python workers (other backends, `out`, or options(hpcml.r_workers = "python")); a
+# local loop without them runs in forks of the session, which share its memory (local_pool.R).
 library(foreach)
+
+# Run `expr` with the session's local loops sent through hpcml's Python workers.
+on_python_workers <- function(expr) {
+  old <- options(hpcml.r_workers = "python")
+  on.exit(options(old))
+  expr
+}
 
 # Vectors of `bytes` or more are shared (the default, 32 MiB, would make these tests slow).
 share_above <- function(bytes) {
@@ -28,8 +37,10 @@ test_that("a loop's large matrix is mapped by the workers, with the numbers it g
   restore()
   restore <- share_above(10000)
   on.exit(restore())
-  mapped <- big_loop(X, Y, N, flags)
+  mapped <- on_python_workers(big_loop(X, Y, N, flags))
+  forked <- big_loop(X, Y, N, flags)
   expect_true(all(mapped[, "mapped"] == 1) && all(mapped[, "n_mapped"] == 1))
+  expect_identical(forked, copied)
   expect_true(all(copied[, "mapped"] == 0))
   cols <- c("(Intercept)", "X[, i]", "flags")
   expect_identical(mapped[, cols], copied[, cols])
@@ -80,18 +91,44 @@ test_that("hpcml_lapply's arguments and globals, and hpcml_boot's data frame, ar
   # A function of the global environment's kind (a test's has the package's namespace above it).
   f <- local(function(k, v) c(sum(v[seq_len(k)] * w[seq_len(k)]), is_mapped(v), is_mapped(w)),
              list2env(list(w = w, is_mapped = is_mapped), parent = globalenv()))
-  got <- hpcml_lapply(c(a = 10, b = 1000), f, v = v, workers = 2, seed = 1)
+  got <- on_python_workers(hpcml_lapply(c(a = 10, b = 1000), f, v = v, workers = 2, seed = 1))
   expect_identical(got, lapply(c(a = 10, b = 1000), f, v = v) |> lapply(function(x) c(x[1], 1, 1)))
   d <- data.frame(y = rnorm(3000), x = rnorm(3000), g = factor(sample(letters[1:3], 3000, TRUE)))
   stat <- function(d, i) c(coef(lm(y ~ x + g, data = d[i, ])), mapped = is_mapped(d$x) && is_mapped(d$g),
                            levels = nlevels(d$g))
   set.seed(8)
-  b <- hpcml_boot(d, stat, R = 6, workers = 2)
+  b <- on_python_workers(hpcml_boot(d, stat, R = 6, workers = 2))
   set.seed(8)
   ref <- boot::boot(d, stat, R = 6)
   expect_true(all(b$t[, 5] == 1))
   expect_identical(b$t[, -5], ref$t[, -5])
   expect_identical(b$t[, 6], rep(3, 6))
+})
+
+test_that("a local loop that uses a large vector runs in forks of the session, writing no file", {
+  restore <- share_above(10000)
+  on.exit(restore())
+  map_dir <- tempfile("hpcml-map-")
+  Sys.setenv(HPCML_MAP_DIR = map_dir)
+  on.exit(Sys.unsetenv("HPCML_MAP_DIR"), add = TRUE)
+  set.seed(9)
+  X <- matrix(rnorm(3000 * 4), 3000, 4)
+  session <- Sys.getpid()
+  parent <- function() as.integer(strsplit(readLines("/proc/self/stat", warn = FALSE), " ")[[1]][4])
+  body <- function(i) c(coef(lm(X[, 1] ~ X[, i])), runif(1), forked = parent() == session, mapped = is_mapped(X))
+  environment(body) <- list2env(list(X = X, session = session, parent = parent, is_mapped = is_mapped),
+                                parent = globalenv())
+  got <- hpcml_lapply(2:4, body, workers = 2, seed = 3)
+  expect_true(all(vapply(got, function(v) v[["forked"]] == 1 && v[["mapped"]] == 0, NA)))
+  expect_false(dir.exists(map_dir))
+  ref <- on_python_workers(hpcml_lapply(2:4, body, workers = 2, seed = 3))
+  expect_identical(lapply(got, `[`, 1:3), lapply(ref, `[`, 1:3))
+  # a fork that dies (killed: quit() in a fork would also remove the session's tempdir, as
+  # in mclapply) fails its own chunk's iterations, with a message
+  die <- function(i) if (i == 2) tools::pskill(Sys.getpid(), tools::SIGKILL) else sum(X[, i])
+  environment(die) <- list2env(list(X = X), parent = globalenv())
+  expect_error(hpcml_lapply(1:3, die, workers = 2, chunk_size = 1),
+               "element 2 failed: an R worker process of this session died")
 })
 
 test_that("a worker maps only a file of this user's that no one else may write, of the vector's size", {
