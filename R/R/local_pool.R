@@ -36,8 +36,6 @@ r_workers <- function(workers) {
     on.exit(options(old), add = TRUE)
     pool <- parallel::makePSOCKcluster(workers, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
     .hpcml$r_pool <- pool
-    # the packages a loop attaches are found where this session finds them
-    parallel::clusterCall(pool, function(paths) invisible(.libPaths(paths)), .libPaths())
     .hpcml$r_pool_pids <- unlist(parallel::clusterCall(pool, Sys.getpid))
     if (!isTRUE(.hpcml$r_pool_finalizer)) {
       .hpcml$r_pool_finalizer <- TRUE
@@ -62,8 +60,12 @@ stop_r_workers <- function(kill = FALSE) {
 }
 
 # Run on a worker (its environment is the global one: workers need not have this package
-# loaded): keep the loop's function, mapping the large vectors it refers to (R/shared.R).
-receive_loop <- function(blob) {
+# loaded): keep the loop's function, mapping the large vectors it refers to (R/shared.R). The
+# session's working directory and library paths of now, not of when the worker started: a
+# relative path in the loop body means what it means in the session.
+receive_loop <- function(blob, wd, paths) {
+  setwd(wd)
+  .libPaths(paths)
   fn <- unserialize(blob)
   state <- environment(fn)
   if (exists(".hpcml_attach", envir = state, inherits = FALSE)) state$.hpcml_attach()
@@ -156,7 +158,7 @@ run_on_pool <- function(fun, chunks, workers) {
   blob <- serialize(fun, NULL)
   .hpcml$r_pool_busy <- TRUE  # cleared when every chunk's value is read
   parts <- tryCatch({
-    parallel::clusterCall(pool, receive_loop, blob)
+    parallel::clusterCall(pool, receive_loop, blob, getwd(), .libPaths())
     parallel::clusterApplyLB(pool, chunks, run_chunk)
   }, error = function(e) {
     # which chunks were lost is not known: all of them are, and the next loop starts new workers

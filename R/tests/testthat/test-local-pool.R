@@ -81,3 +81,17 @@ test_that("after an interrupted loop, the next loop gets its own values from new
   out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
   expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE 0")
 })
+
+test_that("a relative path in a loop body means what it means in the session now", {
+  invisible(hpcml_lapply(1:2, identity, workers = 2))  # the workers start here
+  dirs <- file.path(tempfile("hpcml-wd-"), c("a", "b"))
+  for (k in 1:2) {
+    dir.create(dirs[k], recursive = TRUE)
+    writeLines(c("a", "b")[k], file.path(dirs[k], "which.txt"))
+  }
+  old <- setwd(dirs[2])
+  on.exit(setwd(old), add = TRUE)
+  on.exit(invisible(hpcml_lapply(1:2, identity, workers = 2)), add = TRUE)  # workers leave the folder
+  got <- hpcml_lapply(1:4, function(i) readLines("which.txt"), workers = 2)
+  expect_identical(unlist(got), rep("b", 4))
+})
