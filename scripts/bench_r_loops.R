@@ -42,17 +42,29 @@ boot_t <- median(boots[1, ]); hboot_t <- median(boots[2, ])
 # CPU seconds of one warm hpcml_lapply over 2,000 elements, in this session (the driver) and in
 # its workers (Linux /proc), over ten loops: what the machine's load does not change much.
 cpu_of <- function(pid) {
-  stat <- strsplit(readLines(sprintf("/proc/%d/stat", pid), warn = FALSE), " ")[[1]]
+  f <- sprintf("/proc/%d/stat", pid)
+  if (!file.exists(f)) return(NA_real_)
+  stat <- strsplit(readLines(f, warn = FALSE), " ")[[1]]
   sum(as.numeric(stat[14:15])) / 100  # utime + stime, in clock ticks of 1/100 s
 }
 children <- function(pid) suppressWarnings(as.integer(system(sprintf("pgrep -P %d", pid), intern = TRUE)))
+# Every R or Python process below this session (a Python pool's workers are its grandchildren).
+descendants <- function(pid) {
+  kids <- children(pid)
+  found <- c(kids, unlist(lapply(kids, descendants)))
+  comm <- vapply(found, function(p) {
+    f <- sprintf("/proc/%d/comm", p)
+    if (file.exists(f)) readLines(f, warn = FALSE)[1] else ""
+  }, "")
+  found[grepl("^(R|python)", comm)]
+}
 cpu <- if (file.exists("/proc/self/stat") && nzchar(Sys.which("pgrep"))) {
-  # the session's R workers are its children (or a shell's), a Python pool's are grandchildren
-  kids <- children(Sys.getpid())
-  workers_pids <- unique(c(kids, unlist(lapply(kids, children))))
+  # (the session's R workers are started through a shell that exits: not below it any more)
+  workers_pids <- unique(c(descendants(Sys.getpid()), hpcml:::.hpcml$r_pool_pids))
   before <- vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1))
   for (k in 1:10) invisible(hpcml_lapply(1:2000, sqrt, workers = cores))
-  (vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1)) - before) / 10
+  used <- (vapply(c(Sys.getpid(), workers_pids), cpu_of, numeric(1)) - before) / 10
+  used[!is.na(used)]
 }
 mc_cpu <- { t0 <- proc.time(); for (k in 1:10) invisible(mclapply(1:2000, sqrt, mc.cores = cores))
             d <- proc.time() - t0; sum(d[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE) / 10 }

@@ -36,6 +36,7 @@ r_workers <- function(workers) {
     on.exit(options(old), add = TRUE)
     pool <- parallel::makePSOCKcluster(workers, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
     .hpcml$r_pool <- pool
+    check_r_workers(pool)
     .hpcml$r_pool_pids <- unlist(parallel::clusterCall(pool, Sys.getpid))
     if (!isTRUE(.hpcml$r_pool_finalizer)) {
       .hpcml$r_pool_finalizer <- TRUE
@@ -43,6 +44,33 @@ r_workers <- function(workers) {
     }
   }
   pool[seq_len(workers)]
+}
+
+# The cluster's port listens on every interface until each worker has connected: a process
+# that connected in a worker's place (another user's, another machine's) would be sent loops
+# and could return values of its own. Before anything else is sent, each worker must read back
+# a random token from a file only this user can read, in this session's temporary folder.
+check_r_workers <- function(pool) {
+  # never from R's generator: starting workers must not change the session's random numbers
+  token <- if (file.exists("/dev/urandom")) {
+    con <- file("/dev/urandom", "rb", raw = TRUE)
+    on.exit(close(con), add = TRUE)
+    paste(readBin(con, "raw", 20L), collapse = "")
+  } else {
+    basename(tempfile("", tmpdir = ""))
+  }
+  file <- tempfile("hpcml-workers-")
+  writeLines(token, file)
+  Sys.chmod(file, "0600")
+  on.exit(unlink(file), add = TRUE)
+  read <- tryCatch(parallel::clusterCall(pool, function(f) readLines(f, warn = FALSE)[1], file),
+                   error = function(e) list())
+  if (length(read) != length(pool) || !all(vapply(read, identical, NA, token))) {
+    stop_r_workers(kill = TRUE)
+    stop("local backend: a process that is not one of this session's R workers connected in a worker's place; ",
+         "no loop was sent to it", call. = FALSE)
+  }
+  invisible(TRUE)
 }
 
 # `kill`: also end the processes (a worker still running a chunk never reads stopCluster's

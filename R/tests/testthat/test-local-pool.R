@@ -95,3 +95,26 @@ test_that("a relative path in a loop body means what it means in the session now
   got <- hpcml_lapply(1:4, function(i) readLines("which.txt"), workers = 2)
   expect_identical(unlist(got), rep("b", 4))
 })
+
+test_that("starting the workers leaves the session's random numbers as they were", {
+  hpcml:::stop_r_workers(kill = TRUE)
+  set.seed(42)
+  invisible(hpcml_lapply(1:4, sqrt, workers = 2, seed = 1))  # starts the workers, given a seed
+  after <- runif(3)
+  set.seed(42)
+  expect_identical(after, runif(3))
+})
+
+test_that("a process that connects in a worker's place is refused before any loop reaches it", {
+  # Workers that cannot read the session's token (as another user's process could not).
+  cl <- parallel::makePSOCKcluster(2)
+  on.exit(try(parallel::stopCluster(cl), silent = TRUE), add = TRUE)
+  expect_true(hpcml:::check_r_workers(cl))
+  parallel::clusterCall(cl, function() {
+    env <- baseenv()
+    unlockBinding("readLines", env)
+    assign("readLines", function(...) "not the token", envir = env)
+  })
+  expect_error(hpcml:::check_r_workers(cl),
+               "local backend: a process that is not one of this session's R workers connected")
+})
