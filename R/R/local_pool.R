@@ -63,8 +63,9 @@ check_r_workers <- function(pool) {
   writeLines(token, file)
   Sys.chmod(file, "0600")
   on.exit(unlink(file), add = TRUE)
-  read <- tryCatch(parallel::clusterCall(pool, function(f) readLines(f, warn = FALSE)[1], file),
-                   error = function(e) list())
+  read_token <- function(f) readLines(f, warn = FALSE)[1]
+  environment(read_token) <- globalenv()  # nothing of this package's needed on the worker
+  read <- tryCatch(parallel::clusterCall(pool, read_token, file), error = function(e) list())
   if (length(read) != length(pool) || !all(vapply(read, identical, NA, token))) {
     stop_r_workers(kill = TRUE)
     stop("local backend: a process that is not one of this session's R workers connected in a worker's place; ",
@@ -88,15 +89,13 @@ stop_r_workers <- function(kill = FALSE) {
 }
 
 # Run on a worker (its environment is the global one: workers need not have this package
-# loaded): keep the loop's function, mapping the large vectors it refers to (R/shared.R). The
-# session's working directory and library paths of now, not of when the worker started: a
-# relative path in the loop body means what it means in the session.
+# loaded): keep the loop's function, in the session's working directory and library paths of
+# now, not of when the worker started (a relative path in the loop body means what it means
+# in the session).
 receive_loop <- function(blob, wd, paths) {
   setwd(wd)
   .libPaths(paths)
   fn <- unserialize(blob)
-  state <- environment(fn)
-  if (exists(".hpcml_attach", envir = state, inherits = FALSE)) state$.hpcml_attach()
   # a %dopar% inside the loop body runs sequentially in the worker, as on hpcml's other workers
   if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
   assign(".hpcml_loop", fn, envir = globalenv())
