@@ -310,11 +310,14 @@ class PythonFunctionKind(ModelKind):
     def batch_size(self, params: PythonParams) -> int:
         return VECTOR_BATCH if params.vectorized else 1
 
-    def outputs_batch(self, params: PythonParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        """A vectorized function's values for every row of counts (G x n) in one call
+    def resamples_as_rows(self, params: PythonParams) -> bool:
+        return params.vectorized
+
+    def outputs_rows(self, params: PythonParams, data: Dataset, rows: np.ndarray) -> list[dict[str, Any] | None]:
+        """A vectorized function's values for every replicate's rows (G x n) in one call
         (``models/vectorized.py``)."""
         fn, _, _ = load_function(params)
-        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), weights)
+        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), rows)
 
     def jackknife(self, params: PythonParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]] | None:
         """A vectorized function's leave-group-out values, batched like its replicates."""

@@ -29,19 +29,13 @@ def batch_values(statistic: Statistic, batch: np.ndarray) -> np.ndarray:
     return values
 
 
-def resampled_values(statistic: Statistic, column: np.ndarray, weights: np.ndarray) -> list[dict[str, Any] | None]:
-    """One record per row of counts (G x n): the resampled copies stacked as a (G, n) array,
-    each row the column's rows in order, each repeated by its count; None for a row of zeros."""
-    live = np.flatnonzero(weights.any(axis=1)).tolist()
-    out: list[dict[str, Any] | None] = [None] * weights.shape[0]
-    if not live:
-        return out
-    # Every row's counts sum to n: all rows made by one repeat.
-    counts = weights[live].astype(np.int64)
-    batch = np.repeat(np.broadcast_to(column, counts.shape).ravel(), counts.ravel()).reshape(len(live), -1)
-    for i, value in zip(live, batch_values(statistic, batch)):
-        out[i] = {"value": float(value)}
-    return out
+def resampled_values(statistic: Statistic, column: np.ndarray, rows: np.ndarray) -> list[dict[str, Any]]:
+    """One record per replicate: ``rows`` (G x n) holds each replicate's row indices in
+    increasing order, so the (G, n) batch ``column[rows]`` has, in each row, the column's rows
+    in order, each repeated by its count."""
+    if not len(rows):
+        return []
+    return [{"value": value} for value in batch_values(statistic, column[rows]).tolist()]
 
 
 def leave_group_out_values(statistic: Statistic, column: np.ndarray, labels: np.ndarray, groups: int,

@@ -89,6 +89,29 @@ def resample_count_rows(rngs: list[np.random.Generator | None], n: int) -> np.nd
     return W
 
 
+def rows_dtype(n: int) -> np.dtype:
+    """The smallest unsigned type that holds row indices below ``n`` (uint16 up to 65,536 rows:
+    NumPy sorts it by radix, in one pass)."""
+    return np.dtype(np.uint16) if n <= 1 << 16 else np.dtype(np.uint32) if n <= 1 << 32 else np.dtype(np.int64)
+
+
+def resample_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
+    """Each generator's resample as row indices in increasing order, one replicate a row of a
+    (len(rngs), n) matrix (type :func:`rows_dtype`): the rows of :func:`resample_counts`, each
+    repeated by its count, so ``column[rows[k]]`` is the resampled copy the one-by-one path
+    makes from those counts. Each generator must be fresh (as seeded)."""
+    out = np.empty((len(rngs), n), dtype=rows_dtype(n))
+    if n > SMALL_DRAW:
+        for k, rng in enumerate(rngs):
+            out[k] = rng.integers(0, n, n)
+    else:
+        per = max(1, GROUP_DRAWS // max(n, 1))
+        for start in range(0, len(rngs), per):
+            out[start:start + per] = lemire_draws(rngs[start:start + per], n)
+    out.sort(axis=1, kind="stable")  # equal indices are alike: any sort gives the same matrix
+    return out
+
+
 def _count_alone(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
     """Row ``i`` of ``W`` drawn by itself, at once or chunk by chunk; W widened (and returned)
     if a count needs it."""
@@ -203,6 +226,11 @@ class BootstrapPlan(Plan):
         # how many replicates the job has. Members not wanted here and the padding are rows of
         # zeros (no draw): each row of the product is summed on its own, so they change no
         # other row. A replicate the batched path declines is left out: it then runs on its own.
+        if job.model.resamples_as_rows(job.params):  # the resampled copies themselves: no product, no padding
+            live = [(task.index, ctx.rng) for task, ctx in zip(tasks, ctxs) if task.index in wanted]
+            rows = resample_rows([rng for _, rng in live], data.n)
+            return {index: outputs for (index, _), outputs in zip(live, job.model.outputs_rows(job.params, data, rows))
+                    if outputs is not None}
         rngs = [ctx.rng if task.index in wanted else None for task, ctx in zip(tasks, ctxs)]
         W = resample_count_rows(rngs + [None] * (self.group_size(job) - len(rngs)), data.n)
         batch = job.model.outputs_batch(job.params, data, W)
