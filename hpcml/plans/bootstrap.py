@@ -100,15 +100,16 @@ def resample_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
     (len(rngs), n) matrix (type :func:`rows_dtype`): the rows of :func:`resample_counts`, each
     repeated by its count, so ``column[rows[k]]`` is the resampled copy the one-by-one path
     makes from those counts. Each generator must be fresh (as seeded)."""
-    out = np.empty((len(rngs), n), dtype=rows_dtype(n))
+    dtype = rows_dtype(n)
     if n > SMALL_DRAW:
+        out = np.empty((len(rngs), n), dtype=dtype)
         for k, rng in enumerate(rngs):
             out[k] = rng.integers(0, n, n)
     else:
         per = max(1, GROUP_DRAWS // max(n, 1))
-        for start in range(0, len(rngs), per):
-            out[start:start + per] = lemire_draws(rngs[start:start + per], n)
-    out.sort(axis=1, kind="stable")  # equal indices are alike: any sort gives the same matrix
+        out = np.concatenate([lemire_draws(rngs[start:start + per], n, dtype) for start in range(0, len(rngs), per)]) \
+            if len(rngs) > per else lemire_draws(rngs, n, dtype)
+    out.sort(axis=1)  # equal indices are alike: any sort gives the same matrix
     return out
 
 
