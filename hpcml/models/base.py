@@ -200,10 +200,10 @@ class ModelKind(ABC):
         the ordinary ``fit`` must handle. Only called when ``batch_size`` > 1."""
         raise NotImplementedError
 
-    def resamples_as_rows(self, params: ModelParams) -> bool:
-        """Whether ``outputs_rows`` takes the place of ``outputs_batch``: the replicates' row
-        indices instead of their counts."""
-        return False
+    def resamples_as_rows(self, params: ModelParams, n: int) -> int:
+        """How many replicates' row indices ``outputs_rows`` takes at once, for data of ``n``
+        rows, in place of ``outputs_batch``'s counts (0: it does not)."""
+        return 0
 
     def outputs_rows(self, params: ModelParams, data: Dataset, rows: np.ndarray) -> list[dict[str, float] | None]:
         """``outputs`` of the fits of each row of ``rows`` (G x n): a replicate's draws, row

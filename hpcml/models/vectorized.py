@@ -14,6 +14,18 @@ from hpcml.models.base import Dataset
 
 Statistic = Callable[[np.ndarray], Any]
 
+# A call's batch holds at most this many values (4 MiB of float64) unless MIN_BATCH resamples
+# need more: few calls for small data (each call of scipy.stats' statistics costs about 0.3 ms
+# besides its work), no batch larger than 64 resamples for large data.
+BATCH_VALUES = 1 << 19
+MIN_BATCH = 64
+
+
+def vector_batch(n: int) -> int:
+    """Resamples of n values a call gets."""
+    return max(MIN_BATCH, BATCH_VALUES // max(n, 1))
+
+
 
 def one_column(data: Dataset) -> np.ndarray:
     """The data's one column, float64."""
@@ -48,7 +60,8 @@ def leave_group_out_values(statistic: Statistic, column: np.ndarray, labels: np.
         same = np.flatnonzero(sizes == size)
         for start in range(0, same.size, batch_size):
             part = same[start:start + batch_size]
-            batch = np.stack([column[labels != g] for g in part])
+            keep = labels != part[:, None]  # row k: the rows left in without group part[k]
+            batch = np.broadcast_to(column, keep.shape)[keep].reshape(part.size, -1)  # each row's values in order
             for g, value in zip(part, batch_values(statistic, batch)):
                 out[g] = {"value": float(value)}
     return out

@@ -17,6 +17,7 @@ from pydantic import Field
 from hpcml.numerics.bounded_draws import lemire_draws
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
+from hpcml.numerics.thread_pools import thread_pools
 from hpcml.models.base import FitContext
 
 # Jackknife refits for BCa's acceleration: leave-one-out up to this many rows, else groups.
@@ -222,16 +223,21 @@ class BootstrapPlan(Plan):
         return job.model.batch_size(job.params)
 
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
+        per_call = job.model.resamples_as_rows(job.params, data.n)
+        if per_call:  # the resampled copies themselves, drawn and passed per_call replicates at a time
+            live = [(task.index, ctx) for task, ctx in zip(tasks, ctxs) if task.index in wanted]
+            out: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(live), per_call):
+                part = live[start:start + per_call]
+                rows = resample_rows([ctx.rng for _, ctx in part], data.n)
+                out.update((index, outputs) for (index, _), outputs in
+                           zip(part, job.model.outputs_rows(job.params, data, rows)) if outputs is not None)
+            return out
         # The product always has a full group's shape (the last group of a job padded), so a
         # replicate's numbers do not depend on which of its group's tasks a chunk holds, nor on
         # how many replicates the job has. Members not wanted here and the padding are rows of
         # zeros (no draw): each row of the product is summed on its own, so they change no
         # other row. A replicate the batched path declines is left out: it then runs on its own.
-        if job.model.resamples_as_rows(job.params):  # the resampled copies themselves: no product, no padding
-            live = [(task.index, ctx.rng) for task, ctx in zip(tasks, ctxs) if task.index in wanted]
-            rows = resample_rows([rng for _, rng in live], data.n)
-            return {index: outputs for (index, _), outputs in zip(live, job.model.outputs_rows(job.params, data, rows))
-                    if outputs is not None}
         rngs = [ctx.rng if task.index in wanted else None for task, ctx in zip(tasks, ctxs)]
         W = resample_count_rows(rngs + [None] * (self.group_size(job) - len(rngs)), data.n)
         batch = job.model.outputs_batch(job.params, data, W)
@@ -239,8 +245,6 @@ class BootstrapPlan(Plan):
                 if task.index in wanted and outputs is not None}
 
     def summarize(self, job, results, run_dir: Path, data: Callable[[], Any], level: float = LEVEL) -> dict[str, Any]:
-        from threadpoolctl import threadpool_limits
-
         ok = ok_rows(results)
         columns = output_columns(ok)
         full, jack, notes = {}, {}, []
@@ -251,7 +255,7 @@ class BootstrapPlan(Plan):
         refit = job.model.cheap_refit and len(ok) >= 2
         if refit:
             try:
-                with threadpool_limits(limits=job.spec.threads_per_task):
+                with thread_pools().limit(limits=job.spec.threads_per_task):
                     full, jack = full_fit_and_jackknife(job, data(), columns, job.spec.plan.options.bca)
             except Exception as err:  # the user's statistic on the whole data: its replicates stay valid
                 message = f"{type(err).__name__}: {err}".strip()

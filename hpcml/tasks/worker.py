@@ -23,6 +23,7 @@ from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.environment import against_run
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
+from hpcml.numerics.thread_pools import thread_pools
 from hpcml.plans import PLANS, Task
 from hpcml.plans.task_seeds import TaskGenerators
 from hpcml.rundir import running
@@ -108,19 +109,6 @@ def _shared(job_json: str, n: int) -> dict[str, Any]:
     return job.plan.shared(job, n)
 
 
-@functools.lru_cache(maxsize=4)
-def _thread_controller(job_json: str):
-    """The BLAS/OpenMP pools of this process, scanned once per job, not once per chunk.
-
-    ``threadpool_limits`` rescans every loaded library on each call (milliseconds per
-    chunk). The first chunk of a job creates this after the model kind and the data are
-    loaded, so the pools they brought in are seen.
-    """
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def _scratch_dir(run_dir: str, task_id: str) -> Path:
     return Path(run_dir, task_folder(task_id))
 
@@ -143,15 +131,15 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
 
 
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
-                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float]]:
-    """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
-    index. A task the group leaves out (the plan's batched path declined it), and every task of
+                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float, Task]]:
+    """Records (with seconds each, and each task as built for its group) of the tasks a plan runs
+    in groups of ``size`` fixed by task index. A task the group leaves out (the plan's batched path declined it), and every task of
     a group that fails, then runs one by one, so each failure is recorded against its own task
     and a task's numbers never depend on how its group fared."""
     groups: dict[int, set[int]] = {}
     for i in indices:
         groups.setdefault(i // size, set()).add(i)
-    done: dict[int, tuple[dict[str, Any], float]] = {}
+    done: dict[int, tuple[dict[str, Any], float, Task]] = {}
     ranges = {g: range(g * size, min((g + 1) * size, len(tasks))) for g in sorted(groups)}
     generators = TaskGenerators(job.spec.seed, [i for members in ranges.values() for i in members])  # seeded together
     for g, wanted in sorted(groups.items()):
@@ -167,7 +155,7 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
             continue
         kept = [i for i in sorted(wanted) if i in records]
         seconds = (time.perf_counter() - t0) / max(1, len(kept))
-        done.update({i: (records[i], seconds) for i in kept})
+        done.update({i: (records[i], seconds, members[i - ranges[g].start]) for i in kept})
     return done
 
 
@@ -258,19 +246,19 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
             records.append(failure_record(i, _task_id(order, i), failure_message(err), tb, order.attempt))
     else:
         _warm_model(job)
-        with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
+        with thread_pools().limit(limits=job.spec.threads_per_task):
             group = job.plan.group_size(job)
             grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
                 if group > 1 else {}
             plan, timeout_s = job.plan, job.spec.timeout_s
             generators = TaskGenerators(job.spec.seed, [i for i in order.chunk.indices if i not in grouped])
             for i in order.chunk.indices:
-                task = tasks[i]
                 if i in grouped:
-                    outputs, seconds = grouped[i]
+                    outputs, seconds, task = grouped[i]
                     result.ok.append(i)
                     records.append(ok_record(task.id, i, order.attempt, seconds, outputs))
                     continue
+                task = tasks[i]
                 t0 = time.perf_counter()
                 try:
                     if timeout_s:
