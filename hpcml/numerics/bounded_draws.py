@@ -33,9 +33,9 @@ def lemire_draws(generators: list[np.random.Generator], n: int, dtype=np.int64) 
             not all(type(g.bit_generator) is np.random.PCG64 for g in generators):
         return drawn_one_by_one(generators, n).astype(dtype, copy=False)
     half = (n + 1) // 2
-    raw = np.empty((len(generators), half), dtype=np.uint64)
-    for k, g in enumerate(generators):
-        raw[k] = g.bit_generator.random_raw(half)
+    if not generators:
+        return np.empty((0, n), dtype=dtype)
+    raw = np.stack([g.bit_generator.random_raw(half) for g in generators])  # (a row assigned per generator costs more)
     out, doubtful = from_raw(raw, n, dtype)
     for k in np.flatnonzero(doubtful):
         generators[k].bit_generator.advance(-half)  # back to where it started

@@ -225,12 +225,12 @@ class BootstrapPlan(Plan):
     def run_group(self, job, data, tasks, ctxs, shared, wanted) -> dict[int, dict[str, Any]]:
         per_call = job.model.resamples_as_rows(job.params, data.n)
         if per_call:  # the resampled copies themselves, drawn and passed per_call replicates at a time
-            live = [(task.index, ctx) for task, ctx in zip(tasks, ctxs) if task.index in wanted]
+            live = [k for k, task in enumerate(tasks) if task.index in wanted]
             out: dict[int, dict[str, Any]] = {}
             for start in range(0, len(live), per_call):
                 part = live[start:start + per_call]
-                rows = resample_rows([ctx.rng for _, ctx in part], data.n)
-                out.update((index, outputs) for (index, _), outputs in
+                rows = resample_rows(ctxs.rngs(part), data.n)
+                out.update((tasks[k].index, outputs) for k, outputs in
                            zip(part, job.model.outputs_rows(job.params, data, rows)) if outputs is not None)
             return out
         # The product always has a full group's shape (the last group of a job padded), so a

@@ -14,6 +14,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,32 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
     return job.plan.run_task(job, data, task, task_context(job, task, run_dir), shared)
 
 
+class GroupContexts(Sequence):
+    """The contexts of a group's members (in order), each built when first read; ``rngs``
+    gives members' generators without building their contexts (for a plan that needs nothing
+    else of them: a context costs about as much as its generator)."""
+
+    def __init__(self, job, members: list[Task], run_dir: str | None, generators: TaskGenerators):
+        self.job, self.members, self.run_dir, self.generators = job, members, run_dir, generators
+        self.built: dict[int, FitContext] = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = k + len(self) if k < 0 else k
+        ctx = self.built.get(k)
+        if ctx is None:
+            ctx = self.built[k] = task_context(self.job, self.members[k], self.run_dir, self.generators)
+        return ctx
+
+    def rngs(self, ks) -> list:
+        """The generators of members ``ks``, as seeded (those their contexts' ``rng`` would give)."""
+        return [self.generators.generator(self.members[k].index) for k in ks]
+
+
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
                 shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float, Task]]:
     """Records (with seconds each, and each task as built for its group) of the tasks a plan runs
@@ -148,8 +175,8 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
         try:
             limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
             with watched(watch, sorted(wanted), limit), deadline(limit):
-                records = job.plan.run_group(job, data, members,
-                                             [task_context(job, t, run_dir, generators) for t in members], shared, wanted)
+                records = job.plan.run_group(job, data, members, GroupContexts(job, members, run_dir, generators),
+                                             shared, wanted)
         except Exception as err:
             log.info("group %d ran into %s; its tasks run one by one", g, failure_message(err))
             continue
