@@ -200,6 +200,16 @@ class ModelKind(ABC):
         the ordinary ``fit`` must handle. Only called when ``batch_size`` > 1."""
         raise NotImplementedError
 
+    def resamples_as_rows(self, params: ModelParams, n: int) -> int:
+        """How many replicates' row indices ``outputs_rows`` takes at once, for data of ``n``
+        rows, in place of ``outputs_batch``'s counts (0: it does not)."""
+        return 0
+
+    def outputs_rows(self, params: ModelParams, data: Dataset, rows: np.ndarray) -> list[dict[str, float] | None]:
+        """``outputs`` of the fits of each row of ``rows`` (G x n): a replicate's draws, row
+        indices in increasing order; None for a replicate the ordinary ``fit`` must handle."""
+        raise NotImplementedError
+
     def replicate_group(self, params: ModelParams) -> int:
         """How many runs of a ``replicate`` plan ``fit_replicates`` makes at once (1: one by one)."""
         return 1

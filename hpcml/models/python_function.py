@@ -37,11 +37,12 @@ from pydantic import Field, model_validator
 from hpcml.files import bytes_digest
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from hpcml.models.user_outputs import pickled, to_record
-from hpcml.models.vectorized import leave_group_out_values, one_column, resampled_values
+from hpcml.models.vectorized import leave_group_out_values, one_column, resampled_values, vector_batch
 from hpcml.trust import why_untrusted
 
-# Resamples a vectorized function gets per call (a (64, n) float64 array: 512 bytes a data row).
-VECTOR_BATCH = 64
+# A vectorized function's replicates run in groups of VECTOR_BATCH (the tasks a plan's group
+# holds); each call gets vector_batch(n) of them, fewer than a group for data above 1,024 rows.
+VECTOR_BATCH = 512
 # What a function may ask for by parameter name.
 INJECTED = ("data", "weights", "rng", "params", "task", "scratch", "train", "test", "item")
 
@@ -310,11 +311,14 @@ class PythonFunctionKind(ModelKind):
     def batch_size(self, params: PythonParams) -> int:
         return VECTOR_BATCH if params.vectorized else 1
 
-    def outputs_batch(self, params: PythonParams, data: Dataset, weights: np.ndarray) -> list[dict[str, Any] | None]:
-        """A vectorized function's values for every row of counts (G x n) in one call
+    def resamples_as_rows(self, params: PythonParams, n: int) -> int:
+        return min(VECTOR_BATCH, vector_batch(n)) if params.vectorized else 0
+
+    def outputs_rows(self, params: PythonParams, data: Dataset, rows: np.ndarray) -> list[dict[str, Any] | None]:
+        """A vectorized function's values for every replicate's rows (G x n) in one call
         (``models/vectorized.py``)."""
         fn, _, _ = load_function(params)
-        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), weights)
+        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), rows)
 
     def jackknife(self, params: PythonParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]] | None:
         """A vectorized function's leave-group-out values, batched like its replicates."""
@@ -322,7 +326,7 @@ class PythonFunctionKind(ModelKind):
             return None
         fn, _, _ = load_function(params)
         return leave_group_out_values(lambda batch: fn(data=batch, **params.args), one_column(data), labels, groups,
-                                      VECTOR_BATCH)
+                                      min(VECTOR_BATCH, vector_batch(data.n)))
 
     def warm(self, params: PythonParams) -> None:
         load_function(params)

@@ -24,18 +24,19 @@ import numpy as np
 MAX_RANGE = 2**21
 
 
-def lemire_draws(generators: list[np.random.Generator], n: int) -> np.ndarray:
-    """Row k: ``generators[k].integers(0, n, n)`` (int64, len(generators) x n). Each generator
-    must be fresh (no 32-bit half of an output held back, as after seeding); one whose bit
-    generator is not PCG64 is drawn by ``integers``."""
+def lemire_draws(generators: list[np.random.Generator], n: int, dtype=np.int64) -> np.ndarray:
+    """Row k: ``generators[k].integers(0, n, n)`` (len(generators) x n, of type ``dtype``:
+    int64, or an unsigned type that holds n - 1, made directly, without an int64 array). Each
+    generator must be fresh (no 32-bit half of an output held back, as after seeding); one
+    whose bit generator is not PCG64 is drawn by ``integers``."""
     if n <= 1 or n > MAX_RANGE or not agrees_with_numpy() or \
             not all(type(g.bit_generator) is np.random.PCG64 for g in generators):
-        return drawn_one_by_one(generators, n)
+        return drawn_one_by_one(generators, n).astype(dtype, copy=False)
     half = (n + 1) // 2
-    raw = np.empty((len(generators), half), dtype=np.uint64)
-    for k, g in enumerate(generators):
-        raw[k] = g.bit_generator.random_raw(half)
-    out, doubtful = from_raw(raw, n)
+    if not generators:
+        return np.empty((0, n), dtype=dtype)
+    raw = np.stack([g.bit_generator.random_raw(half) for g in generators])  # (a row assigned per generator costs more)
+    out, doubtful = from_raw(raw, n, dtype)
     for k in np.flatnonzero(doubtful):
         generators[k].bit_generator.advance(-half)  # back to where it started
         out[k] = generators[k].integers(0, n, n)
@@ -49,19 +50,21 @@ def drawn_one_by_one(generators: list[np.random.Generator], n: int) -> np.ndarra
     return out
 
 
-def from_raw(raw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the n draws below n of each row of raw 64-bit outputs, whether a row's words include
-    one Lemire's method could reject: that row's draws are not final). ``n`` <= MAX_RANGE."""
+def from_raw(raw: np.ndarray, n: int, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """(the n draws below n of each row of raw 64-bit outputs, as ``dtype``, whether a row's
+    words include one Lemire's method could reject: that row's draws are not final). ``n`` <=
+    MAX_RANGE; ``dtype`` int64 or an unsigned type that holds n - 1 (a conversion to uint16
+    costs a sixth of one to int64)."""
     words = raw.astype("<u8", copy=False).view("<u4")[:, :n]  # each output's low half, then its high half
     threshold = (2**32 - n) % n  # the C code's (UINT32_MAX - rng) % rng_excl
     # The low 32 bits of word * n, in wrapping uint32 arithmetic.
     doubtful = ((words * np.uint32(n)) < np.uint32(threshold)).any(axis=1) if threshold \
         else np.zeros(raw.shape[0], dtype=bool)
     # Its high 32 bits: word * n is below 2**53, so the float64 product is exact, and so is its
-    # scaling by 2**-32; the conversion to int64 truncates, as the shift would.
+    # scaling by 2**-32; the conversion to an integer type truncates, as the shift would.
     scaled = words.astype(np.float64)
     scaled *= n * 2.0**-32
-    return scaled.astype(np.int64), doubtful
+    return scaled.astype(dtype), doubtful
 
 
 @functools.lru_cache(maxsize=1)

@@ -113,10 +113,12 @@ class Plan(ABC):
         """Tasks run together by ``run_group``, in groups fixed by task index (1: one by one)."""
         return 1
 
-    def run_group(self, job, data, tasks: list[Task], ctxs: list, shared: dict[str, Any],
+    def run_group(self, job, data, tasks: list[Task], ctxs, shared: dict[str, Any],
                   wanted: set[int]) -> dict[int, dict[str, Any]]:
-        """Records of the ``wanted`` tasks of one whole group (``tasks``, each with its ctx). A
-        wanted task left out of the result runs on its own (``run_task``) afterwards."""
+        """Records of the ``wanted`` tasks of one whole group (``tasks``, each with its ctx:
+        ``ctxs`` is a sequence that builds each when first read, and ``ctxs.rngs(ks)`` gives
+        the generators of tasks ``ks`` (positions) without their contexts). A wanted task left
+        out of the result runs on its own (``run_task``) afterwards."""
         raise NotImplementedError
 
     def shared(self, job, n: int) -> dict[str, Any]:

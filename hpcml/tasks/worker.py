@@ -14,6 +14,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from hpcml.rundir.store import Chunk
 from hpcml.tasks.deadlines import TaskWatch, deadline, watched
 from hpcml.tasks.environment import against_run
 from hpcml.tasks.task_records import failure_message, failure_record, ok_record
+from hpcml.numerics.thread_pools import thread_pools
 from hpcml.plans import PLANS, Task
 from hpcml.plans.task_seeds import TaskGenerators
 from hpcml.rundir import running
@@ -108,19 +110,6 @@ def _shared(job_json: str, n: int) -> dict[str, Any]:
     return job.plan.shared(job, n)
 
 
-@functools.lru_cache(maxsize=4)
-def _thread_controller(job_json: str):
-    """The BLAS/OpenMP pools of this process, scanned once per job, not once per chunk.
-
-    ``threadpool_limits`` rescans every loaded library on each call (milliseconds per
-    chunk). The first chunk of a job creates this after the model kind and the data are
-    loaded, so the pools they brought in are seen.
-    """
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def _scratch_dir(run_dir: str, task_id: str) -> Path:
     return Path(run_dir, task_folder(task_id))
 
@@ -142,16 +131,42 @@ def run_task(job, data: Dataset, task: Task, run_dir: str | None, shared: dict[s
     return job.plan.run_task(job, data, task, task_context(job, task, run_dir), shared)
 
 
+class GroupContexts(Sequence):
+    """The contexts of a group's members (in order), each built when first read; ``rngs``
+    gives members' generators without building their contexts (for a plan that needs nothing
+    else of them: a context costs about as much as its generator)."""
+
+    def __init__(self, job, members: list[Task], run_dir: str | None, generators: TaskGenerators):
+        self.job, self.members, self.run_dir, self.generators = job, members, run_dir, generators
+        self.built: dict[int, FitContext] = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = k + len(self) if k < 0 else k
+        ctx = self.built.get(k)
+        if ctx is None:
+            ctx = self.built[k] = task_context(self.job, self.members[k], self.run_dir, self.generators)
+        return ctx
+
+    def rngs(self, ks) -> list:
+        """The generators of members ``ks``, as seeded (those their contexts' ``rng`` would give)."""
+        return [self.generators.generator(self.members[k].index) for k in ks]
+
+
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
-                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float]]:
-    """Records (and seconds each) of the tasks a plan runs in groups of ``size`` fixed by task
-    index. A task the group leaves out (the plan's batched path declined it), and every task of
+                shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float, Task]]:
+    """Records (with seconds each, and each task as built for its group) of the tasks a plan runs
+    in groups of ``size`` fixed by task index. A task the group leaves out (the plan's batched path declined it), and every task of
     a group that fails, then runs one by one, so each failure is recorded against its own task
     and a task's numbers never depend on how its group fared."""
     groups: dict[int, set[int]] = {}
     for i in indices:
         groups.setdefault(i // size, set()).add(i)
-    done: dict[int, tuple[dict[str, Any], float]] = {}
+    done: dict[int, tuple[dict[str, Any], float, Task]] = {}
     ranges = {g: range(g * size, min((g + 1) * size, len(tasks))) for g in sorted(groups)}
     generators = TaskGenerators(job.spec.seed, [i for members in ranges.values() for i in members])  # seeded together
     for g, wanted in sorted(groups.items()):
@@ -160,14 +175,14 @@ def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: in
         try:
             limit = job.spec.timeout_s * len(wanted) if job.spec.timeout_s else None
             with watched(watch, sorted(wanted), limit), deadline(limit):
-                records = job.plan.run_group(job, data, members,
-                                             [task_context(job, t, run_dir, generators) for t in members], shared, wanted)
+                records = job.plan.run_group(job, data, members, GroupContexts(job, members, run_dir, generators),
+                                             shared, wanted)
         except Exception as err:
             log.info("group %d ran into %s; its tasks run one by one", g, failure_message(err))
             continue
         kept = [i for i in sorted(wanted) if i in records]
         seconds = (time.perf_counter() - t0) / max(1, len(kept))
-        done.update({i: (records[i], seconds) for i in kept})
+        done.update({i: (records[i], seconds, members[i - ranges[g].start]) for i in kept})
     return done
 
 
@@ -258,19 +273,19 @@ def run_chunk(order: WorkOrder, watch: TaskWatch | None = None) -> tuple[ChunkRe
             records.append(failure_record(i, _task_id(order, i), failure_message(err), tb, order.attempt))
     else:
         _warm_model(job)
-        with _thread_controller(order.job_json).limit(limits=job.spec.threads_per_task):
+        with thread_pools().limit(limits=job.spec.threads_per_task):
             group = job.plan.group_size(job)
             grouped = _run_groups(job, data, tasks, order.chunk.indices, group, order.run_dir, shared, watch) \
                 if group > 1 else {}
             plan, timeout_s = job.plan, job.spec.timeout_s
             generators = TaskGenerators(job.spec.seed, [i for i in order.chunk.indices if i not in grouped])
             for i in order.chunk.indices:
-                task = tasks[i]
                 if i in grouped:
-                    outputs, seconds = grouped[i]
+                    outputs, seconds, task = grouped[i]
                     result.ok.append(i)
                     records.append(ok_record(task.id, i, order.attempt, seconds, outputs))
                     continue
+                task = tasks[i]
                 t0 = time.perf_counter()
                 try:
                     if timeout_s:

@@ -82,3 +82,29 @@ def test_a_groups_counts_are_each_replicates_own(n):
     W = resample_count_rows(rngs, n)
     expect = [np.zeros(n) if i % 9 == 4 else resample_counts(task_rng(3, i), n) for i in range(64)]
     assert W.dtype == np.uint8 and np.array_equal(W, np.stack(expect))
+
+
+@pytest.mark.parametrize("n", [7, 1000, 65536, 177147])
+def test_draws_made_together_in_a_small_type_are_integers(n):
+    """uint16 (or uint32 above 65,536) draws are made directly, the numbers of ``integers``."""
+    from hpcml.plans.bootstrap import rows_dtype
+
+    got = lemire_draws([task_rng(4, i) for i in range(20)], n, rows_dtype(n))
+    assert got.dtype == (np.uint16 if n <= 65536 else np.uint32)
+    assert np.array_equal(got, np.stack([task_rng(4, i).integers(0, n, n) for i in range(20)]))
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, 2049, 70000, (1 << 20) + 3])
+def test_a_groups_sorted_draws_are_its_counts_rows_repeated(n):
+    """Each replicate's sorted draws (``resample_rows``, the vectorized bootstrap's resamples)
+    are the rows of its counts (``resample_count_rows``, what the one-by-one path repeats), each
+    repeated by its count: at n = 1000 drawn together, above SMALL_DRAW one at a time, and
+    above WHOLE_DRAW where the counts are drawn chunk by chunk."""
+    from hpcml.plans.bootstrap import resample_count_rows, resample_rows
+
+    k = 3 if n > 100_000 else 70
+    rows = resample_rows([task_rng(6, i) for i in range(k)], n)
+    W = resample_count_rows([task_rng(6, i) for i in range(k)], n)
+    assert rows.shape == (k, n) and rows.dtype.kind == "u"
+    for r, counts in zip(rows, W):
+        assert np.array_equal(r, np.repeat(np.arange(n), counts))

@@ -47,13 +47,34 @@ def _trimmed_noted(x, axis):
 
 
 def test_small_vectorized_bootstrap_runs_in_this_process_with_a_worker_runs_numbers():
-    # 150 replicates are 3 batched calls; the summary's full fit and jackknife run here either way
+    # 150 replicates are one batched call; the summary's full fit and jackknife run here either way
     CALLS.clear()
     here = hpcml.bootstrap(_trimmed_noted, X, replicates=150, seed=5, workers=1, vectorized=True)
     in_driver = len(CALLS)
     CALLS.clear()
     there = hpcml.bootstrap(_trimmed_noted, X, replicates=150, seed=5, workers=1, vectorized=True, in_driver=False)
-    assert in_driver - len(CALLS) == 3
+    assert in_driver - len(CALLS) == 1
     assert np.array_equal(here.replicates.to_numpy(), there.replicates.to_numpy())
     assert (here.estimate, here.se, here.percentile, here.bca) == (there.estimate, there.se, there.percentile,
                                                                    there.bca)
+
+
+def _positional(x, axis=-1):
+    """A statistic of the order of its input, not only of its values."""
+    x = np.asarray(x)
+    return np.take(x, 0, axis=axis) - 2 * np.take(x, -1, axis=axis) + (x * np.linspace(0, 1, x.shape[-1])).sum(axis=axis)
+
+
+@pytest.mark.parametrize("statistic", [TRIMMED, np.median, _positional], ids=["trim_mean", "median", "positional"])
+def test_vectorized_resamples_are_the_one_by_one_copies_in_every_chunking(statistic):
+    """The batched resamples (the replicates' sorted draws, taken from the column) are the
+    copies the one-by-one path makes by repeating each row by its count, in row order: the
+    same replicates bit for bit, for a statistic of the values' order too, with groups of 512
+    split over chunks, over calls (2,000 rows: 262 resamples a call) and run by workers."""
+    x = np.random.default_rng(8).normal(size=2000)
+    one = hpcml.bootstrap(statistic, x, replicates=600, seed=9, workers=2, chunk_size=100)
+    for options in ({"workers": 1}, {"workers": 1, "chunk_size": 37}, {"workers": 2, "in_driver": False}):
+        batched = hpcml.bootstrap(statistic, x, replicates=600, seed=9, vectorized=True, **options)
+        assert np.array_equal(one.replicates.to_numpy(), batched.replicates.to_numpy()), options
+        assert (one.estimate, one.se, one.percentile, one.bca) == (batched.estimate, batched.se, batched.percentile,
+                                                                   batched.bca), options
