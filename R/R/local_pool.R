@@ -11,7 +11,8 @@
 # doParallel's `cores` do: they see the session's memory copy-on-write, so nothing is
 # serialized, written or copied. Python starts only when a loop needs it (another backend,
 # `out`, backend options). The values, errors and seeds are those of the Python path:
-# iteration i runs fun(task_index = i - 1) after set.seed(seed_i, kind = "L'Ecuyer-CMRG").
+# iteration i runs fun(task_index = i - 1) after set.seed(seed_i, kind = "L'Ecuyer-CMRG",
+# normal.kind = "Inversion", sample.kind = "Rejection").
 # options(hpcml.r_workers = "python") sends every loop through Python instead.
 
 # Can this loop run on the session's R workers?
@@ -92,9 +93,13 @@ stop_r_workers <- function(kill = FALSE) {
 # loaded): keep the loop's function, in the session's working directory and library paths of
 # now, not of when the worker started (a relative path in the loop body means what it means
 # in the session).
-receive_loop <- function(blob, wd, paths) {
+receive_loop <- function(blob, wd, paths, opts) {
   setwd(wd)
   .libPaths(paths)
+  # the session's options() too, as a fork of the session has them, and nothing an earlier
+  # loop's body set (options(contrasts = ...) in one loop must not change the next one's fits)
+  for (name in setdiff(names(options()), names(opts))) try(options(stats::setNames(list(NULL), name)), silent = TRUE)
+  for (name in names(opts)) try(options(opts[name]), silent = TRUE)
   fn <- unserialize(blob)
   # a %dopar% inside the loop body runs sequentially in the worker, as on hpcml's other workers
   if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
@@ -116,7 +121,9 @@ run_chunk <- function(chunk, fn = get(".hpcml_loop", envir = globalenv())) {
   while (k <= n) {
     k <- tryCatch({
       for (j in k:n) {
-        set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
+        # every kind named: an earlier loop's RNGkind() on this worker, or the session's in a
+        # fork, never changes an iteration's numbers
+        set.seed(seeds[j], kind = "L'Ecuyer-CMRG", normal.kind = "Inversion", sample.kind = "Rejection")
         value <- fn(task_index = indices[j])
         if (!is.null(value)) values[[j]] <- value
         ok[j] <- TRUE
@@ -145,12 +152,7 @@ loop_chunks <- function(n, seed, workers, chunk_size = NULL) {
 # `fun`'s `n` iterations on the session's R workers (or forked processes, for a loop that uses
 # a large vector): list(ok, value, error) as run_tasks returns.
 run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
-  workers <- as.integer(workers %||% default_workers())
-  if (is.na(workers) || workers < 1L) stop(sprintf("backend.workers: must be at least 1 (got %s)", workers), call. = FALSE)
-  if (!is.null(chunk_size) && (is.na(chunk_size) || chunk_size < 1L)) {
-    stop(sprintf("backend.chunk_size: must be at least 1 (got %s)", chunk_size), call. = FALSE)
-  }
-  if (is.na(seed) || seed < 0) stop(sprintf("seed: must be a non-negative integer (got %s)", seed), call. = FALSE)
+  workers <- as.integer(workers %||% default_workers())  # checked by run_tasks, as `seed`
   if (n == 0) return(list(ok = logical(0), value = list(), error = character(0)))
   chunks <- loop_chunks(n, seed, workers, chunk_size)
   workers <- min(workers, length(chunks))
@@ -159,15 +161,16 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   } else {
     run_on_pool(fun, chunks, workers)
   }
-  lost <- vapply(parts, function(p) !is.null(attr(p, "lost")), NA)
-  if (any(lost)) {
-    # A worker that died (the loop body ended its process, or it crashed) takes its chunk's
-    # values with it: those iterations are reported failed, and say why.
-    parts[lost] <- lapply(which(lost), function(k) {
-      m <- length(chunks[[k]]$indices)
-      why <- sprintf("an R worker process of this session died or could not be reached (%s)", attr(parts[[k]], "lost"))
-      list(ok = rep(FALSE, m), value = vector("list", m), error = rep(why, m))
-    })
+  lost <- which(vapply(parts, function(p) !is.null(attr(p, "lost")), NA))
+  if (length(lost)) {
+    # A worker that died (the loop body ended its process, or it crashed) is not an iteration's
+    # error: the loop fails whatever its error handling (.errorhandling = "remove" would
+    # otherwise return the other iterations as if nothing had happened).
+    first <- chunks[[lost[1]]]$indices + 1L
+    where <- if (length(lost) == length(chunks) && length(chunks) > 1) "the loop" else
+      sprintf("iterations %d to %d", min(first), max(first))
+    stop(sprintf("an R worker process of this session died or could not be reached while running %s (%s); %s",
+                 where, attr(parts[[lost[1]]], "lost"), "no values were returned"), call. = FALSE)
   }
   list(ok = unlist(lapply(parts, `[[`, "ok"), use.names = FALSE),
        value = do.call(c, lapply(parts, `[[`, "value")),
@@ -185,7 +188,7 @@ run_on_pool <- function(fun, chunks, workers) {
   blob <- serialize(fun, NULL)
   .hpcml$r_pool_busy <- TRUE  # cleared when every chunk's value is read
   parts <- tryCatch({
-    parallel::clusterCall(pool, receive_loop, blob, getwd(), .libPaths())
+    parallel::clusterCall(pool, receive_loop, blob, getwd(), .libPaths(), options())
     parallel::clusterApplyLB(pool, chunks, run_chunk)
   }, error = function(e) {
     # which chunks were lost is not known: all of them are, and the next loop starts new workers

@@ -48,7 +48,14 @@ task_closure <- function(body, objects, packages = character(0)) {
 # The seed of a call: given, else drawn from R's generator (set.seed() before the call makes
 # the whole call reproducible, as with doRNG).
 resolve_seed <- function(seed) {
-  if (!is.null(seed)) return(as.integer(seed))
+  if (!is.null(seed)) {
+    if (!is.numeric(seed) || length(seed) != 1 || is.na(seed) || seed < 0 || seed > .Machine$integer.max ||
+        seed != round(seed)) {
+      stop(sprintf("seed: must be a whole number from 0 to %d (got %s)", .Machine$integer.max,
+                   paste(format(seed), collapse = ", ")), call. = FALSE)
+    }
+    return(as.integer(seed))
+  }
   sample.int(.Machine$integer.max - 1L, 1L)
 }
 
@@ -57,6 +64,13 @@ resolve_seed <- function(seed) {
 run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_size = NULL, out = NULL,
                       resume = FALSE, seed = NULL, options = list()) {
   seed <- resolve_seed(seed)
+  for (field in c("workers", "chunk_size")) {
+    value <- get(field)
+    if (!is.null(value) && (!is.numeric(value) || length(value) != 1 || is.na(value) || value < 1 || value != round(value))) {
+      stop(sprintf("backend.%s: must be a whole number of at least 1 (got %s)", field, paste(format(value), collapse = ", ")),
+           call. = FALSE)
+    }
+  }
   if (runs_on_r_workers(backend, !is.null(out), options)) {
     # The session's own R workers, or forks of it (local_pool.R): no Python.
     return(run_on_r_workers(fun, n, seed, workers = workers, chunk_size = chunk_size))

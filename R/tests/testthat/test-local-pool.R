@@ -1,4 +1,5 @@
 # Loops on the local backend run on the session's own R workers (R/local_pool.R), without Python.
+library(foreach)
 
 test_that("each iteration's seed is the integer hpcml's Python workers give R", {
   seeds <- c(0, 1, 7, 12345, 2^31 - 1, 2^40 + 7)
@@ -39,13 +40,28 @@ test_that("the session's R workers and hpcml's Python workers return the same va
 test_that("a worker that dies fails the loop with a message, and the next loop starts new workers", {
   die <- function(i) if (i == 3) quit(save = "no", status = 1) else i
   expect_error(hpcml_lapply(1:4, die, workers = 2),
-               "element 1 failed: an R worker process of this session died or could not be reached")
+               "an R worker process of this session died or could not be reached while running the loop")
+  # whatever the loop's error handling: the other iterations are never returned as if complete
+  registerDoHpcml(workers = 2, seed = 1)
+  expect_error(foreach::foreach(i = 1:6, .combine = c, .errorhandling = "remove") %dopar% {
+    if (i == 2) tools::pskill(Sys.getpid(), tools::SIGKILL)
+    i
+  }, "an R worker process of this session died")
   expect_equal(hpcml_lapply(1:4, function(i) i * 2, workers = 2), list(2, 4, 6, 8))
 })
 
 test_that("bad worker counts and chunk sizes name the field and the value", {
-  expect_error(hpcml_lapply(1:3, sqrt, workers = 0), "backend.workers: must be at least 1 (got 0)", fixed = TRUE)
-  expect_error(hpcml_lapply(1:3, sqrt, chunk_size = 0), "backend.chunk_size: must be at least 1 (got 0)", fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, workers = 0), "backend.workers: must be a whole number of at least 1 (got 0)",
+               fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, workers = 3.5), "backend.workers: must be a whole number of at least 1 (got 3.5)",
+               fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, chunk_size = 0), "backend.chunk_size: must be a whole number of at least 1 (got 0)",
+               fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, seed = 3.7), "seed: must be a whole number from 0 to 2147483647 (got 3.7)",
+               fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, seed = 2^31), "seed: must be a whole number from 0 to 2147483647 (got 2147483648)",
+               fixed = TRUE)
+  expect_error(hpcml_lapply(1:3, sqrt, seed = -1), "seed: must be a whole number", fixed = TRUE)
 })
 
 test_that("a session's local loops never start Python", {
@@ -117,4 +133,39 @@ test_that("a process that connects in a worker's place is refused before any loo
   })
   expect_error(hpcml:::check_r_workers(cl),
                "local backend: a process that is not one of this session's R workers connected")
+})
+
+test_that("an earlier loop's RNGkind() or options() never change a later loop's numbers", {
+  registerDoHpcml(workers = 2, seed = 1, chunk_size = 1)
+  draw <- function() foreach::foreach(i = 1:4, .combine = c) %dopar% c(rnorm(1), sample(5, 1))
+  fit <- function() foreach::foreach(i = 1:2, .combine = c) %dopar% unname(coef(lm(mpg ~ factor(cyl), mtcars))[2])
+  a <- draw()
+  f <- fit()
+  invisible(foreach::foreach(i = 1:2) %dopar% {
+    RNGkind(normal.kind = "Box-Muller", sample.kind = "Rounding")
+    options(contrasts = c("contr.sum", "contr.poly"), hpcml.test.left = TRUE)
+    0
+  })
+  expect_identical(draw(), a)
+  expect_identical(fit(), f)
+  expect_identical(foreach::foreach(i = 1:2, .combine = c) %dopar% is.null(getOption("hpcml.test.left")), c(TRUE, TRUE))
+  # the session's own kinds are not the iterations' either (a fork would inherit them)
+  old <- RNGkind()
+  on.exit(RNGkind(old[1], old[2], old[3]), add = TRUE)
+  suppressWarnings(RNGkind("Mersenne-Twister", "Box-Muller", "Rounding"))
+  expect_identical(draw(), a)
+  py <- local({ o <- options(hpcml.r_workers = "python"); on.exit(options(o)); draw() })
+  expect_identical(py, a)
+})
+
+test_that("the session's R workers and its forks run a loop with the session's options", {
+  old <- options(contrasts = c("contr.sum", "contr.poly"))
+  on.exit(options(old), add = TRUE)
+  ref <- unname(coef(lm(mpg ~ factor(cyl), mtcars)))
+  body <- function(i) unname(coef(lm(mpg ~ factor(cyl), mtcars)))
+  expect_identical(hpcml_lapply(1:2, body, workers = 2), list(ref, ref))
+  big <- numeric(5e6)  # 40 MB: this loop runs in forks of the session
+  body_big <- function(i) { length(big); unname(coef(lm(mpg ~ factor(cyl), mtcars))) }
+  environment(body_big) <- list2env(list(big = big), parent = globalenv())
+  expect_identical(hpcml_lapply(1:2, body_big, workers = 2), list(ref, ref))
 })

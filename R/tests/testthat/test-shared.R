@@ -128,7 +128,7 @@ test_that("a local loop that uses a large vector runs in forks of the session, w
   die <- function(i) if (i == 2) tools::pskill(Sys.getpid(), tools::SIGKILL) else sum(X[, i])
   environment(die) <- list2env(list(X = X), parent = globalenv())
   expect_error(hpcml_lapply(1:3, die, workers = 2, chunk_size = 1),
-               "element 2 failed: an R worker process of this session died")
+               "an R worker process of this session died or could not be reached while running iterations 2 to 2")
 })
 
 test_that("a worker maps only a file of this user's that no one else may write, of the vector's size", {

@@ -200,7 +200,9 @@ def seed(value: int) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _seeder() -> Any:
-    return evaluate('function(seed) { RNGkind("L\'Ecuyer-CMRG"); set.seed(seed) }')
+    # every kind named: what an earlier task of this process set (RNGkind in its code) never
+    # changes a later task's numbers
+    return evaluate('function(seed) { RNGkind("L\'Ecuyer-CMRG", "Inversion", "Rejection"); set.seed(seed) }')
 
 
 def raw_bytes(value: Any) -> bytes:

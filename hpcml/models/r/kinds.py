@@ -70,7 +70,7 @@ function(fn, common, indices, seeds, tasks, want_index, want_seed, as_object) {
   while (k <= n) {
     k <- tryCatch({
       for (j in k:n) {
-        set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
+        set.seed(seeds[j], kind = "L'Ecuyer-CMRG", normal.kind = "Inversion", sample.kind = "Rejection")
         value <- if (direct) fn(task_index = indices[j]) else {
           args <- common
           if (want_index) args$task_index <- indices[j]
@@ -294,7 +294,7 @@ class RScriptKind(RKindBase):
             scratch = _scratch(ctx) if ctx.scratch is not None else tmp  # exists before the script starts
             out = Path(tmp, "output.json")
             profile = Path(tmp, "seed.R")
-            profile.write_text(f'RNGkind("L\'Ecuyer-CMRG"); set.seed({seed}L)\n')
+            profile.write_text(f'RNGkind("L\'Ecuyer-CMRG", "Inversion", "Rejection"); set.seed({seed}L)\n')
             env = {**os.environ, "HPCML_OUTPUT": str(out), "HPCML_SEED": str(seed), "HPCML_TASK_INDEX": str(index),
                    "HPCML_TASK_ID": ctx.task_id or "", "HPCML_THREADS": str(ctx.threads),
                    "HPCML_SCRATCH": scratch, "R_PROFILE_USER": str(profile)}
