@@ -385,7 +385,20 @@ def _scan_versions() -> dict[str, str]:
     for pkg in ("numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "torch", "dask", "distributed",
                 "dask-jobqueue", "mpi4py", "pyspark", "rpy2"):
         try:
-            out[pkg] = md.version(pkg)
+            out[pkg] = installed_version(md.distribution(pkg))
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def installed_version(dist) -> str:
+    """``importlib.metadata``'s version of ``dist``: its metadata's Version header, read from the
+    headers alone (parsing the whole file, a long description included, as ``dist.version``
+    does, took most of the scan)."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line:  # the headers end at the first empty line
+            break
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version
