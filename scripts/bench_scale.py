@@ -45,9 +45,10 @@ assert len(out) == int(sys.argv[1])
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     """(wall seconds, the process's own peak RSS in MB, exit status). Run outside the checkout,
-    so PYTHONPATH decides which hpcml is measured (another checkout's, for a before/after)."""
+    so PYTHONPATH decides which hpcml is measured (another checkout's, for a before/after).
+    ``env``: the child's whole environment (default: this process's)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env={**os.environ, **(env or {})},
+    proc = subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env=env,
                             stdout=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
