@@ -10,7 +10,8 @@
 4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
 5. (``--startup-only``) 3. alone, more rounds, beside the same fit in workers (``in_driver:
    false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS and
-   PCA fits of another checkout (its ``PYTHONPATH``), all interleaved in one run.
+   PCA fits of another checkout (its ``PYTHONPATH``), all interleaved in one run, with Python's
+   bytecode cache on (in a temporary ``PYTHONPYCACHEPREFIX``), as an installed package has it.
 
     python scripts/bench_scale.py [--tasks 1000000] [--workers 2] [--repeats 3]
     python scripts/bench_scale.py --startup-only --repeats 7 [--before /path/to/older/checkout]
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import yaml
+from bench_map import cached_bytecode_env  # scripts/ is on the path of a script run from it
 
 JOBLIB = """
 import sys
@@ -43,9 +45,10 @@ assert len(out) == int(sys.argv[1])
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     """(wall seconds, the process's own peak RSS in MB, exit status). Run outside the checkout,
-    so PYTHONPATH decides which hpcml is measured (another checkout's, for a before/after)."""
+    so PYTHONPATH decides which hpcml is measured (another checkout's, for a before/after).
+    ``env``: the child's whole environment (default: this process's)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env={**os.environ, **(env or {})},
+    proc = subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env=env,
                             stdout=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
@@ -114,7 +117,8 @@ def startup(args) -> None:
         for r in range(args.repeats + 1):  # round 0 warms the file cache and is not counted
             for i, (name, cmd, env) in enumerate(cases):
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                wall, _, code = timed(cmd + [f"{tmp}/run{i}-{r}"] if cmd[-1] == "-o" else cmd, env)
+                wall, _, code = timed(cmd + [f"{tmp}/run{i}-{r}"] if cmd[-1] == "-o" else cmd,
+                                      cached_bytecode_env(f"{tmp}/pycache", **(env or {})))
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 assert code == 0, f"{name} exited {code}"
                 if r:  # CPU seconds (user + system) of the process and the children it waited for

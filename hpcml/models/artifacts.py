@@ -14,3 +14,11 @@ def write_parquet_artifact(path: Path, frame) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_table(path, pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def read_parquet_artifact(path: Path, columns: list[str] | None = None):
+    """Such a file (only ``columns``, if given) as a pandas DataFrame, as ``pandas.read_parquet``
+    reads it, without importing Arrow's dataset layer (the one file is all there is to read)."""
+    import pyarrow.parquet as pq  # with the first artifact read: a kind that reads none never loads it
+
+    return pq.ParquetFile(path).read(columns=columns, use_pandas_metadata=True).to_pandas()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from hpcml.models.artifacts import write_parquet_artifact
+from hpcml.models.artifacts import read_parquet_artifact, write_parquet_artifact
 from hpcml.models.base import Dataset, FitContext, ModelKind, ModelParams, register_model
 from hpcml.numerics.gram import column_sd, eigh_desc, gram, gram_ok, row_blocks, standardized_gram
 from hpcml.numerics.thin_svd import SVDResult, signs, svd, weighted_svd_gram
@@ -240,11 +240,10 @@ class PCAKind(ModelKind):
         folder = fit.folder
         if folder is None or not (folder / "loadings.parquet").exists():
             return {}
-        import pandas as pd
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # only a fit of the whole data has these files
 
         path = folder / "loadings.parquet"
-        loadings = pd.read_parquet(path).set_index("feature")
+        loadings = read_parquet_artifact(path).set_index("feature")
         scores = path.with_name("scores.parquet")
         n = pq.ParquetFile(scores).metadata.num_rows
         row = fit.record
@@ -267,16 +266,14 @@ class PCAKind(ModelKind):
         folder = fit.folder
         if folder is None or not (folder / "loadings.parquet").exists():
             return
-        import pandas as pd
-
         from hpcml.report.plots import biplot  # matplotlib loads only where a run draws
 
         row = fit.record
         evr = sorted((int(c.split("_")[-1]), float(row[c])) for c in row.index if c.startswith("evr_"))
-        loadings = pd.read_parquet(folder / "loadings.parquet").set_index("feature")
+        loadings = read_parquet_artifact(folder / "loadings.parquet").set_index("feature")
         if loadings.shape[1] >= 2:
             # only the two components drawn: the digits' scores file has 64
-            scores = pd.read_parquet(folder / "scores.parquet", columns=list(loadings.columns[:2]))
+            scores = read_parquet_artifact(folder / "scores.parquet", columns=list(loadings.columns[:2]))
             biplot(scores.to_numpy()[:, :2], loadings.to_numpy()[:, :2], list(loadings.index),
                    plot_dir / "biplot.png", [r for _, r in evr[:2]])
 

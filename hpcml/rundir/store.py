@@ -39,6 +39,7 @@ from hpcml.errors import SpecError
 from hpcml.files import atomic_write_bytes, atomic_write_json, atomic_write_table, parquet_bytes
 from hpcml.rundir.lock import LOCK_NAME, RunLock
 from hpcml.trust import why_not_my_run_dir, written_by_me
+from hpcml.versions import version_of
 
 CHUNKS = "chunks"
 RESULTS = "results.parquet"
@@ -374,8 +375,6 @@ def versions() -> dict[str, str]:
 
 
 def _scan_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     import hpcml  # the package itself: imported by the time a run is prepared
 
     # hpcml: the version imported (a checkout on PYTHONPATH may differ from an installed one);
@@ -384,8 +383,7 @@ def _scan_versions() -> dict[str, str]:
            "hpcml": hpcml.__version__}
     for pkg in ("numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "torch", "dask", "distributed",
                 "dask-jobqueue", "mpi4py", "pyspark", "rpy2"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+        found = version_of(pkg)
+        if found is not None:
+            out[pkg] = found
     return out

@@ -14,6 +14,8 @@ import os
 import socket
 import sys
 
+from hpcml.versions import version_of
+
 # The packages whose version may change a task's numbers (torch for the cnn kind only).
 NUMBERS = ("hpcml", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow")
 FIELD = "backend.python"
@@ -29,12 +31,7 @@ def installed(package: str) -> str | None:
         import hpcml  # the package this module belongs to: imported by the time this runs
 
         return hpcml.__version__
-    import importlib.metadata as md
-
-    try:
-        return md.version(package)
-    except md.PackageNotFoundError:
-        return None
+    return version_of(package)
 
 
 def own_versions(packages: tuple[str, ...] = NUMBERS) -> dict[str, str | None]:

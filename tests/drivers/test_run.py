@@ -465,3 +465,17 @@ def test_a_chunk_that_starts_with_a_failure_keeps_the_outputs_of_its_ok_records(
     frame = RunStore(tmp_path).latest_records().set_index("task_index")
     assert frame.loc[1, "value"] == 2.5 and frame.loc[1, "result"] == b"\x00\x01"
     assert frame.loc[0, "error"] == "boom"
+
+
+def test_versions_json_records_what_importlib_metadata_reads(tmp_path):
+    """The versions recorded (read from each distribution's metadata headers only) are the
+    versions ``importlib.metadata`` gives, for every installed distribution, and a missing
+    package is None."""
+    import importlib.metadata as md
+
+    from hpcml.versions import version_of
+
+    names = {d.metadata["Name"] for d in md.distributions()}
+    assert len(names) > 10
+    assert {n: version_of(n) for n in names} == {n: md.version(n) for n in names}
+    assert version_of("no-such-package-anywhere") is None

@@ -188,16 +188,17 @@ def test_the_leaderboard_names_a_mapping_key_by_key(drawn, tmp_path):
 
 
 def test_the_training_plots_keep_their_labels_inside(monkeypatch, tmp_path):
-    """A CNN training's curves (laid out by matplotlib) and confusion matrix with Fashion-MNIST's
-    class names (cropped to its content): every label inside what is saved, the long class
-    names slanted so that neighbours do not overlap, and each plot titled with its training."""
+    """A CNN training's curves and confusion matrix with Fashion-MNIST's class names (both laid
+    out from their measured labels, drawn once, not cropped): every label inside what is saved,
+    the long class names slanted so that neighbours do not overlap, and each plot titled with
+    its training."""
     pytest.importorskip("torch")
     import hpcml.models.cnn.plots as cnn_plots
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     figures = []
-    monkeypatch.setattr(cnn_plots, "_save", lambda fig, path: (FigureCanvasAgg(fig).draw(), figures.append(fig)))
+    monkeypatch.setattr(cnn_plots, "_save", lambda fig, path, crop=False: (FigureCanvasAgg(fig).draw(), figures.append(fig)))
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.8 + e / 100} for e in (1, 2, 3)]
     title = "arch_params.c1=8,arch_params.c2=16,lr=0.01"
@@ -206,8 +207,12 @@ def test_the_training_plots_keep_their_labels_inside(monkeypatch, tmp_path):
     curves, confusion = figures
     assert curves.get_suptitle() == title and title in confusion.axes[0].get_title()
     renderer = curves.canvas.get_renderer()
-    box, frame = curves.get_tightbbox(renderer), curves.bbox_inches
-    assert box.x0 >= frame.x0 - 0.01 and box.x1 <= frame.x1 + 0.01 and box.y1 <= frame.y1 + 0.01
+    for fig in (curves, confusion):
+        box, frame = fig.get_tightbbox(fig.canvas.get_renderer()), fig.bbox_inches
+        assert box.x0 >= frame.x0 - 0.01 and box.y0 >= frame.y0 - 0.01, (box, frame)
+        assert box.x1 <= frame.x1 + 0.01 and box.y1 <= frame.y1 + 0.01, (box, frame)
+    # the right panel's tick labels and label clear the left panel
+    assert curves.axes[1].get_tightbbox(renderer).x0 > curves.axes[0].get_window_extent(renderer).x1
     labels = confusion.axes[0].get_xticklabels()
     assert [t.get_text() for t in labels] == names
     assert all(t.get_rotation() == 45 and t.get_horizontalalignment() == "right" for t in labels)

@@ -13,14 +13,16 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, crop: bool = False) -> Path:
+    """``crop``: a figure neither laid out by matplotlib nor sized to its content is saved cropped
+    to its content (``bbox_inches="tight"``: a first pass measures it, then it is drawn)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    # a figure with constrained layout already fits its labels: cropping it too lays it out twice
-    fig.savefig(path, dpi=100, bbox_inches=None if fig.get_layout_engine() is not None else "tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight" if crop else None)
     return path
 
 
@@ -29,8 +31,8 @@ def plot_history(history: Sequence[dict], path: str | Path, title: str | None = 
     ep = [h["epoch"] for h in history]
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(9, 3.5), layout="constrained")  # no label overlap between the panels
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(9, 3.5))
+    ax1, ax2 = fig.add_axes((0, 0, 1, 1)), fig.add_axes((0, 0, 1, 1))  # placed once they are drawn on
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
@@ -39,9 +41,44 @@ def plot_history(history: Sequence[dict], path: str | Path, title: str | None = 
     ax1.legend()
     ax2.plot(ep, [h["val_accuracy"] for h in history], "s-", color="C1")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
-    if title:
-        fig.suptitle(title, fontsize=9)
+    side_by_side(fig, (ax1, ax2), fig.suptitle(title, fontsize=9) if title else None)
     return _save(fig, path)
+
+
+def side_by_side(fig: Figure, axes: Sequence, suptitle=None) -> None:
+    """Panels of one row, each with a title and a label on each axis, placed with margins
+    measured from what they draw (the y tick labels of the current limits as the formatter
+    writes them, the labels, the titles and the figure's title ``suptitle``): no layout pass at
+    the draw, no two panels' labels overlapping. Call it once the limits are set."""
+    rc = matplotlib.rcParams
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    width, height = fig.get_size_inches() * 72
+
+    def tall(text) -> float:
+        return text_size(renderer, "Ag", text.get_fontsize())[1]
+
+    def y_labels(ax) -> float:
+        low, high = sorted(ax.get_ylim())
+        ticks = [t for t in ax.yaxis.get_majorticklocs() if low <= t <= high]
+        size = FontProperties(size=rc["ytick.labelsize"]).get_size_in_points()
+        return max((text_size(renderer, t, size)[0] for t in ax.yaxis.get_major_formatter().format_ticks(ticks)),
+                   default=0.0)
+
+    tick = rc["ytick.major.size"] + rc["ytick.major.pad"]
+    lefts = [tick + y_labels(ax) + rc["axes.labelpad"] + tall(ax.yaxis.label) + 6 for ax in axes]
+    x_tick = FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
+    bottom = rc["xtick.major.size"] + rc["xtick.major.pad"] + text_size(renderer, "0", x_tick)[1] + \
+        rc["axes.labelpad"] + tall(axes[0].xaxis.label) + 6
+    top = rc["axes.titlepad"] + max(tall(ax.title) for ax in axes) + 6 + \
+        ((1 - suptitle.get_position()[1]) * height + text_size(renderer, suptitle.get_text(), suptitle.get_fontsize())[1]
+         if suptitle is not None else 0)
+    right = 12  # half a tick label hangs past the last tick
+    panel = (width - sum(lefts) - right * len(axes)) / len(axes)
+    x = 0.0
+    for ax, left in zip(axes, lefts):
+        x += left
+        ax.set_position((x / width, bottom / height, panel / width, (height - bottom - top) / height))
+        x += panel + right
 
 
 def first_layer_filters(model) -> np.ndarray | None:
@@ -88,20 +125,37 @@ def plot_filters(model, path: str | Path, max_filters: int = 64, title: str | No
     cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")  # the gaps between the filters
     ax.imshow(filter_mosaic(w, cols), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     fig.suptitle(f"First-layer filters ({w.shape[1]}x{w.shape[2]})" + (f"\n{title}" if title else ""), fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, crop=True)
+
+
+def text_size(renderer, text: str, points: float) -> tuple[float, float]:
+    """Width and height in points of ``text`` (lines of it) at ``points``, as the Agg renderer
+    will draw it, measured without drawing the figure."""
+    prop = FontProperties(size=points)
+    sizes = [renderer.get_text_width_height_descent(line or " ", prop, ismath=False)[:2]
+             for line in text.split("\n")]
+    scale = 72 / renderer.dpi
+    return max(w for w, _ in sizes) * scale, sum(h for _, h in sizes) * scale * 1.2
 
 
 def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | None = None,
                    title: str | None = None) -> Path:
     """Confusion matrix with counts; rows true class, columns prediction. Class names longer
-    than a digit or two are written at an angle, so neighbours never overlap."""
+    than a digit or two are written at an angle, so neighbours never overlap.
+
+    The figure is sized to what it draws (the names, the title, the colour bar's labels are
+    measured first), so it is drawn once, not once to find its content's box and again to save
+    it cropped to that box."""
     cm = np.asarray(cm)
     k = cm.shape[0]
     names = [str(c) for c in (class_names if class_names is not None else range(k))]
-    fig = Figure(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
-    ax = fig.subplots()
+    rc = matplotlib.rcParams
+    fig = Figure()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.add_axes((0, 0, 1, 1))
+    cax = fig.add_axes((0, 0, 1, 1))
     im = ax.imshow(cm, cmap="Blues")
-    fig.colorbar(im, ax=ax)
+    bar = fig.colorbar(im, cax=cax)
     ax.set(xticks=range(k), yticks=range(k), yticklabels=names, xlabel="predicted", ylabel="true",
            title="Confusion matrix" + (f"\n{title}" if title else ""))
     slanted = max((len(n) for n in names), default=0) > 2
@@ -113,6 +167,33 @@ def plot_confusion(cm: np.ndarray, path: str | Path, class_names: Sequence | Non
         for j in range(k):
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if cm[i, j] > thresh else "black")
+    # the margins, in points, from what is drawn in them
+    tick = ax.xaxis.get_ticklabels()[0].get_fontsize() if k else rc["font.size"]
+    label = ax.xaxis.label.get_fontsize()
+    name_w, name_h = max((text_size(renderer, n, tick) for n in names), default=(0.0, 0.0))
+    name_h = text_size(renderer, "Ag", tick)[1]
+    label_h = text_size(renderer, "Ag", label)[1]
+    title_w, title_h = text_size(renderer, ax.get_title(), 9)
+    cbar_ticks = [t for t in bar.ax.yaxis.get_majorticklocs() if bar.vmin <= t <= bar.vmax]
+    cbar_w = max((text_size(renderer, t, tick)[0]
+                  for t in bar.ax.yaxis.get_major_formatter().format_ticks(cbar_ticks)), default=0.0)
+    side = 72 * min((0.6 * k + 2) * 0.775 * 0.8, (0.6 * k + 1.5) * 0.77)  # the matrix, as before
+    cell = side / max(k, 1)
+    ticks = rc["xtick.major.size"] + rc["xtick.major.pad"]
+    slant = np.sqrt(0.5)
+    down = (name_w + name_h) * slant if slanted else name_h  # how far the names reach below the axis
+    reach = name_w * slant + name_h * slant - cell / 2 if slanted else 0.0  # the first name, left of the axes
+    left = max(ticks + name_w + rc["axes.labelpad"] + label_h, reach) + 8
+    bottom = ticks + down + rc["axes.labelpad"] + label_h + 8
+    top = rc["axes.titlepad"] + title_h + 8
+    gap, width = 0.25 * 72, 0.2 * 72  # the colour bar beside the matrix
+    right = gap + width + ticks + cbar_w + 8
+    spill = max(0.0, title_w / 2 + 8 - side / 2 - min(left, right))  # a long title: room on both sides
+    left, right = left + spill, right + spill
+    fig_w, fig_h = left + side + right, bottom + side + top
+    fig.set_size_inches(fig_w / 72, fig_h / 72)
+    ax.set_position((left / fig_w, bottom / fig_h, side / fig_w, side / fig_h))
+    cax.set_position(((left + side + gap) / fig_w, bottom / fig_h, width / fig_w, side / fig_h))
     return _save(fig, path)
 
 
