@@ -64,23 +64,28 @@ test_that("bad worker counts and chunk sizes name the field and the value", {
   expect_error(hpcml_lapply(1:3, sqrt, seed = -1), "seed: must be a whole number", fixed = TRUE)
 })
 
-test_that("a session's local loops never start Python", {
+# The last line a fresh Rscript running `lines` prints.
+last_line_of_script <- function(lines) {
   script <- tempfile(fileext = ".R")
-  writeLines(c(
+  writeLines(lines, script)
+  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
+  trimws(out[length(out)])
+}
+
+test_that("a session's local loops never start Python", {
+  last <- last_line_of_script(c(
     "suppressPackageStartupMessages(library(hpcml))",
     "x <- hpcml_lapply(1:100, function(i) i^2, workers = 2)",
     "hpcml::registerDoHpcml(workers = 2)",
     "y <- foreach::`%dopar%`(foreach::foreach(i = 1:10), i)",
     "b <- hpcml_boot(1:20, function(d, i) mean(d[i]), R = 50, workers = 2)",
     "cat(identical(x, lapply(1:100, function(i) i^2)), identical(y, as.list(1:10)),",
-    "    'reticulate' %in% loadedNamespaces(), '\\n')"), script)
-  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
-  expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE")
+    "    'reticulate' %in% loadedNamespaces(), '\\n')"))
+  expect_identical(last, "TRUE TRUE FALSE")
 })
 
 test_that("after an interrupted loop, the next loop gets its own values from new workers", {
-  script <- tempfile(fileext = ".R")
-  writeLines(c(
+  last <- last_line_of_script(c(
     "suppressPackageStartupMessages(library(hpcml))",
     "invisible(hpcml_lapply(1:2, identity, workers = 2))",
     "old <- hpcml:::.hpcml$r_pool_pids",
@@ -93,9 +98,8 @@ test_that("after an interrupted loop, the next loop gets its own values from new
     "  file.exists(f) && !grepl('^[0-9]+ \\\\(.*\\\\) Z', readLines(f, warn = FALSE)[1]) }",
     "alive <- vapply(old, running, NA)",
     "cat(identical(first, 'interrupted'), identical(second, list(10, 20, 30, 40)), any(alive),",
-    "    length(intersect(old, hpcml:::.hpcml$r_pool_pids)), '\\n')"), script)
-  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
-  expect_identical(trimws(out[length(out)]), "TRUE TRUE FALSE 0")
+    "    length(intersect(old, hpcml:::.hpcml$r_pool_pids)), '\\n')"))
+  expect_identical(last, "TRUE TRUE FALSE 0")
 })
 
 test_that("a relative path in a loop body means what it means in the session now", {
