@@ -378,5 +378,7 @@ def _outcome(future, order: WorkOrder) -> ChunkResult:
     if future.status == "cancelled":
         return ChunkResult.lost(order.chunk, "dask worker or scheduler lost (chunk cancelled)")
     err = future.exception()
+    if err is None:  # no error: the worker holding the chunk's result ended (status "lost")
+        return ChunkResult.lost(order.chunk, f"dask worker lost with the chunk's result (future {future.status})")
     # KilledWorker: the chunk's workers died more than allowed-failures times.
     return ChunkResult.lost(order.chunk, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip())

@@ -83,9 +83,16 @@ def run_attempts(job, store: RunStore, todo: list[int], chunk_size: int, run_ord
             if result.lost_worker:  # which of its tasks killed the worker is unknown: a retry tells them apart
                 isolated.update(result.failed)
             if result.path is None:  # records came back, or the worker was lost: write them here
-                records = result.records or [failure_record(i, job.task_id(i), msg, "", attempt)
-                                             for i, msg in result.failed.items()]
-                store.write_records(result.chunk, records)
+                records = result.records
+                if not records:
+                    # A worker lost after writing its chunk file (a Dask worker that retired
+                    # holding the chunk's result) did finish those tasks: no failure is recorded
+                    # for a task with an ok record.
+                    done = store.completed() if result.lost_worker and writes_own_files else set()
+                    records = [failure_record(i, job.task_id(i), msg, "", attempt)
+                               for i, msg in result.failed.items() if i not in done]
+                if records:
+                    store.write_records(result.chunk, records)
             failed += sorted(result.failed)
             if progress is not None:
                 progress.advance(len(result.ok), len(result.failed) if attempt == retries else 0)
