@@ -170,7 +170,10 @@ def test_mpi_node_crash_ends_mpirun_at_once_and_resume_completes(cluster, local_
                         "node1) when node node2 or its process stopped answering; finished chunks are kept; rerun "
                         "with --resume to finish what is missing"], err
     else:
-        assert len(said) <= 1 and ("Peer host:  node2" in err or "(on node2) lost" in err), err
+        # Which of Open MPI's own messages comes next depends on timing (the TCP transport's
+        # "Peer host:  node2", or a connect() to node2's address that failed on a busy machine);
+        # the launcher's line checked above names node2 every time, and an hpcml line names it too.
+        assert len(said) <= 1 and all("(on node2) lost" in line for line in said), err
     assert not (run / "results.parquet").exists()
     if mode == "static":  # released by rank 0's handler (in dynamic mode it names a dead process of node1)
         assert not (run / LOCK_NAME).exists()
