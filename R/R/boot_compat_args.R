@@ -15,8 +15,7 @@ check_boot_sim <- function(sim) {
 # boot's R: a whole number. boot::boot itself fails on R = 10.7 with an unrelated message
 # ("dims [product 100] do not match the length of object [107]"); as.integer() would run 10.
 check_boot_R <- function(R) {
-  ok <- is.numeric(R) && length(R) == 1L && !is.na(R) && R >= 1 && R == round(R) && R <= .Machine$integer.max
-  if (!ok) stop(sprintf("hpcml_boot: R must be a whole number of replicates, at least 1 (got %s)", one_line(R)),
+  if (!is_whole_number(R, 1)) stop(sprintf("hpcml_boot: R must be a whole number of replicates, at least 1 (got %s)", one_line(R)),
                 call. = FALSE)
   as.integer(R)
 }

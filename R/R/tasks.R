@@ -45,14 +45,19 @@ task_closure <- function(body, objects, packages = character(0)) {
   fun
 }
 
+# Is `x` one whole number from `low` to `high` (an R integer's range: as.integer() would
+# truncate 3.5 and turn 2^31 into NA)?
+is_whole_number <- function(x, low, high = .Machine$integer.max) {
+  is.numeric(x) && length(x) == 1L && !is.na(x) && x >= low && x <= high && x == round(x)
+}
+
 # The seed of a call: given, else drawn from R's generator (set.seed() before the call makes
 # the whole call reproducible, as with doRNG).
 resolve_seed <- function(seed) {
   if (!is.null(seed)) {
-    if (!is.numeric(seed) || length(seed) != 1 || is.na(seed) || seed < 0 || seed > .Machine$integer.max ||
-        seed != round(seed)) {
-      stop(sprintf("seed: must be a whole number from 0 to %d (got %s)", .Machine$integer.max,
-                   paste(format(seed), collapse = ", ")), call. = FALSE)
+    if (!is_whole_number(seed, 0)) {
+      stop(sprintf("seed: must be a whole number from 0 to %d (got %s)", .Machine$integer.max, one_line(seed)),
+           call. = FALSE)
     }
     return(as.integer(seed))
   }
@@ -66,9 +71,8 @@ run_tasks <- function(fun, n, name, backend = "local", workers = NULL, chunk_siz
   seed <- resolve_seed(seed)
   for (field in c("workers", "chunk_size")) {
     value <- get(field)
-    if (!is.null(value) && (!is.numeric(value) || length(value) != 1 || is.na(value) || value < 1 || value != round(value))) {
-      stop(sprintf("backend.%s: must be a whole number of at least 1 (got %s)", field, paste(format(value), collapse = ", ")),
-           call. = FALSE)
+    if (!is.null(value) && !is_whole_number(value, 1)) {
+      stop(sprintf("backend.%s: must be a whole number of at least 1 (got %s)", field, one_line(value)), call. = FALSE)
     }
   }
   if (runs_on_r_workers(backend, !is.null(out), options)) {
