@@ -98,8 +98,11 @@ receive_loop <- function(blob, wd, paths, opts) {
   .libPaths(paths)
   # the session's options() too, as a fork of the session has them, and nothing an earlier
   # loop's body set (options(contrasts = ...) in one loop must not change the next one's fits)
-  for (name in setdiff(names(options()), names(opts))) try(options(stats::setNames(list(NULL), name)), silent = TRUE)
-  for (name in names(opts)) try(options(opts[name]), silent = TRUE)
+  current <- options()
+  for (name in setdiff(names(current), names(opts))) try(options(stats::setNames(list(NULL), name)), silent = TRUE)
+  for (name in names(opts)) {  # only those that differ: setting every option costs a millisecond a loop
+    if (!identical(current[[name]], opts[[name]])) try(options(opts[name]), silent = TRUE)
+  }
   fn <- unserialize(blob)
   # a %dopar% inside the loop body runs sequentially in the worker, as on hpcml's other workers
   if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
