@@ -119,14 +119,20 @@ run_chunk <- function(chunk, fn = get(".hpcml_loop", envir = globalenv())) {
   ok <- logical(n)
   values <- vector("list", n)
   errors <- rep(NA_character_, n)
+  # Every iteration runs with R's default normal and sample kinds, whatever an earlier loop on
+  # this worker, an earlier iteration or (in a fork) the session set: they are set here, and
+  # set again before an iteration only when .Random.seed's first element, the code of all three
+  # kinds, says they changed (naming them in every set.seed costs more than a tiny iteration).
+  RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
+  kinds <- globalenv()$.Random.seed[1L]
   k <- 1L
   j <- 0L
   while (k <= n) {
     k <- tryCatch({
       for (j in k:n) {
-        # every kind named: an earlier loop's RNGkind() on this worker, or the session's in a
-        # fork, never changes an iteration's numbers
-        set.seed(seeds[j], kind = "L'Ecuyer-CMRG", normal.kind = "Inversion", sample.kind = "Rejection")
+        current <- globalenv()$.Random.seed
+        if (is.null(current) || current[1L] != kinds) RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
+        set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
         value <- fn(task_index = indices[j])
         if (!is.null(value)) values[[j]] <- value
         ok[j] <- TRUE

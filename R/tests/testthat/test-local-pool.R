@@ -152,6 +152,12 @@ test_that("an earlier loop's RNGkind() or options() never change a later loop's 
   })
   expect_identical(draw(), a)
   expect_identical(fit(), f)
+  # within one chunk too: iteration 1 changes the kinds, iteration 2 draws as if alone
+  change <- function(change) foreach::foreach(i = 1:2, .combine = c, .options.hpcml = list(chunk_size = 2)) %dopar% {
+    if (i == 1 && change) RNGkind(normal.kind = "Box-Muller", sample.kind = "Rounding")
+    c(rnorm(1), sample(5, 1))
+  }
+  expect_identical(suppressWarnings(change(TRUE))[3:4], change(FALSE)[3:4])
   expect_identical(foreach::foreach(i = 1:2, .combine = c) %dopar% is.null(getOption("hpcml.test.left")), c(TRUE, TRUE))
   # the session's own kinds are not the iterations' either (a fork would inherit them)
   old <- RNGkind()
