@@ -12,12 +12,21 @@ A generator whose words include one that could be rejected (about one in 15,000 
 draws) is stepped back (``advance``) and drawn by ``integers`` itself. The first use in a
 process checks the arithmetic against ``integers``; if NumPy ever draws otherwise, every
 generator is drawn by ``integers``.
+
+Where hpcml was built with a C compiler, :func:`seeded_sorted_draws` does the same from the
+generators' seeding words alone (``_seeded_draws.c``: no generator objects, no raw arrays),
+checked against NumPy once a process as well.
 """
 from __future__ import annotations
 
 import functools
 
 import numpy as np
+
+try:
+    from hpcml.numerics import _seeded_draws  # built from _seeded_draws.c where a compiler was found
+except ImportError:  # installed without one: NumPy draws the same numbers
+    _seeded_draws = None
 
 # Ranges up to this are drawn from raw outputs (word * n stays exact in float64); larger
 # ones by ``integers`` itself.
@@ -75,5 +84,32 @@ def agrees_with_numpy() -> bool:
         out, doubtful = from_raw(raw, n)
         for seed, row, doubt in zip((1, 2), out, doubtful):
             if not doubt and not np.array_equal(row, np.random.default_rng(seed).integers(0, n, n)):
+                return False
+    return True
+
+
+def seeded_sorted_draws(words: np.ndarray, n: int, dtype=np.int64) -> np.ndarray | None:
+    """Row k: ``np.sort(Generator(PCG64(seq)).integers(0, n, n))`` for the sequence ``seq``
+    whose ``generate_state(4, uint64)`` is ``words[k]`` ((rows, 4) uint64), of type ``dtype``
+    (uint16, uint32 or int64, holding n - 1); None where the compiled module is not built, n
+    is out of its range, or it does not draw NumPy's numbers (then the caller draws by NumPy)."""
+    if _seeded_draws is None or not 1 <= n < 2**32 or not compiled_agrees_with_numpy():
+        return None
+    out = np.empty((len(words), n), dtype=dtype)
+    _seeded_draws.sorted_draws(np.ascontiguousarray(words, dtype=np.uint64), n, out)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_agrees_with_numpy() -> bool:
+    """Whether the compiled draws are NumPy's with this NumPy (checked once a process; n =
+    100,003 includes words Lemire's method rejects)."""
+    for n, dtype in ((1000, np.uint16), (7, np.int64), (100_003, np.uint32)):
+        seqs = [np.random.SeedSequence(seed, spawn_key=(i,)) for seed, i in ((0, 0), (12345, 2**33 + 1))]
+        words = np.stack([seq.generate_state(4, np.uint64) for seq in seqs])
+        out = np.empty((len(seqs), n), dtype=dtype)
+        _seeded_draws.sorted_draws(words, n, out)
+        for seq, row in zip(seqs, out):
+            if not np.array_equal(row, np.sort(np.random.default_rng(seq).integers(0, n, n))):
                 return False
     return True

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
-from hpcml.numerics.bounded_draws import lemire_draws
+from hpcml.numerics.bounded_draws import lemire_draws, seeded_sorted_draws
 from hpcml.plans.base import Plan, PlanOptions, fit_and_record, register_plan, task_rng
 from hpcml.report.tables import json_number, ok_rows, output_columns
 from hpcml.numerics.thread_pools import thread_pools
@@ -112,6 +112,13 @@ def resample_rows(rngs: list[np.random.Generator], n: int) -> np.ndarray:
             if len(rngs) > per else lemire_draws(rngs, n, dtype)
     out.sort(axis=1)  # equal indices are alike: any sort gives the same matrix
     return out
+
+
+def group_resample_rows(ctxs, ks: list[int], n: int) -> np.ndarray:
+    """:func:`resample_rows` of group members ``ks`` (``ctxs``: the group's contexts), made
+    from their seeding words by the compiled draws where hpcml has them (no generator objects)."""
+    rows = seeded_sorted_draws(ctxs.seed_words(ks), n, rows_dtype(n))
+    return rows if rows is not None else resample_rows(ctxs.rngs(ks), n)
 
 
 def _count_alone(W: np.ndarray, i: int, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -229,7 +236,7 @@ class BootstrapPlan(Plan):
             out: dict[int, dict[str, Any]] = {}
             for start in range(0, len(live), per_call):
                 part = live[start:start + per_call]
-                rows = resample_rows(ctxs.rngs(part), data.n)
+                rows = group_resample_rows(ctxs, part, data.n)
                 out.update((tasks[k].index, outputs) for k, outputs in
                            zip(part, job.model.outputs_rows(job.params, data, rows)) if outputs is not None)
             return out

@@ -161,14 +161,27 @@ class TaskGenerators:
         self.rows: dict[int, int] | None = None
         self.words: np.ndarray | None = None
 
-    def generator(self, index: int) -> Generator:
+    def seeded(self) -> dict[int, int]:
+        """Each task's row of ``words``, computed the first time (empty for too few tasks)."""
         if self.rows is None:
             few = len(self.indices) < TOGETHER
             self.rows = {} if few else {i: r for r, i in enumerate(self.indices)}
             self.words = None if few else task_state_words(self.seed, self.indices)
             if self.words is not None:
                 self.words.flags.writeable = False
-        row = self.rows.get(index)
+        return self.rows
+
+    def generator(self, index: int) -> Generator:
+        row = self.seeded().get(index)
         if row is None:  # not one of the set's tasks, or too few of them to pay: seeded alone
             return np.random.default_rng(SeedSequence(self.seed, spawn_key=(index,)))
         return Generator(PCG64(TaskSeedSequence(self.seed, index, self.words[row])))
+
+    def seed_words(self, indices: Sequence[int]) -> np.ndarray:
+        """The words ``generator(indices[k])`` seeds PCG64 from, row k ((len(indices), 4) uint64)."""
+        rows = self.seeded()
+        if indices and all(i in rows for i in indices):
+            return self.words[[rows[i] for i in indices]]
+        return task_state_words(self.seed, indices) if len(indices) >= TOGETHER else \
+            np.array([SeedSequence(self.seed, spawn_key=(i,)).generate_state(4, np.uint64) for i in indices],
+                     dtype=np.uint64).reshape(-1, 4)

@@ -156,6 +156,10 @@ class GroupContexts(Sequence):
         """The generators of members ``ks``, as seeded (those their contexts' ``rng`` would give)."""
         return [self.generators.generator(self.members[k].index) for k in ks]
 
+    def seed_words(self, ks) -> "np.ndarray":
+        """The words members ``ks``' generators are seeded from ((len(ks), 4) uint64)."""
+        return self.generators.seed_words([self.members[k].index for k in ks])
+
 
 def _run_groups(job, data, tasks: TaskLookup, indices: tuple[int, ...], size: int, run_dir: str | None,
                 shared: dict[str, Any], watch: TaskWatch | None) -> dict[int, tuple[dict[str, Any], float, Task]]:

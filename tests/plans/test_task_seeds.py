@@ -108,3 +108,66 @@ def test_a_groups_sorted_draws_are_its_counts_rows_repeated(n):
     assert rows.shape == (k, n) and rows.dtype.kind == "u"
     for r, counts in zip(rows, W):
         assert np.array_equal(r, np.repeat(np.arange(n), counts))
+
+
+def test_the_compiled_draws_are_built():
+    """The test install has a C compiler: the vectorized bootstrap's compiled draws must exist
+    (without them the same numbers come from NumPy, slower; tested below)."""
+    assert bounded_draws._seeded_draws is not None and bounded_draws.compiled_agrees_with_numpy()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 65536, 70001, 100_003])
+@pytest.mark.parametrize("seed", [0, 12345, 2**64 + 5])
+def test_compiled_draws_from_seeding_words_are_numpys_sorted(seed, n):
+    """``seeded_sorted_draws`` from the words alone: NumPy's ``integers(0, n, n)`` of each
+    task's generator, sorted, in the type asked for (n = 100,003 draws words Lemire's method
+    rejects), for tasks seeded together or alone and indices above 2**32."""
+    from hpcml.plans.bootstrap import rows_dtype
+
+    indices = list(range(5)) + [2**32 + 9]  # fewer than TOGETHER: seeded alone
+    for group in (indices, list(range(40, 52))):
+        words = TaskGenerators(seed, group).seed_words(group)
+        for dtype in {rows_dtype(n), np.dtype(np.int64)}:
+            got = bounded_draws.seeded_sorted_draws(words, n, dtype)
+            assert got.dtype == dtype and got.shape == (len(group), n)
+            want = np.stack([np.sort(task_rng(seed, i).integers(0, n, n)) for i in group])
+            assert np.array_equal(got, want), (group, dtype)
+
+
+def test_seeding_words_are_those_each_generator_is_seeded_from():
+    generators = TaskGenerators(3, range(100, 140))
+    asked = [139, 100, 120, 5, 2**40]  # the last two not of the set
+    words = generators.seed_words(asked)
+    for row, i in zip(words, asked):
+        assert np.array_equal(row, np.random.SeedSequence(3, spawn_key=(i,)).generate_state(4, np.uint64))
+    assert generators.seed_words([]).shape == (0, 4)
+
+
+def test_compiled_draws_refuse_a_wrong_output():
+    words = TaskGenerators(0, [0]).seed_words([0])
+    with pytest.raises(ValueError, match="out must hold 1 x 10 indices"):
+        bounded_draws._seeded_draws.sorted_draws(words, 10, np.empty(9, dtype=np.int64))
+    with pytest.raises(ValueError, match="out must hold"):
+        bounded_draws._seeded_draws.sorted_draws(words, 70000, np.empty(70000, dtype=np.uint16))
+    with pytest.raises(ValueError, match="uint16, uint32 or int64"):
+        bounded_draws._seeded_draws.sorted_draws(words, 10, np.empty(10, dtype=np.uint8))
+    with pytest.raises(ValueError, match="4 uint64 per row"):
+        bounded_draws._seeded_draws.sorted_draws(words[:, :3], 10, np.empty(10, dtype=np.int64))
+    assert bounded_draws.seeded_sorted_draws(words, 2**32, np.int64) is None  # beyond its range: NumPy draws
+
+
+def test_without_the_compiled_draws_the_vectorized_bootstrap_is_the_same(monkeypatch):
+    from functools import partial
+
+    import scipy.stats as st
+
+    import hpcml
+
+    x = np.random.default_rng(2).normal(size=500)
+    stat = partial(st.trim_mean, proportiontocut=0.1)
+    built = hpcml.bootstrap(stat, x, replicates=300, seed=4, workers=1, vectorized=True)
+    monkeypatch.setattr(bounded_draws, "_seeded_draws", None)
+    assert bounded_draws.seeded_sorted_draws(np.zeros((1, 4), np.uint64), 10) is None
+    numpy_only = hpcml.bootstrap(stat, x, replicates=300, seed=4, workers=1, vectorized=True)
+    assert np.array_equal(built.replicates.to_numpy(), numpy_only.replicates.to_numpy())
+    assert (built.se, built.bca) == (numpy_only.se, numpy_only.bca)

@@ -1,0 +1,169 @@
+/* Many replicates' bootstrap draws at once, each exactly its own NumPy generator's.
+ *
+ * Replicate k of a job is drawn by default_rng(SeedSequence(seed, spawn_key=(k,))), the seed
+ * contract that makes replicates the same on every backend and chunking. Making 2,000 such
+ * generators and calling each one from Python costs about as much as the statistic of a small
+ * vectorized bootstrap. Here the generators are PCG64 states seeded from the four words
+ * SeedSequence hands PCG64 (hpcml/plans/task_seeds.py computes them for a whole group), drawn
+ * by NumPy's own arithmetic, copied from its C sources:
+ *   - PCG64's seeding, step and XSL-RR output (numpy/random/src/pcg64/pcg64.h), and
+ *     next_uint32's use of an output's low half, then its high half;
+ *   - Generator.integers(0, n, n) for n <= 2**32: random_bounded_uint64_fill's Lemire draw,
+ *     buffered_bounded_lemire_uint32 (numpy/random/src/distributions/distributions.c).
+ * Each replicate's n draws are counted and written back as row indices in increasing order:
+ * what the vectorized path takes its resamples from (equal indices are alike, so this is the
+ * draws sorted). hpcml/numerics/bounded_draws.py checks the result against NumPy's own
+ * generators once a process before using it, and falls back to NumPy where this module was
+ * not built.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned __int128 u128;
+
+typedef struct {
+    u128 state, inc;
+    int has_uint32;
+    uint32_t uinteger;
+} pcg64;
+
+static const u128 PCG_MULT = ((u128)2549297995355413924ULL << 64) | 4865540595714422341ULL;
+
+static inline void pcg64_step(pcg64 *rng) { rng->state = rng->state * PCG_MULT + rng->inc; }
+
+/* PCG64(seed_seq): the words of generate_state(4, uint64) as initstate (0, 1) and initseq (2, 3). */
+static void pcg64_seed(pcg64 *rng, const uint64_t words[4])
+{
+    u128 initstate = ((u128)words[0] << 64) | words[1];
+    u128 initseq = ((u128)words[2] << 64) | words[3];
+    rng->state = 0;
+    rng->inc = (initseq << 1) | 1;
+    pcg64_step(rng);
+    rng->state += initstate;
+    pcg64_step(rng);
+    rng->has_uint32 = 0;
+    rng->uinteger = 0;
+}
+
+static inline uint64_t pcg64_next64(pcg64 *rng)
+{
+    pcg64_step(rng);
+    uint64_t value = (uint64_t)(rng->state >> 64) ^ (uint64_t)rng->state;
+    unsigned rot = (unsigned)(rng->state >> 122);
+    return (value >> rot) | (value << ((-rot) & 63));
+}
+
+static inline uint32_t pcg64_next32(pcg64 *rng)
+{
+    if (rng->has_uint32) {
+        rng->has_uint32 = 0;
+        return rng->uinteger;
+    }
+    uint64_t next = pcg64_next64(rng);
+    rng->has_uint32 = 1;
+    rng->uinteger = (uint32_t)(next >> 32);
+    return (uint32_t)next;
+}
+
+/* A draw in [0, range]: NumPy's buffered_bounded_lemire_uint32 (range < 2**32 - 1). */
+static inline uint32_t bounded(pcg64 *rng, uint32_t range)
+{
+    const uint32_t excl = range + 1;
+    uint64_t m = (uint64_t)pcg64_next32(rng) * excl;
+    uint32_t leftover = (uint32_t)m;
+    if (leftover < excl) {
+        const uint32_t threshold = (UINT32_MAX - range) % excl;
+        while (leftover < threshold) {
+            m = (uint64_t)pcg64_next32(rng) * excl;
+            leftover = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+/* Row k of out: the n draws of the generator seeded by words[4k..4k+3], in increasing order.
+ * A row is written through `scratch` (n + 4 items): each value is written four times without
+ * a test and the pointer moved by its count (counts are mostly 0 to 2; a branch on each count
+ * mispredicts about once a value and took half the time). */
+#define FILL_ROWS(TYPE)                                                              \
+    static void fill_##TYPE(const uint64_t *words, Py_ssize_t rows, uint32_t n,      \
+                            uint32_t *counts, TYPE *scratch, TYPE *out)              \
+    {                                                                                \
+        for (Py_ssize_t k = 0; k < rows; k++) {                                      \
+            pcg64 rng;                                                               \
+            pcg64_seed(&rng, words + 4 * k);                                         \
+            memset(counts, 0, (size_t)n * sizeof(uint32_t));                         \
+            for (uint32_t j = 0; j < n; j++) counts[bounded(&rng, n - 1)]++;         \
+            TYPE *row = scratch;                                                     \
+            for (uint32_t v = 0; v < n; v++) {                                       \
+                uint32_t c = counts[v];                                              \
+                row[0] = row[1] = row[2] = row[3] = (TYPE)v;                         \
+                if (c > 4)                                                           \
+                    for (uint32_t i = 4; i < c; i++) row[i] = (TYPE)v;               \
+                row += c;                                                            \
+            }                                                                        \
+            memcpy(out + (size_t)k * n, scratch, (size_t)n * sizeof(TYPE));          \
+        }                                                                            \
+    }
+
+FILL_ROWS(uint16_t)
+FILL_ROWS(uint32_t)
+FILL_ROWS(int64_t)
+
+static PyObject *sorted_draws(PyObject *self, PyObject *args)
+{
+    Py_buffer words, out;
+    unsigned long long n;
+    if (!PyArg_ParseTuple(args, "y*Kw*", &words, &n, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t rows = words.len / (Py_ssize_t)(4 * sizeof(uint64_t));
+    int item = (int)out.itemsize;
+    if (n < 1 || n > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "n must be in [1, 2**32 - 1], not %llu", n);
+    } else if (words.len % (Py_ssize_t)(4 * sizeof(uint64_t))) {
+        PyErr_SetString(PyExc_ValueError, "words must hold 4 uint64 per row");
+    } else if (!PyBuffer_IsContiguous(&words, 'C') || !PyBuffer_IsContiguous(&out, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "words and out must be C-contiguous");
+    } else if (item != 2 && item != 4 && item != 8) {
+        PyErr_Format(PyExc_ValueError, "out must hold uint16, uint32 or int64, not items of %d bytes", item);
+    } else if ((item == 2 && n > 65536) || out.len != (Py_ssize_t)((size_t)rows * n * (size_t)item)) {
+        PyErr_Format(PyExc_ValueError, "out must hold %zd x %llu indices below %llu", rows, n, n);
+    } else {
+        uint32_t *counts = malloc((size_t)n * sizeof(uint32_t));
+        void *scratch = malloc(((size_t)n + 4) * (size_t)item);
+        if (!counts || !scratch) {
+            PyErr_NoMemory();
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            if (item == 2)
+                fill_uint16_t(words.buf, rows, (uint32_t)n, counts, scratch, out.buf);
+            else if (item == 4)
+                fill_uint32_t(words.buf, rows, (uint32_t)n, counts, scratch, out.buf);
+            else
+                fill_int64_t(words.buf, rows, (uint32_t)n, counts, scratch, out.buf);
+            Py_END_ALLOW_THREADS
+            result = Py_NewRef(Py_None);
+        }
+        free(counts);
+        free(scratch);
+    }
+    PyBuffer_Release(&words);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"sorted_draws", sorted_draws, METH_VARARGS,
+     "sorted_draws(words, n, out): row k of out (rows x n, uint16, uint32 or int64) gets the n draws "
+     "integers(0, n, n) of PCG64 seeded by words[k] (4 uint64: SeedSequence's generate_state(4, uint64)), "
+     "in increasing order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_seeded_draws", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__seeded_draws(void) { return PyModule_Create(&module); }
