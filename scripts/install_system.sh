@@ -7,7 +7,7 @@
 set -euo pipefail
 pkgs=(r-base-core r-cran-doparallel r-cran-foreach r-cran-bayesm r-cran-reticulate
       r-cran-testthat r-cran-roxygen2 r-cran-jsonlite r-cran-yaml r-cran-boot r-cran-aer
-      r-cran-pkgbuild openmpi-bin libopenmpi-dev slurm-wlm munge dataset-fashion-mnist chromium)
+      r-cran-pkgbuild build-essential python3-dev openmpi-bin libopenmpi-dev slurm-wlm munge dataset-fashion-mnist chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
