@@ -15,6 +15,8 @@ records as in a worker, without starting one or sending anything through a pipe.
 """
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +61,7 @@ class MemoryRecords:
 
     @property
     def n_failed(self) -> int:
-        return self.n_tasks - sum(r["status"] == "ok" for r in self.latest.values())
+        return self.n_tasks - len(self.completed())
 
     def ordered(self) -> list[dict[str, Any]]:
         """The latest records in task order."""
@@ -70,8 +72,12 @@ class MemoryRecords:
         import pyarrow as pa  # loaded with the first table: a map's driver builds none
 
         records = self.ordered()
-        columns = list(dict.fromkeys(key for record in records for key in record))
-        return tidy(pa.table({c: [r.get(c) for r in records] for c in columns}))
+        columns = list(dict.fromkeys(itertools.chain.from_iterable(records)))
+        # Where every record has every column (a run whose tasks all ended alike), C-level
+        # lookups: a quarter of the time of ``get`` per cell for 2,000 small records.
+        every = all(len(r) == len(columns) for r in records)
+        return tidy(pa.table({c: list(map(operator.itemgetter(c), records)) if every else [r.get(c) for r in records]
+                              for c in columns}))
 
     def result(self, job: Job) -> RunResult:
         """The run as ``finish`` would report it (``run_dir`` None): its records as a table and

@@ -201,13 +201,15 @@ class ModelKind(ABC):
         raise NotImplementedError
 
     def resamples_as_rows(self, params: ModelParams, n: int) -> int:
-        """How many replicates' row indices ``outputs_rows`` takes at once, for data of ``n``
+        """How many replicates' resamples ``outputs_rows`` takes at once, for data of ``n``
         rows, in place of ``outputs_batch``'s counts (0: it does not)."""
         return 0
 
-    def outputs_rows(self, params: ModelParams, data: Dataset, rows: np.ndarray) -> list[dict[str, float] | None]:
-        """``outputs`` of the fits of each row of ``rows`` (G x n): a replicate's draws, row
-        indices in increasing order; None for a replicate the ordinary ``fit`` must handle."""
+    def outputs_rows(self, params: ModelParams, data: Dataset, resamples) -> list[dict[str, float] | None]:
+        """``outputs`` of the fits of each of G replicates' ``resamples``
+        (``plans.bootstrap.GroupResamples``: ``rows()``, the (G, n) row indices each replicate
+        drew, in increasing order; ``values(column)``, a column at them); None for a replicate
+        the ordinary ``fit`` must handle."""
         raise NotImplementedError
 
     def replicate_group(self, params: ModelParams) -> int:

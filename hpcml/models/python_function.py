@@ -314,11 +314,11 @@ class PythonFunctionKind(ModelKind):
     def resamples_as_rows(self, params: PythonParams, n: int) -> int:
         return min(VECTOR_BATCH, vector_batch(n)) if params.vectorized else 0
 
-    def outputs_rows(self, params: PythonParams, data: Dataset, rows: np.ndarray) -> list[dict[str, Any] | None]:
-        """A vectorized function's values for every replicate's rows (G x n) in one call
+    def outputs_rows(self, params: PythonParams, data: Dataset, resamples) -> list[dict[str, Any] | None]:
+        """A vectorized function's values for every replicate of ``resamples`` in one call
         (``models/vectorized.py``)."""
         fn, _, _ = load_function(params)
-        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), rows)
+        return resampled_values(lambda batch: fn(data=batch, **params.args), one_column(data), resamples)
 
     def jackknife(self, params: PythonParams, data: Dataset, labels: np.ndarray, groups: int) -> list[dict[str, Any]] | None:
         """A vectorized function's leave-group-out values, batched like its replicates."""

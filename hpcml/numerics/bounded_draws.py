@@ -100,6 +100,20 @@ def seeded_sorted_draws(words: np.ndarray, n: int, dtype=np.int64) -> np.ndarray
     return out
 
 
+def seeded_resampled_values(words: np.ndarray, column: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
+    """Row k: ``column[seeded_sorted_draws(words, len(column))[k]]`` (float64), the draws
+    going straight into the values (into ``out``, C-contiguous (len(words), len(column))
+    float64, if given); None where :func:`seeded_sorted_draws` would be."""
+    n = len(column)
+    if _seeded_draws is None or not 1 <= n < 2**32 or not compiled_agrees_with_numpy():
+        return None
+    if out is None:
+        out = np.empty((len(words), n), dtype=np.float64)
+    _seeded_draws.resampled_values(np.ascontiguousarray(words, dtype=np.uint64),
+                                   np.ascontiguousarray(column, dtype=np.float64), out)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def compiled_agrees_with_numpy() -> bool:
     """Whether the compiled draws are NumPy's with this NumPy (checked once a process; n =
@@ -109,7 +123,11 @@ def compiled_agrees_with_numpy() -> bool:
         words = np.stack([seq.generate_state(4, np.uint64) for seq in seqs])
         out = np.empty((len(seqs), n), dtype=dtype)
         _seeded_draws.sorted_draws(words, n, out)
-        for seq, row in zip(seqs, out):
-            if not np.array_equal(row, np.sort(np.random.default_rng(seq).integers(0, n, n))):
+        column = np.arange(n, dtype=np.float64) * 0.5
+        values = np.empty((len(seqs), n), dtype=np.float64)
+        _seeded_draws.resampled_values(words, column, values)
+        for seq, row, at in zip(seqs, out, values):
+            want = np.sort(np.random.default_rng(seq).integers(0, n, n))
+            if not (np.array_equal(row, want) and np.array_equal(at, column[want])):
                 return False
     return True

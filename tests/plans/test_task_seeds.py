@@ -132,6 +132,9 @@ def test_compiled_draws_from_seeding_words_are_numpys_sorted(seed, n):
             assert got.dtype == dtype and got.shape == (len(group), n)
             want = np.stack([np.sort(task_rng(seed, i).integers(0, n, n)) for i in group])
             assert np.array_equal(got, want), (group, dtype)
+        column = np.random.default_rng(n).normal(size=n)
+        values = bounded_draws.seeded_resampled_values(words, column)  # the draws straight into the values
+        assert values.dtype == np.float64 and np.array_equal(values, column[want])
 
 
 def test_seeding_words_are_those_each_generator_is_seeded_from():
@@ -154,6 +157,10 @@ def test_compiled_draws_refuse_a_wrong_output():
     with pytest.raises(ValueError, match="4 uint64 per row"):
         bounded_draws._seeded_draws.sorted_draws(words[:, :3], 10, np.empty(10, dtype=np.int64))
     assert bounded_draws.seeded_sorted_draws(words, 2**32, np.int64) is None  # beyond its range: NumPy draws
+    with pytest.raises(ValueError, match="out must hold 1 x 10 float64 values"):
+        bounded_draws._seeded_draws.resampled_values(words, np.ones(10), np.empty(11))
+    with pytest.raises(ValueError, match="must hold float64"):
+        bounded_draws._seeded_draws.resampled_values(words, np.ones(10, dtype=np.float32), np.empty(10))
 
 
 def test_without_the_compiled_draws_the_vectorized_bootstrap_is_the_same(monkeypatch):
