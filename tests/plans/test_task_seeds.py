@@ -178,3 +178,18 @@ def test_without_the_compiled_draws_the_vectorized_bootstrap_is_the_same(monkeyp
     numpy_only = hpcml.bootstrap(stat, x, replicates=300, seed=4, workers=1, vectorized=True)
     assert np.array_equal(built.replicates.to_numpy(), numpy_only.replicates.to_numpy())
     assert (built.se, built.bca) == (numpy_only.se, numpy_only.bca)
+
+
+def test_a_compiled_module_from_older_sources_is_not_used(monkeypatch):
+    """A checkout updated without reinstalling may hold a module without today's functions:
+    it counts as disagreeing with NumPy, which then draws."""
+    import types
+
+    bounded_draws.compiled_agrees_with_numpy.cache_clear()
+    older = types.SimpleNamespace(sorted_draws=bounded_draws._seeded_draws.sorted_draws)  # no resampled_values
+    monkeypatch.setattr(bounded_draws, "_seeded_draws", older)
+    try:
+        assert not bounded_draws.compiled_agrees_with_numpy()
+        assert bounded_draws.seeded_sorted_draws(np.zeros((1, 4), np.uint64), 10) is None
+    finally:
+        bounded_draws.compiled_agrees_with_numpy.cache_clear()
