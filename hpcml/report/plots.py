@@ -15,6 +15,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import MaxNLocator
@@ -232,23 +233,33 @@ def _arrows(ax, tips, *, alpha: float, width: float, label: str) -> None:
               alpha=alpha, width=width, label=label)
 
 
+def _bars(ax, x, heights, *, color: str, label: str, width: float = 0.8):
+    """Bars from 0, as ``ax.bar`` draws them, as one collection (not a patch laid out per bar)."""
+    x, top = np.asarray(x, dtype=float), np.asarray(heights, dtype=float)
+    left, right, zero = x - width / 2, x + width / 2, np.zeros_like(top)
+    corners = np.stack([np.column_stack(c) for c in ((left, zero), (left, top), (right, top), (right, zero))], axis=1)
+    bars = PolyCollection(corners, facecolors=color, edgecolors="none", label=label)
+    bars.sticky_edges.y.append(0)  # the axis starts at 0, as under bars, with no margin below
+    return ax.add_collection(bars)
+
+
 def scree(ks, ratios, path: Path, kept: int | None = None) -> None:
     """Explained variance ratio of every component (the first ``kept`` marked) and its cumulative curve."""
     ks, ratios = list(ks), list(ratios)
     kept = len(ks) if kept is None else kept
     cum = pd.Series(ratios).cumsum()
     fig, ax = subplots(figsize=(max(6, 0.25 * len(ks)), 3.5))
-    ax.bar(ks[:kept], ratios[:kept], color="#4C72B0", label=f"explained variance ratio (kept: {kept})")
+    bars = [_bars(ax, ks[:kept], ratios[:kept], color="#4C72B0", label=f"explained variance ratio (kept: {kept})")]
     if kept < len(ks):
-        ax.bar(ks[kept:], ratios[kept:], color="#B0B0B0", label="not kept")
-    ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
+        bars.append(_bars(ax, ks[kept:], ratios[kept:], color="#B0B0B0", label="not kept"))
+    (curve,) = ax.plot(ks, cum, "o-", color="#C44E52", label="cumulative")
     for level in (0.8, 0.95):
         ax.axhline(level, ls="--", color="grey", lw=0.8)
     ax.set_xlabel("component")
     ax.set_ylabel("fraction of variance")
     ax.set_xlim(0.4, len(ks) + 0.6)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(loc="center right")
+    ax.legend(handles=[curve, *bars], loc="center right")  # the curve first, as under ax.bar
     ax.set_title("scree plot")
     one_panel_layout(fig, ax)
     save(fig, path)
