@@ -50,9 +50,9 @@ r_workers <- function(workers) {
 # A process forked from the session (a loop body in run_forked, mclapply or mcparallel of the
 # user's) inherits the session's pool: its sockets are the session's connections to the
 # session's workers. A message it sent or read there would be taken for, or take, one of the
-# session's, and stopCluster at its exit would end the session's workers. It forgets them
-# (closing nothing: its copies of the sockets close when it ends) and starts workers of its own
-# if it needs any.
+# session's, and stopCluster in its exit finalizer (a loop body calling quit()) would end the
+# session's workers. It forgets them, closing nothing (its copies of the sockets close when it
+# ends); its own loops run in it (run_here).
 forget_parents_workers <- function() {
   if (!is.null(.hpcml$r_pool_owner) && !identical(.hpcml$r_pool_owner, Sys.getpid())) {
     .hpcml$r_pool <- NULL
@@ -217,7 +217,9 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   if (n == 0) return(list(ok = logical(0), value = list(), error = character(0)))
   chunks <- loop_chunks(n, seed, workers, chunk_size)
   workers <- min(workers, length(chunks))
-  parts <- if (.Platform$OS.type == "unix" && holds_large_vectors(fun)) {
+  parts <- if (forked_from_session()) {
+    run_here(fun, chunks)
+  } else if (.Platform$OS.type == "unix" && holds_large_vectors(fun)) {
     run_forked(fun, chunks, workers)
   } else {
     run_on_pool(fun, chunks, workers)
@@ -239,6 +241,35 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   list(ok = unlist(lapply(parts, `[[`, "ok"), use.names = FALSE),
        value = do.call(c, lapply(parts, `[[`, "value")),
        error = unlist(lapply(parts, `[[`, "error"), use.names = FALSE))
+}
+
+# The process that loaded the package; any other process with this package loaded is a fork of
+# it (a loop body in run_forked, or the user's own mclapply or mcparallel).
+.onLoad <- function(libname, pkgname) {
+  .hpcml$session_pid <- Sys.getpid()
+}
+
+forked_from_session <- function() {
+  !is.null(.hpcml$session_pid) && !identical(.hpcml$session_pid, Sys.getpid())
+}
+
+# A loop inside a fork of the session runs its chunks in the fork, one after another, as a
+# %dopar% in a loop body does: the session's workers are the session's (a fork sending them a
+# chunk on the sockets it inherited would read, or lose, another process's reply), and forks
+# starting workers of their own at once would all draw the same port from the same random
+# numbers. The fork's own random numbers are given back as they were.
+run_here <- function(fun, chunks) {
+  seed <- globalenv()$.Random.seed
+  kinds <- RNGkind()
+  on.exit({
+    if (is.null(seed)) {
+      suppressWarnings(RNGkind(kinds[1], kinds[2], kinds[3]))
+      rm(".Random.seed", envir = globalenv())
+    } else {
+      assign(".Random.seed", seed, envir = globalenv())
+    }
+  })
+  lapply(chunks, run_chunk, fn = fun)
 }
 
 # A chunk whose worker was lost: `why` is kept for the iterations' error.

@@ -234,3 +234,20 @@ test_that("a loop body that ends its forked process leaves the session's workers
     "    identical(sort(old), sort(hpcml:::.hpcml$r_pool_pids)), '\\n')"))
   expect_identical(last, "TRUE TRUE TRUE")
 })
+
+test_that("a local loop inside a forked loop body runs in the fork, with its own values and seeds", {
+  skip_on_os("windows")
+  # Forks once sent their nested loops' chunks on the session's sockets, all at once, and took
+  # each other's replies (wrong values, or a wait without end).
+  last <- last_line_of_script(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "invisible(hpcml_lapply(1:2, identity, workers = 2))",
+    "big <- numeric(5e6)  # 40 MB: the outer loop runs in forks of the session",
+    "inner <- function(i) hpcml_lapply(1:6, function(j) c(j + 10 * i, runif(1)), workers = 2, seed = 5)",
+    "outer <- function(i) { length(big); set.seed(9, kind = 'Mersenne-Twister'); a <- runif(1); x <- inner(i); c(a, runif(1), unlist(x)) }",
+    "got <- hpcml_lapply(1:4, outer, workers = 2)",
+    "set.seed(9, kind = 'Mersenne-Twister'); want_rng <- runif(2)  # the fork's own numbers go on after its inner loop",
+    "want <- lapply(1:4, function(i) c(want_rng, unlist(inner(i))))",
+    "cat(identical(got, want), '\\n')"))
+  expect_identical(last, "TRUE")
+})
