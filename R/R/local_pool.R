@@ -23,6 +23,7 @@ runs_on_r_workers <- function(backend, keep, options) {
 
 # The session's R workers: at least `workers` of them, started on first use and kept.
 r_workers <- function(workers) {
+  forget_parents_workers()
   pool <- .hpcml$r_pool
   # A loop that never finished (interrupted) may have left a chunk running or its value unread
   # on a socket, which the next loop would take for its own: such workers are ended, not reused.
@@ -31,12 +32,11 @@ r_workers <- function(workers) {
     pool <- NULL
   }
   if (is.null(pool)) {
-    # Without TCP_NODELAY on both ends, a chunk's values of a few kilobytes wait for the
-    # other end's delayed acknowledgement (tens of milliseconds per message).
-    old <- options(socketOptions = "no-delay")
-    on.exit(options(old), add = TRUE)
-    pool <- parallel::makePSOCKcluster(workers, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
+    pool <- start_r_workers(workers)
+    # busy until every reply of the start is read: interrupted before, the workers are not reused
+    .hpcml$r_pool_busy <- TRUE
     .hpcml$r_pool <- pool
+    .hpcml$r_pool_owner <- Sys.getpid()
     check_r_workers(pool)
     .hpcml$r_pool_pids <- unlist(parallel::clusterCall(pool, Sys.getpid))
     if (!isTRUE(.hpcml$r_pool_finalizer)) {
@@ -46,6 +46,48 @@ r_workers <- function(workers) {
   }
   pool[seq_len(workers)]
 }
+
+# A process forked from the session (a loop body in run_forked, mclapply or mcparallel of the
+# user's) inherits the session's pool: its sockets are the session's connections to the
+# session's workers. A message it sent or read there would be taken for, or take, one of the
+# session's, and stopCluster in its exit finalizer (a loop body calling quit()) would end the
+# session's workers. It forgets them, closing nothing (its copies of the sockets close when it
+# ends); its own loops run in it (run_here).
+forget_parents_workers <- function() {
+  if (!is.null(.hpcml$r_pool_owner) && !identical(.hpcml$r_pool_owner, Sys.getpid())) {
+    .hpcml$r_pool <- NULL
+    .hpcml$r_pool_pids <- NULL
+    .hpcml$r_pool_owner <- NULL
+    .hpcml$r_pool_busy <- FALSE
+  }
+  invisible(NULL)
+}
+
+# `workers` PSOCK workers. Where setsid(1) is found each starts in a session of its own: a
+# Ctrl-C at the session's terminal goes to the terminal's foreground process group, which would
+# otherwise hold the workers too, and a worker interrupted while it runs a call returns to
+# waiting for the next one without replying (parallel's worker loop takes an interrupt as "go
+# on"), leaving the session waiting for that reply forever wherever the session itself was not
+# interrupted (with reticulate loaded, its interrupt handler may take the Ctrl-C instead). In a
+# session of their own the interrupt reaches the session alone: its loop stops, and the next
+# loop ends these workers and starts new ones.
+start_r_workers <- function(workers) {
+  # Without TCP_NODELAY on both ends, a chunk's values of a few kilobytes wait for the
+  # other end's delayed acknowledgement (tens of milliseconds per message).
+  old <- options(socketOptions = "no-delay")
+  on.exit(options(old), add = TRUE)
+  args <- c("-e", shQuote("options(socketOptions = 'no-delay')"))
+  setsid <- if (.Platform$OS.type == "unix") Sys.which("setsid") else ""
+  if (!nzchar(setsid)) return(parallel::makePSOCKcluster(workers, rscript_args = args))
+  # The command is `setsid Rscript --default-packages=... -e ...`: `methods` would put its
+  # --default-packages before Rscript, so the same packages are named here instead.
+  rscript <- file.path(R.home("bin"), "Rscript")
+  parallel::makePSOCKcluster(workers, rscript = unname(setsid), methods = FALSE,
+                             rscript_args = c(shQuote(rscript), worker_default_packages, args))
+}
+
+# What parallel's `methods = TRUE` (its default) gives a worker.
+worker_default_packages <- "--default-packages=datasets,utils,grDevices,graphics,stats,methods"
 
 # The cluster's port listens on every interface until each worker has connected: a process
 # that connected in a worker's place (another user's, another machine's) would be sent loops
@@ -76,13 +118,16 @@ check_r_workers <- function(pool) {
 }
 
 # `kill`: also end the processes (a worker still running a chunk never reads stopCluster's
-# message; one in an endless loop would run on).
+# message; one in an endless loop would run on). In a process forked from the session (its exit
+# runs this finalizer when a loop body calls quit()) the workers are the session's: untouched.
 stop_r_workers <- function(kill = FALSE) {
   force(kill)  # before the busy flag it may be computed from is cleared
+  forget_parents_workers()
   pool <- .hpcml$r_pool
   pids <- .hpcml$r_pool_pids
   .hpcml$r_pool <- NULL
   .hpcml$r_pool_pids <- NULL
+  .hpcml$r_pool_owner <- NULL
   .hpcml$r_pool_busy <- FALSE
   if (!is.null(pool)) try(parallel::stopCluster(pool), silent = TRUE)
   if (kill && length(pids)) tools::pskill(pids, tools::SIGKILL)
@@ -92,58 +137,65 @@ stop_r_workers <- function(kill = FALSE) {
 # Run on a worker (its environment is the global one: workers need not have this package
 # loaded): keep the loop's function, in the session's working directory and library paths of
 # now, not of when the worker started (a relative path in the loop body means what it means
-# in the session).
+# in the session). TRUE, or "interrupted" for a worker interrupted here (SIGINT sent to it):
+# parallel's worker loop takes an interrupt as "go on" and would send no reply at all, while
+# the session waits for one.
 receive_loop <- function(blob, wd, paths, opts) {
-  setwd(wd)
-  .libPaths(paths)
-  # the session's options() too, as a fork of the session has them, and nothing an earlier
-  # loop's body set (options(contrasts = ...) in one loop must not change the next one's fits)
-  current <- options()
-  for (name in setdiff(names(current), names(opts))) try(options(stats::setNames(list(NULL), name)), silent = TRUE)
-  for (name in names(opts)) {  # only those that differ: setting every option costs a millisecond a loop
-    if (!identical(current[[name]], opts[[name]])) try(options(opts[name]), silent = TRUE)
-  }
-  fn <- unserialize(blob)
-  # a %dopar% inside the loop body runs sequentially in the worker, as on hpcml's other workers
-  if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
-  assign(".hpcml_loop", fn, envir = globalenv())
-  NULL
+  tryCatch({
+    setwd(wd)
+    .libPaths(paths)
+    # the session's options() too, as a fork of the session has them, and nothing an earlier
+    # loop's body set (options(contrasts = ...) in one loop must not change the next one's fits)
+    current <- options()
+    for (name in setdiff(names(current), names(opts))) try(options(stats::setNames(list(NULL), name)), silent = TRUE)
+    for (name in names(opts)) {  # only those that differ: setting every option costs a millisecond a loop
+      if (!identical(current[[name]], opts[[name]])) try(options(opts[name]), silent = TRUE)
+    }
+    fn <- unserialize(blob)
+    # a %dopar% inside the loop body runs sequentially in the worker, as on hpcml's other workers
+    if (requireNamespace("foreach", quietly = TRUE)) foreach::registerDoSEQ()
+    assign(".hpcml_loop", fn, envir = globalenv())
+    TRUE
+  }, interrupt = function(e) "interrupted")
 }
 
 # Run on a worker: a chunk of iterations, each seeded as if alone, in one plain loop under one
-# tryCatch (entered again after a failing iteration, whose message is kept).
+# tryCatch (entered again after a failing iteration, whose message is kept). A chunk interrupted
+# on its worker (SIGINT sent to it) replies list(interrupted = TRUE), as receive_loop does.
 run_chunk <- function(chunk, fn = get(".hpcml_loop", envir = globalenv())) {
-  indices <- chunk$indices
-  seeds <- chunk$seeds
-  n <- length(indices)
-  ok <- logical(n)
-  values <- vector("list", n)
-  errors <- rep(NA_character_, n)
-  # Every iteration runs with R's default normal and sample kinds, whatever an earlier loop on
-  # this worker, an earlier iteration or (in a fork) the session set: they are set here, and
-  # set again before an iteration only when .Random.seed's first element, the code of all three
-  # kinds, says they changed (naming them in every set.seed costs more than a tiny iteration).
-  RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
-  kinds <- globalenv()$.Random.seed[1L]
-  k <- 1L
-  j <- 0L
-  while (k <= n) {
-    k <- tryCatch({
-      for (j in k:n) {
-        current <- globalenv()$.Random.seed
-        if (is.null(current) || current[1L] != kinds) RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
-        set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
-        value <- fn(task_index = indices[j])
-        if (!is.null(value)) values[[j]] <- value
-        ok[j] <- TRUE
-      }
-      n + 1L
-    }, error = function(e) {
-      errors[j] <<- conditionMessage(e)
-      j + 1L
-    })
-  }
-  list(ok = ok, value = values, error = errors)
+  tryCatch({
+    indices <- chunk$indices
+    seeds <- chunk$seeds
+    n <- length(indices)
+    ok <- logical(n)
+    values <- vector("list", n)
+    errors <- rep(NA_character_, n)
+    # Every iteration runs with R's default normal and sample kinds, whatever an earlier loop on
+    # this worker, an earlier iteration or (in a fork) the session set: they are set here, and
+    # set again before an iteration only when .Random.seed's first element, the code of all three
+    # kinds, says they changed (naming them in every set.seed costs more than a tiny iteration).
+    RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
+    kinds <- globalenv()$.Random.seed[1L]
+    k <- 1L
+    j <- 0L
+    while (k <= n) {
+      k <- tryCatch({
+        for (j in k:n) {
+          current <- globalenv()$.Random.seed
+          if (is.null(current) || current[1L] != kinds) RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
+          set.seed(seeds[j], kind = "L'Ecuyer-CMRG")
+          value <- fn(task_index = indices[j])
+          if (!is.null(value)) values[[j]] <- value
+          ok[j] <- TRUE
+        }
+        n + 1L
+      }, error = function(e) {
+        errors[j] <<- conditionMessage(e)
+        j + 1L
+      })
+    }
+    list(ok = ok, value = values, error = errors)
+  }, interrupt = function(e) list(interrupted = TRUE))
 }
 
 # The chunks of a loop of `n` iterations on `workers` workers: `chunk_size` iterations each, or
@@ -165,11 +217,14 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
   if (n == 0) return(list(ok = logical(0), value = list(), error = character(0)))
   chunks <- loop_chunks(n, seed, workers, chunk_size)
   workers <- min(workers, length(chunks))
-  parts <- if (.Platform$OS.type == "unix" && holds_large_vectors(fun)) {
+  parts <- if (forked_from_session()) {
+    run_here(fun, chunks)
+  } else if (.Platform$OS.type == "unix" && holds_large_vectors(fun)) {
     run_forked(fun, chunks, workers)
   } else {
     run_on_pool(fun, chunks, workers)
   }
+  parts <- lapply(parts, checked_part)
   lost <- which(vapply(parts, function(p) !is.null(attr(p, "lost")), NA))
   if (length(lost)) {
     # A worker that died (the loop body ended its process, or it crashed) is not an iteration's
@@ -178,16 +233,58 @@ run_on_r_workers <- function(fun, n, seed, workers = NULL, chunk_size = NULL) {
     first <- chunks[[lost[1]]]$indices + 1L
     where <- if (length(lost) == length(chunks) && length(chunks) > 1) "the loop" else
       sprintf("iterations %d to %d", min(first), max(first))
-    stop(sprintf("an R worker process of this session died or could not be reached while running %s (%s); %s",
-                 where, attr(parts[[lost[1]]], "lost"), "no values were returned"), call. = FALSE)
+    how <- if (identical(attr(parts[[lost[1]]], "lost"), interrupted_why)) "was interrupted" else
+      "died or could not be reached"
+    stop(sprintf("an R worker process of this session %s while running %s (%s); %s",
+                 how, where, attr(parts[[lost[1]]], "lost"), "no values were returned"), call. = FALSE)
   }
   list(ok = unlist(lapply(parts, `[[`, "ok"), use.names = FALSE),
        value = do.call(c, lapply(parts, `[[`, "value")),
        error = unlist(lapply(parts, `[[`, "error"), use.names = FALSE))
 }
 
+# The process that loaded the package; any other process with this package loaded is a fork of
+# it (a loop body in run_forked, or the user's own mclapply or mcparallel).
+.onLoad <- function(libname, pkgname) {
+  .hpcml$session_pid <- Sys.getpid()
+}
+
+forked_from_session <- function() {
+  !is.null(.hpcml$session_pid) && !identical(.hpcml$session_pid, Sys.getpid())
+}
+
+# A loop inside a fork of the session runs its chunks in the fork, one after another, as a
+# %dopar% in a loop body does: the session's workers are the session's (a fork sending them a
+# chunk on the sockets it inherited would read, or lose, another process's reply), and forks
+# starting workers of their own at once would all draw the same port from the same random
+# numbers. The fork's own random numbers are given back as they were.
+run_here <- function(fun, chunks) {
+  seed <- globalenv()$.Random.seed
+  kinds <- RNGkind()
+  on.exit({
+    if (is.null(seed)) {
+      suppressWarnings(RNGkind(kinds[1], kinds[2], kinds[3]))
+      rm(".Random.seed", envir = globalenv())
+    } else {
+      assign(".Random.seed", seed, envir = globalenv())
+    }
+  })
+  lapply(chunks, run_chunk, fn = fun)
+}
+
 # A chunk whose worker was lost: `why` is kept for the iterations' error.
 lost_chunk <- function(why) structure(list(), lost = why)
+
+interrupted_why <- "SIGINT"
+
+# A chunk's reply as run_on_r_workers takes it: run_chunk's list, or a lost chunk (one
+# interrupted on its worker, or anything else a worker could send back).
+checked_part <- function(p) {
+  if (!is.null(attr(p, "lost"))) return(p)
+  if (is.list(p) && identical(names(p), c("ok", "value", "error"))) return(p)
+  if (is.list(p) && isTRUE(p$interrupted)) return(lost_chunk(interrupted_why))
+  lost_chunk("its reply was not a chunk's values")
+}
 
 # The chunks on the session's kept R workers.
 run_on_pool <- function(fun, chunks, workers) {
@@ -197,8 +294,12 @@ run_on_pool <- function(fun, chunks, workers) {
   blob <- serialize(fun, NULL)
   .hpcml$r_pool_busy <- TRUE  # cleared when every chunk's value is read
   parts <- tryCatch({
-    parallel::clusterCall(pool, receive_loop, blob, getwd(), .libPaths(), options())
-    parallel::clusterApplyLB(pool, chunks, run_chunk)
+    kept <- parallel::clusterCall(pool, receive_loop, blob, getwd(), .libPaths(), options())
+    if (all(vapply(kept, isTRUE, NA))) {
+      parallel::clusterApplyLB(pool, chunks, run_chunk)
+    } else {  # a worker without the loop's function: nothing is sent
+      rep(list(lost_chunk(interrupted_why)), length(chunks))
+    }
   }, error = function(e) {
     # which chunks were lost is not known: all of them are, and the next loop starts new workers
     stop_r_workers(kill = TRUE)
@@ -219,7 +320,7 @@ run_forked <- function(fun, chunks, workers) {
   parts <- suppressWarnings(parallel::mclapply(chunks, one, mc.cores = workers, mc.preschedule = FALSE,
                                                mc.set.seed = FALSE, mc.silent = TRUE))
   lapply(parts, function(p) {
-    if (is.list(p) && !inherits(p, "try-error") && identical(names(p), c("ok", "value", "error"))) return(p)
+    if (is.list(p) && !inherits(p, "try-error")) return(p)  # checked by checked_part
     lost_chunk(if (inherits(p, "try-error")) conditionMessage(attr(p, "condition")) else "the forked process ended")
   })
 }

@@ -64,11 +64,19 @@ test_that("bad worker counts and chunk sizes name the field and the value", {
   expect_error(hpcml_lapply(1:3, sqrt, seed = -1), "seed: must be a whole number", fixed = TRUE)
 })
 
-# The last line a fresh Rscript running `lines` prints.
-last_line_of_script <- function(lines) {
+# The last line a fresh Rscript running `lines` prints, ended after `limit` seconds where
+# timeout(1) is found (a script that would wait forever fails its test instead).
+last_line_of_script <- function(lines, limit = 120) {
   script <- tempfile(fileext = ".R")
   writeLines(lines, script)
-  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
+  rscript <- file.path(R.home("bin"), "Rscript")
+  timeout <- Sys.which("timeout")
+  out <- suppressWarnings(if (nzchar(timeout)) {
+    system2(timeout, c(limit, shQuote(rscript), shQuote(script)), stdout = TRUE, stderr = TRUE)
+  } else {
+    system2(rscript, script, stdout = TRUE, stderr = TRUE)
+  })
+  if (!is.null(attr(out, "status")) && attr(out, "status") == 124) return(sprintf("still running after %d s", limit))
   trimws(out[length(out)])
 }
 
@@ -178,4 +186,68 @@ test_that("the session's R workers and its forks run a loop with the session's o
   body_big <- function(i) { length(big); unname(coef(lm(mpg ~ factor(cyl), mtcars))) }
   environment(body_big) <- list2env(list(big = big), parent = globalenv())
   expect_identical(hpcml_lapply(1:2, body_big, workers = 2), list(ref, ref))
+})
+
+test_that("a worker interrupted while it runs a chunk fails the loop at once, and the next loop runs", {
+  skip_on_os("windows")
+  # SIGINT to a worker (a Ctrl-C reaching it, or `kill -INT`) while it runs a chunk: parallel's
+  # worker loop would drop the reply and wait for work, and the session wait for the reply forever.
+  last <- last_line_of_script(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "body <- function(i) { if (i == 2) tools::pskill(Sys.getpid(), tools::SIGINT); Sys.sleep(0.2); i }",
+    "first <- tryCatch(hpcml_lapply(1:4, body, workers = 2), error = conditionMessage)",
+    "second <- hpcml_lapply(1:4, function(i) i * 10, workers = 2)",
+    "cat(grepl('an R worker process of this session was interrupted while running iterations 2 to 2 (SIGINT)',",
+    "          first, fixed = TRUE), identical(second, list(10, 20, 30, 40)), '\\n')"))
+  expect_identical(last, "TRUE TRUE")
+})
+
+test_that("a Ctrl-C at the session's terminal does not reach its R workers", {
+  skip_if_not(file.exists("/proc/self/stat") && nzchar(Sys.which("setsid")), "needs Linux's /proc and setsid(1)")
+  invisible(hpcml_lapply(1:2, identity, workers = 2))
+  # Ctrl-C goes to the terminal's foreground process group: the workers' own session has none.
+  group_and_session <- function(pid) {
+    stat <- readLines(sprintf("/proc/%d/stat", pid), warn = FALSE)[1]
+    as.integer(strsplit(sub("^.*\\) ", "", stat), " ")[[1]][3:4])
+  }
+  mine <- group_and_session(Sys.getpid())
+  for (pid in hpcml:::.hpcml$r_pool_pids) {
+    theirs <- group_and_session(pid)
+    expect_false(theirs[1] == mine[1], info = "process group")
+    expect_false(theirs[2] == mine[2], info = "session")
+  }
+})
+
+test_that("a loop body that ends its forked process leaves the session's workers running", {
+  skip_on_os("windows")
+  # quit() in a fork runs the session's exit finalizers there: they must not stop the session's
+  # workers, whose sockets the fork inherited.
+  last <- last_line_of_script(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "invisible(hpcml_lapply(1:2, identity, workers = 2))",
+    "old <- hpcml:::.hpcml$r_pool_pids",
+    "big <- numeric(5e6)  # 40 MB: the next loop runs in forks of the session",
+    "first <- tryCatch(hpcml_lapply(1:4, function(i) { length(big); if (i == 2) quit(save = 'no'); i }, workers = 2),",
+    "                  error = conditionMessage)",
+    "second <- hpcml_lapply(1:4, function(i) i * 10, workers = 2)",
+    "cat(grepl('the forked process ended', first), identical(second, list(10, 20, 30, 40)),",
+    "    identical(sort(old), sort(hpcml:::.hpcml$r_pool_pids)), '\\n')"))
+  expect_identical(last, "TRUE TRUE TRUE")
+})
+
+test_that("a local loop inside a forked loop body runs in the fork, with its own values and seeds", {
+  skip_on_os("windows")
+  # Forks once sent their nested loops' chunks on the session's sockets, all at once, and took
+  # each other's replies (wrong values, or a wait without end).
+  last <- last_line_of_script(c(
+    "suppressPackageStartupMessages(library(hpcml))",
+    "invisible(hpcml_lapply(1:2, identity, workers = 2))",
+    "big <- numeric(5e6)  # 40 MB: the outer loop runs in forks of the session",
+    "inner <- function(i) hpcml_lapply(1:6, function(j) c(j + 10 * i, runif(1)), workers = 2, seed = 5)",
+    "outer <- function(i) { length(big); set.seed(9, kind = 'Mersenne-Twister'); a <- runif(1); x <- inner(i); c(a, runif(1), unlist(x)) }",
+    "got <- hpcml_lapply(1:4, outer, workers = 2)",
+    "set.seed(9, kind = 'Mersenne-Twister'); want_rng <- runif(2)  # the fork's own numbers go on after its inner loop",
+    "want <- lapply(1:4, function(i) c(want_rng, unlist(inner(i))))",
+    "cat(identical(got, want), '\\n')"))
+  expect_identical(last, "TRUE")
 })
