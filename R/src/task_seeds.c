@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "numpy_pcg64.h"
+
 #define POOL_SIZE 4
 #define INIT_A 0x43b0d7e5U
 #define MULT_A 0x931e8875U
@@ -24,7 +26,6 @@
 #define MIX_MULT_R 0x4973f715U
 #define XSHIFT 16
 
-typedef unsigned __int128 u128;
 
 static uint32_t hashmix(uint32_t value, uint32_t *hash_const)
 {
@@ -82,65 +83,6 @@ static void seed_sequence_state(uint64_t entropy, uint64_t index, uint64_t out[4
         words[i] = value;
     }
     for (int i = 0; i < 4; i++) out[i] = (uint64_t)words[2 * i] | ((uint64_t)words[2 * i + 1] << 32);
-}
-
-typedef struct {
-    u128 state, inc;
-    int has_uint32;
-    uint32_t uinteger;
-} pcg64;
-
-static const u128 PCG_MULT = ((u128)2549297995355413924ULL << 64) | 4865540595714422341ULL;
-
-static void pcg64_step(pcg64 *rng) { rng->state = rng->state * PCG_MULT + rng->inc; }
-
-static void pcg64_seed(pcg64 *rng, const uint64_t words[4])
-{
-    u128 initstate = ((u128)words[0] << 64) | words[1];
-    u128 initseq = ((u128)words[2] << 64) | words[3];
-    rng->state = 0;
-    rng->inc = (initseq << 1) | 1;
-    pcg64_step(rng);
-    rng->state += initstate;
-    pcg64_step(rng);
-    rng->has_uint32 = 0;
-    rng->uinteger = 0;
-}
-
-static uint64_t pcg64_next64(pcg64 *rng)
-{
-    pcg64_step(rng);
-    uint64_t value = (uint64_t)(rng->state >> 64) ^ (uint64_t)rng->state;
-    unsigned rot = (unsigned)(rng->state >> 122);
-    return (value >> rot) | (value << ((-rot) & 63));
-}
-
-static uint32_t pcg64_next32(pcg64 *rng)
-{
-    if (rng->has_uint32) {
-        rng->has_uint32 = 0;
-        return rng->uinteger;
-    }
-    uint64_t next = pcg64_next64(rng);
-    rng->has_uint32 = 1;
-    rng->uinteger = (uint32_t)(next >> 32);
-    return (uint32_t)next;
-}
-
-/* Generator.integers(low, high) for high - low <= 2**32: NumPy's Lemire draw. */
-static uint32_t bounded(pcg64 *rng, uint32_t range)
-{
-    const uint32_t excl = range + 1;
-    uint64_t m = (uint64_t)pcg64_next32(rng) * excl;
-    uint32_t leftover = (uint32_t)m;
-    if (leftover < excl) {
-        const uint32_t threshold = (UINT32_MAX - range) % excl;
-        while (leftover < threshold) {
-            m = (uint64_t)pcg64_next32(rng) * excl;
-            leftover = (uint32_t)m;
-        }
-    }
-    return (uint32_t)(m >> 32);
 }
 
 /* R's set.seed integer of tasks first, first + 1, ..., first + n - 1 of a job seeded `seed`. */

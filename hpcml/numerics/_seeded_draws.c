@@ -5,11 +5,7 @@
  * generators and calling each one from Python costs about as much as the statistic of a small
  * vectorized bootstrap. Here the generators are PCG64 states seeded from the four words
  * SeedSequence hands PCG64 (hpcml/plans/task_seeds.py computes them for a whole group), drawn
- * by NumPy's own arithmetic, copied from its C sources:
- *   - PCG64's seeding, step and XSL-RR output (numpy/random/src/pcg64/pcg64.h), and
- *     next_uint32's use of an output's low half, then its high half;
- *   - Generator.integers(0, n, n) for n <= 2**32: random_bounded_uint64_fill's Lemire draw,
- *     buffered_bounded_lemire_uint32 (numpy/random/src/distributions/distributions.c).
+ * by NumPy's own arithmetic (R/src/numpy_pcg64.h, shared with the R package's seeds).
  * Each replicate's n draws are counted and written back as row indices in increasing order:
  * what the vectorized path takes its resamples from (equal indices are alike, so this is the
  * draws sorted). hpcml/numerics/bounded_draws.py checks the result against NumPy's own
@@ -19,71 +15,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef unsigned __int128 u128;
-
-typedef struct {
-    u128 state, inc;
-    int has_uint32;
-    uint32_t uinteger;
-} pcg64;
-
-static const u128 PCG_MULT = ((u128)2549297995355413924ULL << 64) | 4865540595714422341ULL;
-
-static inline void pcg64_step(pcg64 *rng) { rng->state = rng->state * PCG_MULT + rng->inc; }
-
-/* PCG64(seed_seq): the words of generate_state(4, uint64) as initstate (0, 1) and initseq (2, 3). */
-static void pcg64_seed(pcg64 *rng, const uint64_t words[4])
-{
-    u128 initstate = ((u128)words[0] << 64) | words[1];
-    u128 initseq = ((u128)words[2] << 64) | words[3];
-    rng->state = 0;
-    rng->inc = (initseq << 1) | 1;
-    pcg64_step(rng);
-    rng->state += initstate;
-    pcg64_step(rng);
-    rng->has_uint32 = 0;
-    rng->uinteger = 0;
-}
-
-static inline uint64_t pcg64_next64(pcg64 *rng)
-{
-    pcg64_step(rng);
-    uint64_t value = (uint64_t)(rng->state >> 64) ^ (uint64_t)rng->state;
-    unsigned rot = (unsigned)(rng->state >> 122);
-    return (value >> rot) | (value << ((-rot) & 63));
-}
-
-static inline uint32_t pcg64_next32(pcg64 *rng)
-{
-    if (rng->has_uint32) {
-        rng->has_uint32 = 0;
-        return rng->uinteger;
-    }
-    uint64_t next = pcg64_next64(rng);
-    rng->has_uint32 = 1;
-    rng->uinteger = (uint32_t)(next >> 32);
-    return (uint32_t)next;
-}
-
-/* A draw in [0, range]: NumPy's buffered_bounded_lemire_uint32 (range < 2**32 - 1). */
-static inline uint32_t bounded(pcg64 *rng, uint32_t range)
-{
-    const uint32_t excl = range + 1;
-    uint64_t m = (uint64_t)pcg64_next32(rng) * excl;
-    uint32_t leftover = (uint32_t)m;
-    if (leftover < excl) {
-        const uint32_t threshold = (UINT32_MAX - range) % excl;
-        while (leftover < threshold) {
-            m = (uint64_t)pcg64_next32(rng) * excl;
-            leftover = (uint32_t)m;
-        }
-    }
-    return (uint32_t)(m >> 32);
-}
+#include "numpy_pcg64.h" /* in R/src: the R package draws with the same code */
 
 /* One replicate's n draws, counted: counts[v] is how often row v was drawn. */
 static void count_draws(const uint64_t words[4], uint32_t n, uint32_t *counts)
