@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import numbers
 import pickle
 import re
 import shutil
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -248,6 +250,7 @@ class BootstrapResult:
     table: pd.DataFrame
     replicates: pd.DataFrame
     run_dir: Path | None
+    notes: tuple[str, ...] = ()  # why a number is missing or less sure (also given as warnings)
 
 
 def _plain(statistic: Callable) -> tuple[bool, list[str]]:
@@ -343,8 +346,8 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
 
     from hpcml.data.frames import frame_source  # import hpcml stays light: loaded on the first call
 
-    if not 0 < level < 1:
-        raise SpecError.one("level", level, "must be between 0 and 1")
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise SpecError.one("level", level, "must be a number between 0 and 1")
     table, data_as, vector = _as_source(data)
     if vectorized and not vector:
         raise SpecError.one("vectorized", True, "a vectorized statistic takes 1-D data (one sample); "
@@ -376,10 +379,16 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     for col in ("bca_low", "bca_high"):
         if col not in rows:
             rows[col] = np.nan
-    pick = (lambda c: float(rows[c].iloc[0])) if len(rows) == 1 else (lambda c: rows[c].astype(float))
+    # An empty cell (no SE of one replicate, no BCa where the estimate lies outside every
+    # replicate, no estimate where the whole data's fit raised) is NaN; the summary's notes say why.
+    pick = (lambda c: float(pd.to_numeric(rows[c], errors="coerce").astype(float).iloc[0])) if len(rows) == 1 \
+        else (lambda c: pd.to_numeric(rows[c], errors="coerce").astype(float))
+    notes = tuple(summary.get("notes", ()))
+    for note in notes:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     return BootstrapResult(estimate=pick("estimate"), se=pick("se"), percentile=(pick("pct_low"), pick("pct_high")),
                            bca=(pick("bca_low"), pick("bca_high")), level=level, table=rows, replicates=reps,
-                           run_dir=Path(out) if out is not None else None)
+                           run_dir=Path(out) if out is not None else None, notes=notes)
 
 
 __all__ = ["map", "bootstrap", "BootstrapResult", "function_fields"]

@@ -254,17 +254,31 @@ def check_unpicklable(field: str, path: Path) -> None:
 _FRAMES: dict[int, tuple[Any, Any]] = {}
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` as the user's function may see it: a view that cannot be written. The whole data
+    set is this process's cached copy, which every later task and run in the process gets: a
+    function that changed it in place (``x *= 2``, ``x.sort()``) would change their numbers.
+    Large data, mapped from a file, was always read-only; small data now is too."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _frame(data: Dataset):
-    """The data as a DataFrame, built once per process for the whole data set."""
+    """The data as a DataFrame, built once per process for the whole data set over a read-only
+    view of it; each call gets its own shallow copy, so a column the function sets or drops is
+    its own (a change of the values in place raises: see ``read_only``)."""
     import pandas as pd
 
     cached = _FRAMES.get(id(data.X))
     if cached is None or cached[0] is not data.X:
-        frame = pd.DataFrame(np.asarray(data.X), columns=data.features)
+        frame = pd.DataFrame(read_only(np.asarray(data.X)), columns=data.features)
         if len(_FRAMES) > 2:
             _FRAMES.clear()
         cached = _FRAMES[id(data.X)] = (data.X, frame)
-    return cached[1]
+    return cached[1].copy(deep=False)
 
 
 _TEMP: list[str] = []
@@ -381,12 +395,13 @@ class PythonFunctionKind(ModelKind):
     def _data(params: PythonParams, data: Dataset, rows: np.ndarray | None):
         if data.X.shape[1] == 0:  # source: none
             return None
+        # The whole data read-only (see read_only); a resampled copy is the task's own.
         if params.vectorized:  # the one column, as the batched call gets each row of its batch
             column = np.asarray(data.X, dtype=np.float64)[:, 0]
-            return column if rows is None else column[rows]
+            return read_only(column) if rows is None else column[rows]
         if params.data_as == "array":
             X = np.asarray(data.X)
-            return X if rows is None else X[rows]
+            return read_only(X) if rows is None else X[rows]
         frame = _frame(data)
         return frame if rows is None else frame.iloc[rows].reset_index(drop=True)
 
