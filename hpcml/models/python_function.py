@@ -38,6 +38,7 @@ from hpcml.files import bytes_digest
 from hpcml.models.base import Dataset, FitContext, FunctionParams, ModelKind, register_model, with_function_args
 from hpcml.models.user_outputs import pickled, to_record
 from hpcml.models.vectorized import leave_group_out_values, one_column, resampled_values, vector_batch
+from hpcml.models.whole_data import read_only, whole_frame
 from hpcml.trust import why_untrusted
 
 # A vectorized function's replicates run in groups of VECTOR_BATCH (the tasks a plan's group
@@ -251,36 +252,6 @@ def check_unpicklable(field: str, path: Path) -> None:
                             "have written")
 
 
-_FRAMES: dict[int, tuple[Any, Any]] = {}
-
-
-def read_only(a: np.ndarray) -> np.ndarray:
-    """``a`` as the user's function may see it: a view that cannot be written. The whole data
-    set is this process's cached copy, which every later task and run in the process gets: a
-    function that changed it in place (``x *= 2``, ``x.sort()``) would change their numbers.
-    Large data, mapped from a file, was always read-only; small data now is too."""
-    if not a.flags.writeable:
-        return a
-    view = a.view()
-    view.flags.writeable = False
-    return view
-
-
-def _frame(data: Dataset):
-    """The data as a DataFrame, built once per process for the whole data set over a read-only
-    view of it; each call gets its own shallow copy, so a column the function sets or drops is
-    its own (a change of the values in place raises: see ``read_only``)."""
-    import pandas as pd
-
-    cached = _FRAMES.get(id(data.X))
-    if cached is None or cached[0] is not data.X:
-        frame = pd.DataFrame(read_only(np.asarray(data.X)), columns=data.features)
-        if len(_FRAMES) > 2:
-            _FRAMES.clear()
-        cached = _FRAMES[id(data.X)] = (data.X, frame)
-    return cached[1].copy(deep=False)
-
-
 _TEMP: list[str] = []
 
 
@@ -402,7 +373,7 @@ class PythonFunctionKind(ModelKind):
         if params.data_as == "array":
             X = np.asarray(data.X)
             return read_only(X) if rows is None else X[rows]
-        frame = _frame(data)
+        frame = whole_frame(data)
         return frame if rows is None else frame.iloc[rows].reset_index(drop=True)
 
     def outputs(self, params, fitted: dict[str, Any], data: Dataset) -> dict[str, Any]:
