@@ -351,7 +351,8 @@ def bootstrap(statistic: Callable, data: Any, *, replicates: int = 1000, backend
     table, data_as, vector = _as_source(data)
     if vectorized and not vector:
         raise SpecError.one("vectorized", True, "a vectorized statistic takes 1-D data (one sample); "
-                            f"got {type(data).__name__} of more than one column")
+                            f"got {type(data).__name__} of shape {np.shape(data)}: pass one column "
+                            "(a Series or a 1-D array)")
     with _Run(out) as run:
         fn = _along_last_axis(statistic) if vectorized else _adapt(statistic, vector)
         spec = {
