@@ -102,17 +102,20 @@ def test_scancel_one_worker_job_mid_run(slurm_cluster, tmp_path):
 
 @pytest.mark.timeout(400)
 def test_retiring_workers_are_replaced(slurm_cluster, tmp_path):
-    """lifetime_min below the walltime: the one worker retires mid-run, a new job replaces it."""
+    """lifetime_min below the walltime: the one worker retires mid-run, a new job replaces it.
+    The lifetime counts from the worker's start, which takes up to about 17 s on a busy machine:
+    a lifetime of 9 s left some workers no time to finish their first chunk, and a chunk on 4
+    workers that retired under it failed (KilledWorker). 30 s leaves each worker time to work."""
     from hpcml import run
 
-    n, ms = 30, 400.0
-    backend = {**SLURM, "jobs": 1, "walltime_min": 2, "lifetime_min": 0.15}  # retire after 9 s
+    n, ms = 60, 600.0
+    backend = {**SLURM, "jobs": 1, "walltime_min": 2, "lifetime_min": 0.5}  # retire after 30 s
     result = run(_sleep_job(tmp_path, "t-life", n, ms, backend, chunk_size=2), progress=False)
     log_dir = result.run_dir / "logs" / "dask"
     assert result.ok, (result.failures(), read_logs(log_dir))
     assert list(result.results["task_index"]) == list(range(n))
     np.testing.assert_array_equal(result.results["slept_ms"].to_numpy(), _expected_ms(7, n, ms, 0.3))
-    # n * ms = 12 s of work for one worker living 9 s: at least two worker jobs took part.
+    # n * ms = 36 s of work for one worker living 30 s: at least two worker jobs took part.
     assert len(_job_ids(log_dir)) >= 2, read_logs(log_dir)
     assert (pd.Series(result.results["attempt"]) == 0).all()  # Dask moved the work; no runner retry needed
 
