@@ -93,25 +93,29 @@ def seeded_sorted_draws(words: np.ndarray, n: int, dtype=np.int64) -> np.ndarray
     whose ``generate_state(4, uint64)`` is ``words[k]`` ((rows, 4) uint64), of type ``dtype``
     (uint16, uint32 or int64, holding n - 1); None where the compiled module is not built, n
     is out of its range, or it does not draw NumPy's numbers (then the caller draws by NumPy)."""
-    if _seeded_draws is None or not 1 <= n < 2**32 or not compiled_agrees_with_numpy():
+    if not compiled_draws(n):
         return None
     out = np.empty((len(words), n), dtype=dtype)
     _seeded_draws.sorted_draws(np.ascontiguousarray(words, dtype=np.uint64), n, out)
     return out
 
 
-def seeded_resampled_values(words: np.ndarray, column: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
+def seeded_resampled_values(words: np.ndarray, column: np.ndarray) -> np.ndarray | None:
     """Row k: ``column[seeded_sorted_draws(words, len(column))[k]]`` (float64), the draws
-    going straight into the values (into ``out``, C-contiguous (len(words), len(column))
-    float64, if given); None where :func:`seeded_sorted_draws` would be."""
+    going straight into the values; None where :func:`seeded_sorted_draws` would be."""
     n = len(column)
-    if _seeded_draws is None or not 1 <= n < 2**32 or not compiled_agrees_with_numpy():
+    if not compiled_draws(n):
         return None
-    if out is None:
-        out = np.empty((len(words), n), dtype=np.float64)
+    out = np.empty((len(words), n), dtype=np.float64)
     _seeded_draws.resampled_values(np.ascontiguousarray(words, dtype=np.uint64),
                                    np.ascontiguousarray(column, dtype=np.float64), out)
     return out
+
+
+def compiled_draws(n: int) -> bool:
+    """Whether the compiled module draws ranges of ``n``: built, n within its range, and
+    drawing NumPy's numbers."""
+    return _seeded_draws is not None and 1 <= n < 2**32 and compiled_agrees_with_numpy()
 
 
 @functools.lru_cache(maxsize=1)

@@ -139,7 +139,9 @@ class GroupResamples:
         batch = seeded_resampled_values(self.ctxs.seed_words(self.ks), column)
         if batch is not None:
             return batch
-        rows, batch = self.rows(), np.empty((len(self), self.n), dtype=np.float64)
+        # No compiled draws: NumPy's generators draw the rows, taken from the column in blocks.
+        rows = resample_rows(self.ctxs.rngs(self.ks), self.n)
+        batch = np.empty((len(self), self.n), dtype=np.float64)
         for start in range(0, len(rows), TAKE_ROWS):
             # Indices as intp a block at a time (they stay in cache); all are below n, so "clip"
             # changes none and spares the bounds check's copy: 3x faster than column[rows].
