@@ -36,7 +36,6 @@ r_workers <- function(workers) {
     # busy until every reply of the start is read: interrupted before, the workers are not reused
     .hpcml$r_pool_busy <- TRUE
     .hpcml$r_pool <- pool
-    .hpcml$r_pool_owner <- Sys.getpid()
     check_r_workers(pool)
     .hpcml$r_pool_pids <- unlist(parallel::clusterCall(pool, Sys.getpid))
     if (!isTRUE(.hpcml$r_pool_finalizer)) {
@@ -54,10 +53,10 @@ r_workers <- function(workers) {
 # session's workers. It forgets them, closing nothing (its copies of the sockets close when it
 # ends); its own loops run in it (run_here).
 forget_parents_workers <- function() {
-  if (!is.null(.hpcml$r_pool_owner) && !identical(.hpcml$r_pool_owner, Sys.getpid())) {
+  # (only the session starts workers: a fork runs its loops in place)
+  if (forked_from_session()) {
     .hpcml$r_pool <- NULL
     .hpcml$r_pool_pids <- NULL
-    .hpcml$r_pool_owner <- NULL
     .hpcml$r_pool_busy <- FALSE
   }
   invisible(NULL)
@@ -127,7 +126,6 @@ stop_r_workers <- function(kill = FALSE) {
   pids <- .hpcml$r_pool_pids
   .hpcml$r_pool <- NULL
   .hpcml$r_pool_pids <- NULL
-  .hpcml$r_pool_owner <- NULL
   .hpcml$r_pool_busy <- FALSE
   if (!is.null(pool)) try(parallel::stopCluster(pool), silent = TRUE)
   if (kill && length(pids)) tools::pskill(pids, tools::SIGKILL)
