@@ -6,9 +6,10 @@ of ``hpcml run --backend mpi``, ``python -m hpcml.pack`` and ``scripts/pack_task
 - dynamic: rank 0 drives the run with the ``mpi`` backend, which hands out chunks as ranks
   free up; the other ranks serve chunks until rank 0 says stop.
 
-Nothing may hang on a dead rank (see ``hpcml.backends.mpi.liveness``): rank 0 reports a lost
-rank's chunks as failed, consolidates, and aborts the MPI job so that nothing waits for the
-dead rank in ``MPI_Finalize``. ``--resume`` later runs only what is missing.
+Nothing may hang on a dead rank (see ``hpcml.backends.mpi.liveness``): in dynamic mode rank 0
+gives a lost rank's chunk to the ranks left (once; lost again, its tasks fail), consolidates,
+and aborts the MPI job so that nothing waits for the dead rank in ``MPI_Finalize``; in static
+mode a lost rank's unfinished share fails. ``--resume`` later runs only what is missing.
 """
 from __future__ import annotations
 

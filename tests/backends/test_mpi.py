@@ -272,9 +272,10 @@ def test_kill9_without_launcher_help_is_detected_by_heartbeats(tmp_path, local_s
 
 @pytest.mark.timeout(240)
 @real_mpi
-def test_hung_rank_is_declared_lost_and_its_chunk_retried(tmp_path, local_sleep):
-    """A stopped rank (hung file system, SIGSTOP) that no launcher notices: the heartbeat bound."""
-    spec = write_spec(tmp_path / "job.yaml", {**sleep_spec(tmp_path, "dynamic"), "retries": 1})
+def test_hung_rank_is_declared_lost_and_its_chunk_rerun_elsewhere(tmp_path, local_sleep):
+    """A stopped rank (hung file system, SIGSTOP) that no launcher notices: the heartbeat bound.
+    Its chunk runs on the ranks left without a retry (``retries`` is 0): the run completes."""
+    spec = write_spec(tmp_path / "job.yaml", sleep_spec(tmp_path, "dynamic"))
     tag = uuid.uuid4().hex
     proc = start_mpirun(3, "-m", "hpcml.cli", "run", str(spec), "-q", tag=tag)
     try:
@@ -288,10 +289,12 @@ def test_hung_rank_is_declared_lost_and_its_chunk_retried(tmp_path, local_sleep)
     assert "48/48 tasks ok" in out
     results = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert_same_results(local_sleep, results)
-    # the chunk the stopped rank held was failed once ("stopped responding"), then rerun elsewhere
+    # Either the stopped rank held a chunk (one line says it runs on the ranks left) or it was
+    # stopped between chunks; no task failed either way.
+    held = [line for line in err.splitlines() if "MPI rank 1 stopped responding" in line]
+    assert all("runs on the ranks left" in line for line in held) and len(held) <= 1, err
     records = RunStore(tmp_path / "run").read_records()
-    lost = records.loc[records["status"] != "ok"]
-    assert len(lost) > 0 and lost["error"].str.contains("MPI rank 1 stopped responding").all()
+    assert (records["status"] == "ok").all(), records.loc[records["status"] != "ok"]
     # Every task once in the results. (The chunk files may hold a second ok copy of the stopped
     # rank's chunk: when the job is torn down, Open MPI sends SIGCONT before it kills, so a hung
     # rank can still finish the chunk it held. Consolidation keeps one row per task.)

@@ -23,15 +23,16 @@ from .test_node_crash import TASKS, local_sleep, sleep_spec  # noqa: F401  (the 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
-def _wait_for(predicate, proc, within: float, what: str) -> None:
+def _wait_for(predicate, proc, within: float, what: str, said) -> None:
+    """Wait for ``predicate``; on failure the message ends with what the run printed (``said()``)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
             return
         if proc.poll() is not None and not predicate():
-            raise AssertionError(f"mpirun ended (exit {proc.returncode}) before {what}")
+            raise AssertionError(f"mpirun ended (exit {proc.returncode}) before {what}; it printed:\n{said()}")
         time.sleep(0.2)
-    raise AssertionError(f"no {what} within {within} s")
+    raise AssertionError(f"no {what} within {within} s; the run printed:\n{said()}")
 
 
 @pytest.mark.timeout(480)
@@ -46,11 +47,12 @@ def test_mpi_dynamic_network_partition_completes_the_run(cluster, local_sleep):
     with open(out_file, "w") as out, open(err_file, "w") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=cluster.env(), start_new_session=True)
     try:
+        printed = lambda: out_file.read_text()[-3000:] + err_file.read_text()[-6000:]
         chunks = lambda: len(list((run / "chunks").glob("chunk-*.parquet"))) if (run / "chunks").is_dir() else 0
-        _wait_for(lambda: chunks() >= 4, proc, 240, "4 chunks before the partition")
+        _wait_for(lambda: chunks() >= 4, proc, 240, "4 chunks before the partition", printed)
         cluster.partition("node2")
         said = "MPI rank(s) 2 lost; ending the MPI job (the results are complete)"
-        _wait_for(lambda: said in err_file.read_text(), proc, 120, f"the line {said!r}")
+        _wait_for(lambda: said in err_file.read_text(), proc, 120, f"the line {said!r}", printed)
     finally:
         if proc.poll() is None:  # mpirun waits for node2's daemon: not hpcml's to end
             subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)

@@ -42,6 +42,7 @@ class Scheduler:
         self.idle: collections.deque[int] = collections.deque()
         self.busy: dict[int, WorkOrder | None] = {}  # None: given up on, the rank still in the call
         self.added = 0  # chunks made of given-up chunks' unstarted tasks, not yet counted by run()
+        self.lost_once: set[tuple] = set()  # chunks whose rank was lost, given to the ranks left
         self.failure: str | None = None
         self._stop = threading.Event()
         # The job each rank holds: a started backend may run several jobs (the passes of a fit
@@ -107,9 +108,9 @@ class Scheduler:
                 for rank in live.poll():
                     if rank in self.idle:
                         self.idle.remove(rank)
-                    if self.busy.get(rank) is not None:
-                        self.results.put(ChunkResult.lost(self.busy[rank].chunk, live.lost_message(rank)))
-                    self.busy.pop(rank, None)
+                    order = self.busy.pop(rank, None)
+                    if order is not None:
+                        self._rank_lost_with(rank, order)
                     self.s.stuck.discard(rank)
                 # At the deadline nothing new starts; chunks under way get dead_after_s to finish.
                 if self._past_deadline():
@@ -119,6 +120,21 @@ class Scheduler:
             outbox.reap()
             pause = backoff(pause, busy, ceiling=0.005)
             time.sleep(pause)
+
+    def _rank_lost_with(self, rank: int, order: WorkOrder) -> None:
+        """The chunk a lost rank held runs again on the ranks left, as Dask and Spark rerun a
+        lost worker's tasks: a node or its link failed, or the work message never arrived,
+        which says nothing about the tasks. Lost with a second rank, its tasks fail (the chunk
+        itself may be what stops ranks). A rank only cut off may still write the chunk's file
+        on a shared file system: the same records, kept once by consolidation."""
+        why, key = self.s.live.lost_message(rank), (order.run_dir, order.attempt, order.chunk.indices)
+        if key in self.lost_once:
+            self.results.put(ChunkResult.lost(order.chunk, f"{why}; a rank was lost with this chunk before"))
+            return
+        self.lost_once.add(key)
+        first, last = order.chunk.indices[0], order.chunk.indices[-1]
+        log.warning("%s; its chunk (tasks %d-%d) runs on the ranks left", why, first, last)
+        self.pending.appendleft(order)
 
     def _gave_up(self, rank: int, result: ChunkResult) -> None:
         order = self.busy.get(rank)
