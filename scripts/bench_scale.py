@@ -9,7 +9,8 @@
 3. ``hpcml run`` of a one-task ``fit`` (OLS on diabetes) vs ``python -c "import numpy, sklearn"``.
 4. (``--warm-only``) that fit run again by ``hpcml.run`` in the same process: wall vs compute.
 5. (``--startup-only``) 3. alone, more rounds, beside the same fit in workers (``in_driver:
-   false``), a PCA fit of the digits with its two plots, and with ``--before PATH`` the OLS and
+   false``), a PCA fit of the digits with its two plots and its floor (the same SVD and plots
+   in a plain matplotlib script, no hpcml), and with ``--before PATH`` the OLS and
    PCA fits of another checkout (its ``PYTHONPATH``), all interleaved in one run, with Python's
    bytecode cache on (in a temporary ``PYTHONPYCACHEPREFIX``), as an installed package has it.
 
@@ -97,6 +98,49 @@ def fit_spec(path: Path, workers: int, *, kind: str = "ols", **backend) -> Path:
     return path
 
 
+# The floor of a one-task PCA fit with its plots: the same work in a plain script, no hpcml
+# (digits centred, NumPy's SVD, the scree plot and the biplot drawn with the same matplotlib
+# calls as hpcml.report.plots, on the Agg canvas, saved as PNG).
+PCA_PLOTS_FLOOR = r"""
+import sys
+from pathlib import Path
+import numpy as np
+from sklearn.datasets import load_digits
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+out = Path(sys.argv[-1]); out.mkdir(parents=True, exist_ok=True)
+x = load_digits().data
+x = x - x.mean(axis=0)
+u, s, vt = np.linalg.svd(x, full_matrices=False)
+ratio, ks = s**2 / (s**2).sum(), np.arange(1, len(s) + 1)
+fig = Figure(figsize=(max(6, 0.25 * len(ks)), 3.5)); FigureCanvasAgg(fig); ax = fig.subplots()
+corners = np.stack([np.column_stack(c) for c in ((ks - .4, 0 * ratio), (ks - .4, ratio), (ks + .4, ratio),
+                                                 (ks + .4, 0 * ratio))], axis=1)
+bars = ax.add_collection(PolyCollection(corners, facecolors="#4C72B0", edgecolors="none", label="ratio"))
+(curve,) = ax.plot(ks, ratio.cumsum(), "o-", color="#C44E52", label="cumulative")
+for level in (0.8, 0.95):
+    ax.axhline(level, ls="--", color="grey", lw=0.8)
+ax.set_xlabel("component"); ax.set_ylabel("fraction of variance"); ax.set_xlim(0.4, len(ks) + 0.6)
+ax.legend(handles=[curve, bars], loc="center right"); ax.set_title("scree plot")
+fig.savefig(out / "scree.png", format="png", dpi=100, pil_kwargs={"compress_level": 3})
+fig = Figure(figsize=(6, 5)); FigureCanvasAgg(fig); ax = fig.subplots()
+scores, tips = u[:, :2] * s[:2], vt[:2].T * 0.8 * np.abs(u[:, :2] * s[:2]).max() / np.abs(vt[:2]).max()
+ax.scatter(scores[:, 0], scores[:, 1], s=6, alpha=0.4, color="#4C72B0", label="rows (scores)")
+zeros = np.zeros(len(tips))
+for part, alpha in ((slice(10, None), 0.3), (slice(0, 10), 1.0)):
+    ax.quiver(zeros[part], zeros[part], tips[part, 0], tips[part, 1], angles="xy", scale_units="xy", scale=1,
+              color="#C44E52", alpha=alpha, width=0.004, label=f"loadings {alpha}")
+ax.axhline(0, color="grey", lw=0.5); ax.axvline(0, color="grey", lw=0.5); ax.margins(0.12)
+ax.set_xlabel("PC1"); ax.set_ylabel("PC2")
+for (a, b), j in zip(tips[:10] * 1.05, range(10)):
+    ax.text(a, b, f"pixel_{j}", color="#C44E52", fontsize=8, bbox={"boxstyle": "square,pad=0.1",
+            "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+ax.legend(loc="lower left", fontsize=7, framealpha=0.8); ax.set_title("biplot: scores and loadings (arrows)")
+fig.savefig(out / "biplot.png", format="png", dpi=100, pil_kwargs={"compress_level": 3})
+"""
+
+
 def startup(args) -> None:
     """One-task fits end to end against ``import numpy, sklearn``, interleaved (5.)."""
     rows: dict[str, list[float]] = {}
@@ -107,6 +151,8 @@ def startup(args) -> None:
         cases = [("hpcml run, one-task fit (OLS, diabetes)", hpcml_cmd("run", str(ols), "-q", "-o"), None),
                  ("the same, in_driver: false (a worker process)", hpcml_cmd("run", str(forced), "-q", "-o"), None),
                  ("hpcml run, one-task fit (PCA, digits, 2 plots)", hpcml_cmd("run", str(pca), "-q", "-o"), None),
+                 ("its floor: a plain script, SVD and the same 2 plots with matplotlib, no hpcml",
+                  [sys.executable, "-c", PCA_PLOTS_FLOOR, "-o"], None),
                  ('python -c "import numpy, sklearn"', [sys.executable, "-c", "import numpy, sklearn"], None)]
         if args.before:  # the other checkout's hpcml: a driver-only option would be bad input there
             cases += [(f"earlier version ({args.before}), OLS fit", hpcml_cmd("run", str(ols), "-q", "-o"),
