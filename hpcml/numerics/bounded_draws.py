@@ -100,13 +100,15 @@ def seeded_sorted_draws(words: np.ndarray, n: int, dtype=np.int64) -> np.ndarray
     return out
 
 
-def seeded_resampled_values(words: np.ndarray, column: np.ndarray) -> np.ndarray | None:
+def seeded_resampled_values(words: np.ndarray, column: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
     """Row k: ``column[seeded_sorted_draws(words, len(column))[k]]`` (float64), the draws
-    going straight into the values; None where :func:`seeded_sorted_draws` would be."""
+    going straight into the values (into ``out`` if given: C-contiguous float64 of shape
+    (len(words), len(column))); None where :func:`seeded_sorted_draws` would be."""
     n = len(column)
     if not compiled_draws(n):
         return None
-    out = np.empty((len(words), n), dtype=np.float64)
+    if out is None:
+        out = np.empty((len(words), n), dtype=np.float64)
     _seeded_draws.resampled_values(np.ascontiguousarray(words, dtype=np.uint64),
                                    np.ascontiguousarray(column, dtype=np.float64), out)
     return out

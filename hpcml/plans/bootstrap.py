@@ -133,15 +133,16 @@ class GroupResamples:
         rows = seeded_sorted_draws(self.ctxs.seed_words(self.ks), self.n, rows_dtype(self.n))
         return rows if rows is not None else resample_rows(self.ctxs.rngs(self.ks), self.n)
 
-    def values(self, column: np.ndarray) -> np.ndarray:
+    def values(self, column: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(len(self), n) float64: row k is ``column[self.rows()[k]]``, the column's rows in
-        order, each repeated by its count (column: float64, n values)."""
-        batch = seeded_resampled_values(self.ctxs.seed_words(self.ks), column)
+        order, each repeated by its count (column: float64, n values); written into ``out``
+        (C-contiguous, that shape) if given."""
+        batch = seeded_resampled_values(self.ctxs.seed_words(self.ks), column, out)
         if batch is not None:
             return batch
         # No compiled draws: NumPy's generators draw the rows, taken from the column in blocks.
         rows = resample_rows(self.ctxs.rngs(self.ks), self.n)
-        batch = np.empty((len(self), self.n), dtype=np.float64)
+        batch = np.empty((len(self), self.n), dtype=np.float64) if out is None else out
         for start in range(0, len(rows), TAKE_ROWS):
             # Indices as intp a block at a time (they stay in cache); all are below n, so "clip"
             # changes none and spares the bounds check's copy: 3x faster than column[rows].

@@ -78,3 +78,17 @@ def test_vectorized_resamples_are_the_one_by_one_copies_in_every_chunking(statis
         assert np.array_equal(one.replicates.to_numpy(), batched.replicates.to_numpy()), options
         assert (one.estimate, one.se, one.percentile, one.bca) == (batched.estimate, batched.se, batched.percentile,
                                                                    batched.bca), options
+
+
+def _last_value(x, axis):
+    """A view of the batch itself: each resample's last value (that of the last row drawn)."""
+    return x[..., -1]
+
+
+def test_a_statistic_returning_a_view_of_the_batch_keeps_each_groups_values():
+    # The batch is one buffer reused by the next group: a statistic that returns a view of it
+    # must still give every replicate its own value (read out before the buffer is written again).
+    one = hpcml.bootstrap(lambda x: x[-1], X, replicates=1100, seed=9, workers=1)
+    batched = hpcml.bootstrap(_last_value, X, replicates=1100, seed=9, workers=1, vectorized=True)
+    assert np.array_equal(one.replicates.to_numpy(), batched.replicates.to_numpy())
+    assert batched.replicates["value"].nunique() > 1
