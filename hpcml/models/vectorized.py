@@ -7,7 +7,8 @@ the statistic would get on its own, so its values are those of G separate calls.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -43,20 +44,27 @@ def batch_values(statistic: Statistic, batch: np.ndarray) -> np.ndarray:
     return values
 
 
-def batch_buffer(rows: int, n: int) -> np.ndarray:
+@contextmanager
+def batch_buffer(rows: int, n: int) -> Iterator[np.ndarray]:
     """A (rows, n) float64 array for a batch: this thread's one buffer of BATCH_VALUES values,
     reused, where the batch fits in it; else a new array. A new 4 MiB array each call cost
     about a millisecond more than the statistic's work on it: the allocator maps such a block
     afresh each time and hands it back to the system when it is freed, so every call faulted
     its pages in again (8,600 page faults per bootstrap of 2,000 resamples of 1,000 values,
     5,900 with the buffer, which keeps only the statistic's own copies; scipy's batches of 64
-    rows fault none)."""
+    rows fault none). The buffer is taken while in use: a statistic that runs a vectorized
+    bootstrap of its own (a double bootstrap) gets another buffer for it."""
     if rows * n > BATCH_VALUES:
-        return np.empty((rows, n), dtype=np.float64)
+        yield np.empty((rows, n), dtype=np.float64)
+        return
     buffer = getattr(_buffers, "batch", None)
     if buffer is None:
-        buffer = _buffers.batch = np.empty(BATCH_VALUES, dtype=np.float64)
-    return buffer[:rows * n].reshape(rows, n)
+        buffer = np.empty(BATCH_VALUES, dtype=np.float64)
+    _buffers.batch = None
+    try:
+        yield buffer[:rows * n].reshape(rows, n)
+    finally:
+        _buffers.batch = buffer
 
 
 def resampled_values(statistic: Statistic, column: np.ndarray, resamples) -> list[dict[str, Any]]:
@@ -67,8 +75,8 @@ def resampled_values(statistic: Statistic, column: np.ndarray, resamples) -> lis
     next batch overwrites it, even where the statistic returns a view of the batch."""
     if not len(resamples):
         return []
-    batch = resamples.values(column, batch_buffer(len(resamples), column.size))
-    return [{"value": value} for value in batch_values(statistic, batch).tolist()]
+    with batch_buffer(len(resamples), column.size) as out:
+        return [{"value": value} for value in batch_values(statistic, resamples.values(column, out)).tolist()]
 
 
 def leave_group_out_values(statistic: Statistic, column: np.ndarray, labels: np.ndarray, groups: int,

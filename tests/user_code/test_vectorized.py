@@ -92,3 +92,17 @@ def test_a_statistic_returning_a_view_of_the_batch_keeps_each_groups_values():
     batched = hpcml.bootstrap(_last_value, X, replicates=1100, seed=9, workers=1, vectorized=True)
     assert np.array_equal(one.replicates.to_numpy(), batched.replicates.to_numpy())
     assert batched.replicates["value"].nunique() > 1
+
+
+def _mean_after_an_inner_bootstrap(x, axis):
+    """A double bootstrap's outer statistic: a vectorized bootstrap of its own on each of two
+    resamples (run in this process, in this thread), then the mean of every resample."""
+    for row in np.atleast_2d(x)[:2]:
+        hpcml.bootstrap(TRIMMED, row[:60], replicates=40, workers=1, vectorized=True, seed=3)
+    return np.mean(x, axis=axis)
+
+
+def test_a_vectorized_bootstrap_inside_the_statistic_leaves_the_outer_batch_alone():
+    plain = hpcml.bootstrap(np.mean, X, replicates=30, seed=4, workers=1, vectorized=True)
+    nested = hpcml.bootstrap(_mean_after_an_inner_bootstrap, X, replicates=30, seed=4, workers=1, vectorized=True)
+    assert np.array_equal(plain.replicates.to_numpy(), nested.replicates.to_numpy())
