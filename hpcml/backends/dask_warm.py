@@ -48,21 +48,24 @@ def keep_warm(key: tuple, client, cluster) -> None:
 
 
 def _close(kept) -> None:
+    """Close a kept cluster. Never raises: distributed's own close can (a KeyError from its
+    worker-status watcher for a worker that left), and a run that replaces a cluster which
+    lost a worker, or the interpreter's exit, must not fail for it."""
     client, cluster = kept
     try:
-        client.close(timeout=30)
-    finally:
-        cluster.close(timeout=60)
+        try:
+            client.close(timeout=30)
+        finally:
+            cluster.close(timeout=60)
+    except Exception as err:
+        log.debug("closing a warm dask cluster: %s", err)
 
 
 def close_warm() -> None:
     """Close every kept cluster (at exit)."""
     while _WARM:
         _, kept = _WARM.popitem()
-        try:
-            _close(kept)
-        except Exception as err:  # at exit: never a traceback instead of the user's output
-            log.debug("closing a warm dask cluster: %s", err)
+        _close(kept)
 
 
 atexit.register(close_warm)
